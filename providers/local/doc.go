@@ -1,0 +1,42 @@
+// Package local is the embedded default rack: it runs apps on one machine
+// with no cloud account and nothing installed but Go.
+//
+// Open roots a rack at a directory and returns providers that share state
+// and implement the provider interfaces for real:
+//
+//   - Registry: images in an OCI image layout per repository under
+//     registry/, served over the OCI distribution API on 127.0.0.1 so that
+//     standard tooling (crane, remote.Write, skopeo) pushes into it and
+//     copies out of it.
+//   - Scheduler: each process type runs as OS processes from the image's
+//     unpacked root file system, with the release environment plus PORT;
+//     crashed processes restart with backoff; updates roll (start new, wait
+//     healthy, drain and stop old); stops are graceful.
+//   - Balancer: an HTTP reverse proxy per route on 127.0.0.1 with active
+//     health checks, weighted target sets and draining.
+//   - Logs: JSON lines in append-only files per app and stream, with
+//     size-based retention.
+//   - Store: versioned documents with compare-and-swap in a bbolt file.
+//
+// Everything persists in the directory: reopening it after the program
+// exits or crashes shows the same documents, images and logs, serves the
+// same routes and brings every app's last applied processes back.
+//
+// A directory is used by one open rack at a time (Open fails with
+// ErrUnavailable while another program has it open); the Store alone can be
+// opened by any number of programs at once with OpenStore.
+//
+//	rack, err := local.Open(dir, nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer rack.Close()
+//	img, err := rack.Registry().PushImage(ctx, "web", "v1", image)
+//	route, err := rack.Balancer().EnsureRoute(ctx, providers.RouteSpec{App: "web", Process: "web", Port: 8080})
+//	_, err = rack.Scheduler().Apply(ctx, providers.Desired{
+//		App: "web", Release: "R1", Token: "t1", Image: img,
+//		Processes: []providers.Process{{Name: "web", Count: 2, Port: 8080}},
+//		Bindings:  map[string][]providers.Binding{"web": {route.Binding}},
+//	})
+//	// GET route.Endpoint reaches the app once the rollout completes.
+package local

@@ -1,0 +1,341 @@
+package convox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// AppSpec selects the rack's named providers an app uses; an empty name
+// selects the rack's default of that kind.
+type AppSpec struct {
+	Registry  string `json:"registry,omitempty"`
+	Scheduler string `json:"scheduler,omitempty"`
+	Balancer  string `json:"balancer,omitempty"`
+	Logs      string `json:"logs,omitempty"`
+}
+
+// App is an app as recorded in the store.
+type App struct {
+	Name string
+	// Providers are the resolved provider names the app uses.
+	Providers AppSpec
+	Created   time.Time
+	// Active is the release serving now ("" before the first successful deploy).
+	Active string
+	// LastHealthy is the newest release that served healthily.
+	LastHealthy string
+	// Latest is the newest release created.
+	Latest string
+	// Deploying is the release being promoted, if a deploy is in flight.
+	Deploying string
+	// Endpoints maps each routed process to where clients reach it.
+	Endpoints map[string]string
+}
+
+// HealthCheck says how a process is judged healthy.
+type HealthCheck = providers.HealthCheck
+
+// Protocol is a route's listener protocol.
+type Protocol = providers.Protocol
+
+// Route protocols.
+const (
+	HTTP  = providers.HTTP
+	HTTPS = providers.HTTPS
+	HTTP2 = providers.HTTP2
+)
+
+// RouteConfig is the balancer configuration of a process with a port.
+// Zero fields take defaults (HTTP, the app's default host and path).
+type RouteConfig struct {
+	Protocol            Protocol      `json:"protocol,omitempty"`
+	Host                string        `json:"host,omitempty"`
+	Path                string        `json:"path,omitempty"`
+	Certificate         string        `json:"certificate,omitempty"`
+	DeregistrationDelay time.Duration `json:"deregistrationDelay,omitempty"`
+}
+
+// Process is one process type of a release.
+type Process struct {
+	// Name is the process type ("web", "worker").
+	Name string `json:"name"`
+	// Command overrides the image's entrypoint and command when not empty.
+	Command []string `json:"command,omitempty"`
+	// Count is the number of instances; zero stops the process type.
+	Count int `json:"count"`
+	// CPU in CPU units (1024 = one vCPU); zero means 256.
+	CPU int `json:"cpu,omitempty"`
+	// Memory in MiB; zero means 512.
+	Memory int `json:"memory,omitempty"`
+	// Port the process listens on (given as $PORT); a process with a port
+	// is routed by the app's balancer. Zero means no traffic.
+	Port int `json:"port,omitempty"`
+	// Health checks the process's targets (path "/" and provider defaults when zero).
+	Health HealthCheck `json:"health"`
+	// Route configures the balancer for a process with a port.
+	Route RouteConfig `json:"route"`
+}
+
+// Secret is a secret environment value. Every fmt verb and JSON encoding
+// of it prints "<redacted>"; convert it with string(s) to use it.
+type Secret string
+
+const redacted = "<redacted>"
+
+// String returns "<redacted>".
+func (Secret) String() string { return redacted }
+
+// GoString returns "<redacted>".
+func (Secret) GoString() string { return redacted }
+
+// Format prints "<redacted>" for every verb.
+func (Secret) Format(f fmt.State, _ rune) { fmt.Fprint(f, redacted) }
+
+// MarshalJSON encodes "<redacted>".
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// LogValue redacts the secret in slog output.
+func (Secret) LogValue() any { return redacted }
+
+// AppClient addresses one app of a Client. It is cheap to create and safe
+// for concurrent use.
+type AppClient struct {
+	c    *Client
+	name string
+}
+
+// App returns a handle to the named app. No call is made until a method is used.
+func (c *Client) App(name string) *AppClient { return &AppClient{c: c, name: name} }
+
+// Name returns the app's name.
+func (a *AppClient) Name() string { return a.name }
+
+// CreateApp records a new app using the providers selected by spec (nil:
+// the rack's defaults). The name is checked against what every backend
+// accepts (see providers.ValidateName) before anything is created; an
+// existing app returns an error matching ErrAlreadyExists.
+func (c *Client) CreateApp(ctx context.Context, name string, spec *AppSpec) (*App, error) {
+	const op = "CreateApp"
+	if err := providers.ValidateName("app", name, providers.MaxAppName); err != nil {
+		return nil, wrapErr(op, name, "", err)
+	}
+	var s AppSpec
+	if spec != nil {
+		s = *spec
+	}
+	sel, err := c.rack.selectFor(s)
+	if err != nil {
+		return nil, wrapErr(op, name, "", err)
+	}
+	doc := appDoc{Name: name, Spec: sel.spec, Created: time.Now().UTC()}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, wrapErr(op, name, "", err)
+	}
+	v, err := c.rack.store.Put(ctx, appKey(name), b, 0)
+	if errors.Is(err, ErrConflict) {
+		return nil, &Error{Op: op, App: name, Code: CodeAlreadyExists, Err: fmt.Errorf("app %q: %w", name, ErrAlreadyExists)}
+	}
+	if err != nil {
+		return nil, wrapErr(op, name, "", err)
+	}
+	doc.version = v
+	c.emit(Event{Type: EventAppCreated, App: name, Message: "app created"})
+	return doc.app(), nil
+}
+
+// GetApp returns the app; a missing app matches ErrNotFound.
+func (c *Client) GetApp(ctx context.Context, name string) (*App, error) {
+	doc, err := c.loadApp(ctx, name)
+	if err != nil {
+		return nil, wrapErr("GetApp", name, "", err)
+	}
+	return doc.app(), nil
+}
+
+// Apps yields every app in name order.
+func (c *Client) Apps(ctx context.Context) iter.Seq2[*App, error] {
+	return func(yield func(*App, error) bool) {
+		for d, err := range c.list(ctx, appPrefix, false) {
+			if err != nil {
+				yield(nil, wrapErr("Apps", "", "", err))
+				return
+			}
+			var doc appDoc
+			if err := json.Unmarshal(d.Value, &doc); err != nil {
+				yield(nil, wrapErr("Apps", "", "", fmt.Errorf("decode %s: %w", d.Key, err)))
+				return
+			}
+			if !yield(doc.app(), nil) {
+				return
+			}
+		}
+	}
+}
+
+// DeleteApp tears down the app's scheduler, balancer and logs resources
+// and its release history. Every step is idempotent, so a delete that
+// failed midway can be run again. An app with a deploy in flight returns
+// an error matching ErrConflict; a missing app matches ErrNotFound.
+func (c *Client) DeleteApp(ctx context.Context, name string) error {
+	const op = "DeleteApp"
+	doc, err := c.loadApp(ctx, name)
+	if err != nil {
+		return wrapErr(op, name, "", err)
+	}
+	if doc.Lease != nil && !doc.Lease.expired(time.Now()) {
+		return &Error{Op: op, App: name, Code: CodeConflict, Err: fmt.Errorf("%w: a deploy of %s is in progress; cancel it first", ErrConflict, doc.Lease.Release)}
+	}
+	sel, err := c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return wrapErr(op, name, "", err)
+	}
+	// Block new deploys while tearing down.
+	if !doc.Deleting {
+		doc.Deleting = true
+		if err := c.saveApp(ctx, doc); err != nil {
+			return wrapErr(op, name, "", err)
+		}
+	}
+	if err := sel.scheduler.Delete(ctx, name); err != nil {
+		return wrapErr(op, name, "", fmt.Errorf("delete scheduler resources: %w", err))
+	}
+	for _, proc := range slices.Sorted(maps.Keys(doc.Routes)) {
+		r := doc.Routes[proc]
+		b := sel.balancers[r.Balancer]
+		if b == nil {
+			return wrapErr(op, name, "", providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", proc, r.Balancer))
+		}
+		if err := b.DeleteRoute(ctx, r.ID); err != nil {
+			return wrapErr(op, name, "", fmt.Errorf("delete route of %s: %w", proc, err))
+		}
+	}
+	if err := sel.logs.Delete(ctx, name); err != nil {
+		return wrapErr(op, name, "", fmt.Errorf("delete logs: %w", err))
+	}
+	for d, err := range c.list(ctx, releasePrefix(name), false) {
+		if err != nil {
+			return wrapErr(op, name, "", err)
+		}
+		if err := c.rack.store.Delete(ctx, d.Key, providers.AnyVersion); err != nil {
+			return wrapErr(op, name, "", err)
+		}
+	}
+	if err := c.rack.store.Delete(ctx, appKey(name), doc.version); err != nil {
+		return wrapErr(op, name, "", err)
+	}
+	c.emit(Event{Type: EventAppDeleted, App: name, Message: "app deleted"})
+	return nil
+}
+
+// Get returns the app.
+func (a *AppClient) Get(ctx context.Context) (*App, error) { return a.c.GetApp(ctx, a.name) }
+
+// Check reports, before any side effect, whether the app's providers offer
+// every capability (see Rack.Check).
+func (a *AppClient) Check(ctx context.Context, caps ...Capability) error {
+	doc, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return wrapErr("Check", a.name, "", err)
+	}
+	sel, err := a.c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return wrapErr("Check", a.name, "", err)
+	}
+	return wrapErr("Check", a.name, "", sel.check(caps...))
+}
+
+// Scale deploys a new release, copied from the latest, in which process
+// runs count instances. A rollback therefore restores the formation too.
+func (a *AppClient) Scale(ctx context.Context, process string, count int, opts *DeployOptions) (*Release, error) {
+	const op = "Scale"
+	if count < 0 {
+		return nil, wrapErr(op, a.name, "", providers.Invalidf("count %d for %s is negative", count, process))
+	}
+	latest, err := a.latestRelease(ctx)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	if latest == nil {
+		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release to scale; deploy one first", ErrNotFound))
+	}
+	procs := slices.Clone(latest.Processes)
+	i := slices.IndexFunc(procs, func(p Process) bool { return p.Name == process })
+	if i < 0 {
+		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: release %s has no process %q", ErrNotFound, latest.ID, process))
+	}
+	procs[i].Count = count
+	return a.Deploy(ctx, ReleaseSpec{Processes: procs, Description: fmt.Sprintf("scale %s=%d", process, count)}, opts)
+}
+
+// SetEnv deploys a new release, copied from the latest, with the given
+// variables set (plain values in env, secret ones in secrets).
+func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets map[string]Secret, opts *DeployOptions) (*Release, error) {
+	const op = "SetEnv"
+	latest, err := a.latestRelease(ctx)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	if latest == nil {
+		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound))
+	}
+	newEnv := maps.Clone(latest.Env)
+	newSec := maps.Clone(latest.Secrets)
+	if newEnv == nil {
+		newEnv = map[string]string{}
+	}
+	if newSec == nil {
+		newSec = map[string]Secret{}
+	}
+	var keys []string
+	for k, v := range env {
+		newEnv[k] = v
+		delete(newSec, k)
+		keys = append(keys, k)
+	}
+	for k, v := range secrets {
+		newSec[k] = v
+		delete(newEnv, k)
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return a.Deploy(ctx, ReleaseSpec{Env: newEnv, Secrets: newSec, Description: fmt.Sprintf("env set %v", keys)}, opts)
+}
+
+// UnsetEnv deploys a new release, copied from the latest, without the named variables.
+func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOptions) (*Release, error) {
+	const op = "UnsetEnv"
+	latest, err := a.latestRelease(ctx)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	if latest == nil {
+		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound))
+	}
+	newEnv := maps.Clone(latest.Env)
+	newSec := maps.Clone(latest.Secrets)
+	if newEnv == nil {
+		newEnv = map[string]string{}
+	}
+	if newSec == nil {
+		newSec = map[string]Secret{}
+	}
+	for _, k := range keys {
+		_, inEnv := newEnv[k]
+		_, inSec := newSec[k]
+		if !inEnv && !inSec {
+			return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: release %s has no variable %q", ErrNotFound, latest.ID, k))
+		}
+		delete(newEnv, k)
+		delete(newSec, k)
+	}
+	return a.Deploy(ctx, ReleaseSpec{Env: newEnv, Secrets: newSec, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+}

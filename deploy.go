@@ -1,0 +1,803 @@
+package convox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/convox-go/convox/internal/poll"
+	"github.com/convox-go/convox/providers"
+)
+
+// DeployOptions tune one deploy. Nil or zero fields take defaults.
+type DeployOptions struct {
+	// Timeout bounds routes, apply and the wait (Options.Timeout when zero).
+	Timeout time.Duration
+	// FailFast aborts a deploy as soon as the evidence is clear.
+	FailFast FailFastPolicy
+}
+
+// FailFastPolicy says when a deploy stops waiting and compensates before its timeout.
+type FailFastPolicy struct {
+	// MaxStopped aborts the deploy once this many of the new release's
+	// tasks have stopped (a crash loop). Zero means 3; negative disables.
+	MaxStopped int
+}
+
+func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
+	var r DeployOptions
+	if o != nil {
+		r = *o
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = c.opts.Timeout
+	}
+	if r.FailFast.MaxStopped == 0 {
+		r.FailFast.MaxStopped = 3
+	}
+	return r
+}
+
+// Deployment is an in-flight promotion. It runs in the background, bounded
+// by its timeout, whether or not anybody waits for it.
+type Deployment struct {
+	// App and Release identify the promotion; Previous is the release
+	// that was active when it started ("" for a first deploy).
+	App      string
+	Release  string
+	Previous string
+
+	c      *Client
+	a      *AppClient
+	opts   DeployOptions
+	token  string
+	start  time.Time
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	err    error
+
+	mu         sync.Mutex
+	lastStatus *providers.AppStatus
+}
+
+// Done is closed when the deployment has finished.
+func (d *Deployment) Done() <-chan struct{} { return d.done }
+
+// Wait waits for the deployment to finish. It returns nil only when the
+// promoted release is the active one and healthy; otherwise a *DeployError.
+// If ctx ends first, Wait returns ctx's error and the deployment goes on.
+func (d *Deployment) Wait(ctx context.Context) error {
+	select {
+	case <-d.done:
+		return d.err
+	case <-ctx.Done():
+		return wrapErr("Wait", d.App, d.Release, ctx.Err())
+	}
+}
+
+// Cancel aborts the deployment, restores the previous release and waits
+// until that is done.
+func (d *Deployment) Cancel(ctx context.Context) error {
+	d.cancel(errCanceled)
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+		return wrapErr("Cancel", d.App, d.Release, ctx.Err())
+	}
+}
+
+var errTimedOut = errors.New("deploy timed out")
+
+// Promote starts promoting a release: it takes the app's deploy lease (a
+// concurrent deployer gets an error matching ErrConflict) and returns a
+// Deployment that ensures routes, applies the release to the scheduler and
+// waits for it in the background. Bad input fails here, before any change.
+func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions) (*Deployment, error) {
+	const op = "Promote"
+	o := opts.withDefaults(a.c)
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
+	rel, err := a.c.loadRelease(ctx, a.name, id)
+	if err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
+	id = releaseID(rel.Seq)
+	if _, err := a.c.rack.selectFor(app.Spec); err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
+	token := newToken()
+	now := time.Now()
+	var takenOver string
+	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		if d.Deleting {
+			return fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
+		}
+		takenOver = ""
+		if l := d.Lease; l != nil {
+			if !l.expired(now) {
+				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
+			}
+			takenOver = l.Holder
+		}
+		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
+	dep := a.newDeployment(id, app.Lease, o)
+	msg := fmt.Sprintf("promoting %s", id)
+	if dep.Previous != "" {
+		msg += fmt.Sprintf(" (active: %s)", dep.Previous)
+	}
+	if takenOver != "" {
+		msg += fmt.Sprintf("; took over an expired lease of %s", takenOver)
+	}
+	a.c.emit(Event{Type: EventDeployStarted, App: a.name, Release: id, Step: StepLease, Message: msg})
+	a.c.platformLog(ctx, a.name, id, msg)
+	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployStarted, App: a.name, Release: id, Previous: dep.Previous, Summary: rel.Description})
+
+	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	dep.cancel = cancel
+	go func() {
+		defer a.c.untrack(dep)
+		defer close(dep.done)
+		defer cancel(nil)
+		runCtx, stop := context.WithTimeoutCause(base, o.Timeout, errTimedOut)
+		defer stop()
+		dep.err = dep.run(runCtx)
+	}()
+	return dep, nil
+}
+
+func (a *AppClient) newDeployment(id string, l *leaseDoc, o DeployOptions) *Deployment {
+	dep := &Deployment{
+		App: a.name, Release: id, Previous: l.Previous,
+		c: a.c, a: a, opts: o, token: l.Token, start: time.Now(), done: make(chan struct{}),
+	}
+	a.c.mu.Lock()
+	a.c.inflight[a.name] = dep
+	a.c.mu.Unlock()
+	return dep
+}
+
+func (c *Client) untrack(d *Deployment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight[d.App] == d {
+		delete(c.inflight, d.App)
+	}
+}
+
+// stepError is a failure inside the deploy workflow.
+type stepError struct {
+	step   Step
+	reason string
+	err    error
+}
+
+func (e *stepError) Error() string { return e.reason }
+func (e *stepError) Unwrap() error { return e.err }
+
+func failStep(step Step, err error, format string, args ...any) *stepError {
+	return &stepError{step: step, reason: fmt.Sprintf(format, args...), err: err}
+}
+
+// run drives the promotion to the end: success, or failure and compensation.
+func (d *Deployment) run(ctx context.Context) error {
+	serr := d.promote(ctx)
+	if serr == nil {
+		return d.succeed(ctx)
+	}
+	return d.fail(ctx, serr)
+}
+
+func (d *Deployment) promote(ctx context.Context) *stepError {
+	rel, err := d.c.loadRelease(ctx, d.App, d.Release)
+	if err != nil {
+		return d.ctxOr(ctx, failStep(StepApply, err, "load release: %v", err))
+	}
+	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepRoutes, Message: "ensuring routes"})
+	bindings, serr := d.ensureRoutes(ctx, rel)
+	if serr != nil {
+		return serr
+	}
+	sel, err := d.selection(ctx)
+	if err != nil {
+		return failStep(StepApply, err, "%v", err)
+	}
+	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepApply, Message: fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler)})
+	desired := rel.desired(d.token, bindings)
+	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
+		_, err := sel.scheduler.Apply(ctx, desired)
+		return err
+	}); err != nil {
+		return d.ctxOr(ctx, failStep(StepApply, err, "apply: %v", err))
+	}
+	return d.wait(ctx, rel, sel)
+}
+
+// ctxOr turns a failure caused by the deploy's context ending into a
+// cancellation or timeout failure.
+func (d *Deployment) ctxOr(ctx context.Context, serr *stepError) *stepError {
+	if ctx.Err() == nil {
+		return serr
+	}
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errCanceled):
+		return &stepError{step: serr.step, reason: "canceled", err: errCanceled}
+	case errors.Is(cause, errTimedOut):
+		return &stepError{step: serr.step, reason: fmt.Sprintf("timed out after %s", d.opts.Timeout), err: fmt.Errorf("%w: %w", errTimedOut, context.DeadlineExceeded)}
+	}
+	return serr
+}
+
+func (d *Deployment) selection(ctx context.Context) (selection, error) {
+	app, err := d.c.loadApp(ctx, d.App)
+	if err != nil {
+		return selection{}, err
+	}
+	return d.c.rack.selectFor(app.Spec)
+}
+
+// ensureRoutes ensures a route for every process of rel with a port and
+// records it in the app document, returning the scheduler bindings.
+func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[string][]providers.Binding, *stepError) {
+	sel, err := d.selection(ctx)
+	if err != nil {
+		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "%v", err))
+	}
+	bindings := map[string][]providers.Binding{}
+	routes := map[string]routeDoc{}
+	for _, p := range rel.Processes {
+		if p.Port == 0 {
+			continue
+		}
+		if sel.balancer == nil {
+			return nil, failStep(StepRoutes, ErrInvalid, "process %s has a port but the rack has no balancer", p.Name)
+		}
+		spec := providers.RouteSpec{
+			App: d.App, Process: p.Name, Port: p.Port, Protocol: p.Route.Protocol,
+			Host: p.Route.Host, Path: p.Route.Path, Certificate: p.Route.Certificate,
+			Health: p.Health, DeregistrationDelay: p.Route.DeregistrationDelay,
+		}
+		var route providers.Route
+		if err := d.retry(ctx, StepRoutes, func(ctx context.Context) error {
+			var err error
+			route, err = sel.balancer.EnsureRoute(ctx, spec)
+			return err
+		}); err != nil {
+			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "ensure route of %s: %v", p.Name, err))
+		}
+		if route.Binding.Balancer == "" {
+			route.Binding.Balancer = sel.spec.Balancer
+		}
+		if acc, ok := sel.scheduler.(providers.BindingAcceptor); ok && !acc.AcceptsBinding(route.Binding.Kind) {
+			return nil, failStep(StepRoutes, ErrInvalid, "scheduler %s cannot attach process %s to a %s binding of balancer %s",
+				sel.spec.Scheduler, p.Name, route.Binding.Kind, sel.spec.Balancer)
+		}
+		bindings[p.Name] = []providers.Binding{route.Binding}
+		routes[p.Name] = routeDoc{Balancer: sel.spec.Balancer, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
+	}
+	if len(routes) > 0 {
+		if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+			if a.Routes == nil {
+				a.Routes = map[string]routeDoc{}
+			}
+			for p, r := range routes {
+				a.Routes[p] = r
+			}
+			return nil
+		}); err != nil {
+			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "record routes: %v", err))
+		}
+	}
+	return bindings, nil
+}
+
+// retry runs fn until it succeeds, fails with a non-temporary error, or ctx ends.
+func (d *Deployment) retry(ctx context.Context, step Step, fn func(context.Context) error) error {
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	for {
+		err := fn(ctx)
+		if err == nil || !IsTemporary(err) || ctx.Err() != nil {
+			return err
+		}
+		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: step, Message: "retrying", Reason: err.Error()})
+		if werr := b.Wait(ctx); werr != nil {
+			return err
+		}
+	}
+}
+
+// observation is one look at the rollout.
+type observation struct {
+	status   providers.AppStatus
+	progress Progress
+	stopped  []providers.Task
+	rollout  *providers.Rollout
+}
+
+// observe reads the scheduler status and route health for release id.
+func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *releaseDoc, token string) (observation, error) {
+	var o observation
+	st, err := sel.scheduler.Status(ctx, rel.App)
+	if err != nil {
+		return o, err
+	}
+	o.status = st
+	id := releaseID(rel.Seq)
+	for i := range st.Rollouts {
+		if st.Rollouts[i].Token == token {
+			o.rollout = &st.Rollouts[i]
+			break
+		}
+	}
+	for _, p := range rel.Processes {
+		o.progress.Desired += p.Count
+		for _, ps := range st.Processes {
+			if ps.Name == p.Name && ps.Release == id {
+				o.progress.Running += min(ps.Running, p.Count)
+			}
+		}
+	}
+	for _, t := range st.Tasks {
+		if t.Release == id && t.State == providers.TaskStopped {
+			o.stopped = append(o.stopped, t)
+		}
+	}
+	o.progress.Stopped = len(o.stopped)
+	for _, p := range rel.Processes {
+		if p.Port == 0 || p.Count == 0 {
+			continue
+		}
+		r, ok := app.Routes[p.Name]
+		if !ok {
+			continue
+		}
+		b := sel.balancers[r.Balancer]
+		if b == nil {
+			return o, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", p.Name, r.Balancer)
+		}
+		hs, err := b.Health(ctx, r.ID)
+		if err != nil {
+			return o, err
+		}
+		healthy := 0
+		for _, h := range hs {
+			if h.State == providers.TargetHealthy {
+				healthy++
+			}
+		}
+		o.progress.Targets += p.Count
+		o.progress.Healthy += min(healthy, p.Count)
+	}
+	return o, nil
+}
+
+// converged reports whether the observation shows rel fully rolled out and healthy.
+func (o observation) converged(id string) bool {
+	return o.status.Release == id && o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
+}
+
+// wait polls until the release converges, fails fast, or ctx ends.
+func (d *Deployment) wait(ctx context.Context, rel *releaseDoc, sel selection) *stepError {
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	start := time.Now()
+	var last Progress
+	first := true
+	for {
+		app, err := d.c.loadApp(ctx, d.App)
+		if err == nil {
+			if serr := d.checkLease(ctx, app); serr != nil {
+				return serr
+			}
+		}
+		var obs observation
+		if err == nil {
+			obs, err = d.c.observe(ctx, sel, app, rel, d.token)
+		}
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return d.ctxOr(ctx, failStep(StepWait, err, "%v", err))
+		case err != nil && IsTemporary(err):
+			d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepWait, Message: "observation failed; retrying", Reason: err.Error()})
+		case err != nil:
+			return failStep(StepWait, err, "observe: %v", err)
+		default:
+			d.setStatus(obs.status)
+			if obs.converged(d.Release) {
+				return nil
+			}
+			if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
+				return failStep(StepWait, ErrDeployFailed, "rollout %s: %s", r.State, r.Reason)
+			}
+			if max := d.opts.FailFast.MaxStopped; max > 0 && len(obs.stopped) >= max {
+				return failStep(StepWait, ErrDeployFailed, "%d tasks of %s stopped: %s", len(obs.stopped), d.Release, summarizeStops(obs.stopped))
+			}
+			p := obs.progress
+			p.Elapsed, p.Limit = time.Since(start), d.opts.Timeout
+			if first || p.Running != last.Running || p.Healthy != last.Healthy || p.Stopped != last.Stopped {
+				first = false
+				d.c.emit(Event{Type: EventWaiting, App: d.App, Release: d.Release, Step: StepWait, Progress: &p,
+					Message: "waiting for tasks running and targets healthy"})
+				b.Reset()
+			}
+			last = p
+		}
+		if err := b.Wait(ctx); err != nil {
+			return d.ctxOr(ctx, failStep(StepWait, err, "waited: %v", err))
+		}
+	}
+}
+
+// checkLease verifies the lease is still this deployment's, honors a
+// cancel request, and renews the lease when half its TTL has passed.
+func (d *Deployment) checkLease(ctx context.Context, app *appDoc) *stepError {
+	l := app.Lease
+	if l == nil || l.Token != d.token {
+		return failStep(StepWait, ErrConflict, "the deploy lease was taken over by another deployer")
+	}
+	if l.Cancel {
+		d.cancel(errCanceled)
+		return &stepError{step: StepWait, reason: "canceled", err: errCanceled}
+	}
+	now := time.Now()
+	if l.Expires.Sub(now) < d.c.opts.LeaseTTL/2 {
+		l.Expires = now.Add(d.c.opts.LeaseTTL)
+		if err := d.c.saveApp(ctx, app); err != nil && !errors.Is(err, ErrConflict) {
+			d.c.log.Warn("convox: renew deploy lease", "app", d.App, "err", err)
+		}
+	}
+	return nil
+}
+
+func (d *Deployment) setStatus(st providers.AppStatus) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lastStatus = &st
+}
+
+func summarizeStops(ts []providers.Task) string {
+	counts := map[string]int{}
+	for _, t := range ts {
+		r := t.Reason
+		if r == "" && t.ExitCode != nil {
+			r = fmt.Sprintf("exit code %d", *t.ExitCode)
+		}
+		if r == "" {
+			r = "stopped"
+		}
+		counts[t.Process+": "+r]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] || counts[keys[i]] == counts[keys[j]] && keys[i] < keys[j] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s (x%d)", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// succeed records the release as active and healthy and releases the lease.
+func (d *Deployment) succeed(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.CompensateTimeout)
+	defer cancel()
+	now := time.Now().UTC()
+	if err := d.c.updateRelease(ctx, d.App, d.Release, func(r *releaseDoc) {
+		r.Promoted, r.Healthy, r.Failed, r.Canceled, r.Reason = now, true, false, false, ""
+	}); err != nil {
+		return d.fail(ctx, failStep(StepActivate, err, "record release: %v", err))
+	}
+	if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+		if a.Lease == nil || a.Lease.Token != d.token {
+			return fmt.Errorf("%w: the deploy lease was taken over by another deployer", ErrConflict)
+		}
+		a.Active, a.LastHealthy, a.Lease = d.Release, d.Release, nil
+		return nil
+	}); err != nil {
+		return d.fail(ctx, failStep(StepActivate, err, "activate: %v", err))
+	}
+	msg := fmt.Sprintf("%s is active and healthy", d.Release)
+	d.c.emit(Event{Type: EventDeploySucceeded, App: d.App, Release: d.Release, Step: StepActivate, Message: msg})
+	d.c.platformLog(ctx, d.App, d.Release, msg)
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeploySucceeded, App: d.App, Release: d.Release, Previous: d.Previous, Summary: msg})
+	return nil
+}
+
+// fail compensates a failed promotion: it restores the previous release
+// (or stops the failed one on a first deploy), marks the release failed or
+// canceled with the reason, releases the lease and returns a *DeployError.
+// Compensation runs detached from cancellation, under its own bound.
+func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.CompensateTimeout)
+	defer cancel()
+	canceled := errors.Is(serr.err, errCanceled)
+	lost := errors.Is(serr.err, ErrConflict) && serr.step != StepLease
+	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Canceled: canceled, Err: serr.err}
+	if canceled {
+		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)
+	}
+	d.mu.Lock()
+	if d.lastStatus != nil {
+		st := *d.lastStatus
+		de.LastStatus = &st
+		for _, t := range st.Tasks {
+			if t.Release == d.Release && t.State == providers.TaskStopped {
+				de.StoppedTasks = append(de.StoppedTasks, t)
+			}
+		}
+	}
+	d.mu.Unlock()
+	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)
+
+	d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})
+	d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
+	for _, l := range de.LastLogLines {
+		d.c.log.Debug("convox: last log line of failed release", "app", d.App, "release", d.Release, "stream", l.Stream, "message", l.Message)
+	}
+
+	var errs []error
+	if lost {
+		// Another deployer owns the app now; it decides what runs.
+		return de
+	}
+	if err := d.compensate(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("compensate: %w", err))
+	} else {
+		de.RolledBack = true
+	}
+	if err := d.c.updateRelease(ctx, d.App, d.Release, func(r *releaseDoc) {
+		r.Failed, r.Canceled, r.Reason = !canceled, canceled, serr.reason
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("mark release failed: %w", err))
+	}
+	if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+		if a.Lease != nil && a.Lease.Token == d.token {
+			a.Lease = nil
+		}
+		return nil
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("release lease: %w", err))
+	}
+	kind, msg := EventRolledBack, ""
+	switch {
+	case !de.RolledBack:
+		msg = "compensation failed; the previous release may not be serving"
+		kind = EventDeployFailed
+	case d.Previous != "":
+		msg = fmt.Sprintf("%s is serving again", d.Previous)
+	default:
+		msg = fmt.Sprintf("the processes of %s were stopped", d.Release)
+	}
+	if canceled {
+		kind = EventCanceled
+	}
+	d.c.emit(Event{Type: kind, App: d.App, Release: d.Release, Step: StepCompensate, Message: msg, Reason: serr.reason})
+	d.c.platformLog(ctx, d.App, d.Release, msg)
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: de.Error()})
+	if len(errs) > 0 {
+		return errors.Join(append([]error{de}, errs...)...)
+	}
+	return de
+}
+
+// compensate re-applies the previous release and waits for it, or stops
+// the app's processes when there was none.
+func (d *Deployment) compensate(ctx context.Context) error {
+	sel, err := d.selection(ctx)
+	if err != nil {
+		return err
+	}
+	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
+		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
+	if d.Previous == "" {
+		return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return sel.scheduler.Delete(ctx, d.App) })
+	}
+	if c, ok := sel.scheduler.(providers.Canceler); ok {
+		if st, err := sel.scheduler.Status(ctx, d.App); err == nil {
+			for _, r := range st.Rollouts {
+				if r.Token == d.token && r.State == providers.RolloutInProgress {
+					if err := c.CancelRollout(ctx, d.App, r.ID); err != nil {
+						d.c.log.Warn("convox: cancel rollout", "app", d.App, "rollout", r.ID, "err", err)
+					}
+				}
+			}
+		}
+	}
+	prev, err := d.c.loadRelease(ctx, d.App, d.Previous)
+	if err != nil {
+		return err
+	}
+	bindings, serr := d.ensureRoutes(ctx, prev)
+	if serr != nil {
+		return serr
+	}
+	token := newToken()
+	if err := d.retry(ctx, StepCompensate, func(ctx context.Context) error {
+		_, err := sel.scheduler.Apply(ctx, prev.desired(token, bindings))
+		return err
+	}); err != nil {
+		return err
+	}
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	for {
+		app, err := d.c.loadApp(ctx, d.App)
+		var obs observation
+		if err == nil {
+			obs, err = d.c.observe(ctx, sel, app, prev, token)
+		}
+		switch {
+		case err == nil && obs.converged(d.Previous):
+			return nil
+		case err != nil && !IsTemporary(err):
+			return err
+		}
+		if werr := b.Wait(ctx); werr != nil {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("restoring %s: %w (last: %s)", d.Previous, werr, obs.progress)
+		}
+	}
+}
+
+// lastLines returns up to n of the release's most recent process log
+// lines since start, skipping the platform's own.
+func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []LogEntry {
+	doc, err := c.loadApp(ctx, app)
+	if err != nil {
+		return nil
+	}
+	sel, err := c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return nil
+	}
+	var lines []LogEntry
+	token := ""
+	for range 1000 {
+		page, err := sel.logs.Read(ctx, providers.LogQuery{App: app, Release: release, Start: start.Add(-time.Minute)}, token)
+		if err != nil {
+			c.log.Warn("convox: read last log lines", "app", app, "release", release, "err", err)
+			break
+		}
+		for _, e := range page.Entries {
+			if e.Stream == providers.StreamPlatform {
+				continue
+			}
+			lines = append(lines, e)
+			if len(lines) > n {
+				lines = slices.Delete(lines, 0, len(lines)-n)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	return lines
+}
+
+// platformLog writes a platform event line into the app's logs.
+func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
+	doc, err := c.loadApp(context.WithoutCancel(ctx), app)
+	if err != nil {
+		return
+	}
+	sel, err := c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return
+	}
+	e := LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
+	if err := sel.logs.Write(context.WithoutCancel(ctx), []LogEntry{e}); err != nil {
+		c.log.Warn("convox: write platform log", "app", app, "err", err)
+	}
+}
+
+// notify delivers n to every notifier, each bounded by NotifyTimeout; a
+// failure is reported as an event and never fails the caller.
+func (c *Client) notify(ctx context.Context, n providers.Notification) {
+	if n.Time.IsZero() {
+		n.Time = time.Now().UTC()
+	}
+	for i, nt := range c.rack.notifiers {
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.NotifyTimeout)
+		err := nt.Notify(nctx, n)
+		cancel()
+		if err != nil {
+			c.emit(Event{Type: EventNotifyFailed, App: n.App, Release: n.Release, Message: fmt.Sprintf("notifier %d failed", i), Reason: err.Error()})
+		}
+	}
+}
+
+// Cancel aborts the app's in-flight deploy and restores the previous
+// release, returning once that is done. A deploy driven by this Client is
+// stopped directly; one driven by another process is asked to stop through
+// the store; one whose deployer died (its lease expired) is compensated
+// here. With no deploy in flight it returns an error matching ErrNotFound.
+func (a *AppClient) Cancel(ctx context.Context) error {
+	const op = "Cancel"
+	a.c.mu.Lock()
+	dep := a.c.inflight[a.name]
+	a.c.mu.Unlock()
+	if dep != nil {
+		return dep.Cancel(ctx)
+	}
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return wrapErr(op, a.name, "", err)
+	}
+	l := app.Lease
+	if l == nil {
+		return &Error{Op: op, App: a.name, Code: CodeNotFound, Err: fmt.Errorf("%w: no deploy of %s is in progress", ErrNotFound, a.name)}
+	}
+	if l.expired(time.Now()) {
+		return wrapErr(op, a.name, l.Release, a.takeOverAndCompensate(ctx, l.Token))
+	}
+	if _, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		if d.Lease == nil || d.Lease.Token != l.Token {
+			return nil // it finished meanwhile
+		}
+		d.Lease.Cancel = true
+		return nil
+	}); err != nil {
+		return wrapErr(op, a.name, l.Release, err)
+	}
+	b := poll.Backoff{Initial: a.c.opts.PollInterval, Max: a.c.opts.MaxPollInterval}
+	for {
+		app, err := a.c.loadApp(ctx, a.name)
+		if err != nil && !IsTemporary(err) {
+			return wrapErr(op, a.name, l.Release, err)
+		}
+		if err == nil {
+			cur := app.Lease
+			if cur == nil || cur.Token != l.Token {
+				return nil
+			}
+			if cur.expired(time.Now()) {
+				return wrapErr(op, a.name, l.Release, a.takeOverAndCompensate(ctx, l.Token))
+			}
+		}
+		if err := b.Wait(ctx); err != nil {
+			return wrapErr(op, a.name, l.Release, err)
+		}
+	}
+}
+
+// takeOverAndCompensate takes an expired lease and compensates its deploy.
+func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) error {
+	token := newToken()
+	now := time.Now()
+	app, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		if d.Lease == nil || d.Lease.Token != oldToken {
+			return fmt.Errorf("%w: the deploy finished or was taken over meanwhile", ErrConflict)
+		}
+		d.Lease.Token, d.Lease.Holder, d.Lease.Expires = token, a.c.opts.Holder, now.Add(a.c.opts.LeaseTTL)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	dep := a.newDeployment(app.Lease.Release, app.Lease, (*DeployOptions)(nil).withDefaults(a.c))
+	dep.cancel = func(error) {}
+	defer a.c.untrack(dep)
+	defer close(dep.done)
+	err = dep.fail(ctx, &stepError{step: StepWait, reason: "canceled after its deployer stopped", err: errCanceled})
+	var de *DeployError
+	if errors.As(err, &de) && de.RolledBack {
+		return nil
+	}
+	return err
+}

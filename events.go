@@ -1,0 +1,136 @@
+package convox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// EventType says what an Event reports.
+type EventType string
+
+// Event types.
+const (
+	EventAppCreated      EventType = "app.created"
+	EventAppDeleted      EventType = "app.deleted"
+	EventReleaseCreated  EventType = "release.created"
+	EventDeployStarted   EventType = "deploy.started"
+	EventStep            EventType = "deploy.step"      // a step began
+	EventWaiting         EventType = "deploy.waiting"   // progress of a wait; see Progress
+	EventRetry           EventType = "deploy.retry"     // a temporary error is being retried
+	EventDeploySucceeded EventType = "deploy.succeeded" // the release is active and healthy
+	EventDeployFailed    EventType = "deploy.failed"    // the deploy failed; see Reason
+	EventCompensating    EventType = "deploy.compensating"
+	EventRolledBack      EventType = "deploy.rolled-back" // the previous release is serving again
+	EventCanceled        EventType = "deploy.canceled"
+	EventRollback        EventType = "rollback.started"
+	EventNotifyFailed    EventType = "notify.failed" // a notifier failed; the deploy goes on
+	EventRun             EventType = "run"           // a one-off process changed state
+)
+
+// Step names a stage of a deploy.
+type Step string
+
+// Deploy steps, in order.
+const (
+	StepLease      Step = "lease"      // take the app's deploy lease
+	StepRoutes     Step = "routes"     // ensure balancer routes
+	StepApply      Step = "apply"      // hand the release to the scheduler
+	StepWait       Step = "wait"       // wait for tasks running and targets healthy
+	StepActivate   Step = "activate"   // record the release as active
+	StepCompensate Step = "compensate" // restore the previous release
+)
+
+// Progress describes a wait: what it waits for and for how long at most.
+type Progress struct {
+	// Running and Desired count the new release's tasks.
+	Running int
+	Desired int
+	// Healthy and Targets count balancer targets of routed processes.
+	Healthy int
+	Targets int
+	// Stopped counts the new release's tasks that stopped.
+	Stopped int
+	// Elapsed is how long the wait has run; Limit is the most it will.
+	Elapsed time.Duration
+	Limit   time.Duration
+}
+
+// String renders the progress as "2/3 running, 1/3 healthy, 12s of 10m0s".
+func (p Progress) String() string {
+	s := fmt.Sprintf("%d/%d running", p.Running, p.Desired)
+	if p.Targets > 0 {
+		s += fmt.Sprintf(", %d/%d healthy", p.Healthy, p.Targets)
+	}
+	if p.Stopped > 0 {
+		s += fmt.Sprintf(", %d stopped", p.Stopped)
+	}
+	return s + fmt.Sprintf(", %s of %s", p.Elapsed.Round(time.Second), p.Limit)
+}
+
+// Event is one step of progress, delivered to Options.OnEvent.
+type Event struct {
+	Time    time.Time
+	Type    EventType
+	App     string
+	Release string
+	Step    Step
+	// Message is a human-readable description.
+	Message string
+	// Progress is set on EventWaiting.
+	Progress *Progress
+	// Reason explains failures, retries and cancellations.
+	Reason string
+}
+
+// String renders the event on one line.
+func (e Event) String() string {
+	s := fmt.Sprintf("%s %s", e.Type, e.App)
+	if e.Release != "" {
+		s += " " + e.Release
+	}
+	if e.Step != "" {
+		s += " [" + string(e.Step) + "]"
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Progress != nil {
+		s += " (" + e.Progress.String() + ")"
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// SlogEvents returns an Options.OnEvent function that logs each event to
+// logger: failures at Warn, everything else at Info.
+func SlogEvents(logger *slog.Logger) func(Event) {
+	return func(e Event) {
+		level := slog.LevelInfo
+		switch e.Type {
+		case EventDeployFailed, EventNotifyFailed, EventRetry:
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{slog.String("type", string(e.Type)), slog.String("app", e.App)}
+		if e.Release != "" {
+			attrs = append(attrs, slog.String("release", e.Release))
+		}
+		if e.Step != "" {
+			attrs = append(attrs, slog.String("step", string(e.Step)))
+		}
+		if e.Progress != nil {
+			p := e.Progress
+			attrs = append(attrs, slog.Group("progress",
+				slog.Int("running", p.Running), slog.Int("desired", p.Desired),
+				slog.Int("healthy", p.Healthy), slog.Int("targets", p.Targets),
+				slog.Duration("elapsed", p.Elapsed), slog.Duration("limit", p.Limit)))
+		}
+		if e.Reason != "" {
+			attrs = append(attrs, slog.String("reason", e.Reason))
+		}
+		logger.LogAttrs(context.Background(), level, e.Message, attrs...)
+	}
+}

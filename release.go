@@ -1,0 +1,544 @@
+package convox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// ReleaseStatus is where a release stands.
+type ReleaseStatus string
+
+// Release statuses. Exactly one release of an app is StatusActive once the
+// app has been deployed successfully.
+const (
+	StatusCreated    ReleaseStatus = "created"    // never promoted
+	StatusDeploying  ReleaseStatus = "deploying"  // being promoted now
+	StatusActive     ReleaseStatus = "active"     // serving
+	StatusSuperseded ReleaseStatus = "superseded" // served, then replaced
+	StatusFailed     ReleaseStatus = "failed"     // its promotion failed and was compensated
+	StatusCanceled   ReleaseStatus = "canceled"   // its promotion was canceled
+)
+
+// Release is an immutable snapshot of what an app runs.
+type Release struct {
+	App string
+	// ID is "R" followed by the app's release sequence number.
+	ID string
+	// Parent is the release a rollback copied, if this is a rollback.
+	Parent string
+	// ImageRef is the reference the release was created from; Image is
+	// what it resolved to, pinned by digest.
+	ImageRef string
+	Image    providers.Image
+	// Registry is the name of the registry the image was resolved in.
+	Registry string
+	// Env holds plain variables; Secrets the secret ones, redacted when printed.
+	Env         map[string]string
+	Secrets     map[string]Secret
+	Processes   []Process
+	Description string
+	Created     time.Time
+
+	Status ReleaseStatus
+	// Healthy is true once the release served healthily.
+	Healthy bool
+	// Reason explains a failed or canceled promotion.
+	Reason string
+	// Promoted is when the release last became active.
+	Promoted time.Time
+}
+
+// ReleaseSpec describes a new release. Nil or empty fields are copied from
+// the app's latest release (Image "", Env nil, Secrets nil, Processes nil).
+type ReleaseSpec struct {
+	// Image is a reference the app's registry resolves ("web:v2",
+	// "web@sha256:..."); the release pins its digest.
+	Image string
+	// Env replaces the plain variables; Secrets replaces the secret ones.
+	// A name may not be in both.
+	Env     map[string]string
+	Secrets map[string]Secret
+	// Processes replaces the formation.
+	Processes []Process
+	// Description is a free-form note shown in history and notifications.
+	Description string
+}
+
+func (r *releaseDoc) release(app *appDoc) *Release {
+	rel := &Release{
+		App: r.App, ID: releaseID(r.Seq), Parent: r.Parent, ImageRef: r.ImageRef, Image: r.Image,
+		Registry: r.Registry, Processes: slices.Clone(r.Processes), Description: r.Description,
+		Created: r.Created, Healthy: r.Healthy, Reason: r.Reason, Promoted: r.Promoted,
+	}
+	for k, v := range r.Env {
+		if v.Secret {
+			if rel.Secrets == nil {
+				rel.Secrets = map[string]Secret{}
+			}
+			rel.Secrets[k] = Secret(v.Value)
+		} else {
+			if rel.Env == nil {
+				rel.Env = map[string]string{}
+			}
+			rel.Env[k] = v.Value
+		}
+	}
+	switch {
+	case app != nil && app.Active == rel.ID:
+		rel.Status = StatusActive
+	case app != nil && app.Lease != nil && app.Lease.Release == rel.ID && !app.Lease.expired(time.Now()):
+		rel.Status = StatusDeploying
+	case r.Canceled:
+		rel.Status = StatusCanceled
+	case r.Failed:
+		rel.Status = StatusFailed
+	case !r.Promoted.IsZero():
+		rel.Status = StatusSuperseded
+	default:
+		rel.Status = StatusCreated
+	}
+	return rel
+}
+
+// desired builds the scheduler's view of the release.
+func (r *releaseDoc) desired(token string, bindings map[string][]providers.Binding) providers.Desired {
+	d := providers.Desired{
+		App: r.App, Release: releaseID(r.Seq), Token: token, Image: r.Image,
+		Env: map[string]string{}, Bindings: bindings,
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Env)) {
+		v := r.Env[k]
+		d.Env[k] = v.Value
+		if v.Secret {
+			d.Secret = append(d.Secret, k)
+		}
+	}
+	for _, p := range r.Processes {
+		d.Processes = append(d.Processes, p.provider())
+	}
+	return d
+}
+
+func (p Process) provider() providers.Process {
+	return providers.Process{
+		Name: p.Name, Command: slices.Clone(p.Command), Count: p.Count, CPU: p.CPU,
+		Memory: p.Memory, Port: p.Port, Health: p.Health,
+	}
+}
+
+// withDefaults fills a process's zero settings.
+func (p Process) withDefaults() Process {
+	if p.CPU == 0 {
+		p.CPU = 256
+	}
+	if p.Memory == 0 {
+		p.Memory = 512
+	}
+	if p.Port > 0 {
+		if p.Health.Path == "" {
+			p.Health.Path = "/"
+		}
+		if p.Route.Protocol == "" {
+			p.Route.Protocol = HTTP
+		}
+	}
+	return p
+}
+
+func validateEnvName(k string) error {
+	if k == "" {
+		return providers.Invalidf("an environment variable has an empty name")
+	}
+	for i, c := range k {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return providers.Invalidf("environment variable name %q: use letters, digits and underscores, not starting with a digit", k)
+		}
+	}
+	return nil
+}
+
+// validateSpec checks what can be checked without the store.
+func validateSpec(app string, s ReleaseSpec) error {
+	if s.Image != "" && strings.ContainsAny(s.Image, " \t\n") {
+		return providers.Invalidf("image reference %q contains whitespace", s.Image)
+	}
+	for k := range s.Env {
+		if err := validateEnvName(k); err != nil {
+			return err
+		}
+		if _, ok := s.Secrets[k]; ok {
+			return providers.Invalidf("variable %q is both plain and secret", k)
+		}
+	}
+	for k := range s.Secrets {
+		if err := validateEnvName(k); err != nil {
+			return err
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Processes {
+		if err := providers.ValidateAppProcess(app, p.Name); err != nil {
+			return err
+		}
+		if seen[p.Name] {
+			return providers.Invalidf("process %q is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		if p.Count < 0 {
+			return providers.Invalidf("process %s: count %d is negative", p.Name, p.Count)
+		}
+		if p.Port < 0 || p.Port > 65535 {
+			return providers.Invalidf("process %s: port %d is out of range", p.Name, p.Port)
+		}
+		if p.CPU < 0 || p.Memory < 0 {
+			return providers.Invalidf("process %s: cpu and memory must not be negative", p.Name)
+		}
+		switch p.Route.Protocol {
+		case "", HTTP, HTTPS, HTTP2:
+		default:
+			return providers.Invalidf("process %s: unknown protocol %q", p.Name, p.Route.Protocol)
+		}
+		if (p.Route.Protocol == HTTPS || p.Route.Protocol == HTTP2) && p.Route.Certificate == "" {
+			return providers.Invalidf("process %s: protocol %s needs a certificate", p.Name, p.Route.Protocol)
+		}
+	}
+	return nil
+}
+
+// CreateRelease records a new release without promoting it. The spec is
+// validated and the image resolved to a digest before anything is written.
+func (a *AppClient) CreateRelease(ctx context.Context, spec ReleaseSpec) (*Release, error) {
+	const op = "CreateRelease"
+	r, err := a.createRelease(ctx, spec, "")
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	return r.release(nil), nil
+}
+
+func (a *AppClient) createRelease(ctx context.Context, spec ReleaseSpec, parent string) (*releaseDoc, error) {
+	if err := validateSpec(a.name, spec); err != nil {
+		return nil, err
+	}
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, err
+	}
+	if app.Deleting {
+		return nil, fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
+	}
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, err
+	}
+	latest, err := a.latestDoc(ctx)
+	if err != nil {
+		return nil, err
+	}
+	doc := &releaseDoc{App: a.name, Parent: parent, Description: spec.Description, Registry: sel.spec.Registry}
+	switch {
+	case spec.Image != "":
+		img, err := sel.registry.Resolve(ctx, spec.Image)
+		if err != nil {
+			return nil, fmt.Errorf("resolve image %q: %w", spec.Image, err)
+		}
+		doc.ImageRef, doc.Image = spec.Image, img
+	case latest != nil:
+		doc.ImageRef, doc.Image, doc.Registry = latest.ImageRef, latest.Image, latest.Registry
+	default:
+		return nil, providers.Invalidf("the first release of %s needs an image", a.name)
+	}
+	doc.Env = map[string]envDoc{}
+	if spec.Env == nil && latest != nil {
+		for k, v := range latest.Env {
+			if !v.Secret {
+				doc.Env[k] = v
+			}
+		}
+	}
+	if spec.Secrets == nil && latest != nil {
+		for k, v := range latest.Env {
+			if v.Secret {
+				doc.Env[k] = v
+			}
+		}
+	}
+	for k, v := range spec.Env {
+		doc.Env[k] = envDoc{Value: v}
+	}
+	for k, v := range spec.Secrets {
+		doc.Env[k] = envDoc{Value: string(v), Secret: true}
+	}
+	switch {
+	case spec.Processes != nil:
+		for _, p := range spec.Processes {
+			doc.Processes = append(doc.Processes, p.withDefaults())
+		}
+	case latest != nil:
+		doc.Processes = slices.Clone(latest.Processes)
+	default:
+		return nil, providers.Invalidf("the first release of %s needs at least one process", a.name)
+	}
+	if len(doc.Processes) == 0 {
+		return nil, providers.Invalidf("a release of %s needs at least one process", a.name)
+	}
+	for _, p := range doc.Processes {
+		if p.Port > 0 && sel.balancer == nil {
+			return nil, fmt.Errorf("%w: process %s has a port but the rack has no balancer", ErrInvalid, p.Name)
+		}
+		if len(p.Command) == 0 && len(doc.Image.Entrypoint) == 0 && len(doc.Image.Cmd) == 0 {
+			return nil, providers.Invalidf("process %s has no command and image %s has no entrypoint or command", p.Name, doc.Image.Ref())
+		}
+	}
+	if err := a.c.saveNewRelease(ctx, doc); err != nil {
+		return nil, err
+	}
+	a.c.emit(Event{Type: EventReleaseCreated, App: a.name, Release: releaseID(doc.Seq), Message: fmt.Sprintf("release %s created from %s (%s)", releaseID(doc.Seq), doc.ImageRef, doc.Image.Digest)})
+	return doc, nil
+}
+
+// saveNewRelease allocates the next sequence number and writes the release.
+func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
+	app, err := c.updateApp(ctx, doc.App, func(d *appDoc) error {
+		d.Latest++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	doc.Seq = app.Latest
+	doc.Created = time.Now().UTC()
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	v, err := c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
+	if err != nil {
+		return err
+	}
+	doc.version = v
+	return nil
+}
+
+// latestDoc returns the newest release document, or nil when there is none.
+func (a *AppClient) latestDoc(ctx context.Context) (*releaseDoc, error) {
+	page, err := a.c.rack.store.List(ctx, releasePrefix(a.name), providers.ListOptions{Reverse: true, Limit: 1})
+	if err != nil || len(page.Docs) == 0 {
+		return nil, err
+	}
+	return decodeRelease(page.Docs[0])
+}
+
+func (a *AppClient) latestRelease(ctx context.Context) (*Release, error) {
+	d, err := a.latestDoc(ctx)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return d.release(nil), nil
+}
+
+// Release returns one release; a missing one matches ErrNotFound.
+func (a *AppClient) Release(ctx context.Context, id string) (*Release, error) {
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, wrapErr("Release", a.name, id, err)
+	}
+	r, err := a.c.loadRelease(ctx, a.name, id)
+	if err != nil {
+		return nil, wrapErr("Release", a.name, id, err)
+	}
+	return r.release(app), nil
+}
+
+// Releases yields the app's releases, newest first.
+func (a *AppClient) Releases(ctx context.Context) iter.Seq2[*Release, error] {
+	return func(yield func(*Release, error) bool) {
+		app, err := a.c.loadApp(ctx, a.name)
+		if err != nil {
+			yield(nil, wrapErr("Releases", a.name, "", err))
+			return
+		}
+		for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
+			if err != nil {
+				yield(nil, wrapErr("Releases", a.name, "", err))
+				return
+			}
+			r, err := decodeRelease(d)
+			if err != nil {
+				yield(nil, wrapErr("Releases", a.name, "", err))
+				return
+			}
+			if !yield(r.release(app), nil) {
+				return
+			}
+		}
+	}
+}
+
+// Deploy creates a release from spec, promotes it and waits. It returns
+// the release once it is active and healthy; otherwise a *DeployError,
+// after the previous release was restored.
+func (a *AppClient) Deploy(ctx context.Context, spec ReleaseSpec, opts *DeployOptions) (*Release, error) {
+	doc, err := a.createRelease(ctx, spec, "")
+	if err != nil {
+		return nil, wrapErr("Deploy", a.name, "", err)
+	}
+	return a.promoteAndWait(ctx, releaseID(doc.Seq), opts)
+}
+
+func (a *AppClient) promoteAndWait(ctx context.Context, id string, opts *DeployOptions) (*Release, error) {
+	dep, err := a.Promote(ctx, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := dep.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return a.Release(ctx, id)
+}
+
+// RollbackTarget chooses the release a rollback copies.
+type RollbackTarget struct {
+	id   string
+	kind string
+}
+
+// Previous targets the release that was active before the active one.
+func Previous() RollbackTarget { return RollbackTarget{kind: "previous"} }
+
+// LastHealthy targets the newest release, other than the active one, that
+// served healthily, skipping releases that failed or were canceled.
+func LastHealthy() RollbackTarget { return RollbackTarget{kind: "last-healthy"} }
+
+// ToRelease targets a release by ID.
+func ToRelease(id string) RollbackTarget { return RollbackTarget{kind: "id", id: id} }
+
+// String describes the target.
+func (t RollbackTarget) String() string {
+	if t.kind == "id" {
+		return t.id
+	}
+	return t.kind
+}
+
+// resolveTarget finds the release a rollback copies.
+func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTarget) (*releaseDoc, error) {
+	switch t.kind {
+	case "id":
+		return a.c.loadRelease(ctx, a.name, t.id)
+	case "previous", "last-healthy":
+	default:
+		return nil, providers.Invalidf("empty rollback target; use Previous(), LastHealthy() or ToRelease(id)")
+	}
+	if app.Active == "" {
+		return nil, fmt.Errorf("%w: app %q has no active release to roll back from", ErrNotFound, a.name)
+	}
+	activeSeq, _ := parseReleaseID(app.Active)
+	for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
+		if err != nil {
+			return nil, err
+		}
+		r, err := decodeRelease(d)
+		if err != nil {
+			return nil, err
+		}
+		if r.Seq >= activeSeq || r.Promoted.IsZero() || r.Failed || r.Canceled {
+			continue
+		}
+		if t.kind == "last-healthy" && !r.Healthy {
+			continue
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: app %q has no %s release before %s", ErrNotFound, a.name, t.kind, app.Active)
+}
+
+// Rollback creates a new release copying the target (recording it as the
+// parent) and promotes it, in one call. It returns the new release once it
+// is active.
+func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *DeployOptions) (*Release, error) {
+	const op = "Rollback"
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	src, err := a.resolveTarget(ctx, app, target)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	// The target's image must still exist: resolve its pinned digest.
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
+		return nil, wrapErr(op, a.name, releaseID(src.Seq), fmt.Errorf("image %s of %s: %w", src.Image.Ref(), releaseID(src.Seq), err))
+	}
+	doc := &releaseDoc{
+		App: a.name, Parent: releaseID(src.Seq), ImageRef: src.ImageRef, Image: src.Image, Registry: src.Registry,
+		Env: maps.Clone(src.Env), Processes: slices.Clone(src.Processes),
+		Description: fmt.Sprintf("rollback to %s", releaseID(src.Seq)),
+	}
+	if err := a.c.saveNewRelease(ctx, doc); err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	id := releaseID(doc.Seq)
+	a.c.emit(Event{Type: EventRollback, App: a.name, Release: id, Message: fmt.Sprintf("rolling back to %s as %s", releaseID(src.Seq), id)})
+	return a.promoteAndWait(ctx, id, opts)
+}
+
+// DeployError is the error of a failed deploy. It matches ErrDeployFailed
+// and unwraps to its cause (a provider error, context.DeadlineExceeded, ...).
+type DeployError struct {
+	App     string
+	Release string
+	// Previous is the release that was active before and, if RolledBack, is again.
+	Previous string
+	// Step is where the deploy failed.
+	Step Step
+	// Reason is a one-line explanation.
+	Reason string
+	// RolledBack is true when the previous release was restored (or, on a
+	// first deploy, the failed release's processes were stopped).
+	RolledBack bool
+	// Canceled is true when the deploy was canceled.
+	Canceled bool
+	// StoppedTasks are the new release's tasks that stopped, most recent first.
+	StoppedTasks []providers.Task
+	// LastLogLines are the last lines the new release's processes wrote.
+	LastLogLines []LogEntry
+	// LastStatus is the last observed scheduler status, when any.
+	LastStatus *providers.AppStatus
+	// Err is the cause.
+	Err error
+}
+
+// Error describes the failure.
+func (e *DeployError) Error() string {
+	s := fmt.Sprintf("convox: deploy of %s %s failed at %s: %s", e.App, e.Release, e.Step, e.Reason)
+	switch {
+	case e.RolledBack && e.Previous != "":
+		s += "; rolled back to " + e.Previous
+	case e.RolledBack:
+		s += "; its processes were stopped"
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *DeployError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrDeployFailed.
+func (e *DeployError) Is(target error) bool { return target == ErrDeployFailed }
+
+// errCanceled is the cause of a deploy canceled through Cancel.
+var errCanceled = errors.New("deploy canceled")

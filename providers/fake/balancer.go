@@ -1,0 +1,341 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// Balancer is the rack's providers.Balancer; it also implements
+// providers.WeightShifter. A route's ID is ResourceName(app, process, "")
+// and its bindings have Kind providers.BindingLocal and Target
+// ResourceName(app, process, set). Its targets are the scheduler's tasks
+// applied with those bindings.
+type Balancer struct{ r *Rack }
+
+var (
+	_ providers.Balancer      = (*Balancer)(nil)
+	_ providers.WeightShifter = (*Balancer)(nil)
+)
+
+type route struct {
+	id       string
+	spec     providers.RouteSpec
+	endpoint string
+	sets     map[string]*targetSet // by set name; "" is the default set
+}
+
+type targetSet struct {
+	name    string
+	target  string // the binding target
+	weight  int
+	targets map[string]*task // by address
+}
+
+// targetHealth derives a target's health from its task.
+func (r *Rack) targetHealth(t *task) (providers.TargetState, string) {
+	switch {
+	case t.State == providers.TaskPending:
+		return providers.TargetInitial, "Target registration is in progress"
+	case t.draining:
+		return providers.TargetDraining, "Target deregistration is in progress"
+	case r.unhealthy(t):
+		return providers.TargetUnhealthy, "Health checks failed"
+	default:
+		return providers.TargetHealthy, ""
+	}
+}
+
+func (r *Rack) binding(rt *route, ts *targetSet) providers.Binding {
+	return providers.Binding{Balancer: r.balancerName, Kind: providers.BindingLocal, Target: ts.target, Port: rt.spec.Port}
+}
+
+// setTarget registers a task as a target of the set bound by b; r.mu is
+// held. A binding whose set no longer exists is ignored.
+func (r *Rack) setTarget(b providers.Binding, t *task) {
+	if ts := r.sets[b.Target]; ts != nil {
+		ts.targets[t.Address] = t
+	}
+}
+
+// removeTarget deregisters a target from the set bound by b; r.mu is held.
+func (r *Rack) removeTarget(b providers.Binding, addr string) {
+	if ts := r.sets[b.Target]; ts != nil {
+		delete(ts.targets, addr)
+	}
+}
+
+func validateRouteSpec(spec providers.RouteSpec) error {
+	if err := providers.ValidateAppProcess(spec.App, spec.Process); err != nil {
+		return err
+	}
+	if spec.Port < 1 || spec.Port > 65535 {
+		return providers.Invalidf("fake balancer: route port %d out of range", spec.Port)
+	}
+	switch spec.Protocol {
+	case "", providers.HTTP, providers.HTTPS, providers.HTTP2:
+	default:
+		return providers.Invalidf("fake balancer: unknown protocol %q", spec.Protocol)
+	}
+	if spec.DeregistrationDelay < 0 {
+		return providers.Invalidf("fake balancer: negative deregistration delay")
+	}
+	return nil
+}
+
+// EnsureRoute implements providers.Balancer. The endpoint is
+// "http://<app>-<process>.fake.test" (https for HTTPS and HTTP2), or the
+// spec's Host and Path when Host is set.
+func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
+	c := Call{Provider: "Balancer", Method: "EnsureRoute", Key: providers.ResourceName(spec.App, spec.Process, ""), Args: []any{spec}}
+	return do(b.r, ctx, c, func(ctx context.Context) (providers.Route, error) {
+		if h := b.r.currentHooks().Balancer.EnsureRoute; h != nil {
+			return h(ctx, spec, b.ensureRoute)
+		}
+		return b.ensureRoute(ctx, spec)
+	})
+}
+
+func (b *Balancer) ensureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
+	if err := b.r.enter(ctx, "Balancer.EnsureRoute"); err != nil {
+		return providers.Route{}, err
+	}
+	if err := validateRouteSpec(spec); err != nil {
+		return providers.Route{}, err
+	}
+	id := providers.ResourceName(spec.App, spec.Process, "")
+	scheme := "http"
+	if spec.Protocol == providers.HTTPS || spec.Protocol == providers.HTTP2 {
+		scheme = "https"
+	}
+	endpoint := scheme + "://" + id + ".fake.test"
+	if spec.Host != "" {
+		endpoint = scheme + "://" + spec.Host + spec.Path
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, ok := b.r.routes[id]
+	if !ok {
+		rt = &route{id: id, sets: map[string]*targetSet{}}
+		ts := &targetSet{target: id, weight: 100, targets: map[string]*task{}}
+		rt.sets[""] = ts
+		b.r.sets[ts.target] = ts
+		b.r.routes[id] = rt
+	}
+	rt.spec = spec
+	rt.endpoint = endpoint
+	return providers.Route{ID: id, Endpoint: endpoint, Binding: b.r.binding(rt, rt.sets[""])}, nil
+}
+
+func (r *Rack) findRoute(method, id string) (*route, error) {
+	rt, ok := r.routes[id]
+	if !ok {
+		return nil, fmt.Errorf("fake balancer: %s: route %q: %w", method, id, providers.ErrNotFound)
+	}
+	return rt, nil
+}
+
+// Health implements providers.Balancer.
+func (b *Balancer) Health(ctx context.Context, routeID string) ([]providers.TargetHealth, error) {
+	c := Call{Provider: "Balancer", Method: "Health", Key: routeID, Args: []any{routeID}}
+	return do(b.r, ctx, c, func(ctx context.Context) ([]providers.TargetHealth, error) {
+		if h := b.r.currentHooks().Balancer.Health; h != nil {
+			return h(ctx, routeID, b.health)
+		}
+		return b.health(ctx, routeID)
+	})
+}
+
+func (b *Balancer) health(ctx context.Context, routeID string) ([]providers.TargetHealth, error) {
+	if err := b.r.enter(ctx, "Balancer.Health"); err != nil {
+		return nil, err
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, err := b.r.findRoute("health", routeID)
+	if err != nil {
+		return nil, err
+	}
+	out := []providers.TargetHealth{}
+	for _, name := range slices.Sorted(maps.Keys(rt.sets)) {
+		ts := rt.sets[name]
+		for _, addr := range slices.Sorted(maps.Keys(ts.targets)) {
+			state, reason := b.r.targetHealth(ts.targets[addr])
+			out = append(out, providers.TargetHealth{Target: addr, Set: name, State: state, Reason: reason})
+		}
+	}
+	return out, nil
+}
+
+// DeleteRoute implements providers.Balancer.
+func (b *Balancer) DeleteRoute(ctx context.Context, routeID string) error {
+	c := Call{Provider: "Balancer", Method: "DeleteRoute", Key: routeID, Args: []any{routeID}}
+	return do0(b.r, ctx, c, func(ctx context.Context) error {
+		if h := b.r.currentHooks().Balancer.DeleteRoute; h != nil {
+			return h(ctx, routeID, b.deleteRoute)
+		}
+		return b.deleteRoute(ctx, routeID)
+	})
+}
+
+func (b *Balancer) deleteRoute(ctx context.Context, routeID string) error {
+	if err := b.r.enter(ctx, "Balancer.DeleteRoute"); err != nil {
+		return err
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, ok := b.r.routes[routeID]
+	if !ok {
+		return nil
+	}
+	for _, ts := range rt.sets {
+		delete(b.r.sets, ts.target)
+	}
+	delete(b.r.routes, routeID)
+	return nil
+}
+
+// EnsureTargetSet implements providers.WeightShifter.
+func (b *Balancer) EnsureTargetSet(ctx context.Context, routeID, set string) (providers.Binding, error) {
+	c := Call{Provider: "Balancer", Method: "EnsureTargetSet", Key: routeID, Args: []any{routeID, set}}
+	return do(b.r, ctx, c, func(ctx context.Context) (providers.Binding, error) {
+		if h := b.r.currentHooks().Balancer.EnsureTargetSet; h != nil {
+			return h(ctx, routeID, set, b.ensureTargetSet)
+		}
+		return b.ensureTargetSet(ctx, routeID, set)
+	})
+}
+
+func (b *Balancer) ensureTargetSet(ctx context.Context, routeID, set string) (providers.Binding, error) {
+	if err := b.r.enter(ctx, "Balancer.EnsureTargetSet"); err != nil {
+		return providers.Binding{}, err
+	}
+	if err := providers.ValidateName("target set", set, providers.MaxSetName); err != nil {
+		return providers.Binding{}, err
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, err := b.r.findRoute("ensure target set", routeID)
+	if err != nil {
+		return providers.Binding{}, err
+	}
+	ts, ok := rt.sets[set]
+	if !ok {
+		ts = &targetSet{name: set, target: providers.ResourceName(rt.spec.App, rt.spec.Process, set), targets: map[string]*task{}}
+		rt.sets[set] = ts
+		b.r.sets[ts.target] = ts
+	}
+	return b.r.binding(rt, ts), nil
+}
+
+// SetWeights implements providers.WeightShifter. Sets not named get
+// weight zero.
+func (b *Balancer) SetWeights(ctx context.Context, routeID string, weights map[string]int) error {
+	c := Call{Provider: "Balancer", Method: "SetWeights", Key: routeID, Args: []any{routeID, maps.Clone(weights)}}
+	return do0(b.r, ctx, c, func(ctx context.Context) error {
+		if h := b.r.currentHooks().Balancer.SetWeights; h != nil {
+			return h(ctx, routeID, weights, b.setWeights)
+		}
+		return b.setWeights(ctx, routeID, weights)
+	})
+}
+
+func (b *Balancer) setWeights(ctx context.Context, routeID string, weights map[string]int) error {
+	if err := b.r.enter(ctx, "Balancer.SetWeights"); err != nil {
+		return err
+	}
+	sum := 0
+	for set, w := range weights {
+		if w < 0 || w > 100 {
+			return providers.Invalidf("fake balancer: weight %d of set %q out of range 0-100", w, set)
+		}
+		sum += w
+	}
+	if sum != 100 {
+		return providers.Invalidf("fake balancer: weights sum to %d, not 100", sum)
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, err := b.r.findRoute("set weights", routeID)
+	if err != nil {
+		return err
+	}
+	for set := range weights {
+		if rt.sets[set] == nil {
+			return fmt.Errorf("fake balancer: set weights: target set %q of route %q: %w", set, routeID, providers.ErrNotFound)
+		}
+	}
+	for name, ts := range rt.sets {
+		ts.weight = weights[name]
+	}
+	return nil
+}
+
+// Weights implements providers.WeightShifter.
+func (b *Balancer) Weights(ctx context.Context, routeID string) (map[string]int, error) {
+	c := Call{Provider: "Balancer", Method: "Weights", Key: routeID, Args: []any{routeID}}
+	return do(b.r, ctx, c, func(ctx context.Context) (map[string]int, error) {
+		if h := b.r.currentHooks().Balancer.Weights; h != nil {
+			return h(ctx, routeID, b.weights)
+		}
+		return b.weights(ctx, routeID)
+	})
+}
+
+func (b *Balancer) weights(ctx context.Context, routeID string) (map[string]int, error) {
+	if err := b.r.enter(ctx, "Balancer.Weights"); err != nil {
+		return nil, err
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, err := b.r.findRoute("weights", routeID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for name, ts := range rt.sets {
+		out[name] = ts.weight
+	}
+	return out, nil
+}
+
+// DeleteTargetSet implements providers.WeightShifter. The default set ""
+// cannot be deleted (ErrInvalid); a missing route returns nil like a
+// missing set.
+func (b *Balancer) DeleteTargetSet(ctx context.Context, routeID, set string) error {
+	c := Call{Provider: "Balancer", Method: "DeleteTargetSet", Key: routeID, Args: []any{routeID, set}}
+	return do0(b.r, ctx, c, func(ctx context.Context) error {
+		if h := b.r.currentHooks().Balancer.DeleteTargetSet; h != nil {
+			return h(ctx, routeID, set, b.deleteTargetSet)
+		}
+		return b.deleteTargetSet(ctx, routeID, set)
+	})
+}
+
+func (b *Balancer) deleteTargetSet(ctx context.Context, routeID, set string) error {
+	if err := b.r.enter(ctx, "Balancer.DeleteTargetSet"); err != nil {
+		return err
+	}
+	if set == "" {
+		return providers.Invalidf("fake balancer: the default target set of route %q cannot be deleted", routeID)
+	}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	rt, ok := b.r.routes[routeID]
+	if !ok {
+		return nil
+	}
+	ts, ok := rt.sets[set]
+	if !ok {
+		return nil
+	}
+	if ts.weight > 0 {
+		return fmt.Errorf("fake balancer: target set %q of route %q has weight %d: %w", set, routeID, ts.weight, providers.ErrConflict)
+	}
+	delete(b.r.sets, ts.target)
+	delete(rt.sets, set)
+	return nil
+}

@@ -1,0 +1,75 @@
+// Package fake is a coherent, deterministic, in-memory rack: one Rack
+// whose Registry, Scheduler, Balancer, Logs, Store and Notifier share one
+// state, implement every provider interface of package providers and every
+// optional one, pass the providertest conformance suite, and let tests
+// inject faults and inspect every call.
+//
+// # Coherence
+//
+// The providers of one Rack observe each other the way a real rack's do:
+//
+//   - the Scheduler runs only images that were pushed to the Registry
+//     (Rack.Push); tasks of any other image stop with a
+//     CannotPullContainerError reason;
+//   - scheduler tasks of a process with a Port, applied with a binding of
+//     a Balancer route (Route.Binding or WeightShifter.EnsureTargetSet),
+//     become that route's targets in Balancer.Health: initial while
+//     pending, healthy once running (unhealthy for a release scripted with
+//     FailHealth), draining while being replaced;
+//   - every task writes to Logs under Stream = task ID, with Process and
+//     Release set: a start line "starting <command>" when it runs, and for a
+//     crash-looping release "panic: boom" before it stops with ExitCode 2
+//     and Reason "exit status 2"; a one-off task (TaskRunner) writes its
+//     scripted output lines and stops with its scripted exit code.
+//
+// # The rollout step model
+//
+// Rollouts advance on observation, never on wall-clock time. Apply accepts
+// a rollout (state in-progress, nothing started yet) and every Status call
+// for the app — and every StatusMany call that names it — first advances
+// the app's in-flight rollout by exactly one step, then reports:
+//
+//  1. start: Count new tasks of every process of the release are created,
+//     pending; tasks with a Port join their bound target sets as initial.
+//     An app scripted with NeverConverge stays at this step forever.
+//  2. run: the pending tasks start. Each writes its start line and becomes
+//     running; bound targets turn healthy (unhealthy with FailHealth).
+//     If the image was never pushed, or the release or image digest is
+//     scripted with CrashLoop, the tasks stop instead, each crash is
+//     counted, and the next observation goes back to step 1 (replacement
+//     tasks); with Options.CircuitBreaker set, the rollout fails once that
+//     many tasks have crashed.
+//  3. drain: once every bound target of the new tasks is healthy, the
+//     targets of the tasks being replaced turn draining (those tasks still
+//     run). With an unhealthy target the rollout stays at this step.
+//  4. complete: the replaced tasks stop (ExitCode 0, Reason "scaled down by
+//     rollout <id>"), their targets are removed, the rollout is completed
+//     and AppStatus.Release becomes the release.
+//
+// So, without scripted faults, the fourth observation after Apply reports
+// the release as AppStatus.Release. Applying while a rollout is in flight
+// cancels it ("superseded by rollout <id>"); the new rollout replaces every
+// task of the app. A failed or canceled rollout stops its own tasks and the
+// app keeps running what ran before it (the replaced tasks were never
+// stopped: they only stop in step 4).
+//
+// One-off tasks (TaskRunner) are not part of AppStatus and advance on
+// GetTask: RunTask returns a pending task, the first GetTask shows it
+// running (its output lines are written then), the second shows it stopped
+// with its exit code.
+//
+// # Faults and calls
+//
+// Hooks intercept any provider method with a typed function that receives
+// the original implementation as next, in the manner of controller-runtime's
+// interceptor package, and Hooks.Call intercepts every method at once. The
+// scripted behaviours (Fail, Throttle, CrashLoop, FailHealth, NeverConverge,
+// ExitCode) cover the common cases without writing a hook. Calls records
+// every provider call in order, with its key arguments and its error;
+// secret values never appear in a recorded call's printed form.
+//
+// Every method honors a canceled context by returning the context's error,
+// and a Rack is safe for concurrent use. The clock is Options.Now, time.Now
+// by default, so a Rack created inside a testing/synctest bubble runs on the
+// bubble's fake time.
+package fake

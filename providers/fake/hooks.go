@@ -1,0 +1,129 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// Call describes one provider call. Rack.Calls returns them in order and
+// Hooks.Call receives each before it runs.
+type Call struct {
+	// Provider is "Registry", "Scheduler", "Balancer", "Logs", "Store" or
+	// "Notifier".
+	Provider string
+	// Method is the method name ("Apply", "Put", ...).
+	Method string
+	// Key is the call's principal argument: the app for scheduler and log
+	// calls, the store key or prefix, the repository name or reference, the
+	// route ID ("<app>-<process>" for EnsureRoute), the notification's app.
+	// StatusMany joins its apps with commas; Logs.Write uses the first
+	// entry's app.
+	Key string
+	// Args are the arguments after ctx, in order. Desired and RunSpec print
+	// with secret values redacted, and a Store value is recorded as a
+	// Value, which prints as its length only.
+	Args []any
+	// Err is what the call returned; nil while it is still running.
+	Err error
+}
+
+// Name returns "Provider.Method", the name Rack.Fail and Rack.Throttle take.
+func (c Call) Name() string { return c.Provider + "." + c.Method }
+
+// String returns "Provider.Method(Key)", followed by " = error" when the
+// call failed.
+func (c Call) String() string {
+	s := fmt.Sprintf("%s.%s(%s)", c.Provider, c.Method, c.Key)
+	if c.Err != nil {
+		s += " = " + c.Err.Error()
+	}
+	return s
+}
+
+// Value is a Store value as recorded in Call.Args. It prints as its length
+// so that recorded calls never reveal document contents.
+type Value []byte
+
+// String returns "<N bytes>".
+func (v Value) String() string { return fmt.Sprintf("<%d bytes>", len(v)) }
+
+// Format implements fmt.Formatter so that every verb prints String.
+func (v Value) Format(f fmt.State, verb rune) { fmt.Fprint(f, v.String()) }
+
+// Hooks intercept provider calls. A nil hook leaves the method alone. A
+// typed hook receives the method's arguments and next, the rack's own
+// implementation; it may fail without calling next, call next and alter
+// the result, call it twice, or block. Call intercepts every method: it
+// receives a description of the call and next, which runs the typed hook
+// (if any) and the implementation; the error it returns is the method's
+// error, and when it is not nil the method's other results are zero.
+//
+// Order of one call: it is recorded (Rack.Calls), then Hooks.Call, then the
+// typed hook, then the implementation, which first returns the context's
+// error if ctx is done and then applies a scripted Fail or Throttle.
+type Hooks struct {
+	Call func(ctx context.Context, c Call, next func(context.Context) error) error
+
+	Registry  RegistryHooks
+	Scheduler SchedulerHooks
+	Balancer  BalancerHooks
+	Logs      LogsHooks
+	Store     StoreHooks
+	Notifier  NotifierHooks
+}
+
+// RegistryHooks intercept the Registry's methods.
+type RegistryHooks struct {
+	EnsureRepository func(ctx context.Context, name string, next func(context.Context, string) (providers.Repository, error)) (providers.Repository, error)
+	Resolve          func(ctx context.Context, ref string, next func(context.Context, string) (providers.Image, error)) (providers.Image, error)
+	Credentials      func(ctx context.Context, repo string, next func(context.Context, string) (providers.Credentials, error)) (providers.Credentials, error)
+	ListImages       func(ctx context.Context, repo string, next func(context.Context, string) ([]providers.Image, error)) ([]providers.Image, error)
+	DeleteImage      func(ctx context.Context, repo, digest string, next func(context.Context, string, string) error) error
+}
+
+// SchedulerHooks intercept the Scheduler's methods.
+type SchedulerHooks struct {
+	Apply         func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error)
+	Status        func(ctx context.Context, app string, next func(context.Context, string) (providers.AppStatus, error)) (providers.AppStatus, error)
+	Delete        func(ctx context.Context, app string, next func(context.Context, string) error) error
+	StatusMany    func(ctx context.Context, apps []string, next func(context.Context, []string) (map[string]providers.AppStatus, error)) (map[string]providers.AppStatus, error)
+	CancelRollout func(ctx context.Context, app, rolloutID string, next func(context.Context, string, string) error) error
+	RunTask       func(ctx context.Context, spec providers.RunSpec, next func(context.Context, providers.RunSpec) (providers.Task, error)) (providers.Task, error)
+	GetTask       func(ctx context.Context, app, id string, next func(context.Context, string, string) (providers.Task, error)) (providers.Task, error)
+	StopTask      func(ctx context.Context, app, id string, next func(context.Context, string, string) error) error
+}
+
+// BalancerHooks intercept the Balancer's methods.
+type BalancerHooks struct {
+	EnsureRoute     func(ctx context.Context, spec providers.RouteSpec, next func(context.Context, providers.RouteSpec) (providers.Route, error)) (providers.Route, error)
+	Health          func(ctx context.Context, routeID string, next func(context.Context, string) ([]providers.TargetHealth, error)) ([]providers.TargetHealth, error)
+	DeleteRoute     func(ctx context.Context, routeID string, next func(context.Context, string) error) error
+	EnsureTargetSet func(ctx context.Context, routeID, set string, next func(context.Context, string, string) (providers.Binding, error)) (providers.Binding, error)
+	SetWeights      func(ctx context.Context, routeID string, weights map[string]int, next func(context.Context, string, map[string]int) error) error
+	Weights         func(ctx context.Context, routeID string, next func(context.Context, string) (map[string]int, error)) (map[string]int, error)
+	DeleteTargetSet func(ctx context.Context, routeID, set string, next func(context.Context, string, string) error) error
+}
+
+// LogsHooks intercept the Logs' methods.
+type LogsHooks struct {
+	Write  func(ctx context.Context, entries []providers.LogEntry, next func(context.Context, []providers.LogEntry) error) error
+	Read   func(ctx context.Context, q providers.LogQuery, token string, next func(context.Context, providers.LogQuery, string) (providers.LogPage, error)) (providers.LogPage, error)
+	Delete func(ctx context.Context, app string, next func(context.Context, string) error) error
+	Tail   func(ctx context.Context, q providers.LogQuery, next func(context.Context, providers.LogQuery) iter.Seq2[providers.LogEntry, error]) iter.Seq2[providers.LogEntry, error]
+}
+
+// StoreHooks intercept the Store's methods.
+type StoreHooks struct {
+	Get    func(ctx context.Context, key string, next func(context.Context, string) (providers.Doc, error)) (providers.Doc, error)
+	Put    func(ctx context.Context, key string, value []byte, ifVersion int64, next func(context.Context, string, []byte, int64) (int64, error)) (int64, error)
+	Delete func(ctx context.Context, key string, ifVersion int64, next func(context.Context, string, int64) error) error
+	List   func(ctx context.Context, prefix string, opts providers.ListOptions, next func(context.Context, string, providers.ListOptions) (providers.DocPage, error)) (providers.DocPage, error)
+}
+
+// NotifierHooks intercept the Notifier's method.
+type NotifierHooks struct {
+	Notify func(ctx context.Context, n providers.Notification, next func(context.Context, providers.Notification) error) error
+}

@@ -1,0 +1,545 @@
+package fake
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// Scheduler is the rack's providers.Scheduler; it also implements
+// providers.BatchStatus, providers.Canceler, providers.TaskRunner and
+// providers.BindingAcceptor (it accepts providers.BindingLocal bindings of
+// the rack's Balancer). See the package documentation for the step model
+// of its rollouts.
+type Scheduler struct{ r *Rack }
+
+var (
+	_ providers.Scheduler       = (*Scheduler)(nil)
+	_ providers.BatchStatus     = (*Scheduler)(nil)
+	_ providers.Canceler        = (*Scheduler)(nil)
+	_ providers.TaskRunner      = (*Scheduler)(nil)
+	_ providers.BindingAcceptor = (*Scheduler)(nil)
+)
+
+// History kept per app: the newest rollouts and stopped tasks reported by
+// Status.
+const (
+	KeptRollouts     = 10
+	KeptStoppedTasks = 20
+)
+
+// Rollout steps: the number of steps a rollout has completed.
+const (
+	stepAccepted = iota
+	stepStarted
+	stepRunning
+	stepDraining
+)
+
+type app struct {
+	name       string
+	rollouts   []*rollout // newest first, trimmed to KeptRollouts
+	tokens     map[string]*rollout
+	current    *rollout // what the app converges to; nil when nothing
+	active     *rollout // the last completed rollout
+	live       []*task  // pending and running service tasks
+	stopped    []*task  // stopped service tasks, oldest first
+	rolloutSeq int
+}
+
+type rollout struct {
+	providers.Rollout
+	d       providers.Desired
+	step    int
+	crashes int
+}
+
+type task struct {
+	providers.Task
+	seq      int
+	rollout  *rollout // nil for a one-off task
+	bindings []providers.Binding
+	draining bool
+	command  []string
+	image    providers.Image
+	// one-off tasks
+	script *exitScript
+	crash  bool
+}
+
+type oneoffs struct {
+	tasks  map[string]*task
+	tokens map[string]*task
+}
+
+func (t *task) view() providers.Task {
+	v := t.Task
+	if t.ExitCode != nil {
+		c := *t.ExitCode
+		v.ExitCode = &c
+	}
+	return v
+}
+
+// AcceptsBinding implements providers.BindingAcceptor: it accepts
+// providers.BindingLocal.
+func (s *Scheduler) AcceptsBinding(kind string) bool { return kind == providers.BindingLocal }
+
+func (s *Scheduler) validate(d providers.Desired) error {
+	if err := providers.ValidateName("app", d.App, providers.MaxAppName); err != nil {
+		return err
+	}
+	if d.Release == "" || d.Token == "" {
+		return providers.Invalidf("fake scheduler: apply %s: release and token are required", d.App)
+	}
+	if d.Image.Digest == "" {
+		return providers.Invalidf("fake scheduler: apply %s: the image is not pinned by digest", d.App)
+	}
+	ports := map[string]int{}
+	for _, p := range d.Processes {
+		if err := providers.ValidateAppProcess(d.App, p.Name); err != nil {
+			return err
+		}
+		if _, dup := ports[p.Name]; dup {
+			return providers.Invalidf("fake scheduler: apply %s: process %q listed twice", d.App, p.Name)
+		}
+		if p.Count < 0 || p.CPU < 0 || p.Memory < 0 || p.Port < 0 || p.Port > 65535 {
+			return providers.Invalidf("fake scheduler: apply %s: process %q has a negative count, cpu or memory, or a bad port", d.App, p.Name)
+		}
+		ports[p.Name] = p.Port
+	}
+	for name, bs := range d.Bindings {
+		port, ok := ports[name]
+		if !ok || port == 0 {
+			return providers.Invalidf("fake scheduler: apply %s: binding for process %q, which has no port", d.App, name)
+		}
+		for _, b := range bs {
+			if !s.AcceptsBinding(b.Kind) {
+				return providers.Invalidf("fake scheduler: apply %s: binding kind %q is not accepted", d.App, b.Kind)
+			}
+			if b.Balancer != s.r.balancerName {
+				return providers.Invalidf("fake scheduler: apply %s: binding of balancer %q, not %q", d.App, b.Balancer, s.r.balancerName)
+			}
+		}
+	}
+	return nil
+}
+
+// Apply implements providers.Scheduler. Bindings must name target sets
+// that exist in the rack's Balancer (ErrInvalid otherwise).
+func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	c := Call{Provider: "Scheduler", Method: "Apply", Key: d.App, Args: []any{d}}
+	return do(s.r, ctx, c, func(ctx context.Context) (providers.Rollout, error) {
+		if h := s.r.currentHooks().Scheduler.Apply; h != nil {
+			return h(ctx, d, s.apply)
+		}
+		return s.apply(ctx, d)
+	})
+}
+
+func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	if err := s.r.enter(ctx, "Scheduler.Apply"); err != nil {
+		return providers.Rollout{}, err
+	}
+	if err := s.validate(d); err != nil {
+		return providers.Rollout{}, err
+	}
+	r := s.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, bs := range d.Bindings {
+		for _, b := range bs {
+			if r.sets[b.Target] == nil {
+				return providers.Rollout{}, providers.Invalidf("fake scheduler: apply %s: process %q is bound to target set %q, which does not exist", d.App, name, b.Target)
+			}
+		}
+	}
+	a, ok := r.apps[d.App]
+	if !ok {
+		a = &app{name: d.App, tokens: map[string]*rollout{}}
+		r.apps[d.App] = a
+	}
+	if ro, ok := a.tokens[d.Token]; ok {
+		return ro.Rollout, nil
+	}
+	a.rolloutSeq++
+	ro := &rollout{
+		Rollout: providers.Rollout{
+			ID:      fmt.Sprintf("rollout-%d", a.rolloutSeq),
+			Release: d.Release,
+			Token:   d.Token,
+			State:   providers.RolloutInProgress,
+			Started: r.now(),
+		},
+		d: cloneDesired(d),
+	}
+	if cur := a.current; cur != nil && cur.State == providers.RolloutInProgress {
+		cur.State = providers.RolloutCanceled
+		cur.Reason = "superseded by " + ro.ID
+	}
+	a.tokens[d.Token] = ro
+	a.rollouts = append([]*rollout{ro}, a.rollouts...)
+	if len(a.rollouts) > KeptRollouts {
+		a.rollouts = a.rollouts[:KeptRollouts]
+	}
+	a.current = ro
+	return ro.Rollout, nil
+}
+
+func cloneDesired(d providers.Desired) providers.Desired {
+	d.Env = maps.Clone(d.Env)
+	d.Secret = slices.Clone(d.Secret)
+	d.Processes = slices.Clone(d.Processes)
+	bs := make(map[string][]providers.Binding, len(d.Bindings))
+	for k, v := range d.Bindings {
+		bs[k] = slices.Clone(v)
+	}
+	d.Bindings = bs
+	return d
+}
+
+func commandOf(img providers.Image, p providers.Process, override []string) []string {
+	switch {
+	case len(override) > 0:
+		return slices.Clone(override)
+	case len(p.Command) > 0:
+		return slices.Clone(p.Command)
+	default:
+		return append(slices.Clone(img.Entrypoint), img.Cmd...)
+	}
+}
+
+// newTask creates a pending task; r.mu is held.
+func (r *Rack) newTask(appName string, p providers.Process, release string, img providers.Image, command []string) *task {
+	r.taskSeq++
+	n := r.taskSeq
+	t := &task{
+		Task: providers.Task{
+			ID:      fmt.Sprintf("%s-%s-%d", appName, p.Name, n),
+			App:     appName,
+			Process: p.Name,
+			Release: release,
+			State:   providers.TaskPending,
+		},
+		seq:     n,
+		command: command,
+		image:   img,
+	}
+	if p.Port > 0 {
+		t.Address = fmt.Sprintf("10.%d.%d.%d:%d", n>>16&255, n>>8&255, n&255, p.Port)
+	}
+	return t
+}
+
+func (r *Rack) crashes(release, digest string) bool { return r.crash[release] || r.crash[digest] }
+
+// stopTask stops a task; r.mu is held. code nil means unknown.
+func (r *Rack) stopTask(t *task, code *int, reason string) {
+	t.State = providers.TaskStopped
+	t.Stopped = r.now()
+	t.ExitCode = code
+	t.Reason = reason
+	t.draining = false
+	for _, b := range t.bindings {
+		r.removeTarget(b, t.Address)
+	}
+}
+
+func intp(n int) *int { return &n }
+
+// stopLive stops the app's live tasks for which stop reports true, with
+// the exit code (nil when unknown) and reason it returns; r.mu is held.
+func (a *app) stopLive(r *Rack, stop func(*task) (bool, *int, string)) {
+	keep := a.live[:0]
+	for _, t := range a.live {
+		ok, code, reason := stop(t)
+		if !ok {
+			keep = append(keep, t)
+			continue
+		}
+		r.stopTask(t, code, reason)
+		a.stopped = append(a.stopped, t)
+	}
+	clear(a.live[len(keep):])
+	a.live = keep
+	if n := len(a.stopped) - KeptStoppedTasks; n > 0 {
+		a.stopped = slices.Delete(a.stopped, 0, n)
+	}
+}
+
+// unhealthy reports whether a task's targets are failing health checks.
+func (r *Rack) unhealthy(t *task) bool {
+	return t.State == providers.TaskRunning && len(t.bindings) > 0 && r.failHealth[t.Release]
+}
+
+// revert ends ro (failed or canceled): the app converges back to its last
+// completed rollout, whose tasks never stopped; r.mu is held.
+func (a *app) revert(r *Rack, ro *rollout, state providers.RolloutState, reason string) {
+	ro.State = state
+	ro.Reason = reason
+	keep := a.active
+	why := fmt.Sprintf("%s %s: %s", ro.ID, state, reason)
+	a.stopLive(r, func(t *task) (bool, *int, string) { return keep == nil || t.rollout != keep, nil, why })
+	for _, t := range a.live {
+		t.draining = false
+	}
+	a.current = keep
+}
+
+// advance moves the app's in-flight rollout one step; r.mu is held.
+func (r *Rack) advance(a *app) {
+	ro := a.current
+	if ro == nil || ro.State != providers.RolloutInProgress {
+		return
+	}
+	switch ro.step {
+	case stepAccepted:
+		if r.neverConverge[a.name] {
+			return
+		}
+		for _, p := range ro.d.Processes {
+			have := 0
+			for _, t := range a.live {
+				if t.rollout == ro && t.Process == p.Name {
+					have++
+				}
+			}
+			for range p.Count - have {
+				t := r.newTask(a.name, p, ro.d.Release, ro.d.Image, commandOf(ro.d.Image, p, nil))
+				t.rollout = ro
+				if p.Port > 0 {
+					t.bindings = slices.Clone(ro.d.Bindings[p.Name])
+					for _, b := range t.bindings {
+						r.setTarget(b, t)
+					}
+				}
+				a.live = append(a.live, t)
+			}
+		}
+		ro.step = stepStarted
+
+	case stepStarted:
+		crashed := 0
+		pulled := r.hasImage(ro.d.Image)
+		crash := r.crashes(ro.d.Release, ro.d.Image.Digest)
+		a.stopLive(r, func(t *task) (bool, *int, string) {
+			if t.rollout != ro || t.State != providers.TaskPending {
+				return false, nil, ""
+			}
+			t.Started = r.now()
+			if !pulled {
+				crashed++
+				return true, nil, "CannotPullContainerError: " + ro.d.Image.Ref() + ": not found"
+			}
+			t.State = providers.TaskRunning
+			r.taskLog(t, "starting "+startLine(t))
+			if crash {
+				crashed++
+				r.taskLog(t, "panic: boom")
+				return true, intp(2), "exit status 2"
+			}
+			return false, nil, ""
+		})
+		if crashed == 0 {
+			ro.step = stepRunning
+			return
+		}
+		ro.crashes += crashed
+		ro.step = stepAccepted
+		if r.breaker > 0 && ro.crashes >= r.breaker {
+			a.revert(r, ro, providers.RolloutFailed, fmt.Sprintf("circuit breaker: %d tasks failed to start", ro.crashes))
+		}
+
+	case stepRunning:
+		for _, t := range a.live {
+			if t.rollout == ro && r.unhealthy(t) {
+				return
+			}
+		}
+		for _, t := range a.live {
+			if t.rollout != ro {
+				t.draining = true
+			}
+		}
+		ro.step = stepDraining
+
+	case stepDraining:
+		a.stopLive(r, func(t *task) (bool, *int, string) { return t.rollout != ro, intp(0), "scaled down by " + ro.ID })
+		ro.State = providers.RolloutCompleted
+		a.active = ro
+	}
+}
+
+func startLine(t *task) string {
+	if len(t.command) == 0 {
+		return t.Process
+	}
+	return strings.Join(t.command, " ")
+}
+
+// status builds one observation of the app; r.mu is held.
+func (r *Rack) status(a *app) providers.AppStatus {
+	st := providers.AppStatus{App: a.name, Rollouts: []providers.Rollout{}, Processes: []providers.ProcessStatus{}, Tasks: []providers.Task{}}
+	if a.active != nil {
+		st.Release = a.active.Release
+	}
+	for _, ro := range a.rollouts {
+		st.Rollouts = append(st.Rollouts, ro.Rollout)
+	}
+	procs := map[string]*providers.ProcessStatus{}
+	if cur := a.current; cur != nil {
+		for _, p := range cur.d.Processes {
+			procs[p.Name] = &providers.ProcessStatus{Name: p.Name, Release: cur.Release, Desired: p.Count}
+		}
+	}
+	for _, t := range a.live {
+		ps := procs[t.Process]
+		if ps == nil {
+			ps = &providers.ProcessStatus{Name: t.Process}
+			if a.current != nil {
+				ps.Release = a.current.Release
+			}
+			procs[t.Process] = ps
+		}
+		if t.rollout != a.current {
+			continue
+		}
+		switch t.State {
+		case providers.TaskRunning:
+			ps.Running++
+		case providers.TaskPending:
+			ps.Pending++
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(procs)) {
+		st.Processes = append(st.Processes, *procs[name])
+	}
+	live := slices.Clone(a.live)
+	slices.SortFunc(live, func(x, y *task) int {
+		return cmp.Or(cmp.Compare(x.Process, y.Process), cmp.Compare(x.seq, y.seq))
+	})
+	for _, t := range live {
+		st.Tasks = append(st.Tasks, t.view())
+	}
+	for i := len(a.stopped) - 1; i >= 0; i-- {
+		st.Tasks = append(st.Tasks, a.stopped[i].view())
+	}
+	return st
+}
+
+// Status implements providers.Scheduler. Each call first advances the
+// app's in-flight rollout one step. ProcessStatus counts only the tasks of
+// the rollout the app converges to; AppStatus.Tasks lists pending and
+// running tasks by process then age, then up to KeptStoppedTasks stopped
+// ones, most recently stopped first. One-off tasks are not listed.
+func (s *Scheduler) Status(ctx context.Context, appName string) (providers.AppStatus, error) {
+	c := Call{Provider: "Scheduler", Method: "Status", Key: appName, Args: []any{appName}}
+	return do(s.r, ctx, c, func(ctx context.Context) (providers.AppStatus, error) {
+		if h := s.r.currentHooks().Scheduler.Status; h != nil {
+			return h(ctx, appName, s.status)
+		}
+		return s.status(ctx, appName)
+	})
+}
+
+func (s *Scheduler) status(ctx context.Context, appName string) (providers.AppStatus, error) {
+	if err := s.r.enter(ctx, "Scheduler.Status"); err != nil {
+		return providers.AppStatus{}, err
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	a, ok := s.r.apps[appName]
+	if !ok {
+		return providers.AppStatus{}, fmt.Errorf("fake scheduler: status of app %q: %w", appName, providers.ErrNotFound)
+	}
+	s.r.advance(a)
+	return s.r.status(a), nil
+}
+
+// StatusMany implements providers.BatchStatus. Like Status, it advances
+// the in-flight rollout of each app it names, once even if named twice.
+func (s *Scheduler) StatusMany(ctx context.Context, apps []string) (map[string]providers.AppStatus, error) {
+	c := Call{Provider: "Scheduler", Method: "StatusMany", Key: strings.Join(apps, ","), Args: []any{slices.Clone(apps)}}
+	return do(s.r, ctx, c, func(ctx context.Context) (map[string]providers.AppStatus, error) {
+		if h := s.r.currentHooks().Scheduler.StatusMany; h != nil {
+			return h(ctx, apps, s.statusMany)
+		}
+		return s.statusMany(ctx, apps)
+	})
+}
+
+func (s *Scheduler) statusMany(ctx context.Context, apps []string) (map[string]providers.AppStatus, error) {
+	if err := s.r.enter(ctx, "Scheduler.StatusMany"); err != nil {
+		return nil, err
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	out := map[string]providers.AppStatus{}
+	for _, name := range apps {
+		a, ok := s.r.apps[name]
+		if _, seen := out[name]; !ok || seen {
+			continue
+		}
+		s.r.advance(a)
+		out[name] = s.r.status(a)
+	}
+	return out, nil
+}
+
+// Delete implements providers.Scheduler; it also stops the app's one-off
+// tasks.
+func (s *Scheduler) Delete(ctx context.Context, appName string) error {
+	c := Call{Provider: "Scheduler", Method: "Delete", Key: appName, Args: []any{appName}}
+	return do0(s.r, ctx, c, func(ctx context.Context) error {
+		if h := s.r.currentHooks().Scheduler.Delete; h != nil {
+			return h(ctx, appName, s.delete)
+		}
+		return s.delete(ctx, appName)
+	})
+}
+
+func (s *Scheduler) delete(ctx context.Context, appName string) error {
+	if err := s.r.enter(ctx, "Scheduler.Delete"); err != nil {
+		return err
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	if a, ok := s.r.apps[appName]; ok {
+		a.stopLive(s.r, func(*task) (bool, *int, string) { return true, nil, "app deleted" })
+		delete(s.r.apps, appName)
+	}
+	delete(s.r.oneoffs, appName)
+	return nil
+}
+
+// CancelRollout implements providers.Canceler: the rollout becomes
+// canceled, its tasks stop and the app keeps running its last completed
+// rollout's tasks.
+func (s *Scheduler) CancelRollout(ctx context.Context, appName, rolloutID string) error {
+	c := Call{Provider: "Scheduler", Method: "CancelRollout", Key: appName, Args: []any{appName, rolloutID}}
+	return do0(s.r, ctx, c, func(ctx context.Context) error {
+		if h := s.r.currentHooks().Scheduler.CancelRollout; h != nil {
+			return h(ctx, appName, rolloutID, s.cancelRollout)
+		}
+		return s.cancelRollout(ctx, appName, rolloutID)
+	})
+}
+
+func (s *Scheduler) cancelRollout(ctx context.Context, appName, rolloutID string) error {
+	if err := s.r.enter(ctx, "Scheduler.CancelRollout"); err != nil {
+		return err
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	a, ok := s.r.apps[appName]
+	if !ok || a.current == nil || a.current.ID != rolloutID || a.current.State != providers.RolloutInProgress {
+		return nil
+	}
+	a.revert(s.r, a.current, providers.RolloutCanceled, "canceled")
+	return nil
+}

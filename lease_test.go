@@ -1,0 +1,139 @@
+package convox
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/fake"
+)
+
+// crashedDeployer leaves the lease a deployer that died mid-deploy of
+// release would leave: held, with the release applied to the scheduler.
+func crashedDeployer(t *testing.T, ctx context.Context, c *Client, r *fake.Rack, release string) {
+	t.Helper()
+	app, err := c.loadApp(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	app.Lease = &leaseDoc{Token: "dead", Holder: "crashed:1", Release: release, Previous: app.Active, Started: now, Expires: now.Add(c.opts.LeaseTTL)}
+	if err := c.saveApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := c.loadRelease(ctx, "web", release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Scheduler().Apply(ctx, rel.desired("dead", nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func leaseWorld(t *testing.T) (*Client, *fake.Rack) {
+	r := fake.New(nil)
+	c, err := New(Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: r.Store()},
+		&Options{PollInterval: time.Second, LeaseTTL: time.Minute, Holder: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	r.Push("web", "v1", &fake.ImageConfig{Entrypoint: []string{"/v1"}})
+	r.Push("web", "v2", &fake.ImageConfig{Entrypoint: []string{"/v2"}})
+	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.App("web").Deploy(ctx, ReleaseSpec{Image: "web:v1", Processes: []Process{{Name: "worker", Count: 1}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.App("web").CreateRelease(ctx, ReleaseSpec{Image: "web:v2"}); err != nil {
+		t.Fatal(err)
+	}
+	return c, r
+}
+
+func TestLease(t *testing.T) {
+	t.Run("a held lease refuses a second deployer until it expires", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployer(t, ctx, c, r, "R2")
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
+				t.Fatalf("Promote under a live lease = %v, want ErrConflict", err)
+			}
+			time.Sleep(c.opts.LeaseTTL)
+			dep, err := c.App("web").Promote(ctx, "R2", nil)
+			if err != nil {
+				t.Fatalf("Promote after the lease expired: %v", err)
+			}
+			if err := dep.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			app, _ := c.GetApp(ctx, "web")
+			if app.Active != "R2" || app.Deploying != "" {
+				t.Errorf("active %q deploying %q, want R2 and nothing in flight", app.Active, app.Deploying)
+			}
+		})
+	})
+
+	t.Run("cancel of a dead deployer's deploy takes over and restores the previous release", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployer(t, ctx, c, r, "R2")
+			time.Sleep(c.opts.LeaseTTL)
+			if err := c.App("web").Cancel(ctx); err != nil {
+				t.Fatalf("Cancel: %v", err)
+			}
+			st, err := r.Scheduler().Status(ctx, "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			app, _ := c.loadApp(ctx, "web")
+			rel, _ := c.App("web").Release(ctx, "R2")
+			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil || rel.Status != StatusCanceled {
+				t.Errorf("active %q serving %q lease %+v R2 %s; want R1, R1, no lease, R2 canceled", app.Active, st.Release, app.Lease, rel.Status)
+			}
+		})
+	})
+
+	t.Run("a live deployer renews its lease while it waits", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			r.NeverConverge("web")
+			dep, err := c.App("web").Promote(ctx, "R2", &DeployOptions{Timeout: 5 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * c.opts.LeaseTTL)
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
+				t.Errorf("Promote while the first deployer is alive past its TTL = %v, want ErrConflict", err)
+			}
+			if err := dep.Cancel(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// NeverConverge blocks compensation too; Cancel returns once the
+			// deploy finished, reporting the failed compensation.
+			var de *DeployError
+			if err := dep.Wait(ctx); !errors.As(err, &de) || !de.Canceled {
+				t.Errorf("Wait = %v, want canceled", err)
+			}
+		})
+	})
+}
+
+func TestStoreKeysOrderNumerically(t *testing.T) {
+	keys := []string{releaseKey("web", 9), releaseKey("web", 10), releaseKey("web", 100)}
+	for i := 1; i < len(keys); i++ {
+		if keys[i-1] >= keys[i] {
+			t.Errorf("%q sorts after %q", keys[i-1], keys[i])
+		}
+	}
+	if err := providers.ValidateKey(releaseKey("abcdefghijklmnopqrst", 1<<62)); err != nil {
+		t.Errorf("longest release key is invalid: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package fake_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/convox-go/convox/providers"
@@ -11,5 +12,22 @@ import (
 func TestConformance(t *testing.T) {
 	t.Run("Store", func(t *testing.T) {
 		providertest.TestStore(t, func(t *testing.T) providers.Store { return fake.New(nil).Store() })
+	})
+	t.Run("Registry", func(t *testing.T) {
+		pushes := 0
+		providertest.TestRegistry(t, providertest.RegistryHarness{
+			New: func(t *testing.T) providers.Registry { return fake.New(nil).Registry() },
+			Push: func(t *testing.T, reg providers.Registry, repo, tag string) string {
+				pushes++
+				cfg := &fake.ImageConfig{Cmd: []string{"serve"}, Env: []string{fmt.Sprintf("PUSH=%d", pushes)}}
+				return reg.(*fake.Registry).Rack().Push(repo, tag, cfg).Digest
+			},
+		})
+	})
+}
+
+func TestConformanceBalancer(t *testing.T) {
+	providertest.TestBalancer(t, providertest.BalancerHarness{
+		New: func(t *testing.T) providers.Balancer { return fake.New(nil).Balancer() },
 	})
 }

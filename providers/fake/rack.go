@@ -159,6 +159,24 @@ func (r *Rack) Store() *Store { return r.store }
 // (see Rack.Notifications).
 func (r *Rack) Notifier() *Notifier { return r.notifierVw }
 
+// Rack returns the rack the registry belongs to.
+func (g *Registry) Rack() *Rack { return g.r }
+
+// Rack returns the rack the scheduler belongs to.
+func (s *Scheduler) Rack() *Rack { return s.r }
+
+// Rack returns the rack the balancer belongs to.
+func (b *Balancer) Rack() *Rack { return b.r }
+
+// Rack returns the rack the log store belongs to.
+func (l *Logs) Rack() *Rack { return l.r }
+
+// Rack returns the rack the store belongs to.
+func (s *Store) Rack() *Rack { return s.r }
+
+// Rack returns the rack the notifier belongs to.
+func (n *Notifier) Rack() *Rack { return n.r }
+
 // SetHooks replaces the rack's hooks; calls already running keep the hooks
 // they started with.
 func (r *Rack) SetHooks(h Hooks) {

@@ -31,3 +31,9 @@ func TestConformanceBalancer(t *testing.T) {
 		New: func(t *testing.T) providers.Balancer { return fake.New(nil).Balancer() },
 	})
 }
+
+func TestConformanceLogs(t *testing.T) {
+	providertest.TestLogs(t, providertest.LogsHarness{
+		New: func(t *testing.T) providers.Logs { return fake.New(nil).Logs() },
+	})
+}

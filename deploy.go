@@ -52,14 +52,15 @@ type Deployment struct {
 	Release  string
 	Previous string
 
-	c      *Client
-	a      *AppClient
-	opts   DeployOptions
-	token  string
-	start  time.Time
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	err    error
+	c       *Client
+	a       *AppClient
+	opts    DeployOptions
+	token   string
+	summary string // the plan's one-line summary, for notifications
+	start   time.Time
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
+	err     error
 
 	mu         sync.Mutex
 	lastStatus *providers.AppStatus
@@ -143,7 +144,8 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	}
 	a.c.emit(Event{Type: EventDeployStarted, App: a.name, Release: id, Step: StepLease, Message: msg})
 	a.c.platformLog(ctx, a.name, id, msg)
-	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployStarted, App: a.name, Release: id, Previous: dep.Previous, Summary: rel.Description})
+	dep.summary = a.summary(ctx, dep.Previous, rel)
+	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployStarted, App: a.name, Release: id, Previous: dep.Previous, Summary: dep.summary})
 
 	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	dep.cancel = cancel
@@ -156,6 +158,22 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 		dep.err = dep.run(runCtx)
 	}()
 	return dep, nil
+}
+
+// summary describes what promoting rel changes, for notifications.
+func (a *AppClient) summary(ctx context.Context, previous string, rel *releaseDoc) string {
+	var from *releaseDoc
+	if previous != "" {
+		var err error
+		if from, err = a.c.loadRelease(ctx, a.name, previous); err != nil {
+			return rel.Description
+		}
+	}
+	s := diff(a.name, from, rel, releaseID(rel.Seq)).String()
+	if rel.Description != "" {
+		s = rel.Description + ": " + s
+	}
+	return s
 }
 
 func (a *AppClient) newDeployment(id string, l *leaseDoc, o DeployOptions) *Deployment {
@@ -515,7 +533,7 @@ func (d *Deployment) succeed(ctx context.Context) error {
 	msg := fmt.Sprintf("%s is active and healthy", d.Release)
 	d.c.emit(Event{Type: EventDeploySucceeded, App: d.App, Release: d.Release, Step: StepActivate, Message: msg})
 	d.c.platformLog(ctx, d.App, d.Release, msg)
-	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeploySucceeded, App: d.App, Release: d.Release, Previous: d.Previous, Summary: msg})
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeploySucceeded, App: d.App, Release: d.Release, Previous: d.Previous, Summary: d.summary})
 	return nil
 }
 
@@ -589,7 +607,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	}
 	d.c.emit(Event{Type: kind, App: d.App, Release: d.Release, Step: StepCompensate, Message: msg, Reason: serr.reason})
 	d.c.platformLog(ctx, d.App, d.Release, msg)
-	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: de.Error()})
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: d.summary})
 	if len(errs) > 0 {
 		return errors.Join(append([]error{de}, errs...)...)
 	}

@@ -226,6 +226,20 @@ func (a *AppClient) CreateRelease(ctx context.Context, spec ReleaseSpec) (*Relea
 }
 
 func (a *AppClient) createRelease(ctx context.Context, spec ReleaseSpec, parent string) (*releaseDoc, error) {
+	doc, err := a.buildRelease(ctx, spec, parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.c.saveNewRelease(ctx, doc); err != nil {
+		return nil, err
+	}
+	a.c.emit(Event{Type: EventReleaseCreated, App: a.name, Release: releaseID(doc.Seq), Message: fmt.Sprintf("release %s created from %s (%s)", releaseID(doc.Seq), doc.ImageRef, doc.Image.Digest)})
+	return doc, nil
+}
+
+// buildRelease validates spec, resolves its image and fills unspecified
+// fields from the latest release, without writing anything.
+func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent string) (*releaseDoc, error) {
 	if err := validateSpec(a.name, spec); err != nil {
 		return nil, err
 	}
@@ -299,10 +313,6 @@ func (a *AppClient) createRelease(ctx context.Context, spec ReleaseSpec, parent 
 			return nil, providers.Invalidf("process %s has no command and image %s has no entrypoint or command", p.Name, doc.Image.Ref())
 		}
 	}
-	if err := a.c.saveNewRelease(ctx, doc); err != nil {
-		return nil, err
-	}
-	a.c.emit(Event{Type: EventReleaseCreated, App: a.name, Release: releaseID(doc.Seq), Message: fmt.Sprintf("release %s created from %s (%s)", releaseID(doc.Seq), doc.ImageRef, doc.Image.Digest)})
 	return doc, nil
 }
 

@@ -1,0 +1,782 @@
+package local
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// BalancerName is the Binding.Balancer of every binding the local balancer
+// makes.
+const BalancerName = "local"
+
+// Balancer is the rack's providers.Balancer and providers.WeightShifter:
+// one HTTP reverse proxy (net/http/httputil) per route, listening on
+// 127.0.0.1.
+//
+// Each route has target sets: the default set "" and the sets made by
+// EnsureTargetSet. A set's binding target is
+// providers.ResourceName(app, process, set); the scheduler of the same
+// rack registers its tasks' addresses in the sets its Desired names.
+//
+// The request path reads one atomic pointer to an immutable snapshot of the
+// routable targets (healthy targets of sets with weight above zero), picks
+// a set by weight and a target round-robin with atomic counters, and hands
+// the request to that target's ReverseProxy, which shares one
+// http.Transport with keep-alives: no lock and no allocation of its own.
+// Health checks, weight changes and draining build a new snapshot.
+//
+// Removing a target (draining) takes it out of the snapshot first and then
+// waits until its in-flight requests finish (bounded by the route's
+// DeregistrationDelay) before the scheduler stops the process, so a rolling
+// update fails no request.
+type Balancer struct {
+	stateFile string
+	ports     map[string]int
+	log       *slog.Logger
+	transport *http.Transport
+	probe     *http.Client
+
+	mu     sync.Mutex
+	routes map[string]*route
+	sets   map[string]*targetSet // by binding target
+	closed bool
+}
+
+var (
+	_ providers.Balancer      = (*Balancer)(nil)
+	_ providers.WeightShifter = (*Balancer)(nil)
+)
+
+// Balancer health check defaults for zero HealthCheck fields.
+const (
+	defaultHealthPath      = "/"
+	defaultHealthInterval  = 2 * time.Second
+	defaultHealthTimeout   = time.Second
+	defaultHealthyCount    = 2
+	defaultUnhealthyCount  = 2
+	defaultDeregisterDelay = 30 * time.Second
+)
+
+func withHealthDefaults(h providers.HealthCheck) providers.HealthCheck {
+	if h.Path == "" {
+		h.Path = defaultHealthPath
+	}
+	if h.Interval <= 0 {
+		h.Interval = defaultHealthInterval
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = defaultHealthTimeout
+	}
+	if h.Healthy <= 0 {
+		h.Healthy = defaultHealthyCount
+	}
+	if h.Unhealthy <= 0 {
+		h.Unhealthy = defaultUnhealthyCount
+	}
+	return h
+}
+
+type route struct {
+	b    *Balancer
+	id   string
+	port int
+	srv  *http.Server
+	n    atomic.Uint64 // requests, for the weighted pick
+	snap atomic.Pointer[snapshot]
+
+	// guarded by b.mu
+	spec    providers.RouteSpec
+	sets    map[string]*targetSet
+	weights map[string]int
+	stop    chan struct{}
+	done    chan struct{}
+	kick    chan struct{}
+}
+
+type targetSet struct {
+	name    string
+	binding string
+	route   *route
+	rr      atomic.Uint64
+	targets map[string]*target // guarded by b.mu
+}
+
+type target struct {
+	addr     string
+	proxy    *httputil.ReverseProxy
+	inflight atomic.Int64
+	removed  atomic.Bool
+
+	// guarded by b.mu
+	state       providers.TargetState
+	reason      string
+	okRun, fail int
+}
+
+// snapshot is the immutable routing state of a route.
+type snapshot struct {
+	host, path string
+	sets       []snapSet
+	total      int
+}
+
+type snapSet struct {
+	weight  int
+	rr      *atomic.Uint64
+	targets []*target
+}
+
+func (s *snapshot) pick(n uint64) *target {
+	var set *snapSet
+	switch len(s.sets) {
+	case 0:
+		return nil
+	case 1:
+		set = &s.sets[0]
+	default:
+		w := int(n % uint64(s.total))
+		for i := range s.sets {
+			if w < s.sets[i].weight {
+				set = &s.sets[i]
+				break
+			}
+			w -= s.sets[i].weight
+		}
+	}
+	return set.targets[set.rr.Add(1)%uint64(len(set.targets))]
+}
+
+func newBalancer(stateFile string, ports map[string]int, log *slog.Logger) *Balancer {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &Balancer{
+		stateFile: stateFile,
+		ports:     ports,
+		log:       log,
+		transport: tr,
+		probe:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		routes:    map[string]*route{},
+		sets:      map[string]*targetSet{},
+	}
+}
+
+// ServeHTTP routes one request to a target of the route.
+func (r *route) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	s := r.snap.Load()
+	if (s.host != "" && stripPort(req.Host) != s.host) || (s.path != "" && !strings.HasPrefix(req.URL.Path, s.path)) {
+		http.NotFound(w, req)
+		return
+	}
+	for range 3 {
+		t := s.pick(r.n.Add(1))
+		if t == nil {
+			break
+		}
+		// Count the request before checking removal: a drainer sets removed
+		// before reading inflight, so one of the two sees the other.
+		t.inflight.Add(1)
+		if t.removed.Load() {
+			t.inflight.Add(-1)
+			s = r.snap.Load()
+			continue
+		}
+		serve(t, w, req)
+		return
+	}
+	http.Error(w, "no healthy targets", http.StatusServiceUnavailable)
+}
+
+func serve(t *target, w http.ResponseWriter, req *http.Request) {
+	defer t.inflight.Add(-1)
+	t.proxy.ServeHTTP(w, req)
+}
+
+func stripPort(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
+}
+
+func (b *Balancer) newTarget(addr string) *target {
+	t := &target{addr: addr, state: providers.TargetInitial}
+	t.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = addr
+			pr.SetXForwarded()
+		},
+		Transport: b.transport,
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			b.log.Debug("proxy error", "target", addr, "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	return t
+}
+
+// rebuild publishes a new snapshot of the route; b.mu is held.
+func (r *route) rebuild() {
+	s := &snapshot{host: r.spec.Host, path: r.spec.Path}
+	names := make([]string, 0, len(r.sets))
+	for n := range r.sets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		set, w := r.sets[n], r.weights[n]
+		if w <= 0 {
+			continue
+		}
+		var ts []*target
+		for _, t := range set.targets {
+			if t.state == providers.TargetHealthy && !t.removed.Load() {
+				ts = append(ts, t)
+			}
+		}
+		if len(ts) == 0 {
+			continue
+		}
+		slices.SortFunc(ts, func(a, b *target) int { return strings.Compare(a.addr, b.addr) })
+		s.sets = append(s.sets, snapSet{weight: w, rr: &set.rr, targets: ts})
+		s.total += w
+	}
+	r.snap.Store(s)
+}
+
+func (b *Balancer) binding(r *route, set string) providers.Binding {
+	return providers.Binding{Balancer: BalancerName, Kind: providers.BindingLocal, Target: providers.ResourceName(r.spec.App, r.spec.Process, set), Port: r.spec.Port}
+}
+
+func (b *Balancer) routeInfo(r *route) providers.Route {
+	return providers.Route{ID: r.id, Endpoint: "http://127.0.0.1:" + strconv.Itoa(r.port), Binding: b.binding(r, "")}
+}
+
+// EnsureRoute creates the route's proxy (listening on the port configured
+// for "app/process" in Options.RoutePorts, or one the OS picks) or updates
+// the existing one. The route ID is providers.ResourceName(app, process, "").
+// A configured port that another program holds returns ErrUnavailable;
+// HTTPS and HTTP2 return ErrUnimplemented.
+func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.Route{}, err
+	}
+	if err := providers.ValidateAppProcess(spec.App, spec.Process); err != nil {
+		return providers.Route{}, err
+	}
+	switch {
+	case spec.Port <= 0 || spec.Port > 65535:
+		return providers.Route{}, providers.Invalidf("route %s/%s: port %d is not 1-65535", spec.App, spec.Process, spec.Port)
+	case spec.Protocol == providers.HTTPS || spec.Protocol == providers.HTTP2:
+		return providers.Route{}, fmt.Errorf("route %s/%s: the local balancer serves plain HTTP, not %s: %w", spec.App, spec.Process, spec.Protocol, providers.ErrUnimplemented)
+	case spec.Protocol != "" && spec.Protocol != providers.HTTP:
+		return providers.Route{}, providers.Invalidf("route %s/%s: unknown protocol %q", spec.App, spec.Process, spec.Protocol)
+	case spec.Path != "" && !strings.HasPrefix(spec.Path, "/"):
+		return providers.Route{}, providers.Invalidf("route %s/%s: path %q must start with /", spec.App, spec.Process, spec.Path)
+	case spec.DeregistrationDelay < 0:
+		return providers.Route{}, providers.Invalidf("route %s/%s: negative deregistration delay", spec.App, spec.Process)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return providers.Route{}, fmt.Errorf("balancer is closed: %w", providers.ErrUnavailable)
+	}
+	id := providers.ResourceName(spec.App, spec.Process, "")
+	if r := b.routes[id]; r != nil {
+		r.spec = spec
+		r.rebuild()
+		if err := b.save(); err != nil {
+			return providers.Route{}, err
+		}
+		r.kickHealth()
+		return b.routeInfo(r), nil
+	}
+	port := b.ports[spec.App+"/"+spec.Process]
+	r, err := b.startRoute(id, spec, port, map[string]int{"": 100}, []string{""})
+	if err != nil {
+		return providers.Route{}, err
+	}
+	if err := b.save(); err != nil {
+		b.stopRoute(r)
+		return providers.Route{}, err
+	}
+	return b.routeInfo(r), nil
+}
+
+// startRoute listens and serves a route; b.mu is held.
+func (b *Balancer) startRoute(id string, spec providers.RouteSpec, port int, weights map[string]int, sets []string) (*route, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		sentinel := providers.ErrUnavailable
+		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
+			sentinel = providers.ErrInvalid
+		}
+		return nil, fmt.Errorf("route %s: listen on 127.0.0.1:%d: %w: %w", id, port, sentinel, err)
+	}
+	r := &route{
+		b: b, id: id, spec: spec, port: ln.Addr().(*net.TCPAddr).Port,
+		sets: map[string]*targetSet{}, weights: weights,
+		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
+	}
+	for _, name := range sets {
+		set := &targetSet{name: name, route: r, binding: providers.ResourceName(spec.App, spec.Process, name), targets: map[string]*target{}}
+		r.sets[name] = set
+		b.sets[set.binding] = set
+	}
+	r.rebuild()
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: discardLogger}
+	go r.srv.Serve(ln)
+	go r.healthLoop()
+	b.routes[id] = r
+	return r, nil
+}
+
+// stopRoute stops serving a route and forgets it; b.mu is held.
+func (b *Balancer) stopRoute(r *route) {
+	close(r.stop)
+	r.srv.Close()
+	for _, set := range r.sets {
+		for _, t := range set.targets {
+			t.removed.Store(true)
+		}
+		delete(b.sets, set.binding)
+	}
+	delete(b.routes, r.id)
+}
+
+func (b *Balancer) get(routeID string) (*route, error) {
+	r := b.routes[routeID]
+	if r == nil {
+		return nil, fmt.Errorf("route %q: %w", routeID, providers.ErrNotFound)
+	}
+	return r, nil
+}
+
+// Health returns the targets of every set of the route ordered by set then
+// target; removed targets still draining are reported as draining.
+func (b *Balancer) Health(ctx context.Context, routeID string) ([]providers.TargetHealth, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.get(routeID)
+	if err != nil {
+		return nil, err
+	}
+	out := []providers.TargetHealth{}
+	for name, set := range r.sets {
+		for _, t := range set.targets {
+			st := t.state
+			if t.removed.Load() {
+				st = providers.TargetDraining
+			} else if r.weights[name] == 0 && st == providers.TargetHealthy {
+				st = providers.TargetUnused
+			}
+			out = append(out, providers.TargetHealth{Target: t.addr, Set: name, State: st, Reason: t.reason})
+		}
+	}
+	slices.SortFunc(out, func(x, y providers.TargetHealth) int {
+		return cmp.Or(strings.Compare(x.Set, y.Set), strings.Compare(x.Target, y.Target))
+	})
+	return out, nil
+}
+
+// DeleteRoute stops the route's proxy and removes its target sets.
+func (b *Balancer) DeleteRoute(ctx context.Context, routeID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.routes[routeID]
+	if r == nil {
+		return nil
+	}
+	b.stopRoute(r)
+	return b.save()
+}
+
+// EnsureTargetSet creates (or finds) a named set of the route with weight
+// zero and returns its binding.
+func (b *Balancer) EnsureTargetSet(ctx context.Context, routeID, set string) (providers.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.Binding{}, err
+	}
+	if err := providers.ValidateName("target set", set, providers.MaxSetName); err != nil {
+		return providers.Binding{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.get(routeID)
+	if err != nil {
+		return providers.Binding{}, err
+	}
+	if r.sets[set] == nil {
+		ts := &targetSet{name: set, route: r, binding: providers.ResourceName(r.spec.App, r.spec.Process, set), targets: map[string]*target{}}
+		r.sets[set] = ts
+		r.weights[set] = 0
+		b.sets[ts.binding] = ts
+		if err := b.save(); err != nil {
+			return providers.Binding{}, err
+		}
+	}
+	return b.binding(r, set), nil
+}
+
+// SetWeights sets the weights of the route's sets; sets not named get
+// weight zero.
+func (b *Balancer) SetWeights(ctx context.Context, routeID string, weights map[string]int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.get(routeID)
+	if err != nil {
+		return err
+	}
+	sum := 0
+	for set, w := range weights {
+		if r.sets[set] == nil {
+			return fmt.Errorf("route %q: target set %q: %w", routeID, set, providers.ErrNotFound)
+		}
+		if w < 0 || w > 100 {
+			return providers.Invalidf("route %q: weight %d of set %q is not 0-100", routeID, w, set)
+		}
+		sum += w
+	}
+	if sum != 100 {
+		return providers.Invalidf("route %q: weights sum to %d, not 100", routeID, sum)
+	}
+	for set := range r.sets {
+		r.weights[set] = weights[set]
+	}
+	r.rebuild()
+	return b.save()
+}
+
+// Weights returns the weight of every set of the route.
+func (b *Balancer) Weights(ctx context.Context, routeID string) (map[string]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.get(routeID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(r.sets))
+	for set := range r.sets {
+		out[set] = r.weights[set]
+	}
+	return out, nil
+}
+
+// DeleteTargetSet removes a set with weight zero (ErrConflict when
+// weighted); the default set cannot be deleted (ErrInvalid).
+func (b *Balancer) DeleteTargetSet(ctx context.Context, routeID, set string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if set == "" {
+		return providers.Invalidf("route %q: the default target set cannot be deleted", routeID)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.get(routeID)
+	if err != nil {
+		return err
+	}
+	ts := r.sets[set]
+	if ts == nil {
+		return nil
+	}
+	if r.weights[set] > 0 {
+		return fmt.Errorf("route %q: target set %q has weight %d: %w", routeID, set, r.weights[set], providers.ErrConflict)
+	}
+	for _, t := range ts.targets {
+		t.removed.Store(true)
+	}
+	delete(r.sets, set)
+	delete(r.weights, set)
+	delete(b.sets, ts.binding)
+	r.rebuild()
+	return b.save()
+}
+
+// hasTarget reports whether a binding target names a set of this balancer.
+func (b *Balancer) hasTarget(binding string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sets[binding] != nil
+}
+
+// register adds addr to the sets named by bindings. A target the scheduler
+// already found healthy joins the rotation at once; the route's health
+// checks take over from there. Unknown sets are skipped.
+func (b *Balancer) register(bindings []string, addr string, healthy bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, bt := range bindings {
+		set := b.sets[bt]
+		if set == nil {
+			continue
+		}
+		t := set.targets[addr]
+		if t == nil || t.removed.Load() {
+			t = b.newTarget(addr)
+			set.targets[addr] = t
+		}
+		if healthy {
+			t.state, t.reason, t.okRun, t.fail = providers.TargetHealthy, "", 0, 0
+		}
+		set.route.rebuild()
+		set.route.kickHealth()
+	}
+}
+
+// deregister takes addr out of the rotation of the sets named by bindings,
+// waits until its in-flight requests finish (at most the route's
+// deregistration delay, or until ctx ends) and forgets it.
+func (b *Balancer) deregister(ctx context.Context, bindings []string, addr string) {
+	type drain struct {
+		set   *targetSet
+		t     *target
+		delay time.Duration
+	}
+	var drains []drain
+	b.mu.Lock()
+	for _, bt := range bindings {
+		set := b.sets[bt]
+		if set == nil || set.targets[addr] == nil {
+			continue
+		}
+		t := set.targets[addr]
+		t.removed.Store(true)
+		set.route.rebuild()
+		delay := set.route.spec.DeregistrationDelay
+		if delay <= 0 {
+			delay = defaultDeregisterDelay
+		}
+		drains = append(drains, drain{set, t, delay})
+	}
+	b.mu.Unlock()
+	for _, d := range drains {
+		deadline := time.Now().Add(d.delay)
+		for d.t.inflight.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.mu.Lock()
+		if d.set.targets[addr] == d.t {
+			delete(d.set.targets, addr)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// dropTarget forgets addr in every set at once, without draining: its
+// process is already gone.
+func (b *Balancer) dropTarget(bindings []string, addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, bt := range bindings {
+		set := b.sets[bt]
+		if set == nil || set.targets[addr] == nil {
+			continue
+		}
+		set.targets[addr].removed.Store(true)
+		delete(set.targets, addr)
+		set.route.rebuild()
+	}
+}
+
+func (r *route) kickHealth() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// healthLoop probes the route's targets every interval (and at once after
+// a change) and publishes state changes.
+func (r *route) healthLoop() {
+	defer close(r.done)
+	for {
+		r.b.mu.Lock()
+		h := withHealthDefaults(r.spec.Health)
+		r.b.mu.Unlock()
+		timer := time.NewTimer(h.Interval)
+		select {
+		case <-r.stop:
+			timer.Stop()
+			return
+		case <-r.kick:
+			timer.Stop()
+		case <-timer.C:
+		}
+		r.checkOnce(h)
+	}
+}
+
+func (r *route) checkOnce(h providers.HealthCheck) {
+	type probe struct {
+		t  *target
+		ok bool
+		re string
+	}
+	r.b.mu.Lock()
+	var probes []*probe
+	for _, set := range r.sets {
+		for _, t := range set.targets {
+			if !t.removed.Load() {
+				probes = append(probes, &probe{t: t})
+			}
+		}
+	}
+	r.b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range probes {
+		wg.Go(func() { p.ok, p.re = r.b.check(p.t.addr, h) })
+	}
+	wg.Wait()
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	changed := false
+	for _, p := range probes {
+		t, before := p.t, p.t.state
+		if p.ok {
+			t.fail = 0
+			t.okRun++
+			if t.okRun >= h.Healthy || t.state == providers.TargetHealthy {
+				t.state, t.reason = providers.TargetHealthy, ""
+			}
+		} else {
+			t.okRun = 0
+			t.fail++
+			t.reason = p.re
+			if t.fail >= h.Unhealthy {
+				t.state = providers.TargetUnhealthy
+			}
+		}
+		changed = changed || t.state != before
+	}
+	if changed {
+		r.rebuild()
+	}
+}
+
+// check probes one target's health path.
+func (b *Balancer) check(addr string, h providers.HealthCheck) (bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+h.Path, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := b.probe.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+		return false, "health check returned " + resp.Status
+	}
+	return true, ""
+}
+
+// routeState is the persisted form of a route.
+type routeState struct {
+	ID      string              `json:"id"`
+	Spec    providers.RouteSpec `json:"spec"`
+	Port    int                 `json:"port"`
+	Weights map[string]int      `json:"weights"`
+}
+
+// save persists every route; b.mu is held.
+func (b *Balancer) save() error {
+	states := []routeState{}
+	for _, r := range b.routes {
+		states = append(states, routeState{ID: r.id, Spec: r.spec, Port: r.port, Weights: r.weights})
+	}
+	slices.SortFunc(states, func(x, y routeState) int { return strings.Compare(x.ID, y.ID) })
+	if err := writeJSONAtomic(b.stateFile, states); err != nil {
+		return fsError("save routes", err)
+	}
+	return nil
+}
+
+// restore serves the persisted routes again, on their old ports when they
+// are free and on new ones otherwise.
+func (b *Balancer) restore() error {
+	var states []routeState
+	if err := readJSON(b.stateFile, &states); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("read routes %s: %w: %w", filepath.Base(b.stateFile), providers.ErrUnavailable, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, st := range states {
+		sets := make([]string, 0, len(st.Weights))
+		for s := range st.Weights {
+			sets = append(sets, s)
+		}
+		if st.Weights == nil {
+			st.Weights, sets = map[string]int{"": 100}, []string{""}
+		}
+		if _, err := b.startRoute(st.ID, st.Spec, st.Port, st.Weights, sets); err != nil {
+			b.log.Warn("route port is taken; serving the route on a new port", "route", st.ID, "port", st.Port, "err", err)
+			if _, err := b.startRoute(st.ID, st.Spec, 0, st.Weights, sets); err != nil {
+				return err
+			}
+		}
+	}
+	return b.save()
+}
+
+// close stops every route's proxy and health checks.
+func (b *Balancer) close() {
+	b.mu.Lock()
+	b.closed = true
+	routes := make([]*route, 0, len(b.routes))
+	for _, r := range b.routes {
+		routes = append(routes, r)
+	}
+	for _, r := range routes {
+		close(r.stop)
+	}
+	b.mu.Unlock()
+	for _, r := range routes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r.srv.Shutdown(ctx)
+		cancel()
+		<-r.done
+	}
+	b.transport.CloseIdleConnections()
+}

@@ -1,0 +1,932 @@
+package local
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/convox-go/convox/providers"
+)
+
+// Scheduler is the rack's providers.Scheduler, with BindingAcceptor
+// (providers.BindingLocal only), TaskRunner, Canceler and BatchStatus.
+//
+// Each process instance is a supervised slot: it starts the process from
+// the image's unpacked root file system with the release environment plus
+// PORT (a free port on 127.0.0.1), waits until it is healthy (HTTP GET of
+// the health path on that port; a process without a port once it has
+// stayed up for Health.Grace), joins the balancer's target sets, and
+// restarts the process with exponential backoff whenever it exits.
+//
+// A rollout starts new slots for every process type whose release, image,
+// command, environment, port or health check changed (and extra slots
+// when only the count grew), waits until all of them are healthy, then
+// registers them, drains the old slots from the balancer and stops them
+// (SIGTERM to the process group, SIGKILL after the grace period). If the
+// new slots fail to start FailureThreshold times for a process type, or
+// the rollout is canceled or superseded before they are healthy, the new
+// slots are stopped and the old ones, which never stopped serving, stay.
+//
+// Each app's last completed Desired and its recent rollouts are persisted,
+// so a reopened rack starts the same processes again; every task has a pid
+// file so that processes left by a crashed run are killed first.
+type Scheduler struct {
+	dir     string
+	pidDir  string
+	reg     *Registry
+	bal     *Balancer
+	logs    *Logs
+	rootfs  *rootfsCache
+	opts    schedulerOptions
+	log     *slog.Logger
+	closing chan struct{}
+
+	mu     sync.Mutex
+	apps   map[string]*app
+	oneOff map[string]map[string]*oneOffTask // app -> task id
+	tokens map[string]string                 // app + "\x00" + run token -> task id
+	closed bool
+	wg     sync.WaitGroup
+}
+
+var (
+	_ providers.Scheduler       = (*Scheduler)(nil)
+	_ providers.BindingAcceptor = (*Scheduler)(nil)
+	_ providers.TaskRunner      = (*Scheduler)(nil)
+	_ providers.Canceler        = (*Scheduler)(nil)
+	_ providers.BatchStatus     = (*Scheduler)(nil)
+)
+
+type schedulerOptions struct {
+	grace, backoff, maxBackoff time.Duration
+	threshold                  int
+}
+
+// History kept per app.
+const (
+	keepRollouts = 20
+	keepStopped  = 20
+	keepOneOffs  = 50
+)
+
+// app is the scheduler's state of one app; fields are guarded by s.mu.
+type app struct {
+	name     string
+	active   *providers.Desired // last completed
+	release  string
+	seq      int
+	rollouts []*rolloutRec // newest first
+	slots    map[string][]*slot
+	stopped  []providers.Task // newest first
+	starting []*slot // slots of the in-flight rollout not yet switched to
+	pending  *rolloutRec
+	cur      *rolloutRec
+	wake     chan struct{}
+	changed  chan struct{}
+	deleted  bool
+	loopDone chan struct{}
+}
+
+type rolloutRec struct {
+	providers.Rollout
+	desired  providers.Desired
+	internal bool // a recovery or revert, not started by Apply
+	cancel   context.CancelFunc
+	phase2   bool
+	canceled string // why a cancel was requested
+}
+
+// slotSpec is what a slot runs; it is shared by the slots of one process
+// type and release.
+type slotSpec struct {
+	app     string
+	release string
+	image   providers.Image
+	proc    providers.Process
+	env     map[string]string
+	hash    string
+}
+
+// slot is one supervised instance; mutable fields are guarded by s.mu.
+type slot struct {
+	spec     *slotSpec
+	bindings []string
+	live     bool // joined the balancer: registers whenever ready
+	task     *providers.Task
+	p        *proc
+	ready    bool
+	failures int
+	lastFail string
+	stopping bool
+	stopCh   chan struct{}
+	done     chan struct{}
+}
+
+type oneOffTask struct {
+	task providers.Task
+	p    *proc
+}
+
+func newScheduler(dir string, reg *Registry, bal *Balancer, logs *Logs, opts schedulerOptions, log *slog.Logger) (*Scheduler, error) {
+	s := &Scheduler{
+		dir:     dir,
+		pidDir:  filepath.Join(dir, "tasks"),
+		reg:     reg,
+		bal:     bal,
+		logs:    logs,
+		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}},
+		opts:    opts,
+		log:     log,
+		closing: make(chan struct{}),
+		apps:    map[string]*app{},
+		oneOff:  map[string]map[string]*oneOffTask{},
+		tokens:  map[string]string{},
+	}
+	for _, d := range []string{filepath.Join(dir, "apps"), s.pidDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fsError("open scheduler", err)
+		}
+	}
+	return s, nil
+}
+
+// AcceptsBinding reports whether the scheduler attaches tasks to a binding
+// kind: it accepts providers.BindingLocal only.
+func (s *Scheduler) AcceptsBinding(kind string) bool { return kind == providers.BindingLocal }
+
+func specHash(d providers.Desired, p providers.Process) string {
+	b, _ := json.Marshal(struct {
+		Release, Digest string
+		Env             map[string]string
+		Proc            providers.Process
+	}{d.Release, d.Image.Digest, d.Env, providers.Process{Name: p.Name, Command: p.Command, Port: p.Port, Health: p.Health, CPU: p.CPU, Memory: p.Memory}})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// validate checks a Desired before anything changes.
+func (s *Scheduler) validate(d providers.Desired) error {
+	if err := providers.ValidateName("app", d.App, providers.MaxAppName); err != nil {
+		return err
+	}
+	if d.Release == "" {
+		return providers.Invalidf("desired state of app %q has no release", d.App)
+	}
+	seen := map[string]bool{}
+	for _, p := range d.Processes {
+		if err := providers.ValidateAppProcess(d.App, p.Name); err != nil {
+			return err
+		}
+		switch {
+		case seen[p.Name]:
+			return providers.Invalidf("process %q is listed twice", p.Name)
+		case p.Count < 0:
+			return providers.Invalidf("process %q: count %d is negative", p.Name, p.Count)
+		case p.Port < 0 || p.Port > 65535:
+			return providers.Invalidf("process %q: port %d is not 0-65535", p.Name, p.Port)
+		}
+		seen[p.Name] = true
+		if p.Count > 0 {
+			if _, err := imageCommand(d.Image, p.Command); err != nil {
+				return fmt.Errorf("process %q: %w", p.Name, err)
+			}
+		}
+	}
+	for pname, bs := range d.Bindings {
+		idx := slices.IndexFunc(d.Processes, func(p providers.Process) bool { return p.Name == pname })
+		if idx < 0 {
+			return providers.Invalidf("bindings name process %q, which is not in the formation", pname)
+		}
+		if len(bs) > 0 && d.Processes[idx].Port == 0 {
+			return providers.Invalidf("process %q has bindings but no port", pname)
+		}
+		for _, b := range bs {
+			if b.Kind != providers.BindingLocal || b.Balancer != BalancerName {
+				return providers.Invalidf("process %q: the local scheduler accepts only %q bindings of the %q balancer, not kind %q of %q", pname, providers.BindingLocal, BalancerName, b.Kind, b.Balancer)
+			}
+			if !s.bal.hasTarget(b.Target) {
+				return fmt.Errorf("process %q: target set %q: %w", pname, b.Target, providers.ErrNotFound)
+			}
+		}
+	}
+	if d.Image.Digest == "" {
+		if len(d.Processes) > 0 {
+			return providers.Invalidf("desired state of app %q has no image digest", d.App)
+		}
+		return nil
+	}
+	if _, err := v1.NewHash(d.Image.Digest); err != nil {
+		return providers.Invalidf("image digest %q: %v", d.Image.Digest, err)
+	}
+	if s.isLocalImage(d.Image) {
+		if _, err := s.reg.v1Image(d.Image); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isLocalImage reports whether an image lives in this rack's registry (on
+// the loopback interface, whatever port the registry had then).
+func (s *Scheduler) isLocalImage(img providers.Image) bool {
+	host, _, _ := strings.Cut(img.Repository, "/")
+	h := stripPort(host)
+	return !strings.Contains(img.Repository, "/") || h == "127.0.0.1" || h == "localhost"
+}
+
+// loadImage returns the image to unpack: from this rack's registry, or
+// pulled from its registry anonymously.
+func (s *Scheduler) loadImage(ctx context.Context, img providers.Image) (v1.Image, error) {
+	if s.isLocalImage(img) {
+		return s.reg.v1Image(img)
+	}
+	ref, err := name.ParseReference(img.Ref())
+	if err != nil {
+		return nil, providers.Invalidf("image %q: %v", img.Ref(), err)
+	}
+	i, err := remote.Image(ref, remote.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("pull image %s: %w: %w", img.Ref(), providers.ErrUnavailable, err)
+	}
+	return i, nil
+}
+
+// Apply validates d, records a rollout and returns it; the app's
+// goroutine converges to d. The same Token returns the same rollout.
+func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.Rollout{}, err
+	}
+	if err := s.validate(d); err != nil {
+		return providers.Rollout{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return providers.Rollout{}, fmt.Errorf("scheduler is closed: %w", providers.ErrUnavailable)
+	}
+	a := s.apps[d.App]
+	if a == nil {
+		a = s.newApp(d.App)
+	}
+	if d.Token != "" {
+		for _, r := range a.rollouts {
+			if r.Token == d.Token && !r.internal {
+				return r.Rollout, nil
+			}
+		}
+	}
+	r := s.enqueue(a, d, false)
+	if err := s.save(a); err != nil {
+		return providers.Rollout{}, err
+	}
+	return r.Rollout, nil
+}
+
+// newApp creates an app and starts its goroutine; s.mu is held.
+func (s *Scheduler) newApp(name string) *app {
+	a := &app{name: name, slots: map[string][]*slot{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), loopDone: make(chan struct{})}
+	s.apps[name] = a
+	s.wg.Add(1)
+	go s.loop(a)
+	return a
+}
+
+// enqueue records a rollout to d and wakes the app; s.mu is held.
+func (s *Scheduler) enqueue(a *app, d providers.Desired, internal bool) *rolloutRec {
+	a.seq++
+	r := &rolloutRec{
+		Rollout:  providers.Rollout{ID: "r" + strconv.Itoa(a.seq), Release: d.Release, Token: d.Token, State: providers.RolloutInProgress, Started: time.Now()},
+		desired:  d,
+		internal: internal,
+	}
+	if a.pending != nil {
+		a.pending.State, a.pending.Reason = providers.RolloutCanceled, "superseded by rollout "+r.ID
+	}
+	if a.cur != nil && !a.cur.phase2 && a.cur.State == providers.RolloutInProgress {
+		a.cur.canceled = "superseded by rollout " + r.ID
+		a.cur.cancel()
+	}
+	a.pending = r
+	a.rollouts = slices.Insert(a.rollouts, 0, r)
+	if len(a.rollouts) > keepRollouts {
+		a.rollouts = a.rollouts[:keepRollouts]
+	}
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return r
+}
+
+// loop runs the app's rollouts one after the other.
+func (s *Scheduler) loop(a *app) {
+	defer s.wg.Done()
+	defer close(a.loopDone)
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-a.wake:
+		}
+		s.mu.Lock()
+		if a.deleted {
+			s.mu.Unlock()
+			return
+		}
+		r := a.pending
+		a.pending = nil
+		if r == nil {
+			s.mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		a.cur = r
+		prev := a.active
+		s.mu.Unlock()
+
+		err := s.converge(ctx, a, r)
+		cancel()
+
+		s.mu.Lock()
+		a.cur = nil
+		closing := s.closed || a.deleted
+		switch {
+		case closing:
+			// The rollout is interrupted, not failed: a reopened rack
+			// reports it as interrupted and restarts the last completed state.
+		case err == nil:
+			r.State = providers.RolloutCompleted
+			d := r.desired
+			a.active, a.release = &d, d.Release
+			if r.canceled != "" && !r.internal {
+				// Canceled too late to stop: converge back to what ran before.
+				r.State, r.Reason = providers.RolloutCanceled, r.canceled
+				if prev != nil && a.pending == nil {
+					back := *prev
+					back.Token = ""
+					s.enqueue(a, back, true)
+				}
+			}
+		case r.canceled != "":
+			r.State, r.Reason = providers.RolloutCanceled, r.canceled
+		default:
+			r.State, r.Reason = providers.RolloutFailed, err.Error()
+		}
+		if !closing {
+			if err := s.save(a); err != nil {
+				s.log.Error("save scheduler state", "app", a.name, "err", err)
+			}
+		}
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+	}
+}
+
+// converge brings the app from its current slots to r.desired.
+func (s *Scheduler) converge(ctx context.Context, a *app, r *rolloutRec) error {
+	d := r.desired
+	type change struct {
+		name     string
+		spec     *slotSpec
+		keep     []*slot // current slots that stay
+		start    []*slot // new slots
+		stop     []*slot // current slots to stop
+		bindings []string
+	}
+	var plan []*change
+	s.mu.Lock()
+	want := map[string]bool{}
+	for _, p := range d.Processes {
+		want[p.Name] = true
+		c := &change{name: p.Name, spec: &slotSpec{app: a.name, release: d.Release, image: d.Image, proc: p, env: d.Env, hash: specHash(d, p)}}
+		for _, b := range d.Bindings[p.Name] {
+			c.bindings = append(c.bindings, b.Target)
+		}
+		slices.Sort(c.bindings)
+		c.bindings = slices.Compact(c.bindings)
+		cur := a.slots[p.Name]
+		if len(cur) > 0 && cur[0].spec.hash == c.spec.hash {
+			n := min(len(cur), p.Count)
+			c.keep, c.stop = cur[:n], cur[n:]
+		} else {
+			c.stop = cur
+		}
+		for range p.Count - len(c.keep) {
+			c.start = append(c.start, &slot{spec: c.spec, bindings: c.bindings, stopCh: make(chan struct{}), done: make(chan struct{})})
+		}
+		plan = append(plan, c)
+	}
+	for pname, cur := range a.slots {
+		if !want[pname] {
+			plan = append(plan, &change{name: pname, stop: cur})
+		}
+	}
+	s.mu.Unlock()
+
+	// Phase 1: start the new slots and wait until all are healthy.
+	var fresh []*slot
+	for _, c := range plan {
+		fresh = append(fresh, c.start...)
+	}
+	if len(fresh) > 0 {
+		cmds := map[*slotSpec]command{}
+		for _, c := range plan {
+			if len(c.start) == 0 {
+				continue
+			}
+			cmd, err := s.prepare(ctx, c.spec)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("process %q: %w", c.name, err)
+			}
+			cmds[c.spec] = cmd
+		}
+		s.mu.Lock()
+		a.starting = fresh
+		for _, sl := range fresh {
+			s.wg.Add(1)
+			go s.supervise(a, sl, cmds[sl.spec])
+		}
+		s.mu.Unlock()
+		byProc := map[string][]*slot{}
+		for _, c := range plan {
+			if len(c.start) > 0 {
+				byProc[c.name] = c.start
+			}
+		}
+		if err := s.awaitReady(ctx, a, byProc); err != nil {
+			s.stopSlots(fresh)
+			s.mu.Lock()
+			a.starting = nil
+			s.mu.Unlock()
+			return err
+		}
+	}
+
+	// Phase 2: switch traffic and stop what is replaced. Not canceled.
+	s.mu.Lock()
+	r.phase2 = true
+	a.starting = nil
+	for _, c := range plan {
+		for _, sl := range c.keep {
+			s.rebind(sl, c.bindings)
+		}
+		for _, sl := range c.start {
+			sl.live = true
+			if sl.ready && sl.task != nil {
+				s.bal.register(sl.bindings, sl.task.Address, true)
+			}
+		}
+		a.slots[c.name] = append(slices.Clone(c.keep), c.start...)
+		if len(a.slots[c.name]) == 0 {
+			delete(a.slots, c.name)
+		}
+	}
+	var old []*slot
+	for _, c := range plan {
+		old = append(old, c.stop...)
+	}
+	s.mu.Unlock()
+	s.stopSlots(old)
+	return nil
+}
+
+// rebind moves a kept slot to new bindings; s.mu is held.
+func (s *Scheduler) rebind(sl *slot, bindings []string) {
+	if slices.Equal(sl.bindings, bindings) {
+		return
+	}
+	var gone []string
+	for _, b := range sl.bindings {
+		if !slices.Contains(bindings, b) {
+			gone = append(gone, b)
+		}
+	}
+	sl.bindings = bindings
+	if sl.task == nil || !sl.ready {
+		return
+	}
+	addr := sl.task.Address
+	s.bal.register(bindings, addr, true)
+	if len(gone) > 0 {
+		go s.bal.deregister(context.Background(), gone, addr)
+	}
+}
+
+// prepare unpacks the image and resolves the command of a process type.
+func (s *Scheduler) prepare(ctx context.Context, spec *slotSpec) (command, error) {
+	argv, err := imageCommand(spec.image, spec.proc.Command)
+	if err != nil {
+		return command{}, err
+	}
+	root, err := s.rootfs.get(spec.image.Digest, func() (v1.Image, error) { return s.loadImage(ctx, spec.image) })
+	if err != nil {
+		return command{}, err
+	}
+	env := processEnv(spec.image, spec.env, 0)
+	return resolveCommand(root, spec.image, argv, env)
+}
+
+// awaitReady waits until every slot is ready, or a process type's slots
+// failed to start FailureThreshold times, or ctx ends.
+func (s *Scheduler) awaitReady(ctx context.Context, a *app, byProc map[string][]*slot) error {
+	for {
+		s.mu.Lock()
+		all := true
+		for pname, ss := range byProc {
+			fails, last := 0, ""
+			for _, sl := range ss {
+				fails += sl.failures
+				if sl.lastFail != "" {
+					last = sl.lastFail
+				}
+				all = all && sl.ready
+			}
+			if fails >= s.opts.threshold {
+				s.mu.Unlock()
+				return fmt.Errorf("process %q failed to start %d times; last: %s", pname, fails, last)
+			}
+		}
+		s.mu.Unlock()
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.changed:
+		}
+	}
+}
+
+func (s *Scheduler) notify(a *app) {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// stopSlots stops slots in parallel and waits for them; slots in the
+// balancer drain first.
+func (s *Scheduler) stopSlots(slots []*slot) {
+	s.mu.Lock()
+	for _, sl := range slots {
+		if !sl.stopping {
+			sl.stopping = true
+			close(sl.stopCh)
+		}
+	}
+	s.mu.Unlock()
+	for _, sl := range slots {
+		<-sl.done
+	}
+}
+
+// supervise runs a slot: start, wait healthy, join the balancer, restart
+// after exits with backoff, until the slot is stopped.
+func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
+	defer s.wg.Done()
+	defer close(sl.done)
+	backoff := s.opts.backoff
+	wait := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, s.opts.maxBackoff)
+		select {
+		case <-sl.stopCh:
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		select {
+		case <-sl.stopCh:
+			return
+		default:
+		}
+		t, p, err := s.startTask(a, sl, cmd)
+		if err != nil {
+			s.mu.Lock()
+			sl.failures++
+			sl.lastFail = err.Error()
+			s.mu.Unlock()
+			s.notify(a)
+			if !wait() {
+				return
+			}
+			continue
+		}
+		ok, reason := s.waitHealthy(sl, t, p)
+		select {
+		case <-sl.stopCh:
+			s.finish(a, sl, p, false, "stopped by the scheduler")
+			return
+		default:
+		}
+		if !ok {
+			p.terminate(s.opts.grace)
+			s.recordStop(a, sl, p, reason, true)
+			if !wait() {
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		sl.ready = true
+		if sl.live {
+			s.bal.register(sl.bindings, t.Address, true)
+		}
+		s.mu.Unlock()
+		s.notify(a)
+		readyAt := time.Now()
+		select {
+		case <-p.exited:
+			s.mu.Lock()
+			bindings := sl.bindings
+			s.mu.Unlock()
+			s.bal.dropTarget(bindings, t.Address)
+			s.recordStop(a, sl, p, "", true)
+			if time.Since(readyAt) > time.Minute {
+				backoff = s.opts.backoff
+			}
+			if !wait() {
+				return
+			}
+		case <-sl.stopCh:
+			s.finish(a, sl, p, true, "stopped by the scheduler")
+			return
+		}
+	}
+}
+
+// startTask starts a process for the slot.
+func (s *Scheduler) startTask(a *app, sl *slot, cmd command) (providers.Task, *proc, error) {
+	spec := sl.spec
+	port := 0
+	if spec.proc.Port > 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return providers.Task{}, nil, err
+		}
+	}
+	cmd.env = processEnv(spec.image, spec.env, port)
+	id := spec.proc.Name + "-" + randomHex(5)
+	p, err := startProc(cmd, s.pidDir, a.name, id, s.logLine(a.name, id, spec.proc.Name, spec.release))
+	if err != nil {
+		return providers.Task{}, nil, err
+	}
+	t := providers.Task{ID: id, App: a.name, Process: spec.proc.Name, Release: spec.release, State: providers.TaskPending, Started: p.started}
+	if port > 0 {
+		t.Address = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	s.mu.Lock()
+	sl.task, sl.p, sl.ready = &t, p, false
+	s.mu.Unlock()
+	return t, p, nil
+}
+
+// logLine returns the writer of a task's output lines.
+func (s *Scheduler) logLine(app, task, process, release string) func(string) {
+	return func(line string) {
+		err := s.logs.Write(context.Background(), []providers.LogEntry{{App: app, Stream: task, Process: process, Release: release, Message: line}})
+		if err != nil {
+			s.log.Warn("write task output", "app", app, "task", task, "err", err)
+		}
+	}
+}
+
+// waitHealthy waits until the task is healthy. Probes run every 50ms (or
+// the interval, if shorter) until Healthy consecutive successes; failures
+// count once per interval after the grace period, and Unhealthy of them
+// fail the task. A task without a port is healthy once it has stayed up
+// for the grace period.
+func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, string) {
+	h := withHealthDefaults(sl.spec.proc.Health)
+	if t.Address == "" {
+		timer := time.NewTimer(sl.spec.proc.Health.Grace)
+		defer timer.Stop()
+		select {
+		case <-p.exited:
+			reason, _ := p.exit()
+			return false, reason
+		case <-sl.stopCh:
+			return false, ""
+		case <-timer.C:
+			return true, ""
+		}
+	}
+	tick := min(50*time.Millisecond, h.Interval)
+	start := time.Now()
+	var lastCounted time.Time
+	okRun, fails := 0, 0
+	for {
+		timer := time.NewTimer(tick)
+		select {
+		case <-p.exited:
+			timer.Stop()
+			reason, _ := p.exit()
+			return false, reason
+		case <-sl.stopCh:
+			timer.Stop()
+			return false, ""
+		case <-timer.C:
+		}
+		ok, why := s.bal.check(t.Address, h)
+		if ok {
+			if okRun++; okRun >= h.Healthy {
+				return true, ""
+			}
+			continue
+		}
+		okRun = 0
+		now := time.Now()
+		if now.Sub(start) >= h.Grace && (lastCounted.IsZero() || now.Sub(lastCounted) >= h.Interval) {
+			lastCounted = now
+			if fails++; fails >= h.Unhealthy {
+				return false, fmt.Sprintf("failed %d health checks of %s: %s", fails, h.Path, why)
+			}
+		}
+	}
+}
+
+// finish stops a slot's task: drain it from the balancer when it is
+// registered, then SIGTERM and SIGKILL after the grace period.
+func (s *Scheduler) finish(a *app, sl *slot, p *proc, registered bool, why string) {
+	s.mu.Lock()
+	bindings, addr := sl.bindings, ""
+	if sl.task != nil {
+		addr = sl.task.Address
+	}
+	live := sl.live
+	s.mu.Unlock()
+	if registered && live && addr != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		s.bal.deregister(ctx, bindings, addr)
+		cancel()
+	}
+	p.terminate(s.opts.grace)
+	reason, _ := p.exit()
+	s.recordStop(a, sl, p, why+" ("+reason+")", false)
+}
+
+// recordStop moves the slot's task to the app's stopped tasks.
+func (s *Scheduler) recordStop(a *app, sl *slot, p *proc, reason string, failure bool) {
+	<-p.exited
+	exitReason, code := p.exit()
+	if reason == "" {
+		reason = exitReason
+	}
+	s.mu.Lock()
+	if sl.task != nil {
+		t := *sl.task
+		t.State, t.Stopped, t.ExitCode, t.Reason = providers.TaskStopped, time.Now(), code, reason
+		a.stopped = slices.Insert(a.stopped, 0, t)
+		if len(a.stopped) > keepStopped {
+			a.stopped = a.stopped[:keepStopped]
+		}
+	}
+	sl.task, sl.p, sl.ready = nil, nil, false
+	if failure && !sl.live {
+		sl.failures++
+		sl.lastFail = reason
+	}
+	s.mu.Unlock()
+	s.notify(a)
+}
+
+// Status returns one observation of the app.
+func (s *Scheduler) Status(ctx context.Context, app string) (providers.AppStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.AppStatus{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[app]
+	if a == nil || a.deleted {
+		return providers.AppStatus{}, fmt.Errorf("app %q: %w", app, providers.ErrNotFound)
+	}
+	return s.status(a), nil
+}
+
+// StatusMany returns the status of each of the apps that exists.
+func (s *Scheduler) StatusMany(ctx context.Context, apps []string) (map[string]providers.AppStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]providers.AppStatus{}
+	for _, name := range apps {
+		if a := s.apps[name]; a != nil && !a.deleted {
+			out[name] = s.status(a)
+		}
+	}
+	return out, nil
+}
+
+// status builds an AppStatus; s.mu is held.
+func (s *Scheduler) status(a *app) providers.AppStatus {
+	st := providers.AppStatus{App: a.name, Release: a.release, Rollouts: []providers.Rollout{}, Processes: []providers.ProcessStatus{}, Tasks: []providers.Task{}}
+	for _, r := range a.rollouts {
+		st.Rollouts = append(st.Rollouts, r.Rollout)
+	}
+	// The state being converged to: the in-flight or pending rollout, else
+	// the last completed one.
+	var target *providers.Desired
+	for _, r := range []*rolloutRec{a.pending, a.cur} {
+		if r != nil && target == nil {
+			target = &r.desired
+		}
+	}
+	if target == nil {
+		target = a.active
+	}
+	all := map[string][]*slot{}
+	for pname, ss := range a.slots {
+		all[pname] = append(all[pname], ss...)
+	}
+	for _, sl := range a.starting {
+		all[sl.spec.proc.Name] = append(all[sl.spec.proc.Name], sl)
+	}
+	names := map[string]bool{}
+	for pname := range all {
+		names[pname] = true
+	}
+	if target != nil {
+		for _, p := range target.Processes {
+			names[p.Name] = true
+		}
+	}
+	for _, pname := range slices.Sorted(maps.Keys(names)) {
+		ps := providers.ProcessStatus{Name: pname}
+		if target != nil {
+			ps.Release = target.Release
+			for _, p := range target.Processes {
+				if p.Name == pname {
+					ps.Desired = p.Count
+				}
+			}
+		}
+		for _, sl := range all[pname] {
+			if sl.spec.release != ps.Release || sl.stopping {
+				continue
+			}
+			if sl.ready {
+				ps.Running++
+			} else {
+				ps.Pending++
+			}
+		}
+		st.Processes = append(st.Processes, ps)
+	}
+	var running []providers.Task
+	for _, ss := range all {
+		for _, sl := range ss {
+			if sl.task != nil {
+				t := *sl.task
+				if sl.ready {
+					t.State = providers.TaskRunning
+				}
+				running = append(running, t)
+			}
+		}
+	}
+	var stopped []providers.Task
+	for _, o := range s.oneOff[a.name] {
+		if o.task.State == providers.TaskStopped {
+			stopped = append(stopped, o.task)
+		} else {
+			running = append(running, o.task)
+		}
+	}
+	slices.SortFunc(running, func(x, y providers.Task) int {
+		return cmp.Or(strings.Compare(x.Process, y.Process), x.Started.Compare(y.Started), strings.Compare(x.ID, y.ID))
+	})
+	stopped = append(stopped, a.stopped...)
+	slices.SortStableFunc(stopped, func(x, y providers.Task) int { return y.Stopped.Compare(x.Stopped) })
+	st.Tasks = append(append(st.Tasks, running...), stopped...)
+	return st
+}

@@ -455,6 +455,30 @@ type Canceler interface {
 	CancelRollout(ctx context.Context, app, rolloutID string) error
 }
 
+// Stager is implemented by schedulers that run a second, staged release
+// of an app beside the serving one: the base of blue/green and canary
+// deploys, where a WeightShifter balancer splits traffic between the
+// serving release's target set and the staged release's.
+type Stager interface {
+	// Stage runs d's processes beside the app's serving tasks, attached to
+	// d.Bindings, without touching the serving tasks. Staging again
+	// replaces the staged release. Idempotent by d.Token. Status reports
+	// the staged tasks in AppStatus.Processes and AppStatus.Tasks under
+	// their release, while AppStatus.Release stays the serving release.
+	// An app that was never applied returns ErrNotFound.
+	Stage(ctx context.Context, d Desired) (Rollout, error)
+
+	// PromoteStage makes the staged tasks the app's serving tasks, without
+	// restarting them, and stops the previously serving tasks (draining
+	// their targets first). AppStatus.Release becomes the staged release
+	// once the old tasks have stopped. With nothing staged it returns
+	// ErrNotFound.
+	PromoteStage(ctx context.Context, app string) error
+
+	// DiscardStage stops the staged tasks. With nothing staged it returns nil.
+	DiscardStage(ctx context.Context, app string) error
+}
+
 // RunSpec describes a one-off process.
 type RunSpec struct {
 	App     string

@@ -1,0 +1,166 @@
+package ecsscheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/providers"
+)
+
+// CancelRollout stops the app's in-flight rollout rolloutID: each service
+// goes back to the task definition of its previous deployment, and a
+// service the rollout created is scaled to zero. A finished or unknown
+// rollout is left alone.
+func (s *Scheduler) CancelRollout(ctx context.Context, app, rolloutID string) error {
+	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
+		return err
+	}
+	views, err := s.describeApps(ctx, []string{app})
+	if err != nil {
+		return err
+	}
+	v := views[app]
+	if v == nil {
+		return nil
+	}
+	r := v.rollout()
+	if r.ID != tagValue(rolloutID) || r.State != providers.RolloutInProgress {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(v.services)) {
+		svc := v.services[name]
+		in := &ecs.UpdateServiceInput{Cluster: aws.String(s.opts.Cluster), Service: svc.ServiceName}
+		if prev := previousTaskDefinition(svc); prev != "" {
+			in.TaskDefinition = aws.String(prev)
+		} else {
+			in.DesiredCount = aws.Int32(0)
+		}
+		if _, err := s.api.UpdateService(ctx, in); err != nil {
+			return awserr.Wrap(fmt.Sprintf("update service %q", aws.ToString(svc.ServiceName)), err)
+		}
+		if _, err := s.api.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: svc.ServiceArn, Tags: []types.Tag{tag(tagCanceled, r.ID)}}); err != nil {
+			return awserr.Wrap(fmt.Sprintf("tag service %q", aws.ToString(svc.ServiceName)), err)
+		}
+	}
+	return nil
+}
+
+// previousTaskDefinition is the task definition the service ran before its
+// primary deployment: its completed deployment, else any other one.
+func previousTaskDefinition(svc *types.Service) string {
+	if len(svc.Deployments) < 2 {
+		return ""
+	}
+	primary := aws.ToString(svc.Deployments[0].TaskDefinition)
+	prev := ""
+	for _, d := range svc.Deployments[1:] {
+		td := aws.ToString(d.TaskDefinition)
+		if td == primary {
+			continue
+		}
+		if d.RolloutState == types.DeploymentRolloutStateCompleted {
+			return td
+		}
+		if prev == "" {
+			prev = td
+		}
+	}
+	return prev
+}
+
+// RunTask starts a one-off task of spec.Process's settings with
+// spec.Command, idempotent by spec.Token (the ECS client token).
+func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (providers.Task, error) {
+	if err := providers.ValidateAppProcess(spec.App, spec.Process.Name); err != nil {
+		return providers.Task{}, err
+	}
+	if spec.Image.Repository == "" || spec.Image.Digest == "" {
+		return providers.Task{}, providers.Invalidf("image %q is not pinned by digest", spec.Image.Ref())
+	}
+	if spec.Token == "" {
+		return providers.Task{}, providers.Invalidf("run token is empty")
+	}
+	if err := s.ensureCluster(ctx); err != nil {
+		return providers.Task{}, err
+	}
+	p := spec.Process
+	p.Port = 0 // a one-off task serves no traffic
+	td, err := s.ensureTaskDefinition(ctx, spec.App, p, spec.Release, spec.Image, spec.Env, nil, true)
+	if err != nil {
+		return providers.Task{}, err
+	}
+	in := &ecs.RunTaskInput{
+		Cluster:              aws.String(s.opts.Cluster),
+		TaskDefinition:       aws.String(td),
+		LaunchType:           types.LaunchTypeFargate,
+		NetworkConfiguration: s.network(false),
+		ClientToken:          aws.String(hashed(s.opts.Cluster + "/" + spec.App + "/" + spec.Token)[:64]),
+		Group:                aws.String(runGroup(spec.App)),
+		StartedBy:            aws.String("convox"),
+		EnableECSManagedTags: true,
+		Tags:                 []types.Tag{tag(tagApp, spec.App), tag(tagProcess, p.Name), tag(tagRelease, spec.Release), tag(tagToken, tagValue(spec.Token))},
+	}
+	if len(spec.Command) > 0 {
+		in.Overrides = &types.TaskOverride{ContainerOverrides: []types.ContainerOverride{{Name: aws.String(p.Name), Command: spec.Command}}}
+	}
+	out, err := s.api.RunTask(ctx, in)
+	if err != nil {
+		return providers.Task{}, awserr.Wrap(fmt.Sprintf("run task of %s/%s", spec.App, p.Name), err)
+	}
+	if len(out.Tasks) == 0 {
+		reason := "no task started"
+		if len(out.Failures) > 0 {
+			reason = aws.ToString(out.Failures[0].Reason) + " " + aws.ToString(out.Failures[0].Detail)
+		}
+		return providers.Task{}, fmt.Errorf("run task of %s/%s: %w: %s", spec.App, p.Name, providers.ErrUnavailable, reason)
+	}
+	return s.task(ctx, spec.App, out.Tasks[0])
+}
+
+// GetTask returns a task of the app (one-off or of a service).
+func (s *Scheduler) GetTask(ctx context.Context, app, id string) (providers.Task, error) {
+	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
+		return providers.Task{}, err
+	}
+	if id == "" {
+		return providers.Task{}, providers.Invalidf("task id is empty")
+	}
+	out, err := s.api.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String(s.opts.Cluster), Tasks: []string{id}, Include: []types.TaskField{types.TaskFieldTags}})
+	if err != nil {
+		if awserr.Code(err) == "ClusterNotFoundException" {
+			return providers.Task{}, fmt.Errorf("task %q of app %q: %w: %w", id, app, providers.ErrNotFound, err)
+		}
+		return providers.Task{}, awserr.Wrap(fmt.Sprintf("describe task %q", id), err)
+	}
+	if len(out.Tasks) == 0 || tagOf(out.Tasks[0].Tags, tagApp) != app {
+		return providers.Task{}, fmt.Errorf("task %q of app %q: %w", id, app, providers.ErrNotFound)
+	}
+	return s.task(ctx, app, out.Tasks[0])
+}
+
+// StopTask stops a task of the app; a stopped or unknown task is left alone.
+func (s *Scheduler) StopTask(ctx context.Context, app, id string) error {
+	t, err := s.GetTask(ctx, app, id)
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if t.State == providers.TaskStopped {
+		return nil
+	}
+	_, err = s.api.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.opts.Cluster), Task: aws.String(id), Reason: aws.String("Stopped by convox")})
+	if err != nil && awserr.Code(err) != "InvalidParameterException" {
+		return awserr.Wrap(fmt.Sprintf("stop task %q", id), err)
+	}
+	return nil
+}

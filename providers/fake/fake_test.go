@@ -37,3 +37,24 @@ func TestConformanceLogs(t *testing.T) {
 		New: func(t *testing.T) providers.Logs { return fake.New(nil).Logs() },
 	})
 }
+
+func TestConformanceScheduler(t *testing.T) {
+	providertest.TestScheduler(t, providertest.SchedulerHarness{
+		New: func(t *testing.T) providertest.SchedulerSetup {
+			rack := fake.New(nil)
+			img := rack.Push("app", "v1", &fake.ImageConfig{Cmd: []string{"serve"}})
+			crash := rack.Push("app", "crash", &fake.ImageConfig{Cmd: []string{"crash"}})
+			rack.CrashLoop(crash.Digest)
+			rack.ExitCode("migrate --all", 3, "migrated 3 tables", "done")
+			return providertest.SchedulerSetup{
+				Scheduler: rack.Scheduler(),
+				Image:     img,
+				Processes: []providers.Process{{Name: "web", Count: 2, Port: 8080}, {Name: "worker", Count: 1}},
+				Crash:     &crash,
+				Balancer:  rack.Balancer(),
+				Logs:      rack.Logs(),
+				Run:       &providertest.RunCase{Command: []string{"migrate", "--all"}, Output: "done", ExitCode: 3},
+			}
+		},
+	})
+}

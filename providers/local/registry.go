@@ -192,8 +192,24 @@ func (r *Registry) tag(repo, tag string, desc v1.Descriptor) error {
 			im.Manifests = append(im.Manifests, desc)
 			return
 		}
+		// The image the tag pointed at stays, untagged, unless another
+		// descriptor still lists it.
+		count := map[v1.Hash]int{}
+		for _, d := range im.Manifests {
+			count[d.Digest]++
+		}
+		for i := range im.Manifests {
+			d := &im.Manifests[i]
+			if d.Annotations[refNameAnnotation] == tag {
+				d.Annotations = nil
+			}
+		}
 		im.Manifests = slices.DeleteFunc(im.Manifests, func(d v1.Descriptor) bool {
-			return d.Annotations[refNameAnnotation] == tag || (d.Digest == desc.Digest && d.Annotations[refNameAnnotation] == "")
+			if d.Annotations[refNameAnnotation] == "" && (count[d.Digest] > 1 || d.Digest == desc.Digest) {
+				count[d.Digest]--
+				return true
+			}
+			return false
 		})
 		desc.Annotations = map[string]string{refNameAnnotation: tag}
 		im.Manifests = append(im.Manifests, desc)
@@ -376,8 +392,46 @@ func (r *Registry) Resolve(ctx context.Context, ref string) (providers.Image, er
 		if !found {
 			return providers.Image{}, fmt.Errorf("image %s:%s: tag %w", repo, tag, providers.ErrNotFound)
 		}
+	} else if ok, err := r.listed(repo, digest); err != nil {
+		return providers.Image{}, err
+	} else if !ok {
+		return providers.Image{}, fmt.Errorf("image %s@%s: %w", repo, digest, providers.ErrNotFound)
 	}
 	return r.describe(repo, tag, digest)
+}
+
+// listed reports whether the repository holds the manifest with the
+// digest: listed in its index.json, or a child of a listed index.
+func (r *Registry) listed(repo string, digest v1.Hash) (bool, error) {
+	im, err := r.readIndex(repo)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range im.Manifests {
+		if d.Digest == digest {
+			return true, nil
+		}
+	}
+	for _, d := range im.Manifests {
+		if !d.MediaType.IsIndex() {
+			continue
+		}
+		f, err := os.Open(r.blobPath(repo, d.Digest))
+		if err != nil {
+			continue
+		}
+		child, err := v1.ParseIndexManifest(f)
+		f.Close()
+		if err != nil {
+			continue
+		}
+		for _, c := range child.Manifests {
+			if c.Digest == digest {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // describe loads the image with the digest (choosing this platform's
@@ -587,7 +641,8 @@ func (r *Registry) Credentials(ctx context.Context, repo string) (providers.Cred
 // blobHandler stores pkg/registry's blobs in the repositories' layouts.
 type blobHandler struct{ r *Registry }
 
-func (b blobHandler) Stat(_ context.Context, repo string, h v1.Hash) (int64, error) {
+func (b blobHandler) Stat(ctx context.Context, repo string, h v1.Hash) (int64, error) {
+	repo = blobRepo(ctx, repo)
 	fi, err := os.Stat(b.r.blobPath(repo, h))
 	if err != nil {
 		return 0, ggcrregistry.ErrNotFound
@@ -595,7 +650,8 @@ func (b blobHandler) Stat(_ context.Context, repo string, h v1.Hash) (int64, err
 	return fi.Size(), nil
 }
 
-func (b blobHandler) Get(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
+func (b blobHandler) Get(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
+	repo = blobRepo(ctx, repo)
 	f, err := os.Open(b.r.blobPath(repo, h))
 	if err != nil {
 		return nil, ggcrregistry.ErrNotFound
@@ -603,8 +659,9 @@ func (b blobHandler) Get(_ context.Context, repo string, h v1.Hash) (io.ReadClos
 	return f, nil
 }
 
-func (b blobHandler) Put(_ context.Context, repo string, h v1.Hash, rc io.ReadCloser) error {
+func (b blobHandler) Put(ctx context.Context, repo string, h v1.Hash, rc io.ReadCloser) error {
 	defer rc.Close()
+	repo = blobRepo(ctx, repo)
 	if err := validateRepo(repo); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,17 @@ import (
 
 var discardLogger = log.New(io.Discard, "", 0)
 
+// repoKey is the context key of a blob request's repository.
+type repoKey struct{}
+
+// blobRepo returns the repository of a blob request.
+func blobRepo(ctx context.Context, fallback string) string {
+	if repo, ok := ctx.Value(repoKey{}).(string); ok {
+		return repo
+	}
+	return fallback
+}
+
 // ServeHTTP serves the OCI distribution API: blobs through pkg/registry,
 // manifests, tags and the catalog from the layouts.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -36,7 +48,14 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case !strings.HasPrefix(p, "/v2/"):
 		regError(w, http.StatusNotFound, "NOT_FOUND", "not a registry path")
 	case isBlobPath(p):
-		r.blobs.ServeHTTP(w, req)
+		// pkg/registry derives the repository of an upload's final PUT
+		// with a "/blobs" suffix; pass the real one along instead.
+		repo := strings.TrimPrefix(p[:strings.LastIndex(p, "/blobs/")], "/v2/")
+		if validateRepo(repo) != nil {
+			regError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name")
+			return
+		}
+		r.blobs.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), repoKey{}, repo)))
 	default:
 		rest := strings.TrimPrefix(p, "/v2/")
 		if repo, ref, ok := strings.Cut(rest, "/manifests/"); ok {
@@ -179,6 +198,9 @@ func (r *Registry) lookupManifest(repo, ref string) (v1.Descriptor, error) {
 	}
 	if herr != nil {
 		return v1.Descriptor{}, fmt.Errorf("tag %q: %w", ref, providers.ErrNotFound)
+	}
+	if ok, err := r.listed(repo, h); err != nil || !ok {
+		return v1.Descriptor{}, fmt.Errorf("manifest %s: %w", h, providers.ErrNotFound)
 	}
 	raw, err := os.ReadFile(r.blobPath(repo, h))
 	if err != nil {

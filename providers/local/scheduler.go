@@ -94,7 +94,7 @@ type app struct {
 	rollouts []*rolloutRec // newest first
 	slots    map[string][]*slot
 	stopped  []providers.Task // newest first
-	starting []*slot // slots of the in-flight rollout not yet switched to
+	starting []*slot          // slots of the in-flight rollout not yet switched to
 	pending  *rolloutRec
 	cur      *rolloutRec
 	wake     chan struct{}

@@ -20,6 +20,8 @@ type DeployOptions struct {
 	Timeout time.Duration
 	// FailFast aborts a deploy as soon as the evidence is clear.
 	FailFast FailFastPolicy
+	// Strategy is how the release replaces the serving one (Rolling when zero).
+	Strategy Strategy
 }
 
 // FailFastPolicy says when a deploy stops waiting and compensates before its timeout.
@@ -61,6 +63,12 @@ type Deployment struct {
 	cancel  context.CancelCauseFunc
 	done    chan struct{}
 	err     error
+
+	// Weighted deploys: staged is set once the new release is staged,
+	// switched once the scheduler was asked to make it the serving one.
+	staged    *weightedPlan
+	wasStaged bool // staged by a deployer whose lease this one took over
+	switched  bool
 
 	mu         sync.Mutex
 	lastStatus *providers.AppStatus
@@ -111,7 +119,11 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 		return nil, wrapErr(op, a.name, id, err)
 	}
 	id = releaseID(rel.Seq)
-	if _, err := a.c.rack.selectFor(app.Spec); err != nil {
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
+	if err := o.Strategy.validate(rel, sel); err != nil {
 		return nil, wrapErr(op, a.name, id, err)
 	}
 	token := newToken()
@@ -232,6 +244,9 @@ func (d *Deployment) promote(ctx context.Context) *stepError {
 	if err != nil {
 		return failStep(StepApply, err, "%v", err)
 	}
+	if d.opts.Strategy.weighted() {
+		return d.promoteWeighted(ctx, rel, sel)
+	}
 	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepApply, Message: fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler)})
 	desired := rel.desired(d.token, bindings)
 	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
@@ -268,13 +283,13 @@ func (d *Deployment) selection(ctx context.Context) (selection, error) {
 }
 
 // ensureRoutes ensures a route for every process of rel with a port and
-// records it in the app document, returning the scheduler bindings.
+// records it in the app document, returning the bindings of the target
+// sets serving traffic.
 func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[string][]providers.Binding, *stepError) {
 	sel, err := d.selection(ctx)
 	if err != nil {
 		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "%v", err))
 	}
-	bindings := map[string][]providers.Binding{}
 	routes := map[string]routeDoc{}
 	for _, p := range rel.Processes {
 		if p.Port == 0 {
@@ -303,21 +318,26 @@ func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[str
 			return nil, failStep(StepRoutes, ErrInvalid, "scheduler %s cannot attach process %s to a %s binding of balancer %s",
 				sel.spec.Scheduler, p.Name, route.Binding.Kind, sel.spec.Balancer)
 		}
-		bindings[p.Name] = []providers.Binding{route.Binding}
 		routes[p.Name] = routeDoc{Balancer: sel.spec.Balancer, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
 	}
-	if len(routes) > 0 {
-		if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
-			if a.Routes == nil {
-				a.Routes = map[string]routeDoc{}
-			}
-			for p, r := range routes {
-				a.Routes[p] = r
-			}
-			return nil
-		}); err != nil {
-			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "record routes: %v", err))
+	app, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+		if a.Routes == nil {
+			a.Routes = map[string]routeDoc{}
 		}
+		for p, r := range routes {
+			if old, ok := a.Routes[p]; ok && old.ID == r.ID {
+				r.Live, r.LiveBinding = old.Live, old.LiveBinding
+			}
+			a.Routes[p] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "record routes: %v", err))
+	}
+	bindings := map[string][]providers.Binding{}
+	for p := range routes {
+		bindings[p] = []providers.Binding{app.Routes[p].live()}
 	}
 	return bindings, nil
 }
@@ -345,8 +365,10 @@ type observation struct {
 	rollout  *providers.Rollout
 }
 
-// observe reads the scheduler status and route health for release id.
-func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *releaseDoc, token string) (observation, error) {
+// observe reads the scheduler status and route health for release id,
+// counting the targets of the target set sets[process] (the live set when
+// sets is nil).
+func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *releaseDoc, token string, sets map[string]string) (observation, error) {
 	var o observation
 	st, err := sel.scheduler.Status(ctx, rel.App)
 	if err != nil {
@@ -390,9 +412,13 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 		if err != nil {
 			return o, err
 		}
+		set, ok := sets[p.Name]
+		if !ok {
+			set = r.Live
+		}
 		healthy := 0
 		for _, h := range hs {
-			if h.State == providers.TargetHealthy {
+			if h.State == providers.TargetHealthy && h.Set == set {
 				healthy++
 			}
 		}
@@ -407,10 +433,38 @@ func (o observation) converged(id string) bool {
 	return o.status.Release == id && o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
 }
 
+// waitSpec says what a wait waits for.
+type waitSpec struct {
+	step    Step
+	message string
+	// sets selects the target set counted per process (nil: the live set).
+	sets map[string]string
+	// done reports success; nil waits until bake has passed.
+	done func(observation) bool
+	// bake, with done nil, is how long the release must stay healthy.
+	bake time.Duration
+}
+
 // wait polls until the release converges, fails fast, or ctx ends.
 func (d *Deployment) wait(ctx context.Context, rel *releaseDoc, sel selection) *stepError {
+	return d.waitFor(ctx, rel, sel, waitSpec{
+		step: StepWait, message: "waiting for tasks running and targets healthy",
+		done: func(o observation) bool { return o.converged(d.Release) },
+	})
+}
+
+// waitFor polls the scheduler and balancer until w.done holds (or, for a
+// bake, until w.bake has passed with the release healthy throughout),
+// failing fast on a failed rollout, on crash-looping tasks, and during a
+// bake on an unhealthy target. Temporary errors are retried; others stop
+// the wait at once. Each change of progress is reported as an event.
+func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection, w waitSpec) *stepError {
 	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
 	start := time.Now()
+	limit := d.opts.Timeout
+	if w.done == nil {
+		limit = w.bake
+	}
 	var last Progress
 	first := true
 	for {
@@ -422,38 +476,49 @@ func (d *Deployment) wait(ctx context.Context, rel *releaseDoc, sel selection) *
 		}
 		var obs observation
 		if err == nil {
-			obs, err = d.c.observe(ctx, sel, app, rel, d.token)
+			obs, err = d.c.observe(ctx, sel, app, rel, d.token, w.sets)
 		}
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return d.ctxOr(ctx, failStep(StepWait, err, "%v", err))
+			return d.ctxOr(ctx, failStep(w.step, err, "%v", err))
 		case err != nil && IsTemporary(err):
-			d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepWait, Message: "observation failed; retrying", Reason: err.Error()})
+			d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: w.step, Message: "observation failed; retrying", Reason: err.Error()})
 		case err != nil:
-			return failStep(StepWait, err, "observe: %v", err)
+			return failStep(w.step, err, "observe: %v", err)
 		default:
 			d.setStatus(obs.status)
-			if obs.converged(d.Release) {
+			if w.done != nil && w.done(obs) {
 				return nil
 			}
 			if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
-				return failStep(StepWait, ErrDeployFailed, "rollout %s: %s", r.State, r.Reason)
+				return failStep(w.step, ErrDeployFailed, "rollout %s: %s", r.State, r.Reason)
 			}
 			if max := d.opts.FailFast.MaxStopped; max > 0 && len(obs.stopped) >= max {
-				return failStep(StepWait, ErrDeployFailed, "%d tasks of %s stopped: %s", len(obs.stopped), d.Release, summarizeStops(obs.stopped))
+				return failStep(w.step, ErrDeployFailed, "%d tasks of %s stopped: %s", len(obs.stopped), d.Release, summarizeStops(obs.stopped))
 			}
 			p := obs.progress
-			p.Elapsed, p.Limit = time.Since(start), d.opts.Timeout
+			if w.done == nil {
+				if p.Healthy < p.Targets || p.Running < p.Desired {
+					return failStep(w.step, ErrDeployFailed, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
+				}
+				if time.Since(start) >= w.bake {
+					return nil
+				}
+			}
+			p.Elapsed, p.Limit = time.Since(start), limit
 			if first || p.Running != last.Running || p.Healthy != last.Healthy || p.Stopped != last.Stopped {
 				first = false
-				d.c.emit(Event{Type: EventWaiting, App: d.App, Release: d.Release, Step: StepWait, Progress: &p,
-					Message: "waiting for tasks running and targets healthy"})
+				d.c.emit(Event{Type: EventWaiting, App: d.App, Release: d.Release, Step: w.step, Progress: &p, Message: w.message})
 				b.Reset()
 			}
 			last = p
 		}
-		if err := b.Wait(ctx); err != nil {
-			return d.ctxOr(ctx, failStep(StepWait, err, "waited: %v", err))
+		wait := b.Next()
+		if w.done == nil {
+			wait = min(wait, max(w.bake-time.Since(start), 0))
+		}
+		if err := poll.Sleep(ctx, wait); err != nil {
+			return d.ctxOr(ctx, failStep(w.step, err, "waited: %v", err))
 		}
 	}
 }
@@ -623,6 +688,15 @@ func (d *Deployment) compensate(ctx context.Context) error {
 	}
 	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
 		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
+	if (d.staged != nil || d.wasStaged) && !d.switched {
+		return d.unstage(ctx, sel)
+	}
+	if d.switched && d.staged != nil {
+		// The staged sets serve all traffic: restore the previous release there.
+		if err := d.setLive(ctx, *d.staged); err != nil {
+			return err
+		}
+	}
 	if d.Previous == "" {
 		return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return sel.scheduler.Delete(ctx, d.App) })
 	}
@@ -657,7 +731,7 @@ func (d *Deployment) compensate(ctx context.Context) error {
 		app, err := d.c.loadApp(ctx, d.App)
 		var obs observation
 		if err == nil {
-			obs, err = d.c.observe(ctx, sel, app, prev, token)
+			obs, err = d.c.observe(ctx, sel, app, prev, token, nil)
 		}
 		switch {
 		case err == nil && obs.converged(d.Previous):
@@ -812,6 +886,7 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 	}
 	dep := a.newDeployment(app.Lease.Release, app.Lease, (*DeployOptions)(nil).withDefaults(a.c))
 	dep.cancel = func(error) {}
+	dep.wasStaged, dep.switched = app.Lease.Staged, app.Lease.Switched
 	defer a.c.untrack(dep)
 	defer close(dep.done)
 	err = dep.fail(ctx, &stepError{step: StepWait, reason: "canceled after its deployer stopped", err: errCanceled})

@@ -41,10 +41,34 @@ func parseReleaseID(id string) (int64, error) {
 }
 
 type routeDoc struct {
-	Balancer string            `json:"balancer"`
-	ID       string            `json:"id"`
-	Endpoint string            `json:"endpoint"`
-	Binding  providers.Binding `json:"binding"`
+	Balancer string `json:"balancer"`
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"`
+	// Binding is the route's default target set ("").
+	Binding providers.Binding `json:"binding"`
+	// Live names the target set serving traffic ("" or altSet) and
+	// LiveBinding is its binding when it is not the default set.
+	Live        string             `json:"live,omitempty"`
+	LiveBinding *providers.Binding `json:"liveBinding,omitempty"`
+}
+
+// altSet is the second target set weighted deploys alternate with the default one.
+const altSet = "g"
+
+// live returns the binding of the target set serving traffic.
+func (r routeDoc) live() providers.Binding {
+	if r.Live != "" && r.LiveBinding != nil {
+		return *r.LiveBinding
+	}
+	return r.Binding
+}
+
+// other names the target set a weighted deploy stages into.
+func (r routeDoc) other() string {
+	if r.Live == "" {
+		return altSet
+	}
+	return ""
 }
 
 type leaseDoc struct {
@@ -57,6 +81,11 @@ type leaseDoc struct {
 	Expires  time.Time `json:"expires"`
 	// Cancel asks the holder to abort and restore Previous.
 	Cancel bool `json:"cancel,omitempty"`
+	// Staged is set while a weighted deploy has a staged release, and
+	// Switched once it asked the scheduler to promote it; compensation
+	// (including by a later deployer taking over an expired lease) reads them.
+	Staged   bool `json:"staged,omitempty"`
+	Switched bool `json:"switched,omitempty"`
 }
 
 func (l *leaseDoc) expired(now time.Time) bool { return !now.Before(l.Expires) }

@@ -206,7 +206,9 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 	}
 	if serr := d.waitFor(ctx, rel, sel, waitSpec{
 		step: StepStage, message: "waiting for the staged release's tasks running and targets healthy", sets: wp.other,
-		done: func(o observation) bool { return o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets },
+		done: func(o observation) bool {
+			return o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
+		},
 	}); serr != nil {
 		return serr
 	}

@@ -864,7 +864,10 @@ func TestScheduler(t *testing.T, h SchedulerHarness) {
 			call func(ctx context.Context) error
 		}
 		calls := []method{
-			{"Apply", func(ctx context.Context) error { _, err := c.Scheduler.Apply(ctx, c.desired(fresh, c.Processes)); return err }},
+			{"Apply", func(ctx context.Context) error {
+				_, err := c.Scheduler.Apply(ctx, c.desired(fresh, c.Processes))
+				return err
+			}},
 			{"Status", func(ctx context.Context) error { _, err := c.Scheduler.Status(ctx, app); return err }},
 			{"Delete", func(ctx context.Context) error { return c.Scheduler.Delete(ctx, app) }},
 		}
@@ -881,7 +884,10 @@ func TestScheduler(t *testing.T, h SchedulerHarness) {
 					_, err := r.RunTask(ctx, providers.RunSpec{App: fresh, Release: d.Release, Token: "canceled", Image: c.Image, Process: web})
 					return err
 				}},
-				method{"GetTask", func(ctx context.Context) error { _, err := r.GetTask(ctx, app, "providertest-no-such-task"); return err }},
+				method{"GetTask", func(ctx context.Context) error {
+					_, err := r.GetTask(ctx, app, "providertest-no-such-task")
+					return err
+				}},
 				method{"StopTask", func(ctx context.Context) error { return r.StopTask(ctx, app, "providertest-no-such-task") }},
 			)
 		}

@@ -59,6 +59,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/convox-go/convox/internal/limiter"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -198,6 +199,15 @@ type Options struct {
 	NotifyTimeout time.Duration
 	// Holder identifies this client in deploy leases. Default: host name and process id.
 	Holder string
+	// RateLimit bounds the calls per second that the client's waits make to
+	// each provider, shared by every deploy of the client; RateBurst is the
+	// burst. Defaults: 20 and 20. A negative RateLimit disables the limit.
+	RateLimit float64
+	RateBurst int
+	// BatchWindow is how long a status observation waits to be batched
+	// with concurrent ones when the scheduler implements BatchStatus.
+	// Default 10ms.
+	BatchWindow time.Duration
 }
 
 func (o *Options) withDefaults() Options {
@@ -222,6 +232,13 @@ func (o *Options) withDefaults() Options {
 	def(&r.CompensateTimeout, 5*time.Minute)
 	def(&r.LeaseTTL, 2*time.Minute)
 	def(&r.NotifyTimeout, 10*time.Second)
+	if r.RateLimit == 0 {
+		r.RateLimit = 20
+	}
+	if r.RateBurst <= 0 {
+		r.RateBurst = int(max(r.RateLimit, 1))
+	}
+	def(&r.BatchWindow, 10*time.Millisecond)
 	if r.Holder == "" {
 		host, _ := os.Hostname()
 		r.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
@@ -238,7 +255,9 @@ type Client struct {
 	eventMu sync.Mutex // serializes OnEvent
 
 	mu       sync.Mutex
-	inflight map[string]*Deployment // by app, deploys driven by this client
+	inflight map[string]*Deployment      // by app, deploys driven by this client
+	limiters map[string]*limiter.Limiter // by provider kind and name
+	batchers map[string]*statusBatcher   // by scheduler name
 }
 
 // New returns a Client for the rack. It checks that the rack has every
@@ -250,7 +269,10 @@ func New(r Rack, opts *Options) (*Client, error) {
 		return nil, wrapErr("New", "", "", err)
 	}
 	o := opts.withDefaults()
-	return &Client{rack: rk, opts: o, log: o.Logger, inflight: map[string]*Deployment{}}, nil
+	return &Client{
+		rack: rk, opts: o, log: o.Logger, inflight: map[string]*Deployment{},
+		limiters: map[string]*limiter.Limiter{}, batchers: map[string]*statusBatcher{},
+	}, nil
 }
 
 // emit delivers an event to Options.OnEvent, serialized.

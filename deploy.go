@@ -370,7 +370,7 @@ type observation struct {
 // sets is nil).
 func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *releaseDoc, token string, sets map[string]string) (observation, error) {
 	var o observation
-	st, err := sel.scheduler.Status(ctx, rel.App)
+	st, err := c.status(ctx, sel, rel.App)
 	if err != nil {
 		return o, err
 	}
@@ -407,6 +407,9 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 		b := sel.balancers[r.Balancer]
 		if b == nil {
 			return o, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", p.Name, r.Balancer)
+		}
+		if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
+			return o, err
 		}
 		hs, err := b.Health(ctx, r.ID)
 		if err != nil {

@@ -192,7 +192,7 @@ func TestDeployFailure(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			w.push("v2")
-			w.rack.Throttle("Scheduler.Status", 3)
+			w.rack.Throttle("Scheduler.StatusMany", 3)
 			w.rack.Throttle("Scheduler.Apply", 1)
 			rel, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
 			if err != nil {
@@ -214,7 +214,7 @@ func TestDeployFailure(t *testing.T) {
 			w.deployV1(ctx)
 			w.push("v2")
 			denied := fmt.Errorf("fake: not authorized: %w", providers.ErrPermission)
-			w.rack.Fail("Scheduler.Status", denied, 1)
+			w.rack.Fail("Scheduler.StatusMany", denied, 1)
 			w.rack.ResetCalls()
 			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
 			if !errors.Is(err, convox.ErrPermission) {

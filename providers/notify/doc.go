@@ -1,0 +1,50 @@
+// Package notify delivers deploy notifications to people and systems. It
+// has three implementations of providers.Notifier:
+//
+//   - Slack posts a readable message to a Slack incoming webhook: the app,
+//     the release and the previous one, the outcome (started, succeeded,
+//     failed, rollback) as text and as the attachment's color, whether a
+//     failed deploy was rolled back, the summary and the reason.
+//   - Webhook POSTs a versioned JSON document (WebhookPayload) signed with
+//     HMAC-SHA256 over a timestamp and the body, with a delivery ID that
+//     stays the same across retries, retried with exponential backoff on
+//     network errors, 429 and 5xx. Receivers check deliveries with
+//     VerifySignature.
+//   - GitHub records each deploy as a GitHub deployment of a repository
+//     and sets its status (in_progress, success, failure, inactive).
+//
+// Add them to a rack; the convox client bounds each call with
+// Options.NotifyTimeout and reports a failing notifier as an event without
+// failing the deploy:
+//
+//	rack := convox.Rack{
+//		// Registry, Scheduler, Balancer, Logs, Store ...
+//		Notifiers: []providers.Notifier{
+//			notify.Slack{WebhookURL: os.Getenv("SLACK_WEBHOOK_URL")},
+//			notify.Webhook{URL: "https://deploys.example.com/hook", Secret: secret},
+//			notify.GitHub{Owner: "acme", Repo: "web", Token: token, Environment: "production", Ref: refOf},
+//		},
+//	}
+//
+// # Errors
+//
+// Notify returns nil once the endpoint accepted the notification (a 2xx
+// response). Otherwise its error follows the providers convention: a
+// response outside 2xx wraps an *HTTPError and the sentinel matching the
+// status (ErrThrottled for 429, ErrUnavailable for 5xx, ErrPermission for
+// 401, 403 and 404, ErrInvalid for other 4xx, see HTTPError); an
+// unreachable endpoint wraps ErrUnavailable; a canceled or expired context
+// returns the context's error; a misconfigured notifier wraps ErrInvalid.
+// providers.IsTemporary tells which failures are worth another try.
+//
+// # Secrets
+//
+// Webhook URLs (Slack's and others') carry tokens in their paths, and the
+// HMAC secret and the GitHub token are credentials. None of them appears
+// in the notifiers' String output, under any fmt verb, or in an error:
+// URLs are shown as their scheme and host followed by "/<redacted>".
+// Notifications themselves never hold secret values.
+//
+// All notifiers are plain values, hold no state between calls and are safe
+// for concurrent use.
+package notify

@@ -65,8 +65,11 @@ func (v Value) Format(f fmt.State, verb rune) { fmt.Fprint(f, v.String()) }
 // typed hook, then the implementation, which first returns the context's
 // error if ctx is done and then applies a scripted Fail or Throttle.
 type Hooks struct {
+	// Call intercepts every method of every provider of the rack.
 	Call func(ctx context.Context, c Call, next func(context.Context) error) error
 
+	// Registry, Scheduler, Balancer, Logs, Store and Notifier hold the
+	// typed hooks of each provider's methods.
 	Registry  RegistryHooks
 	Scheduler SchedulerHooks
 	Balancer  BalancerHooks
@@ -77,53 +80,82 @@ type Hooks struct {
 
 // RegistryHooks intercept the Registry's methods.
 type RegistryHooks struct {
+	// EnsureRepository intercepts Registry.EnsureRepository.
 	EnsureRepository func(ctx context.Context, name string, next func(context.Context, string) (providers.Repository, error)) (providers.Repository, error)
-	Resolve          func(ctx context.Context, ref string, next func(context.Context, string) (providers.Image, error)) (providers.Image, error)
-	Credentials      func(ctx context.Context, repo string, next func(context.Context, string) (providers.Credentials, error)) (providers.Credentials, error)
-	ListImages       func(ctx context.Context, repo string, next func(context.Context, string) ([]providers.Image, error)) ([]providers.Image, error)
-	DeleteImage      func(ctx context.Context, repo, digest string, next func(context.Context, string, string) error) error
+	// Resolve intercepts Registry.Resolve.
+	Resolve func(ctx context.Context, ref string, next func(context.Context, string) (providers.Image, error)) (providers.Image, error)
+	// Credentials intercepts Registry.Credentials.
+	Credentials func(ctx context.Context, repo string, next func(context.Context, string) (providers.Credentials, error)) (providers.Credentials, error)
+	// ListImages intercepts Registry.ListImages.
+	ListImages func(ctx context.Context, repo string, next func(context.Context, string) ([]providers.Image, error)) ([]providers.Image, error)
+	// DeleteImage intercepts Registry.DeleteImage.
+	DeleteImage func(ctx context.Context, repo, digest string, next func(context.Context, string, string) error) error
 }
 
 // SchedulerHooks intercept the Scheduler's methods.
 type SchedulerHooks struct {
-	Apply         func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error)
-	Status        func(ctx context.Context, app string, next func(context.Context, string) (providers.AppStatus, error)) (providers.AppStatus, error)
-	Delete        func(ctx context.Context, app string, next func(context.Context, string) error) error
-	StatusMany    func(ctx context.Context, apps []string, next func(context.Context, []string) (map[string]providers.AppStatus, error)) (map[string]providers.AppStatus, error)
+	// Apply intercepts Scheduler.Apply.
+	Apply func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error)
+	// Status intercepts Scheduler.Status.
+	Status func(ctx context.Context, app string, next func(context.Context, string) (providers.AppStatus, error)) (providers.AppStatus, error)
+	// Delete intercepts Scheduler.Delete.
+	Delete func(ctx context.Context, app string, next func(context.Context, string) error) error
+	// StatusMany intercepts Scheduler.StatusMany.
+	StatusMany func(ctx context.Context, apps []string, next func(context.Context, []string) (map[string]providers.AppStatus, error)) (map[string]providers.AppStatus, error)
+	// CancelRollout intercepts Scheduler.CancelRollout.
 	CancelRollout func(ctx context.Context, app, rolloutID string, next func(context.Context, string, string) error) error
-	RunTask       func(ctx context.Context, spec providers.RunSpec, next func(context.Context, providers.RunSpec) (providers.Task, error)) (providers.Task, error)
-	GetTask       func(ctx context.Context, app, id string, next func(context.Context, string, string) (providers.Task, error)) (providers.Task, error)
-	StopTask      func(ctx context.Context, app, id string, next func(context.Context, string, string) error) error
+	// RunTask intercepts Scheduler.RunTask.
+	RunTask func(ctx context.Context, spec providers.RunSpec, next func(context.Context, providers.RunSpec) (providers.Task, error)) (providers.Task, error)
+	// GetTask intercepts Scheduler.GetTask.
+	GetTask func(ctx context.Context, app, id string, next func(context.Context, string, string) (providers.Task, error)) (providers.Task, error)
+	// StopTask intercepts Scheduler.StopTask.
+	StopTask func(ctx context.Context, app, id string, next func(context.Context, string, string) error) error
 }
 
 // BalancerHooks intercept the Balancer's methods.
 type BalancerHooks struct {
-	EnsureRoute     func(ctx context.Context, spec providers.RouteSpec, next func(context.Context, providers.RouteSpec) (providers.Route, error)) (providers.Route, error)
-	Health          func(ctx context.Context, routeID string, next func(context.Context, string) ([]providers.TargetHealth, error)) ([]providers.TargetHealth, error)
-	DeleteRoute     func(ctx context.Context, routeID string, next func(context.Context, string) error) error
+	// EnsureRoute intercepts Balancer.EnsureRoute.
+	EnsureRoute func(ctx context.Context, spec providers.RouteSpec, next func(context.Context, providers.RouteSpec) (providers.Route, error)) (providers.Route, error)
+	// Health intercepts Balancer.Health.
+	Health func(ctx context.Context, routeID string, next func(context.Context, string) ([]providers.TargetHealth, error)) ([]providers.TargetHealth, error)
+	// DeleteRoute intercepts Balancer.DeleteRoute.
+	DeleteRoute func(ctx context.Context, routeID string, next func(context.Context, string) error) error
+	// EnsureTargetSet intercepts Balancer.EnsureTargetSet.
 	EnsureTargetSet func(ctx context.Context, routeID, set string, next func(context.Context, string, string) (providers.Binding, error)) (providers.Binding, error)
-	SetWeights      func(ctx context.Context, routeID string, weights map[string]int, next func(context.Context, string, map[string]int) error) error
-	Weights         func(ctx context.Context, routeID string, next func(context.Context, string) (map[string]int, error)) (map[string]int, error)
+	// SetWeights intercepts Balancer.SetWeights.
+	SetWeights func(ctx context.Context, routeID string, weights map[string]int, next func(context.Context, string, map[string]int) error) error
+	// Weights intercepts Balancer.Weights.
+	Weights func(ctx context.Context, routeID string, next func(context.Context, string) (map[string]int, error)) (map[string]int, error)
+	// DeleteTargetSet intercepts Balancer.DeleteTargetSet.
 	DeleteTargetSet func(ctx context.Context, routeID, set string, next func(context.Context, string, string) error) error
 }
 
 // LogsHooks intercept the Logs' methods.
 type LogsHooks struct {
-	Write  func(ctx context.Context, entries []providers.LogEntry, next func(context.Context, []providers.LogEntry) error) error
-	Read   func(ctx context.Context, q providers.LogQuery, token string, next func(context.Context, providers.LogQuery, string) (providers.LogPage, error)) (providers.LogPage, error)
+	// Write intercepts Logs.Write.
+	Write func(ctx context.Context, entries []providers.LogEntry, next func(context.Context, []providers.LogEntry) error) error
+	// Read intercepts Logs.Read.
+	Read func(ctx context.Context, q providers.LogQuery, token string, next func(context.Context, providers.LogQuery, string) (providers.LogPage, error)) (providers.LogPage, error)
+	// Delete intercepts Logs.Delete.
 	Delete func(ctx context.Context, app string, next func(context.Context, string) error) error
-	Tail   func(ctx context.Context, q providers.LogQuery, next func(context.Context, providers.LogQuery) iter.Seq2[providers.LogEntry, error]) iter.Seq2[providers.LogEntry, error]
+	// Tail intercepts Logs.Tail.
+	Tail func(ctx context.Context, q providers.LogQuery, next func(context.Context, providers.LogQuery) iter.Seq2[providers.LogEntry, error]) iter.Seq2[providers.LogEntry, error]
 }
 
 // StoreHooks intercept the Store's methods.
 type StoreHooks struct {
-	Get    func(ctx context.Context, key string, next func(context.Context, string) (providers.Doc, error)) (providers.Doc, error)
-	Put    func(ctx context.Context, key string, value []byte, ifVersion int64, next func(context.Context, string, []byte, int64) (int64, error)) (int64, error)
+	// Get intercepts Store.Get.
+	Get func(ctx context.Context, key string, next func(context.Context, string) (providers.Doc, error)) (providers.Doc, error)
+	// Put intercepts Store.Put.
+	Put func(ctx context.Context, key string, value []byte, ifVersion int64, next func(context.Context, string, []byte, int64) (int64, error)) (int64, error)
+	// Delete intercepts Store.Delete.
 	Delete func(ctx context.Context, key string, ifVersion int64, next func(context.Context, string, int64) error) error
-	List   func(ctx context.Context, prefix string, opts providers.ListOptions, next func(context.Context, string, providers.ListOptions) (providers.DocPage, error)) (providers.DocPage, error)
+	// List intercepts Store.List.
+	List func(ctx context.Context, prefix string, opts providers.ListOptions, next func(context.Context, string, providers.ListOptions) (providers.DocPage, error)) (providers.DocPage, error)
 }
 
 // NotifierHooks intercept the Notifier's method.
 type NotifierHooks struct {
+	// Notify intercepts Notifier.Notify.
 	Notify func(ctx context.Context, n providers.Notification, next func(context.Context, providers.Notification) error) error
 }

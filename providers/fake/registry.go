@@ -29,6 +29,8 @@ var (
 // ImageConfig is the configuration of an image pushed with Rack.Push. It
 // alone determines the image's digest.
 type ImageConfig struct {
+	// Entrypoint, Cmd, Env ("KEY=value") and WorkingDir become the
+	// providers.Image fields of the same names.
 	Entrypoint []string `json:"entrypoint,omitempty"`
 	Cmd        []string `json:"cmd,omitempty"`
 	Env        []string `json:"env,omitempty"`

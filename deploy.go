@@ -419,9 +419,20 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 		if !ok {
 			set = r.Live
 		}
+		// While the rollout is in flight, count only the release's own
+		// targets (by task address, when the scheduler reports addresses) so
+		// old tasks still serving do not count as new ones; once the
+		// scheduler reports the release rolled out, every target is its.
+		countAll := st.Release == id || !anyAddress(st.Tasks)
+		own := map[string]bool{}
+		for _, t := range st.Tasks {
+			if t.Release == id && t.Process == p.Name && t.Address != "" && t.State == providers.TaskRunning {
+				own[t.Address] = true
+			}
+		}
 		healthy := 0
 		for _, h := range hs {
-			if h.State == providers.TargetHealthy && h.Set == set {
+			if h.State == providers.TargetHealthy && h.Set == set && (countAll || own[h.Target]) {
 				healthy++
 			}
 		}
@@ -429,6 +440,11 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 		o.progress.Healthy += min(healthy, p.Count)
 	}
 	return o, nil
+}
+
+// anyAddress reports whether the scheduler reports task addresses at all.
+func anyAddress(ts []providers.Task) bool {
+	return slices.ContainsFunc(ts, func(t providers.Task) bool { return t.Address != "" })
 }
 
 // converged reports whether the observation shows rel fully rolled out and healthy.

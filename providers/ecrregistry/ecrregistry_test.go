@@ -1,6 +1,8 @@
 package ecrregistry_test
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -40,7 +42,7 @@ func newEmulated(t *testing.T) *emulated {
 	cfg := awstest.Config(t)
 	calls := awstest.NewCounter()
 	cfg.APIOptions = append(cfg.APIOptions, calls.AddTo)
-	data := httptest.NewServer(registry.New())
+	data := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(data.Close)
 	target, _ := url.Parse(data.URL)
 	api := ecr.NewFromConfig(cfg)

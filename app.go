@@ -8,6 +8,7 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/convox-go/convox/providers"
@@ -338,4 +339,46 @@ func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOpt
 		delete(newSec, k)
 	}
 	return a.Deploy(ctx, ReleaseSpec{Env: newEnv, Secrets: newSec, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+}
+
+// Task is one running or recently stopped instance of a process.
+type Task = providers.Task
+
+// Tasks returns the app's running and recently stopped tasks as its
+// scheduler reports them, running first, each group ordered by process
+// then ID.
+func (a *AppClient) Tasks(ctx context.Context) ([]Task, error) {
+	const op = "Tasks"
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	st, err := sel.scheduler.Status(ctx, a.name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil // never deployed, or deleted: no tasks
+	}
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	ts := slices.Clone(st.Tasks)
+	rank := func(t Task) int {
+		if t.State == providers.TaskStopped {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(ts, func(x, y Task) int {
+		if r := rank(x) - rank(y); r != 0 {
+			return r
+		}
+		if c := strings.Compare(x.Process, y.Process); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return ts, nil
 }

@@ -479,3 +479,32 @@ func TestRootHasNoAWSDependency(t *testing.T) {
 		}
 	}
 }
+
+func TestTasks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, nil)
+		ctx := t.Context()
+		if ts, err := func() ([]convox.Task, error) {
+			w.c.CreateApp(ctx, "web", nil)
+			return w.c.App("web").Tasks(ctx)
+		}(); err != nil || len(ts) != 0 {
+			t.Fatalf("Tasks before any deploy = %v, %v; want none", ts, err)
+		}
+		w.push("v1")
+		if _, err := w.c.App("web").Deploy(ctx, webSpec("web:v1"), nil); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := w.c.App("web").Tasks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, task := range ts {
+			got = append(got, fmt.Sprintf("%s %s %s", task.Process, task.Release, task.State))
+		}
+		want := []string{"web R1 running", "web R1 running", "worker R1 running"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("tasks (-want +got):\n%s", diff)
+		}
+	})
+}

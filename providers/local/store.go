@@ -254,8 +254,7 @@ func (s *Store) List(ctx context.Context, prefix string, opts providers.ListOpti
 				k, v = c.Next()
 			}
 		case after != nil:
-			k, v = c.Seek(after)
-			if k == nil {
+			if k, _ = c.Seek(after); k == nil {
 				k, v = c.Last()
 			} else {
 				k, v = c.Prev()

@@ -183,12 +183,12 @@ func headline(n providers.Notification, md bool) string {
 func slackMessageFor(n providers.Notification) slackMessage {
 	word, color := outcome(n.Kind)
 	fields := []slackText{
-		mrkdwn("*App*\n" + slackField(n.App, slackFieldMax-8)),
-		mrkdwn("*Outcome*\n" + slackField(word, slackFieldMax-12)),
-		mrkdwn("*Release*\n" + slackField(n.Release, slackFieldMax-12)),
+		labeled("App", n.App, slackFieldMax),
+		labeled("Outcome", word, slackFieldMax),
+		labeled("Release", n.Release, slackFieldMax),
 	}
 	if n.Previous != "" {
-		fields = append(fields, mrkdwn("*Previous release*\n"+slackField(n.Previous, slackFieldMax-21)))
+		fields = append(fields, labeled("Previous release", n.Previous, slackFieldMax))
 	}
 	if n.Kind == providers.NotifyDeployFailed {
 		rb := "no"
@@ -202,11 +202,11 @@ func slackMessageFor(n providers.Notification) slackMessage {
 		{Type: "section", Fields: fields},
 	}
 	if n.Summary != "" {
-		t := mrkdwn("*Summary*\n" + slackField(n.Summary, slackSectionMax-12))
+		t := labeled("Summary", n.Summary, slackSectionMax)
 		blocks = append(blocks, slackBlock{Type: "section", Text: &t})
 	}
 	if n.Reason != "" {
-		t := mrkdwn("*Reason*\n" + slackField(n.Reason, slackSectionMax-11))
+		t := labeled("Reason", n.Reason, slackSectionMax)
 		blocks = append(blocks, slackBlock{Type: "section", Text: &t})
 	}
 	if !n.Time.IsZero() {
@@ -216,6 +216,13 @@ func slackMessageFor(n providers.Notification) slackMessage {
 		Text:        headline(n, false),
 		Attachments: []slackAttachment{{Color: color, Blocks: blocks}},
 	}
+}
+
+// labeled returns mrkdwn text of a bold label and a value on the next
+// line, at most max characters in all.
+func labeled(label, value string, max int) slackText {
+	head := "*" + label + "*\n"
+	return mrkdwn(head + slackField(value, max-utf8.RuneCountInString(head)))
 }
 
 // slackEscape escapes the three characters Slack's mrkdwn reserves.

@@ -110,6 +110,12 @@ type SchedulerHooks struct {
 	GetTask func(ctx context.Context, app, id string, next func(context.Context, string, string) (providers.Task, error)) (providers.Task, error)
 	// StopTask intercepts Scheduler.StopTask.
 	StopTask func(ctx context.Context, app, id string, next func(context.Context, string, string) error) error
+	// Stage intercepts Scheduler.Stage.
+	Stage func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error)
+	// PromoteStage intercepts Scheduler.PromoteStage.
+	PromoteStage func(ctx context.Context, app string, next func(context.Context, string) error) error
+	// DiscardStage intercepts Scheduler.DiscardStage.
+	DiscardStage func(ctx context.Context, app string, next func(context.Context, string) error) error
 }
 
 // BalancerHooks intercept the Balancer's methods.

@@ -284,6 +284,7 @@ var methods = map[string]bool{
 	"Scheduler.Apply": true, "Scheduler.Status": true, "Scheduler.Delete": true,
 	"Scheduler.StatusMany": true, "Scheduler.CancelRollout": true,
 	"Scheduler.RunTask": true, "Scheduler.GetTask": true, "Scheduler.StopTask": true,
+	"Scheduler.Stage": true, "Scheduler.PromoteStage": true, "Scheduler.DiscardStage": true,
 	"Balancer.EnsureRoute": true, "Balancer.Health": true, "Balancer.DeleteRoute": true,
 	"Balancer.EnsureTargetSet": true, "Balancer.SetWeights": true, "Balancer.Weights": true,
 	"Balancer.DeleteTargetSet": true,

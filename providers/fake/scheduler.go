@@ -12,8 +12,8 @@ import (
 )
 
 // Scheduler is the rack's providers.Scheduler; it also implements
-// providers.BatchStatus, providers.Canceler, providers.TaskRunner and
-// providers.BindingAcceptor (it accepts providers.BindingLocal bindings of
+// providers.BatchStatus, providers.Canceler, providers.TaskRunner,
+// providers.Stager and providers.BindingAcceptor (it accepts providers.BindingLocal bindings of
 // the rack's Balancer). See the package documentation for the step model
 // of its rollouts.
 type Scheduler struct{ r *Rack }
@@ -47,6 +47,7 @@ type app struct {
 	tokens     map[string]*rollout
 	current    *rollout // what the app converges to; nil when nothing
 	active     *rollout // the last completed rollout
+	staged     *rollout // the staged release (Stager), if any
 	live       []*task  // pending and running service tasks
 	stopped    []*task  // stopped service tasks, oldest first
 	rolloutSeq int
@@ -152,12 +153,8 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 	r := s.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for name, bs := range d.Bindings {
-		for _, b := range bs {
-			if r.sets[b.Target] == nil {
-				return providers.Rollout{}, providers.Invalidf("fake scheduler: apply %s: process %q is bound to target set %q, which does not exist", d.App, name, b.Target)
-			}
-		}
+	if err := r.checkBindings(d); err != nil {
+		return providers.Rollout{}, err
 	}
 	a, ok := r.apps[d.App]
 	if !ok {
@@ -167,6 +164,33 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 	if ro, ok := a.tokens[d.Token]; ok {
 		return ro.Rollout, nil
 	}
+	ro := a.newRollout(r, d)
+	if cur := a.current; cur != nil && cur.State == providers.RolloutInProgress {
+		cur.State = providers.RolloutCanceled
+		cur.Reason = "superseded by " + ro.ID
+	}
+	if a.staged != nil {
+		a.discardStage(r, providers.RolloutCanceled, "superseded by "+ro.ID)
+	}
+	a.current = ro
+	return ro.Rollout, nil
+}
+
+// checkBindings checks that d's bindings name existing target sets; r.mu
+// is held.
+func (r *Rack) checkBindings(d providers.Desired) error {
+	for name, bs := range d.Bindings {
+		for _, b := range bs {
+			if r.sets[b.Target] == nil {
+				return providers.Invalidf("fake scheduler: %s: process %q is bound to target set %q, which does not exist", d.App, name, b.Target)
+			}
+		}
+	}
+	return nil
+}
+
+// newRollout records a new in-progress rollout of d; r.mu is held.
+func (a *app) newRollout(r *Rack, d providers.Desired) *rollout {
 	a.rolloutSeq++
 	ro := &rollout{
 		Rollout: providers.Rollout{
@@ -178,17 +202,12 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 		},
 		d: cloneDesired(d),
 	}
-	if cur := a.current; cur != nil && cur.State == providers.RolloutInProgress {
-		cur.State = providers.RolloutCanceled
-		cur.Reason = "superseded by " + ro.ID
-	}
 	a.tokens[d.Token] = ro
 	a.rollouts = append([]*rollout{ro}, a.rollouts...)
 	if len(a.rollouts) > KeptRollouts {
 		a.rollouts = a.rollouts[:KeptRollouts]
 	}
-	a.current = ro
-	return ro.Rollout, nil
+	return ro
 }
 
 func cloneDesired(d providers.Desired) providers.Desired {
@@ -277,22 +296,99 @@ func (r *Rack) unhealthy(t *task) bool {
 	return t.State == providers.TaskRunning && len(t.bindings) > 0 && r.failHealth[t.Release]
 }
 
+// isStaged reports whether a task belongs to the app's staged release.
+func (a *app) isStaged(t *task) bool { return a.staged != nil && t.rollout == a.staged }
+
 // revert ends ro (failed or canceled): the app converges back to its last
-// completed rollout, whose tasks never stopped; r.mu is held.
+// completed rollout, whose tasks never stopped; staged tasks stay. r.mu is
+// held.
 func (a *app) revert(r *Rack, ro *rollout, state providers.RolloutState, reason string) {
 	ro.State = state
 	ro.Reason = reason
 	keep := a.active
 	why := fmt.Sprintf("%s %s: %s", ro.ID, state, reason)
-	a.stopLive(r, func(t *task) (bool, *int, string) { return keep == nil || t.rollout != keep, nil, why })
+	a.stopLive(r, func(t *task) (bool, *int, string) {
+		return (keep == nil || t.rollout != keep) && !a.isStaged(t), nil, why
+	})
 	for _, t := range a.live {
 		t.draining = false
 	}
 	a.current = keep
 }
 
-// advance moves the app's in-flight rollout one step; r.mu is held.
+// startTasks creates the pending tasks ro lacks; r.mu is held.
+func (r *Rack) startTasks(a *app, ro *rollout) {
+	for _, p := range ro.d.Processes {
+		have := 0
+		for _, t := range a.live {
+			if t.rollout == ro && t.Process == p.Name {
+				have++
+			}
+		}
+		for range p.Count - have {
+			t := r.newTask(a.name, p, ro.d.Release, ro.d.Image, commandOf(ro.d.Image, p, nil))
+			t.rollout = ro
+			if p.Port > 0 {
+				t.bindings = slices.Clone(ro.d.Bindings[p.Name])
+				for _, b := range t.bindings {
+					r.setTarget(b, t)
+				}
+			}
+			a.live = append(a.live, t)
+		}
+	}
+}
+
+// runTasks starts ro's pending tasks and returns how many crashed (and
+// stopped) instead of running; r.mu is held.
+func (r *Rack) runTasks(a *app, ro *rollout) int {
+	crashed := 0
+	pulled := r.hasImage(ro.d.Image)
+	crash := r.crashes(ro.d.Release, ro.d.Image.Digest)
+	a.stopLive(r, func(t *task) (bool, *int, string) {
+		if t.rollout != ro || t.State != providers.TaskPending {
+			return false, nil, ""
+		}
+		t.Started = r.now()
+		if !pulled {
+			crashed++
+			return true, nil, "CannotPullContainerError: " + ro.d.Image.Ref() + ": not found"
+		}
+		t.State = providers.TaskRunning
+		r.taskLog(t, "starting "+startLine(t))
+		if crash {
+			crashed++
+			r.taskLog(t, "panic: boom")
+			return true, intp(2), "exit status 2"
+		}
+		return false, nil, ""
+	})
+	ro.crashes += crashed
+	return crashed
+}
+
+// anyUnhealthy reports whether a task of ro fails its health checks.
+func (r *Rack) anyUnhealthy(a *app, ro *rollout) bool {
+	return slices.ContainsFunc(a.live, func(t *task) bool { return t.rollout == ro && r.unhealthy(t) })
+}
+
+// breakerTripped reports whether ro has crashed often enough to fail.
+func (r *Rack) breakerTripped(ro *rollout) bool {
+	return r.breaker > 0 && ro.crashes >= r.breaker
+}
+
+func breakerReason(ro *rollout) string {
+	return fmt.Sprintf("circuit breaker: %d tasks failed to start", ro.crashes)
+}
+
+// advance moves the app's in-flight rollout, and its staged rollout, one
+// step each; r.mu is held.
 func (r *Rack) advance(a *app) {
+	r.advanceServing(a)
+	r.advanceStaged(a)
+}
+
+func (r *Rack) advanceServing(a *app) {
 	ro := a.current
 	if ro == nil || ro.State != providers.RolloutInProgress {
 		return
@@ -302,76 +398,66 @@ func (r *Rack) advance(a *app) {
 		if r.neverConverge[a.name] {
 			return
 		}
-		for _, p := range ro.d.Processes {
-			have := 0
-			for _, t := range a.live {
-				if t.rollout == ro && t.Process == p.Name {
-					have++
-				}
-			}
-			for range p.Count - have {
-				t := r.newTask(a.name, p, ro.d.Release, ro.d.Image, commandOf(ro.d.Image, p, nil))
-				t.rollout = ro
-				if p.Port > 0 {
-					t.bindings = slices.Clone(ro.d.Bindings[p.Name])
-					for _, b := range t.bindings {
-						r.setTarget(b, t)
-					}
-				}
-				a.live = append(a.live, t)
-			}
-		}
+		r.startTasks(a, ro)
 		ro.step = stepStarted
 
 	case stepStarted:
-		crashed := 0
-		pulled := r.hasImage(ro.d.Image)
-		crash := r.crashes(ro.d.Release, ro.d.Image.Digest)
-		a.stopLive(r, func(t *task) (bool, *int, string) {
-			if t.rollout != ro || t.State != providers.TaskPending {
-				return false, nil, ""
-			}
-			t.Started = r.now()
-			if !pulled {
-				crashed++
-				return true, nil, "CannotPullContainerError: " + ro.d.Image.Ref() + ": not found"
-			}
-			t.State = providers.TaskRunning
-			r.taskLog(t, "starting "+startLine(t))
-			if crash {
-				crashed++
-				r.taskLog(t, "panic: boom")
-				return true, intp(2), "exit status 2"
-			}
-			return false, nil, ""
-		})
-		if crashed == 0 {
+		if r.runTasks(a, ro) == 0 {
 			ro.step = stepRunning
 			return
 		}
-		ro.crashes += crashed
 		ro.step = stepAccepted
-		if r.breaker > 0 && ro.crashes >= r.breaker {
-			a.revert(r, ro, providers.RolloutFailed, fmt.Sprintf("circuit breaker: %d tasks failed to start", ro.crashes))
+		if r.breakerTripped(ro) {
+			a.revert(r, ro, providers.RolloutFailed, breakerReason(ro))
 		}
 
 	case stepRunning:
-		for _, t := range a.live {
-			if t.rollout == ro && r.unhealthy(t) {
-				return
-			}
+		if r.anyUnhealthy(a, ro) {
+			return
 		}
 		for _, t := range a.live {
-			if t.rollout != ro {
+			if t.rollout != ro && !a.isStaged(t) {
 				t.draining = true
 			}
 		}
 		ro.step = stepDraining
 
 	case stepDraining:
-		a.stopLive(r, func(t *task) (bool, *int, string) { return t.rollout != ro, intp(0), "scaled down by " + ro.ID })
+		a.stopLive(r, func(t *task) (bool, *int, string) {
+			return t.rollout != ro && !a.isStaged(t), intp(0), "scaled down by " + ro.ID
+		})
 		ro.State = providers.RolloutCompleted
 		a.active = ro
+	}
+}
+
+func (r *Rack) advanceStaged(a *app) {
+	ro := a.staged
+	if ro == nil || ro.State != providers.RolloutInProgress {
+		return
+	}
+	switch ro.step {
+	case stepAccepted:
+		if r.neverConverge[a.name] {
+			return
+		}
+		r.startTasks(a, ro)
+		ro.step = stepStarted
+
+	case stepStarted:
+		if r.runTasks(a, ro) == 0 {
+			ro.step = stepRunning
+			return
+		}
+		ro.step = stepAccepted
+		if r.breakerTripped(ro) {
+			a.discardStage(r, providers.RolloutFailed, breakerReason(ro))
+		}
+
+	case stepRunning:
+		if !r.anyUnhealthy(a, ro) {
+			ro.State = providers.RolloutCompleted
+		}
 	}
 }
 
@@ -380,6 +466,28 @@ func startLine(t *task) string {
 		return t.Process
 	}
 	return strings.Join(t.command, " ")
+}
+
+// processStatus counts the live tasks of ro by process, for every process
+// of its desired state, in name order.
+func (a *app) processStatus(ro *rollout) []providers.ProcessStatus {
+	var out []providers.ProcessStatus
+	for _, p := range ro.d.Processes {
+		ps := providers.ProcessStatus{Name: p.Name, Release: ro.Release, Desired: p.Count}
+		for _, t := range a.live {
+			if t.rollout != ro || t.Process != p.Name {
+				continue
+			}
+			switch t.State {
+			case providers.TaskRunning:
+				ps.Running++
+			case providers.TaskPending:
+				ps.Pending++
+			}
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // status builds one observation of the app; r.mu is held.
@@ -391,34 +499,24 @@ func (r *Rack) status(a *app) providers.AppStatus {
 	for _, ro := range a.rollouts {
 		st.Rollouts = append(st.Rollouts, ro.Rollout)
 	}
-	procs := map[string]*providers.ProcessStatus{}
-	if cur := a.current; cur != nil {
-		for _, p := range cur.d.Processes {
-			procs[p.Name] = &providers.ProcessStatus{Name: p.Name, Release: cur.Release, Desired: p.Count}
-		}
+	// Serving processes: those of the rollout the app converges to, and
+	// any other with live tasks (being removed), at zero.
+	serving := []providers.ProcessStatus{}
+	release := ""
+	if a.current != nil {
+		serving = a.processStatus(a.current)
+		release = a.current.Release
 	}
 	for _, t := range a.live {
-		ps := procs[t.Process]
-		if ps == nil {
-			ps = &providers.ProcessStatus{Name: t.Process}
-			if a.current != nil {
-				ps.Release = a.current.Release
-			}
-			procs[t.Process] = ps
-		}
-		if t.rollout != a.current {
-			continue
-		}
-		switch t.State {
-		case providers.TaskRunning:
-			ps.Running++
-		case providers.TaskPending:
-			ps.Pending++
+		if !a.isStaged(t) && !slices.ContainsFunc(serving, func(ps providers.ProcessStatus) bool { return ps.Name == t.Process }) {
+			serving = append(serving, providers.ProcessStatus{Name: t.Process, Release: release})
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(procs)) {
-		st.Processes = append(st.Processes, *procs[name])
+	st.Processes = append(st.Processes, serving...)
+	if a.staged != nil {
+		st.Processes = append(st.Processes, a.processStatus(a.staged)...)
 	}
+	slices.SortStableFunc(st.Processes, func(x, y providers.ProcessStatus) int { return cmp.Compare(x.Name, y.Name) })
 	live := slices.Clone(a.live)
 	slices.SortFunc(live, func(x, y *task) int {
 		return cmp.Or(cmp.Compare(x.Process, y.Process), cmp.Compare(x.seq, y.seq))
@@ -519,7 +617,7 @@ func (s *Scheduler) delete(ctx context.Context, appName string) error {
 
 // CancelRollout implements providers.Canceler: the rollout becomes
 // canceled, its tasks stop and the app keeps running its last completed
-// rollout's tasks.
+// rollout's tasks. Canceling the staged rollout discards the stage.
 func (s *Scheduler) CancelRollout(ctx context.Context, appName, rolloutID string) error {
 	c := Call{Provider: "Scheduler", Method: "CancelRollout", Key: appName, Args: []any{appName, rolloutID}}
 	return do0(s.r, ctx, c, func(ctx context.Context) error {
@@ -537,9 +635,12 @@ func (s *Scheduler) cancelRollout(ctx context.Context, appName, rolloutID string
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	a, ok := s.r.apps[appName]
-	if !ok || a.current == nil || a.current.ID != rolloutID || a.current.State != providers.RolloutInProgress {
-		return nil
+	switch {
+	case !ok:
+	case a.staged != nil && a.staged.ID == rolloutID && a.staged.State == providers.RolloutInProgress:
+		a.discardStage(s.r, providers.RolloutCanceled, "canceled")
+	case a.current != nil && a.current.ID == rolloutID && a.current.State == providers.RolloutInProgress:
+		a.revert(s.r, a.current, providers.RolloutCanceled, "canceled")
 	}
-	a.revert(s.r, a.current, providers.RolloutCanceled, "canceled")
 	return nil
 }

@@ -285,6 +285,9 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	if a == nil {
 		a = s.newApp(d.App)
 	}
+	if a.deleted {
+		return providers.Rollout{}, fmt.Errorf("app %q is being deleted: %w", d.App, providers.ErrUnavailable)
+	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
 			if r.Token == d.Token && !r.internal {

@@ -16,6 +16,7 @@ type cluster struct {
 	services map[string]*service // ACTIVE services by name
 	tasks    []*task             // in creation order
 	tokens   map[string][]string // RunTask client token -> task ARNs
+	creates  map[string]string   // CreateService client token -> service name
 }
 
 type service struct {
@@ -59,6 +60,7 @@ func (s *Server) createCluster(body []byte) (any, error) {
 			c:        types.Cluster{ClusterArn: aws.String(arn("cluster", name)), ClusterName: aws.String(name), Status: aws.String("ACTIVE")},
 			services: map[string]*service{},
 			tokens:   map[string][]string{},
+			creates:  map[string]string{},
 		}
 		s.clusters[name] = c
 		s.tags[*c.c.ClusterArn] = in.Tags
@@ -276,6 +278,9 @@ func (s *Server) createService(body []byte) (any, error) {
 	if name == "" {
 		return nil, invalidErr("Service name is required.")
 	}
+	if tok := aws.ToString(in.ClientToken); tok != "" && c.creates[tok] == name && c.services[name] != nil {
+		return &ecs.CreateServiceOutput{Service: s.serviceView(c.services[name], false)}, nil
+	}
 	if c.services[name] != nil {
 		return nil, invalidErr("Creation of service was not idempotent.")
 	}
@@ -309,6 +314,9 @@ func (s *Server) createService(body []byte) (any, error) {
 	s.newDeployment(svc, *td.TaskDefinitionArn)
 	c.services[name] = svc
 	s.tags[*svc.svc.ServiceArn] = in.Tags
+	if tok := aws.ToString(in.ClientToken); tok != "" {
+		c.creates[tok] = name
+	}
 	return &ecs.CreateServiceOutput{Service: s.serviceView(svc, false)}, nil
 }
 

@@ -34,7 +34,8 @@
 // CreateService, UpdateService, DescribeServices (at most 10 services per
 // call, InvalidParameterException otherwise), DeleteService, ListServices
 // (10 per page unless maxResults, at most 100), ListTasks, DescribeTasks
-// (at most 100), RunTask (idempotent by clientToken), StopTask, TagResource,
+// (at most 100), RunTask and CreateService (idempotent by clientToken),
+// StopTask, TagResource,
 // UntagResource and ListTagsForResource. Other operations return
 // UnknownOperationException.
 //

@@ -78,8 +78,9 @@ type Scheduler struct {
 	opts Options
 
 	mu      sync.Mutex
-	cluster bool              // the cluster is known to exist
-	defs    map[string]tdInfo // task definition ARN -> what it runs; revisions are immutable
+	cluster bool                   // the cluster is known to exist
+	defs    map[string]tdInfo      // task definition ARN -> what it runs; revisions are immutable
+	applies map[string]*sync.Mutex // app -> serializes this scheduler's Applies of the app
 }
 
 // tdInfo is what the scheduler needs to know of a task definition revision.
@@ -99,7 +100,7 @@ var (
 
 // New returns a Scheduler using api (usually an *ecs.Client). opts may be nil.
 func New(api API, opts *Options) *Scheduler {
-	s := &Scheduler{api: api, defs: map[string]tdInfo{}}
+	s := &Scheduler{api: api, defs: map[string]tdInfo{}, applies: map[string]*sync.Mutex{}}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -147,6 +148,13 @@ const (
 	tagStarted  = "convox:started"  // unix seconds the rollout started
 	tagTaskDef  = "convox:taskdef"  // task definition the rollout deploys
 	tagCanceled = "convox:canceled" // token of a canceled rollout
+
+	// The rollout before the current one, as it stood when it was replaced.
+	tagPrevToken   = "convox:prev-token"
+	tagPrevRelease = "convox:prev-release"
+	tagPrevStarted = "convox:prev-started"
+	tagPrevState   = "convox:prev-state"
+	tagPrevReason  = "convox:prev-reason"
 )
 
 // Labels on task definitions.
@@ -229,6 +237,8 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	if err := s.ensureCluster(ctx); err != nil {
 		return providers.Rollout{}, err
 	}
+	unlock := s.lockApp(d.App)
+	defer unlock()
 	apps, err := s.describeApps(ctx, []string{d.App})
 	if err != nil {
 		return providers.Rollout{}, err
@@ -238,8 +248,10 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return r, nil
 	}
 	base := ""
+	var prev []types.Tag
 	if current != nil {
 		base = current.completedRelease()
+		prev = previousTags(current.rollout())
 	}
 	started := time.Now().UTC().Truncate(time.Second)
 	for _, p := range d.Processes {
@@ -261,6 +273,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 			tag(tagApp, d.App), tag(tagProcess, p.Name), tag(tagRelease, d.Release), tag(tagToken, tagValue(token)),
 			tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
 		}
+		tags = append(tags, prev...)
 		if err := s.applyService(ctx, d.App, p, td, bindings, svc, token, tags); err != nil {
 			return providers.Rollout{}, err
 		}
@@ -275,6 +288,33 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		}
 	}
 	return providers.Rollout{ID: token, Release: d.Release, Token: token, State: providers.RolloutInProgress, Started: started}, nil
+}
+
+// lockApp serializes the Applies of one app within this scheduler, so
+// that concurrent Applies of one token create one rollout.
+func (s *Scheduler) lockApp(app string) (unlock func()) {
+	s.mu.Lock()
+	m := s.applies[app]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.applies[app] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// previousTags records the rollout being replaced. One still in progress
+// is recorded as canceled: the new rollout supersedes it.
+func previousTags(r providers.Rollout) []types.Tag {
+	state, reason := r.State, r.Reason
+	if state == providers.RolloutInProgress {
+		state, reason = providers.RolloutCanceled, "superseded by a newer rollout"
+	}
+	return []types.Tag{
+		tag(tagPrevToken, r.ID), tag(tagPrevRelease, r.Release), tag(tagPrevStarted, strconv.FormatInt(r.Started.Unix(), 10)),
+		tag(tagPrevState, string(state)), tag(tagPrevReason, tagValue(reason)),
+	}
 }
 
 func tag(k, v string) types.Tag { return types.Tag{Key: aws.String(k), Value: aws.String(v)} }

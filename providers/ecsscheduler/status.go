@@ -142,6 +142,20 @@ func (a *appView) rollout() providers.Rollout {
 	return r
 }
 
+// rollouts lists the current rollout and, when recorded, the one before it.
+func (a *appView) rollouts() []providers.Rollout {
+	out := []providers.Rollout{a.rollout()}
+	top := a.newest()
+	if id := tagOf(top.Tags, tagPrevToken); id != "" {
+		at, _ := strconv.ParseInt(tagOf(top.Tags, tagPrevStarted), 10, 64)
+		out = append(out, providers.Rollout{
+			ID: id, Token: id, Release: tagOf(top.Tags, tagPrevRelease), Started: time.Unix(at, 0).UTC(),
+			State: providers.RolloutState(tagOf(top.Tags, tagPrevState)), Reason: tagOf(top.Tags, tagPrevReason),
+		})
+	}
+	return out
+}
+
 // serviceState is the state of one service's part of the rollout token.
 func serviceState(svc *types.Service, token string) (providers.RolloutState, string) {
 	if tagOf(svc.Tags, tagCanceled) == token {
@@ -220,7 +234,7 @@ func (s *Scheduler) StatusMany(ctx context.Context, apps []string) (map[string]p
 	}
 	groups := map[string]string{}
 	for app, v := range views {
-		st := providers.AppStatus{App: app, Release: v.completedRelease(), Rollouts: []providers.Rollout{v.rollout()}}
+		st := providers.AppStatus{App: app, Release: v.completedRelease(), Rollouts: v.rollouts()}
 		for _, name := range slices.Sorted(maps.Keys(v.services)) {
 			svc := v.services[name]
 			groups["service:"+aws.ToString(svc.ServiceName)] = app

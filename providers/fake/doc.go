@@ -53,6 +53,16 @@
 // app keeps running what ran before it (the replaced tasks were never
 // stopped: they only stop in step 4).
 //
+// A staged release (Stager.Stage) advances beside the serving one through
+// steps 1 and 2 on the same observations and is completed once its tasks
+// run with healthy targets; it never drains or stops serving tasks, and
+// its processes are listed after the serving ones of the same name.
+// PromoteStage hands the staged rollout, tasks and all, to the serving
+// side, in progress again: the next observation is step 3 (the replaced
+// tasks drain), the one after step 4 (they stop and AppStatus.Release
+// becomes the staged release). DiscardStage, CancelRollout of the staged
+// rollout, or an Apply of a new serving release stop the staged tasks.
+//
 // One-off tasks (TaskRunner) are not part of AppStatus and advance on
 // GetTask: RunTask returns a pending task, the first GetTask shows it
 // running (its output lines are written then), the second shows it stopped

@@ -711,3 +711,118 @@ func TestConcurrentDeploysAndReads(t *testing.T) {
 		t.Errorf("StatusMany reported %d apps, want 4", len(got))
 	}
 }
+
+func TestStageStepModel(t *testing.T) {
+	w := newWorld(t, nil)
+	set, err := w.rack.Balancer().EnsureTargetSet(t.Context(), w.route.ID, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.apply(t, w.desired("r1", 1))
+	for range 4 {
+		w.observe(t)
+	}
+	s := w.rack.Scheduler()
+	d := w.desired("r2", 1)
+	d.Bindings = map[string][]providers.Binding{"web": {set}}
+	if _, err := s.Stage(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		t1 = "shop-web-1 "
+		t2 = "shop-web-2 "
+	)
+	type step struct {
+		promote bool // call PromoteStage before observing
+		want    observation
+	}
+	steps := []step{
+		{want: observation{Release: "r1", Rollout: "in-progress",
+			Tasks:   []string{t1 + "running r1", t2 + "pending r2"},
+			Targets: []string{"10.0.0.1:8080 healthy", "10.0.0.2:8080 initial"}}},
+		{want: observation{Release: "r1", Rollout: "in-progress",
+			Tasks:   []string{t1 + "running r1", t2 + "running r2"},
+			Targets: []string{"10.0.0.1:8080 healthy", "10.0.0.2:8080 healthy"}}},
+		{want: observation{Release: "r1", Rollout: "completed",
+			Tasks:   []string{t1 + "running r1", t2 + "running r2"},
+			Targets: []string{"10.0.0.1:8080 healthy", "10.0.0.2:8080 healthy"}}},
+		{promote: true, want: observation{Release: "r1", Rollout: "in-progress",
+			Tasks:   []string{t1 + "running r1", t2 + "running r2"},
+			Targets: []string{"10.0.0.1:8080 draining", "10.0.0.2:8080 healthy"}}},
+		{want: observation{Release: "r2", Rollout: "completed",
+			Tasks:   []string{t2 + "running r2", t1 + "stopped r1 [0 scaled down by rollout-2]"},
+			Targets: []string{"10.0.0.2:8080 healthy"}}},
+	}
+	for i, st := range steps {
+		if st.promote {
+			if err := s.PromoteStage(t.Context(), "shop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff(st.want, w.observe(t)); diff != "" {
+			t.Fatalf("observation %d (-want +got):\n%s", i+1, diff)
+		}
+	}
+	health, err := w.rack.Balancer().Health(t.Context(), w.route.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []providers.TargetHealth{{Target: "10.0.0.2:8080", Set: "g", State: providers.TargetHealthy}}
+	if diff := cmp.Diff(want, health); diff != "" {
+		t.Errorf("targets after promotion (-want +got):\n%s", diff)
+	}
+}
+
+func TestStageIsDiscardedBy(t *testing.T) {
+	tests := []struct {
+		name   string
+		end    func(t *testing.T, w *world, staged providers.Rollout)
+		reason string
+	}{
+		{"DiscardStage", func(t *testing.T, w *world, _ providers.Rollout) {
+			if err := w.rack.Scheduler().DiscardStage(t.Context(), "shop"); err != nil {
+				t.Fatal(err)
+			}
+		}, "discarded"},
+		{"CancelRollout of the staged rollout", func(t *testing.T, w *world, staged providers.Rollout) {
+			if err := w.rack.Scheduler().CancelRollout(t.Context(), "shop", staged.ID); err != nil {
+				t.Fatal(err)
+			}
+		}, "canceled"},
+		{"Apply of a new serving release", func(t *testing.T, w *world, _ providers.Rollout) {
+			w.apply(t, w.desired("r3", 1))
+		}, "superseded by rollout-3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil)
+			w.apply(t, w.desired("r1", 1))
+			for range 4 {
+				w.observe(t)
+			}
+			staged, err := w.rack.Scheduler().Stage(t.Context(), w.desired("r2", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.observe(t)
+			w.observe(t)
+			tc.end(t, w, staged)
+			st, err := w.rack.Scheduler().Status(t.Context(), "shop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, tk := range st.Tasks {
+				if tk.Release == "r2" {
+					got = append(got, fmt.Sprintf("%s %s", tk.State, tk.Reason))
+				}
+			}
+			if diff := cmp.Diff([]string{"stopped rollout-2 canceled: " + tc.reason}, got); diff != "" {
+				t.Errorf("staged tasks (-want +got):\n%s", diff)
+			}
+			if err := w.rack.Scheduler().PromoteStage(t.Context(), "shop"); !errors.Is(err, providers.ErrNotFound) {
+				t.Errorf("PromoteStage after the stage ended: got %v, want ErrNotFound", err)
+			}
+		})
+	}
+}

@@ -203,8 +203,8 @@ func describeStatus(st providers.AppStatus) string {
 }
 
 // TestScheduler checks the providers.Scheduler contract, the binding of
-// tasks to balancer routes, and the BatchStatus, Canceler and TaskRunner
-// contracts when the scheduler implements them.
+// tasks to balancer routes, and the BatchStatus, Canceler, Stager and
+// TaskRunner contracts when the scheduler implements them.
 func TestScheduler(t *testing.T, h SchedulerHarness) {
 	w := newWaiter(h.Poll, h.Timeout)
 	setup := func(t *testing.T) *schedCase {
@@ -756,6 +756,190 @@ func TestScheduler(t *testing.T, h SchedulerHarness) {
 		})
 	})
 
+	t.Run("Stager", func(t *testing.T) {
+		if _, ok := h.New(t).Scheduler.(providers.Stager); !ok {
+			t.Skip("the scheduler does not implement providers.Stager")
+		}
+		// running returns the IDs of the running tasks of a release.
+		running := func(st providers.AppStatus, release string) []string {
+			var ids []string
+			for _, tk := range st.Tasks {
+				if tk.Release == release && tk.State == providers.TaskRunning {
+					ids = append(ids, tk.ID)
+				}
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		// staged waits until staged runs beside serving, which is still the
+		// release, and returns that observation.
+		staged := func(c *schedCase, serving, staged providers.Desired) providers.AppStatus {
+			var st providers.AppStatus
+			c.w.until(t, "release "+staged.Release+" to run staged beside "+serving.Release, func(ctx context.Context) (bool, string, error) {
+				var err error
+				st, err = c.Scheduler.Status(ctx, serving.App)
+				if err != nil || st.Release != serving.Release {
+					return false, describeStatus(st), err
+				}
+				for _, p := range staged.Processes {
+					i := slices.IndexFunc(st.Processes, func(ps providers.ProcessStatus) bool { return ps.Name == p.Name && ps.Release == staged.Release })
+					if p.Count > 0 && (i < 0 || st.Processes[i].Running != p.Count) {
+						return false, describeStatus(st), nil
+					}
+				}
+				return true, "", nil
+			})
+			return st
+		}
+		// serve applies a first release and waits until it serves.
+		serve := func(c *schedCase) (providers.Desired, providers.AppStatus) {
+			app := c.newApp()
+			d := c.desired(app, c.Processes)
+			return d, c.converge(app, d, c.apply(d), c.observe)
+		}
+
+		t.Run("Stage/an app never applied returns ErrNotFound", func(t *testing.T) {
+			c := setup(t)
+			_, err := c.Scheduler.(providers.Stager).Stage(t.Context(), c.desired(c.newApp(), c.Processes))
+			wantErr(t, "Stage", err, providers.ErrNotFound)
+		})
+
+		t.Run("Stage/runs the staged release beside the serving one, which keeps its tasks and stays the release", func(t *testing.T) {
+			c := setup(t)
+			d1, before := serve(c)
+			d2 := c.desired(d1.App, c.Processes)
+			ro, err := c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "Stage", err)
+			if ro.ID == "" || ro.Release != d2.Release || ro.Token != d2.Token {
+				t.Errorf("Stage = %+v, want an ID, Release %q and Token %q", ro, d2.Release, d2.Token)
+			}
+			st := staged(c, d1, d2)
+			if diff := cmp.Diff(running(before, d1.Release), running(st, d1.Release)); diff != "" {
+				t.Errorf("serving tasks while staged (-before +after):\n%s", diff)
+			}
+		})
+
+		t.Run("Stage/the same token returns the same rollout", func(t *testing.T) {
+			c := setup(t)
+			d1, _ := serve(c)
+			d2 := c.desired(d1.App, c.Processes)
+			first, err := c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "Stage", err)
+			second, err := c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "second Stage", err)
+			if first.ID != second.ID {
+				t.Errorf("second Stage of one token returned rollout %s, want %s", second.ID, first.ID)
+			}
+		})
+
+		t.Run("PromoteStage/the staged tasks become the serving ones without restarting", func(t *testing.T) {
+			c := setup(t)
+			d1, _ := serve(c)
+			d2 := c.desired(d1.App, c.Processes)
+			_, err := c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "Stage", err)
+			want := running(staged(c, d1, d2), d2.Release)
+			must(t, "PromoteStage", c.Scheduler.(providers.Stager).PromoteStage(t.Context(), d1.App))
+			var st providers.AppStatus
+			c.w.until(t, "the promoted release to serve alone", func(ctx context.Context) (bool, string, error) {
+				var err error
+				st, err = c.Scheduler.Status(ctx, d1.App)
+				return err == nil && st.Release == d2.Release && len(running(st, d1.Release)) == 0, describeStatus(st), err
+			})
+			if diff := cmp.Diff(want, running(st, d2.Release)); diff != "" {
+				t.Errorf("running tasks of the promoted release (-staged +promoted):\n%s", diff)
+			}
+		})
+
+		t.Run("PromoteStage/with nothing staged returns ErrNotFound", func(t *testing.T) {
+			c := setup(t)
+			d1, _ := serve(c)
+			wantErr(t, "PromoteStage", c.Scheduler.(providers.Stager).PromoteStage(t.Context(), d1.App), providers.ErrNotFound)
+			wantErr(t, "PromoteStage of an app never applied", c.Scheduler.(providers.Stager).PromoteStage(t.Context(), uniqueName()), providers.ErrNotFound)
+		})
+
+		t.Run("DiscardStage/stops the staged tasks and keeps the serving release", func(t *testing.T) {
+			c := setup(t)
+			d1, before := serve(c)
+			d2 := c.desired(d1.App, c.Processes)
+			_, err := c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "Stage", err)
+			staged(c, d1, d2)
+			must(t, "DiscardStage", c.Scheduler.(providers.Stager).DiscardStage(t.Context(), d1.App))
+			var st providers.AppStatus
+			c.w.until(t, "the staged tasks to stop", func(ctx context.Context) (bool, string, error) {
+				var err error
+				st, err = c.Scheduler.Status(ctx, d1.App)
+				return err == nil && len(running(st, d2.Release)) == 0, describeStatus(st), err
+			})
+			if st.Release != d1.Release {
+				t.Errorf("AppStatus.Release = %q after DiscardStage, want %q", st.Release, d1.Release)
+			}
+			if diff := cmp.Diff(running(before, d1.Release), running(st, d1.Release)); diff != "" {
+				t.Errorf("serving tasks after DiscardStage (-before +after):\n%s", diff)
+			}
+			wantErr(t, "PromoteStage after DiscardStage", c.Scheduler.(providers.Stager).PromoteStage(t.Context(), d1.App), providers.ErrNotFound)
+		})
+
+		t.Run("DiscardStage/with nothing staged returns nil", func(t *testing.T) {
+			c := setup(t)
+			d1, _ := serve(c)
+			if err := c.Scheduler.(providers.Stager).DiscardStage(t.Context(), d1.App); err != nil {
+				t.Errorf("DiscardStage with nothing staged: %v, want nil", err)
+			}
+			if err := c.Scheduler.(providers.Stager).DiscardStage(t.Context(), uniqueName()); err != nil {
+				t.Errorf("DiscardStage of an app never applied: %v, want nil", err)
+			}
+		})
+
+		t.Run("Stage/staged tasks are the targets of their own target set", func(t *testing.T) {
+			c := setup(t)
+			ws, ok := c.Balancer.(providers.WeightShifter)
+			if !ok {
+				t.Skip("harness: no Balancer with WeightShifter")
+			}
+			web, _ := c.served()
+			app := c.newApp()
+			rt, err := c.Balancer.EnsureRoute(t.Context(), providers.RouteSpec{App: app, Process: web.Name, Port: web.Port, Protocol: providers.HTTP, Health: web.Health})
+			must(t, "EnsureRoute", err)
+			t.Cleanup(func() {
+				ctx, cancel := cleanupContext()
+				defer cancel()
+				c.Balancer.DeleteRoute(ctx, rt.ID)
+			})
+			set, err := ws.EnsureTargetSet(t.Context(), rt.ID, "g")
+			must(t, "EnsureTargetSet", err)
+			d1 := c.desired(app, c.Processes)
+			d1.Bindings = map[string][]providers.Binding{web.Name: {rt.Binding}}
+			c.converge(app, d1, c.apply(d1), c.observe)
+			d2 := c.desired(app, c.Processes)
+			d2.Bindings = map[string][]providers.Binding{web.Name: {set}}
+			_, err = c.Scheduler.(providers.Stager).Stage(t.Context(), d2)
+			must(t, "Stage", err)
+			staged(c, d1, d2)
+			healthyBySet := func(want map[string]int) {
+				c.w.until(t, fmt.Sprintf("healthy targets by set %v", want), func(ctx context.Context) (bool, string, error) {
+					// Observe the app too, as a deploy does: a scheduler may
+					// advance on observation.
+					if _, err := c.Scheduler.Status(ctx, app); err != nil {
+						return false, "", err
+					}
+					got, err := c.Balancer.Health(ctx, rt.ID)
+					n := map[string]int{}
+					for _, th := range got {
+						if th.State == providers.TargetHealthy {
+							n[th.Set]++
+						}
+					}
+					return err == nil && len(got) == web.Count*len(want) && cmp.Equal(want, n), fmt.Sprintf("%+v", got), err
+				})
+			}
+			healthyBySet(map[string]int{"": web.Count, "g": web.Count})
+			must(t, "PromoteStage", c.Scheduler.(providers.Stager).PromoteStage(t.Context(), app))
+			healthyBySet(map[string]int{"g": web.Count})
+		})
+	})
+
 	t.Run("TaskRunner", func(t *testing.T) {
 		if _, ok := h.New(t).Scheduler.(providers.TaskRunner); !ok {
 			t.Skip("the scheduler does not implement providers.TaskRunner")
@@ -889,6 +1073,13 @@ func TestScheduler(t *testing.T, h SchedulerHarness) {
 					return err
 				}},
 				method{"StopTask", func(ctx context.Context) error { return r.StopTask(ctx, app, "providertest-no-such-task") }},
+			)
+		}
+		if sg, ok := c.Scheduler.(providers.Stager); ok {
+			calls = append(calls,
+				method{"Stage", func(ctx context.Context) error { _, err := sg.Stage(ctx, c.desired(app, c.Processes)); return err }},
+				method{"PromoteStage", func(ctx context.Context) error { return sg.PromoteStage(ctx, app) }},
+				method{"DiscardStage", func(ctx context.Context) error { return sg.DiscardStage(ctx, app) }},
 			)
 		}
 		for _, tc := range calls {

@@ -2,12 +2,15 @@ package local
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/local/localtest"
 	"github.com/convox-go/convox/providers/providertest"
 )
 
@@ -45,7 +48,50 @@ func TestConformance(t *testing.T) {
 			},
 		})
 	})
+	t.Run("Scheduler", func(t *testing.T) {
+		img := pushTestImage(t, r, "conformance", "v1")
+		crash := pushCrashImage(t, r, "conformance", "crash")
+		providertest.TestScheduler(t, providertest.SchedulerHarness{
+			New: func(t *testing.T) providertest.SchedulerSetup {
+				return providertest.SchedulerSetup{
+					Scheduler: r.Scheduler(),
+					Image:     img,
+					Processes: []providers.Process{
+						{Name: "web", Count: 2, Port: 8080, Health: fastHealth},
+						{Name: "worker", Count: 1},
+					},
+					Crash:    &crash,
+					Balancer: r.Balancer(),
+					Logs:     r.Logs(),
+					Run:      &providertest.RunCase{Command: []string{"/app/server", "echo", "hi"}, Output: "hi", ExitCode: 0},
+				}
+			},
+			Poll: 20 * time.Millisecond,
+		})
+	})
 	t.Run("Balancer", func(t *testing.T) {
 		providertest.TestBalancer(t, providertest.BalancerHarness{New: func(t *testing.T) providers.Balancer { return r.Balancer() }})
 	})
+}
+
+// pushCrashImage pushes the test app configured to crash on start
+// (CRASH=1 in the image's environment).
+func pushCrashImage(t *testing.T, r *Rack, repo, tag string) providers.Image {
+	t.Helper()
+	img := localtest.BuildGoImage(t, testServer)
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Config.Env = append(cfg.Config.Env, "CRASH=1")
+	crash, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := r.Registry().PushImage(t.Context(), repo, tag, crash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pinned
 }

@@ -13,13 +13,15 @@ import (
 )
 
 // Store is the rack's providers.Store. Versions come from one rack-wide
-// counter, so they strictly increase for a key even across a delete.
+// counter, so they strictly increase for a key even across a delete. List
+// tokens name the last key returned, so paging never repeats or skips a
+// key that exists throughout.
 type Store struct{ r *Rack }
 
 var _ providers.Store = (*Store)(nil)
 
-// defaultListLimit is the page size of a List with a zero Limit.
-const defaultListLimit = 100
+// DefaultListLimit is the page size of a List with a zero Limit.
+const DefaultListLimit = 100
 
 // Get implements providers.Store.
 func (s *Store) Get(ctx context.Context, key string) (providers.Doc, error) {
@@ -150,7 +152,7 @@ func (s *Store) list(ctx context.Context, prefix string, opts providers.ListOpti
 	}
 	limit := opts.Limit
 	if limit == 0 {
-		limit = defaultListLimit
+		limit = DefaultListLimit
 	}
 	var after *string
 	if opts.Token != "" {

@@ -75,7 +75,7 @@ func TestStatusCategories(t *testing.T) {
 			tr := &transport{replies: []reply{{status: tt.status, header: tt.header, body: tt.body}}}
 			for _, nt := range notifiers("https://example.com", tr.client()) {
 				if nt.name == "github" && tt.status == 302 {
-					continue // GitHub's client follows redirects; see TestGitHubFollowsRedirects
+					continue // GitHub's client follows redirects (see TestGitHub)
 				}
 				t.Run(nt.name, func(t *testing.T) {
 					before := len(tr.attempts())

@@ -54,13 +54,14 @@
 // stopped: they only stop in step 4).
 //
 // A staged release (Stager.Stage) advances beside the serving one through
-// steps 1 and 2 on the same observations and is completed once its tasks
-// run with healthy targets; it never drains or stops serving tasks, and
-// its processes are listed after the serving ones of the same name.
-// PromoteStage hands the staged rollout, tasks and all, to the serving
-// side, in progress again: the next observation is step 3 (the replaced
-// tasks drain), the one after step 4 (they stop and AppStatus.Release
-// becomes the staged release). DiscardStage, CancelRollout of the staged
+// steps 1 and 2 on the same observations; the observation after step 2
+// marks it completed if its bound targets are healthy. It never drains or
+// stops serving tasks, and its processes are listed after the serving ones
+// of the same name. PromoteStage hands the staged rollout, tasks and all,
+// to the serving side, in progress again at the step it reached: for a
+// running stage the next observation is step 3 (the replaced tasks drain),
+// the one after step 4 (they stop and AppStatus.Release becomes the staged
+// release). DiscardStage, CancelRollout of the staged
 // rollout, or an Apply of a new serving release stop the staged tasks.
 //
 // One-off tasks (TaskRunner) are not part of AppStatus and advance on

@@ -244,15 +244,18 @@ func (r *Rack) Throttle(method string, n int) {
 // CrashLoop makes the tasks of every release whose ID, or whose image
 // digest, equals match crash on start: each writes "panic: boom" and stops
 // with ExitCode 2 and Reason "exit status 2". One-off tasks of such a
-// release crash too unless ExitCode scripts them.
+// release crash too unless ExitCode scripts them. Tasks already running
+// are not affected.
 func (r *Rack) CrashLoop(match string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.crash[match] = true
 }
 
-// FailHealth makes the balancer report the targets of the release's tasks
-// unhealthy, so a rollout of it stays in progress at the drain step.
+// FailHealth makes the balancer report the targets of the release's
+// running tasks unhealthy ("Health checks failed"), at once, including
+// targets already serving, so a rollout of the release stays in progress
+// at the drain step and a bake watching its health sees it fail.
 func (r *Rack) FailHealth(release string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

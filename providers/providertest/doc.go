@@ -6,7 +6,7 @@
 // one subtest per rule, named for the rule it checks ("Get/missing key
 // returns ErrNotFound", "Put/create-only on an existing key returns
 // ErrConflict", ...). Optional capabilities (ImageLister, ImageDeleter,
-// BatchStatus, Canceler, TaskRunner, WeightShifter, LogTailer) are
+// BatchStatus, Canceler, Stager, TaskRunner, WeightShifter, LogTailer) are
 // detected by type assertion and checked in a subtest named for the
 // capability; a provider without one skips nothing else.
 //

@@ -30,6 +30,12 @@
 // Task definitions are never deregistered, except by Delete, so every
 // retained release can be rolled back to.
 //
+// Applies of one app through one Scheduler are serialized, so concurrent
+// Applies of a token start one rollout; across processes the root's deploy
+// lease keeps deployers apart. AppStatus.Rollouts lists the current
+// rollout and the one it replaced (as it stood then; one replaced while in
+// progress is reported canceled).
+//
 // Tasks run on Fargate with awsvpc networking (Options.Subnets and
 // SecurityGroups) by default. A process bound to a classic load balancer
 // runs with the EC2 launch type and bridge networking, with the host port
@@ -71,7 +77,7 @@
 // definition of their last completed deployment), providers.TaskRunner
 // (RunTask with the spec's token as the ECS client token, so retries start
 // one task; the exit code comes from the stopped task's container) and
-// providers.BindingAcceptor.
+// providers.BindingAcceptor. It does not implement providers.Stager.
 //
 // # Errors
 //

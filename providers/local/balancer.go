@@ -393,8 +393,6 @@ func (b *Balancer) Health(ctx context.Context, routeID string) ([]providers.Targ
 			st := t.state
 			if t.removed.Load() {
 				st = providers.TargetDraining
-			} else if r.weights[name] == 0 && st == providers.TargetHealthy {
-				st = providers.TargetUnused
 			}
 			out = append(out, providers.TargetHealth{Target: t.addr, Set: name, State: st, Reason: t.reason})
 		}

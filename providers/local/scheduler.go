@@ -71,6 +71,7 @@ var (
 	_ providers.TaskRunner      = (*Scheduler)(nil)
 	_ providers.Canceler        = (*Scheduler)(nil)
 	_ providers.BatchStatus     = (*Scheduler)(nil)
+	_ providers.Stager          = (*Scheduler)(nil)
 )
 
 type schedulerOptions struct {
@@ -95,6 +96,8 @@ type app struct {
 	slots    map[string][]*slot
 	stopped  []providers.Task // newest first
 	starting []*slot          // slots of the in-flight rollout not yet switched to
+	staged   *stageRec        // a release running beside the serving one (Stager)
+	draining []*slot          // replaced slots being stopped outside a rollout
 	pending  *rolloutRec
 	cur      *rolloutRec
 	wake     chan struct{}
@@ -304,7 +307,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 
 // newApp creates an app and starts its goroutine; s.mu is held.
 func (s *Scheduler) newApp(name string) *app {
-	a := &app{name: name, slots: map[string][]*slot{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), loopDone: make(chan struct{})}
+	a := &app{name: name, slots: map[string][]*slot{}, wake: make(chan struct{}, 1), changed: make(chan struct{}), loopDone: make(chan struct{})}
 	s.apps[name] = a
 	s.wg.Add(1)
 	go s.loop(a)
@@ -557,6 +560,7 @@ func (s *Scheduler) prepare(ctx context.Context, spec *slotSpec) (command, error
 func (s *Scheduler) awaitReady(ctx context.Context, a *app, byProc map[string][]*slot) error {
 	for {
 		s.mu.Lock()
+		changed := a.changed
 		all := true
 		for pname, ss := range byProc {
 			fails, last := 0, ""
@@ -579,16 +583,18 @@ func (s *Scheduler) awaitReady(ctx context.Context, a *app, byProc map[string][]
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-a.changed:
+		case <-changed:
 		}
 	}
 }
 
+// notify wakes every waiter of awaitReady: a.changed is closed and
+// replaced.
 func (s *Scheduler) notify(a *app) {
-	select {
-	case a.changed <- struct{}{}:
-	default:
-	}
+	s.mu.Lock()
+	close(a.changed)
+	a.changed = make(chan struct{})
+	s.mu.Unlock()
 }
 
 // stopSlots stops slots in parallel and waits for them; slots in the
@@ -871,7 +877,7 @@ func (s *Scheduler) status(a *app) providers.AppStatus {
 	for pname, ss := range a.slots {
 		all[pname] = append(all[pname], ss...)
 	}
-	for _, sl := range a.starting {
+	for _, sl := range slices.Concat(a.starting, a.draining) {
 		all[sl.spec.proc.Name] = append(all[sl.spec.proc.Name], sl)
 	}
 	names := map[string]bool{}
@@ -904,6 +910,24 @@ func (s *Scheduler) status(a *app) providers.AppStatus {
 			}
 		}
 		st.Processes = append(st.Processes, ps)
+		if a.staged != nil {
+			if ss, ok := a.staged.slots[pname]; ok || slices.ContainsFunc(a.staged.rec.desired.Processes, func(p providers.Process) bool { return p.Name == pname }) {
+				sps := providers.ProcessStatus{Name: pname, Release: a.staged.rec.Release, Desired: len(ss)}
+				for _, sl := range ss {
+					if sl.ready {
+						sps.Running++
+					} else {
+						sps.Pending++
+					}
+				}
+				st.Processes = append(st.Processes, sps)
+			}
+		}
+	}
+	if a.staged != nil {
+		for pname, ss := range a.staged.slots {
+			all[pname] = append(all[pname], ss...)
+		}
 	}
 	var running []providers.Task
 	for _, ss := range all {

@@ -78,6 +78,10 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 		slots = append(slots, ss...)
 	}
 	slots = append(slots, a.starting...)
+	if a.staged != nil {
+		a.staged.cancel()
+		slots = append(slots, a.staged.all...)
+	}
 	s.mu.Unlock()
 	s.stopSlots(slots)
 	s.stopOneOffs(app)
@@ -252,7 +256,11 @@ func (s *Scheduler) StopTask(ctx context.Context, app, id string) error {
 	if o := s.oneOff[app][id]; o != nil {
 		p = o.p
 	} else if a := s.apps[app]; a != nil {
-		for _, ss := range [][]*slot{a.starting, slices.Concat(slices.Collect(maps.Values(a.slots))...)} {
+		var staged []*slot
+		if a.staged != nil {
+			staged = a.staged.all
+		}
+		for _, ss := range [][]*slot{a.starting, staged, slices.Concat(slices.Collect(maps.Values(a.slots))...)} {
 			for _, sl := range ss {
 				if sl.task != nil && sl.task.ID == id {
 					p = sl.p
@@ -361,6 +369,10 @@ func (s *Scheduler) close() {
 			slots = append(slots, ss...)
 		}
 		slots = append(slots, a.starting...)
+		if a.staged != nil {
+			a.staged.cancel()
+			slots = append(slots, a.staged.all...)
+		}
 	}
 	for name := range s.oneOff {
 		apps = append(apps, name)

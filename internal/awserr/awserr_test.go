@@ -3,13 +3,13 @@ package awserr_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"testing"
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox/internal/awserr"
 	"github.com/convox-go/convox/providers"
@@ -96,18 +96,18 @@ func TestWrapMapsErrorsToExactlyOneSentinel(t *testing.T) {
 			if !errors.Is(got, tt.err) {
 				t.Errorf("Wrap(%v) = %v: does not unwrap to the cause", tt.err, got)
 			}
-			var matched []error
+			matched := []string{}
 			for _, s := range sentinels {
 				if errors.Is(got, s) {
-					matched = append(matched, s)
+					matched = append(matched, s.Error())
 				}
 			}
-			want := []error{}
+			want := []string{}
 			if tt.want != nil {
-				want = []error{tt.want}
+				want = []string{tt.want.Error()}
 			}
-			if fmt.Sprint(matched) != fmt.Sprint(want) {
-				t.Errorf("Wrap(%v) matches %v, want %v", tt.err, matched, want)
+			if diff := cmp.Diff(want, matched); diff != "" {
+				t.Errorf("sentinels matched by Wrap(%v) (-want +got):\n%s", tt.err, diff)
 			}
 			if s := awserr.Sentinel(tt.err); s != tt.want {
 				t.Errorf("Sentinel(%v) = %v, want %v", tt.err, s, tt.want)

@@ -102,7 +102,8 @@ type Options struct {
 	// custom CAs); nil means remote.DefaultTransport.
 	Transport http.RoundTripper
 	// Platform chooses the image of a multi-platform index whose
-	// configuration Resolve reports ("linux/amd64" by default).
+	// configuration Resolve reports ("linux/amd64" by default; a value
+	// v1.ParsePlatform rejects also means the default).
 	Platform string
 	// RefreshBefore is how long before they expire cached credentials are
 	// renewed (15 minutes by default).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/convox-go/convox/providers"
 )
@@ -61,9 +62,10 @@ const MaxGitHubDescription = 140
 // never appears in String, any fmt verb or a returned error. A GitHub is
 // safe for concurrent use.
 type GitHub struct {
-	// Owner and Repo name the repository ("acme", "web"). Required.
+	// Owner is the repository's owner ("acme"). Required.
 	Owner string
-	Repo  string
+	// Repo is the repository's name ("web"). Required.
+	Repo string
 	// Token authenticates the requests (a fine-grained token or GitHub App
 	// installation token with "deployments: write"). Required.
 	Token string
@@ -81,10 +83,11 @@ type GitHub struct {
 	// DeploymentID, when set, returns the deployment to update for n, and
 	// false to resolve it with Ref instead.
 	DeploymentID func(n providers.Notification) (int64, bool)
-	// LogURL and EnvironmentURL, when set, give the status's log_url (the
-	// deploy's logs) and environment_url (where the app is served); ""
-	// leaves them out.
-	LogURL         func(n providers.Notification) string
+	// LogURL, when set, gives the status's log_url (where the deploy's
+	// logs are); "" leaves it out.
+	LogURL func(n providers.Notification) string
+	// EnvironmentURL, when set, gives the status's environment_url (where
+	// the app is served); "" leaves it out.
 	EnvironmentURL func(n providers.Notification) string
 }
 
@@ -188,6 +191,9 @@ func join(head, detail string) string {
 func (g GitHub) base() (*url.URL, error) {
 	if g.Owner == "" || g.Repo == "" {
 		return nil, fmt.Errorf("github: %w: Owner and Repo are required", providers.ErrInvalid)
+	}
+	if strings.ContainsAny(g.Owner+g.Repo, "/?#%") {
+		return nil, fmt.Errorf("github: %w: Owner %q or Repo %q is not a plain name", providers.ErrInvalid, g.Owner, g.Repo)
 	}
 	if g.Token == "" {
 		return nil, fmt.Errorf("github: %w: Token is required", providers.ErrInvalid)

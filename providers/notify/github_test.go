@@ -369,6 +369,7 @@ func TestGitHubConfiguration(t *testing.T) {
 	}{
 		{"an owner is required", func(g *notify.GitHub) { g.Owner = "" }, failed},
 		{"a repository is required", func(g *notify.GitHub) { g.Repo = "" }, failed},
+		{"an owner with a slash is invalid", func(g *notify.GitHub) { g.Owner = "acme/web" }, failed},
 		{"a token is required", func(g *notify.GitHub) { g.Token = "" }, failed},
 		{"Ref or DeploymentID is required", func(g *notify.GitHub) { g.Ref = nil }, failed},
 		{"the base URL must be absolute", func(g *notify.GitHub) { g.BaseURL = "api.github.com" }, failed},

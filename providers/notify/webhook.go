@@ -219,7 +219,7 @@ func (w Webhook) Notify(ctx context.Context, n providers.Notification) error {
 			return nil
 		}
 		at := fmt.Sprintf("%s (attempt %d of %d)", what, attempt, attempts)
-		if ctx.Err() != nil || !providers.IsTemporary(err) || attempt >= attempts {
+		if ctx.Err() != nil || !retryable(err) || attempt >= attempts {
 			return fmt.Errorf("%s: %w", at, err)
 		}
 		wait := retryAfter(err)
@@ -236,6 +236,16 @@ func (w Webhook) Notify(ctx context.Context, n providers.Notification) error {
 			return fmt.Errorf("%s: %w (waiting to retry after: %v)", at, err2, err)
 		}
 	}
+}
+
+// retryable reports whether a failed attempt is retried: a network error,
+// or a 429 or 5xx response.
+func retryable(err error) bool {
+	var herr *HTTPError
+	if errors.As(err, &herr) {
+		return herr.StatusCode == http.StatusTooManyRequests || herr.StatusCode >= 500
+	}
+	return errors.Is(err, providers.ErrUnavailable)
 }
 
 func (w Webhook) backoffs() (time.Duration, time.Duration) {

@@ -218,6 +218,12 @@ func TestWebhookRetries(t *testing.T) {
 			wantErr:      "invalid",
 		},
 		{
+			name:         "403 is not retried, even with Retry-After",
+			replies:      func() []reply { return []reply{{status: 403, header: http.Header{"Retry-After": {"1"}}}} },
+			wantAttempts: 1,
+			wantErr:      "throttled",
+		},
+		{
 			name:         "404 is not retried",
 			replies:      func() []reply { return []reply{{status: 404}} },
 			wantAttempts: 1,

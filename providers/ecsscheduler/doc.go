@@ -109,7 +109,7 @@
 //	ecs:ListTasks
 //	ecs:DescribeTasks
 //	ecs:RunTask                     (TaskRunner)
-//	ecs:StopTask                    (TaskRunner)
+//	ecs:StopTask                    (TaskRunner, Delete)
 //	iam:PassRole                    (on ExecutionRoleARN and TaskRoleARN)
 //
 // The task execution role needs ecr:GetAuthorizationToken,

@@ -104,7 +104,7 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 		NetworkConfiguration: s.network(false),
 		ClientToken:          aws.String(hashed(s.opts.Cluster + "/" + spec.App + "/" + spec.Token)[:64]),
 		Group:                aws.String(runGroup(spec.App)),
-		StartedBy:            aws.String("convox"),
+		StartedBy:            aws.String(startedBy(spec.App)),
 		EnableECSManagedTags: true,
 		Tags:                 []types.Tag{tag(tagApp, spec.App), tag(tagProcess, p.Name), tag(tagRelease, spec.Release), tag(tagToken, tagValue(spec.Token))},
 	}
@@ -123,6 +123,35 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 		return providers.Task{}, fmt.Errorf("run task of %s/%s: %w: %s", spec.App, p.Name, providers.ErrUnavailable, reason)
 	}
 	return s.task(ctx, spec.App, out.Tasks[0])
+}
+
+// startedBy marks an app's one-off tasks (ECS allows 36 characters).
+func startedBy(app string) string { return "convox:" + app }
+
+// stopOneOffs stops the app's running one-off tasks.
+func (s *Scheduler) stopOneOffs(ctx context.Context, app string) error {
+	var token *string
+	var arns []string
+	for {
+		out, err := s.api.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String(s.opts.Cluster), StartedBy: aws.String(startedBy(app)), NextToken: token})
+		if err != nil {
+			if awserr.Code(err) == "ClusterNotFoundException" {
+				return nil
+			}
+			return awserr.Wrap(fmt.Sprintf("list one-off tasks of %q", app), err)
+		}
+		arns = append(arns, out.TaskArns...)
+		if token = out.NextToken; token == nil {
+			break
+		}
+	}
+	for _, arn := range arns {
+		_, err := s.api.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.opts.Cluster), Task: aws.String(arn), Reason: aws.String("App deleted")})
+		if err != nil && awserr.Code(err) != "InvalidParameterException" {
+			return awserr.Wrap(fmt.Sprintf("stop task %q", arn), err)
+		}
+	}
+	return nil
 }
 
 // GetTask returns a task of the app (one-off or of a service).

@@ -697,14 +697,17 @@ func (s *Scheduler) deleteService(ctx context.Context, name string) error {
 	return nil
 }
 
-// Delete removes the app's services and deregisters its task definitions.
-// Deleting a missing app returns nil.
+// Delete stops the app's one-off tasks, removes its services and
+// deregisters its task definitions. Deleting a missing app returns nil.
 func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
 		return err
 	}
 	apps, err := s.describeApps(ctx, []string{app})
 	if err != nil {
+		return err
+	}
+	if err := s.stopOneOffs(ctx, app); err != nil {
 		return err
 	}
 	a := apps[app]

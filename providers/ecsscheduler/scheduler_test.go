@@ -539,6 +539,18 @@ func TestTaskRunnerNotFoundAndStopRules(t *testing.T) {
 	if err := runner.StopTask(t.Context(), "shop", long.ID); err != nil {
 		t.Errorf("StopTask of a stopped task: %v, want nil", err)
 	}
+
+	other, err := runner.RunTask(t.Context(), providers.RunSpec{App: "shop", Release: "R1", Token: "t2", Image: image, Process: worker,
+		Env: map[string]string{"ECSTEST_EXIT_CODE": "0", "ECSTEST_RUN_STEPS": "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sch.Delete(t.Context(), "shop"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := runner.GetTask(t.Context(), "shop", other.ID); err != nil || got.State != providers.TaskStopped {
+		t.Errorf("after Delete the one-off task is %+v (%v), want stopped", got, err)
+	}
 }
 
 func TestCanceledContextIsReturnedAsTheContextError(t *testing.T) {

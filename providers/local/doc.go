@@ -11,7 +11,8 @@
 //   - Scheduler: each process type runs as OS processes from the image's
 //     unpacked root file system, with the release environment plus PORT;
 //     crashed processes restart with backoff; updates roll (start new, wait
-//     healthy, drain and stop old); stops are graceful.
+//     healthy, drain and stop old); stops are graceful; a staged release
+//     can run beside the serving one for blue/green and canary deploys.
 //   - Balancer: an HTTP reverse proxy per route on 127.0.0.1 with active
 //     health checks, weighted target sets and draining.
 //   - Logs: JSON lines in append-only files per app and stream, with

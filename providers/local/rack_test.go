@@ -134,8 +134,14 @@ func TestRackReopenBringsEverythingBack(t *testing.T) {
 	}
 	apply(t, r.Scheduler(), webDesired("web", "R1", img, route, 1, map[string]string{"MESSAGE": "v1"}))
 	registry := r.Registry().Host()
+	r.Scheduler().mu.Lock()
+	pid := r.Scheduler().apps["web"].slots["web"][0].p.pid
+	r.Scheduler().mu.Unlock()
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group %d still exists after Close (kill 0: %v)", pid, err)
 	}
 	if got := get(route.Endpoint); !strings.HasPrefix(got, "error:") {
 		t.Fatalf("GET after Close = %q, want a connection error", got)

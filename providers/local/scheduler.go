@@ -25,7 +25,9 @@ import (
 )
 
 // Scheduler is the rack's providers.Scheduler, with BindingAcceptor
-// (providers.BindingLocal only), TaskRunner, Canceler and BatchStatus.
+// (providers.BindingLocal only), TaskRunner, Canceler, BatchStatus and
+// Stager (a staged release runs beside the serving one, typically bound
+// to a weighted target set of the balancer, for blue/green and canary).
 //
 // Each process instance is a supervised slot: it starts the process from
 // the image's unpacked root file system with the release environment plus

@@ -149,3 +149,13 @@ func statuses(t *testing.T, ctx context.Context, c *convox.Client, app string) m
 	}
 	return m
 }
+
+// sawStep reports whether an event of the step was emitted.
+func (w *world) sawStep(step convox.Step) bool {
+	for _, e := range w.allEvents() {
+		if e.Step == step {
+			return true
+		}
+	}
+	return false
+}

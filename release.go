@@ -503,7 +503,13 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 	}
 	id := releaseID(doc.Seq)
 	a.c.emit(Event{Type: EventRollback, App: a.name, Release: id, Message: fmt.Sprintf("rolling back to %s as %s", releaseID(src.Seq), id)})
-	return a.promoteAndWait(ctx, id, opts)
+	rel, err := a.promoteAndWait(ctx, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyRollback, App: a.name, Release: id, Previous: app.Active,
+		Summary: fmt.Sprintf("rolled back from %s to %s (a copy of %s)", app.Active, id, releaseID(src.Seq))})
+	return rel, nil
 }
 
 // DeployError is the error of a failed deploy. It matches ErrDeployFailed

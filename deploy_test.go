@@ -538,3 +538,46 @@ func TestFakeWithCircuitBreaker(t *testing.T) {
 		}
 	})
 }
+
+// slowNotifier blocks until its context ends.
+type slowNotifier struct{}
+
+func (slowNotifier) Notify(ctx context.Context, n providers.Notification) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestSlowNotifierDoesNotFailOrStallDeploys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := fake.New(nil)
+		rk := fakeRack(r)
+		rk.Notifiers = []providers.Notifier{slowNotifier{}, r.Notifier()}
+		var failed int
+		c, err := convox.New(rk, &convox.Options{PollInterval: time.Second, NotifyTimeout: 2 * time.Second, OnEvent: func(e convox.Event) {
+			if e.Type == convox.EventNotifyFailed {
+				failed++
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := t.Context()
+		c.CreateApp(ctx, "web", nil)
+		r.Push("web", "v1", &fake.ImageConfig{Entrypoint: []string{"/x"}})
+		start := time.Now()
+		if _, err := c.App("web").Deploy(ctx, webSpec("web:v1"), nil); err != nil {
+			t.Fatalf("Deploy with a hanging notifier: %v", err)
+		}
+		// Two notifications (started, succeeded), each bounded by the 2s timeout,
+		// plus the deploy's own polling.
+		if took := time.Since(start); took > 30*time.Second {
+			t.Errorf("deploy took %v of fake time", took)
+		}
+		if failed != 2 {
+			t.Errorf("%d notify-failed events, want 2", failed)
+		}
+		if n := len(r.Notifications()); n != 2 {
+			t.Errorf("the healthy notifier got %d notifications, want 2", n)
+		}
+	})
+}

@@ -105,15 +105,18 @@ type Options struct {
 	Tags map[string]string
 }
 
-// Tag keys the balancer sets on its target groups and rules. Existing
-// target groups are adopted only when their tags name the same route and
-// set, so that a name shared by chance is never taken over.
+// Tag keys the balancer sets on its resources. Target group names are
+// unique per account and region, not per load balancer, so an existing
+// target group is adopted only when its tags name the same load balancer,
+// route and set: a name shared by chance (another rack's app of the same
+// name) is never taken over.
 const (
-	TagRoute   = "convox:route"
-	TagApp     = "convox:app"
-	TagProcess = "convox:process"
-	TagSet     = "convox:set"
-	TagPort    = "convox:port"
+	TagBalancer = "convox:balancer" // the load balancer's name, on every resource
+	TagRoute    = "convox:route"    // the route ID, on target groups and rules
+	TagApp      = "convox:app"      // the app, on target groups and rules
+	TagProcess  = "convox:process"  // the process, on target groups and rules
+	TagSet      = "convox:set"      // the target set ("" for the default set), on target groups
+	TagPort     = "convox:port"     // the process's container port, on target groups
 )
 
 // Balancer routes apps' web processes through one shared application load
@@ -299,7 +302,7 @@ func (b *Balancer) createLoadBalancer(ctx context.Context) (*loadBalancer, error
 		IpAddressType:  types.IpAddressTypeIpv4,
 		Subnets:        b.opts.Subnets,
 		SecurityGroups: b.opts.SecurityGroups,
-		Tags:           b.tags("convox:balancer", b.opts.LoadBalancer),
+		Tags:           b.tags(TagBalancer, b.opts.LoadBalancer),
 	})
 	if err != nil {
 		err = awserr.Wrap("create load balancer "+b.opts.LoadBalancer, err)
@@ -426,7 +429,7 @@ func (b *Balancer) ensureListener(ctx context.Context, lb *loadBalancer, ls []ty
 				StatusCode: aws.String("404"), ContentType: aws.String("text/plain"), MessageBody: aws.String("no route\n"),
 			},
 		}},
-		Tags: b.tags("convox:balancer", lb.name),
+		Tags: b.tags(TagBalancer, lb.name),
 	}
 	def := ""
 	if proto == types.ProtocolEnumHttps {
@@ -535,18 +538,18 @@ func (b *Balancer) tagsOf(ctx context.Context, arns ...string) (map[string]map[s
 }
 
 // ownedBy checks that a target group found by name belongs to route id
-// and set; a target group by that name that belongs to something else is
-// ErrConflict. It returns the target group's tags.
-func (b *Balancer) ownedBy(ctx context.Context, tg *types.TargetGroup, id, set string) (map[string]string, error) {
+// and set on load balancer lb; a target group by that name that belongs to
+// something else is ErrConflict. It returns the target group's tags.
+func (b *Balancer) ownedBy(ctx context.Context, tg *types.TargetGroup, lb *loadBalancer, id, set string) (map[string]string, error) {
 	arn := aws.ToString(tg.TargetGroupArn)
 	tags, err := b.tagsOf(ctx, arn)
 	if err != nil {
 		return nil, err
 	}
 	t := tags[arn]
-	if t[TagRoute] != id || t[TagSet] != set {
-		return nil, fmt.Errorf("%w: target group %s exists and does not belong to route %s (its tags name route %q, set %q)",
-			providers.ErrConflict, aws.ToString(tg.TargetGroupName), setLabel(id, set), t[TagRoute], t[TagSet])
+	if t[TagBalancer] != lb.name || t[TagRoute] != id || t[TagSet] != set {
+		return nil, fmt.Errorf("%w: target group %s exists and does not belong to route %s of load balancer %s (its tags name load balancer %q, route %q, set %q)",
+			providers.ErrConflict, aws.ToString(tg.TargetGroupName), setLabel(id, set), lb.name, t[TagBalancer], t[TagRoute], t[TagSet])
 	}
 	b.mu.Lock()
 	b.owned[arn] = struct{}{}
@@ -587,7 +590,7 @@ func (b *Balancer) ensureTargetGroup(ctx context.Context, lb *loadBalancer, r ro
 			HealthyThresholdCount:      aws.Int32(r.health.healthy),
 			UnhealthyThresholdCount:    aws.Int32(r.health.unhealthy),
 			Matcher:                    &types.Matcher{HttpCode: aws.String("200-399")},
-			Tags: b.tags(TagRoute, r.id, TagApp, r.app, TagProcess, r.process, TagSet, set,
+			Tags: b.tags(TagBalancer, lb.name, TagRoute, r.id, TagApp, r.app, TagProcess, r.process, TagSet, set,
 				TagPort, strconv.Itoa(int(r.port))),
 		})
 		if err != nil {
@@ -612,7 +615,7 @@ func (b *Balancer) ensureTargetGroup(ctx context.Context, lb *loadBalancer, r ro
 	}
 	arn := aws.ToString(tg.TargetGroupArn)
 	if !created {
-		tags, err := b.ownedBy(ctx, tg, r.id, set)
+		tags, err := b.ownedBy(ctx, tg, lb, r.id, set)
 		if err != nil {
 			return targetGroup{}, err
 		}
@@ -822,7 +825,7 @@ func (b *Balancer) DeleteRoute(ctx context.Context, routeID string) error {
 		return err
 	}
 	if tg != nil && !slices.Contains(groups, aws.ToString(tg.TargetGroupArn)) {
-		if _, err := b.ownedBy(ctx, tg, routeID, ""); err != nil {
+		if _, err := b.ownedBy(ctx, tg, lb, routeID, ""); err != nil {
 			return err
 		}
 		groups = append(groups, aws.ToString(tg.TargetGroupArn))

@@ -2,6 +2,7 @@ package albbalancer_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,10 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/smithy-go"
 
+	"github.com/convox-go/convox/internal/awserr"
 	"github.com/convox-go/convox/internal/awstest"
 	"github.com/convox-go/convox/providers/albbalancer"
 )
@@ -161,6 +165,7 @@ type env struct {
 	calls  *awstest.Counter
 	shim   *shim
 	opts   albbalancer.Options
+	app    string // an app name of the test's own, when it needs one
 }
 
 // newEnv returns a balancer with a load balancer of its own on the
@@ -183,4 +188,101 @@ func newEnv(t *testing.T, change func(*albbalancer.Options)) *env {
 		change(&opts)
 	}
 	return &env{b: albbalancer.New(client, &opts), client: client, calls: calls, shim: sh, opts: opts}
+}
+
+// awsAnswers wraps the emulator's client so that it answers as AWS does
+// where the emulator differs: a lookup of missing resources by name or ARN
+// fails with the not-found error instead of returning an empty list, a
+// listener lookup of a missing load balancer fails with
+// LoadBalancerNotFound, and a create identical to an existing load
+// balancer or target group returns the existing one instead of a
+// duplicate-name error.
+type awsAnswers struct{ albbalancer.API }
+
+func apiError(code string) error {
+	return &smithy.GenericAPIError{Code: code, Message: code, Fault: smithy.FaultClient}
+}
+
+func (a awsAnswers) DescribeLoadBalancers(ctx context.Context, in *elbv2.DescribeLoadBalancersInput, o ...func(*elbv2.Options)) (*elbv2.DescribeLoadBalancersOutput, error) {
+	out, err := a.API.DescribeLoadBalancers(ctx, in, o...)
+	if err == nil && len(in.Names)+len(in.LoadBalancerArns) > len(out.LoadBalancers) {
+		return nil, apiError("LoadBalancerNotFound")
+	}
+	return out, err
+}
+
+func (a awsAnswers) DescribeTargetGroups(ctx context.Context, in *elbv2.DescribeTargetGroupsInput, o ...func(*elbv2.Options)) (*elbv2.DescribeTargetGroupsOutput, error) {
+	out, err := a.API.DescribeTargetGroups(ctx, in, o...)
+	if err == nil && len(in.Names)+len(in.TargetGroupArns) > len(out.TargetGroups) {
+		return nil, apiError("TargetGroupNotFound")
+	}
+	return out, err
+}
+
+func (a awsAnswers) DescribeRules(ctx context.Context, in *elbv2.DescribeRulesInput, o ...func(*elbv2.Options)) (*elbv2.DescribeRulesOutput, error) {
+	out, err := a.API.DescribeRules(ctx, in, o...)
+	if err == nil && len(in.RuleArns) > len(out.Rules) {
+		return nil, apiError("RuleNotFound")
+	}
+	return out, err
+}
+
+func (a awsAnswers) DescribeListeners(ctx context.Context, in *elbv2.DescribeListenersInput, o ...func(*elbv2.Options)) (*elbv2.DescribeListenersOutput, error) {
+	if in.LoadBalancerArn != nil {
+		if _, err := a.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{*in.LoadBalancerArn}}, o...); err != nil {
+			return nil, err
+		}
+	}
+	return a.API.DescribeListeners(ctx, in, o...)
+}
+
+func (a awsAnswers) CreateLoadBalancer(ctx context.Context, in *elbv2.CreateLoadBalancerInput, o ...func(*elbv2.Options)) (*elbv2.CreateLoadBalancerOutput, error) {
+	out, err := a.API.CreateLoadBalancer(ctx, in, o...)
+	if awserr.Code(err) == "DuplicateLoadBalancerName" {
+		d, derr := a.API.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{*in.Name}}, o...)
+		if derr != nil {
+			return nil, derr
+		}
+		return &elbv2.CreateLoadBalancerOutput{LoadBalancers: d.LoadBalancers}, nil
+	}
+	return out, err
+}
+
+func (a awsAnswers) CreateTargetGroup(ctx context.Context, in *elbv2.CreateTargetGroupInput, o ...func(*elbv2.Options)) (*elbv2.CreateTargetGroupOutput, error) {
+	out, err := a.API.CreateTargetGroup(ctx, in, o...)
+	if awserr.Code(err) == "DuplicateTargetGroupName" {
+		d, derr := a.API.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{*in.Name}}, o...)
+		if derr != nil {
+			return nil, derr
+		}
+		return &elbv2.CreateTargetGroupOutput{TargetGroups: d.TargetGroups}, nil
+	}
+	return out, err
+}
+
+// hideFirst wraps a client so that the first lookup of load balancers and
+// the first lookup of target groups by name answer "none", as when a
+// concurrent writer creates them between the lookup and the create.
+type hideFirst struct {
+	albbalancer.API
+	lbs, tgs atomic.Bool
+}
+
+func (h *hideFirst) DescribeLoadBalancers(ctx context.Context, in *elbv2.DescribeLoadBalancersInput, o ...func(*elbv2.Options)) (*elbv2.DescribeLoadBalancersOutput, error) {
+	if h.lbs.CompareAndSwap(false, true) {
+		return &elbv2.DescribeLoadBalancersOutput{}, nil
+	}
+	return h.API.DescribeLoadBalancers(ctx, in, o...)
+}
+
+func (h *hideFirst) DescribeTargetGroups(ctx context.Context, in *elbv2.DescribeTargetGroupsInput, o ...func(*elbv2.Options)) (*elbv2.DescribeTargetGroupsOutput, error) {
+	if len(in.Names) > 0 && h.tgs.CompareAndSwap(false, true) {
+		return &elbv2.DescribeTargetGroupsOutput{}, nil
+	}
+	return h.API.DescribeTargetGroups(ctx, in, o...)
+}
+
+// withAPI returns a balancer with e's options over api.
+func (e *env) withAPI(api albbalancer.API) *albbalancer.Balancer {
+	return albbalancer.New(api, &e.opts)
 }

@@ -132,6 +132,9 @@ func percents(id string, ts []tuple) map[string]int {
 	return out
 }
 
+// maxSets is the most target groups an ELBv2 forward action takes.
+const maxSets = 5
+
 // EnsureTargetSet creates (or finds) the target group
 // "<app>-<process>-<set>" with the default target group's settings and
 // adds it to the route's forward action with weight 0. Its binding has
@@ -163,6 +166,9 @@ func (b *Balancer) EnsureTargetSet(ctx context.Context, routeID, set string) (pr
 		if setName(routeID, t.arn) == set {
 			return providers.Binding{Kind: providers.BindingTargetGroup, Target: t.arn, Port: int(base.port)}, nil
 		}
+	}
+	if len(f.rule.tuples) >= maxSets {
+		return providers.Binding{}, providers.Invalidf("route %s has %d target sets, the most a forward action takes", routeID, maxSets)
 	}
 	lb, err := b.loadBalancer(ctx, false)
 	if err != nil {
@@ -327,12 +333,15 @@ func (b *Balancer) DeleteTargetSet(ctx context.Context, routeID, set string) err
 	}
 	// Not in the rule: remove a target group left by an interrupted
 	// EnsureTargetSet, if it is ours.
-	name := routeID + "-" + set
-	tg, err := b.describeTargetGroup(ctx, name)
+	lb, err := b.loadBalancer(ctx, false)
+	if err != nil || lb == nil {
+		return err
+	}
+	tg, err := b.describeTargetGroup(ctx, routeID+"-"+set)
 	if err != nil || tg == nil {
 		return err
 	}
-	if _, err := b.ownedBy(ctx, tg, routeID, set); err != nil {
+	if _, err := b.ownedBy(ctx, tg, lb, routeID, set); err != nil {
 		return err
 	}
 	return b.deleteTargetGroup(ctx, aws.ToString(tg.TargetGroupArn))

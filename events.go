@@ -82,6 +82,8 @@ type Event struct {
 	Progress *Progress
 	// Reason explains failures, retries and cancellations.
 	Reason string
+	// Transfer is set on EventMigration.
+	Transfer *Transfer
 }
 
 // String renders the event on one line.

@@ -269,7 +269,15 @@ func (d *Deployment) ctxOr(ctx context.Context, serr *stepError) *stepError {
 	case errors.Is(cause, errCanceled):
 		return &stepError{step: serr.step, reason: "canceled", err: errCanceled}
 	case errors.Is(cause, errTimedOut):
-		return &stepError{step: serr.step, reason: fmt.Sprintf("timed out after %s", d.opts.Timeout), err: fmt.Errorf("%w: %w", errTimedOut, context.DeadlineExceeded)}
+		reason := fmt.Sprintf("timed out after %s", d.opts.Timeout)
+		err := fmt.Errorf("%w: %w", errTimedOut, context.DeadlineExceeded)
+		// A provider error that was being retried when time ran out is
+		// why the deploy timed out: keep it in the reason and the chain.
+		if serr.err != nil && !errors.Is(serr.err, context.DeadlineExceeded) && !errors.Is(serr.err, context.Canceled) {
+			reason += "; last error: " + serr.reason
+			err = fmt.Errorf("%w: %w: %w", errTimedOut, context.DeadlineExceeded, serr.err)
+		}
+		return &stepError{step: serr.step, reason: reason, err: err}
 	}
 	return serr
 }

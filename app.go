@@ -39,6 +39,10 @@ type App struct {
 	Deploying string
 	// Endpoints maps each routed process to where clients reach it.
 	Endpoints map[string]string
+	// MigratingTo names the balancer of a balancer migration in progress,
+	// and NextEndpoints are the app's routes there.
+	MigratingTo   string
+	NextEndpoints map[string]string
 }
 
 // HealthCheck says how a process is judged healthy.
@@ -209,14 +213,17 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 	if err := sel.scheduler.Delete(ctx, name); err != nil {
 		return wrapErr(op, name, "", fmt.Errorf("delete scheduler resources: %w", err))
 	}
+	routes := slices.Clone(doc.Retired)
 	for _, proc := range slices.Sorted(maps.Keys(doc.Routes)) {
-		r := doc.Routes[proc]
+		routes = append(routes, doc.routesOf(proc)...)
+	}
+	for _, r := range routes {
 		b := sel.balancers[r.Balancer]
 		if b == nil {
-			return wrapErr(op, name, "", providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", proc, r.Balancer))
+			return wrapErr(op, name, "", providers.Invalidf("route %s is on balancer %q, which the rack no longer has", r.ID, r.Balancer))
 		}
 		if err := b.DeleteRoute(ctx, r.ID); err != nil {
-			return wrapErr(op, name, "", fmt.Errorf("delete route of %s: %w", proc, err))
+			return wrapErr(op, name, "", fmt.Errorf("delete route %s: %w", r.ID, err))
 		}
 	}
 	if err := sel.logs.Delete(ctx, name); err != nil {

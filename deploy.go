@@ -126,6 +126,9 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	if err := o.Strategy.validate(rel, sel); err != nil {
 		return nil, wrapErr(op, a.name, id, err)
 	}
+	if o.Strategy.weighted() && app.Migration != nil {
+		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", ErrConflict, o.Strategy, app.Migration.To))
+	}
 	token := newToken()
 	now := time.Now()
 	var takenOver string
@@ -290,20 +293,75 @@ func (d *Deployment) selection(ctx context.Context) (selection, error) {
 	return d.c.rack.selectFor(app.Spec)
 }
 
-// ensureRoutes ensures a route for every process of rel with a port and
-// records it in the app document, returning the bindings of the target
-// sets serving traffic.
+// ensureRoutes ensures a route for every process of rel with a port, on
+// the app's balancer and, while a balancer migration runs, on the target
+// balancer too; it records them in the app document and returns the
+// bindings of the target sets serving traffic (one per balancer).
 func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[string][]providers.Binding, *stepError) {
-	sel, err := d.selection(ctx)
+	app, err := d.c.loadApp(ctx, d.App)
 	if err != nil {
 		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "%v", err))
 	}
+	sel, err := d.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, failStep(StepRoutes, err, "%v", err)
+	}
+	routes, serr := d.ensureRoutesOn(ctx, rel, sel, sel.spec.Balancer, sel.balancer)
+	if serr != nil {
+		return nil, serr
+	}
+	var next map[string]routeDoc
+	if m := app.Migration; m != nil {
+		b := sel.balancers[m.To]
+		if b == nil {
+			return nil, failStep(StepRoutes, ErrInvalid, "the app is migrating to balancer %q, which the rack no longer has", m.To)
+		}
+		if next, serr = d.ensureRoutesOn(ctx, rel, sel, m.To, b); serr != nil {
+			return nil, serr
+		}
+	}
+	merge := func(into map[string]routeDoc, from map[string]routeDoc) map[string]routeDoc {
+		if into == nil {
+			into = map[string]routeDoc{}
+		}
+		for p, r := range from {
+			if old, ok := into[p]; ok && old.ID == r.ID {
+				r.Live, r.LiveBinding = old.Live, old.LiveBinding
+			}
+			into[p] = r
+		}
+		return into
+	}
+	app, err = d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+		a.Routes = merge(a.Routes, routes)
+		if a.Migration != nil && next != nil {
+			a.Migration.Routes = merge(a.Migration.Routes, next)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "record routes: %v", err))
+	}
+	bindings := map[string][]providers.Binding{}
+	for p := range routes {
+		bindings[p] = []providers.Binding{app.Routes[p].live()}
+		if app.Migration != nil {
+			if r, ok := app.Migration.Routes[p]; ok {
+				bindings[p] = append(bindings[p], r.live())
+			}
+		}
+	}
+	return bindings, nil
+}
+
+// ensureRoutesOn ensures the routes of rel's processes on one balancer.
+func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel selection, name string, bal providers.Balancer) (map[string]routeDoc, *stepError) {
 	routes := map[string]routeDoc{}
 	for _, p := range rel.Processes {
 		if p.Port == 0 {
 			continue
 		}
-		if sel.balancer == nil {
+		if bal == nil {
 			return nil, failStep(StepRoutes, ErrInvalid, "process %s has a port but the rack has no balancer", p.Name)
 		}
 		spec := providers.RouteSpec{
@@ -314,40 +372,21 @@ func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[str
 		var route providers.Route
 		if err := d.retry(ctx, StepRoutes, func(ctx context.Context) error {
 			var err error
-			route, err = sel.balancer.EnsureRoute(ctx, spec)
+			route, err = bal.EnsureRoute(ctx, spec)
 			return err
 		}); err != nil {
-			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "ensure route of %s: %v", p.Name, err))
+			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "ensure route of %s on balancer %s: %v", p.Name, name, err))
 		}
 		if route.Binding.Balancer == "" {
-			route.Binding.Balancer = sel.spec.Balancer
+			route.Binding.Balancer = name
 		}
 		if acc, ok := sel.scheduler.(providers.BindingAcceptor); ok && !acc.AcceptsBinding(route.Binding.Kind) {
 			return nil, failStep(StepRoutes, ErrInvalid, "scheduler %s cannot attach process %s to a %s binding of balancer %s",
-				sel.spec.Scheduler, p.Name, route.Binding.Kind, sel.spec.Balancer)
+				sel.spec.Scheduler, p.Name, route.Binding.Kind, name)
 		}
-		routes[p.Name] = routeDoc{Balancer: sel.spec.Balancer, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
+		routes[p.Name] = routeDoc{Balancer: name, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
 	}
-	app, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
-		if a.Routes == nil {
-			a.Routes = map[string]routeDoc{}
-		}
-		for p, r := range routes {
-			if old, ok := a.Routes[p]; ok && old.ID == r.ID {
-				r.Live, r.LiveBinding = old.Live, old.LiveBinding
-			}
-			a.Routes[p] = r
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "record routes: %v", err))
-	}
-	bindings := map[string][]providers.Binding{}
-	for p := range routes {
-		bindings[p] = []providers.Binding{app.Routes[p].live()}
-	}
-	return bindings, nil
+	return routes, nil
 }
 
 // retry runs fn until it succeeds, fails with a non-temporary error, or ctx ends.
@@ -408,44 +447,42 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 		if p.Port == 0 || p.Count == 0 {
 			continue
 		}
-		r, ok := app.Routes[p.Name]
-		if !ok {
-			continue
-		}
-		b := sel.balancers[r.Balancer]
-		if b == nil {
-			return o, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", p.Name, r.Balancer)
-		}
-		if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
-			return o, err
-		}
-		hs, err := b.Health(ctx, r.ID)
-		if err != nil {
-			return o, err
-		}
-		set, ok := sets[p.Name]
-		if !ok {
-			set = r.Live
-		}
-		// While the rollout is in flight, count only the release's own
-		// targets (by task address, when the scheduler reports addresses) so
-		// old tasks still serving do not count as new ones; once the
-		// scheduler reports the release rolled out, every target is its.
-		countAll := st.Release == id || !anyAddress(st.Tasks)
-		own := map[string]bool{}
-		for _, t := range st.Tasks {
-			if t.Release == id && t.Process == p.Name && t.Address != "" && t.State == providers.TaskRunning {
-				own[t.Address] = true
+		for _, r := range app.routesOf(p.Name) {
+			b := sel.balancers[r.Balancer]
+			if b == nil {
+				return o, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", p.Name, r.Balancer)
 			}
-		}
-		healthy := 0
-		for _, h := range hs {
-			if h.State == providers.TargetHealthy && h.Set == set && (countAll || own[h.Target]) {
-				healthy++
+			if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
+				return o, err
 			}
+			hs, err := b.Health(ctx, r.ID)
+			if err != nil {
+				return o, err
+			}
+			set, ok := sets[p.Name]
+			if !ok {
+				set = r.Live
+			}
+			// While the rollout is in flight, count only the release's own
+			// targets (by task address, when the scheduler reports addresses) so
+			// old tasks still serving do not count as new ones; once the
+			// scheduler reports the release rolled out, every target is its.
+			countAll := st.Release == id || !anyAddress(st.Tasks)
+			own := map[string]bool{}
+			for _, t := range st.Tasks {
+				if t.Release == id && t.Process == p.Name && t.Address != "" && t.State == providers.TaskRunning {
+					own[t.Address] = true
+				}
+			}
+			healthy := 0
+			for _, h := range hs {
+				if h.State == providers.TargetHealthy && h.Set == set && (countAll || own[h.Target]) {
+					healthy++
+				}
+			}
+			o.progress.Targets += p.Count
+			o.progress.Healthy += min(healthy, p.Count)
 		}
-		o.progress.Targets += p.Count
-		o.progress.Healthy += min(healthy, p.Count)
 	}
 	return o, nil
 }

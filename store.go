@@ -100,6 +100,12 @@ type appDoc struct {
 	Routes      map[string]routeDoc `json:"routes,omitempty"`
 	Lease       *leaseDoc           `json:"lease,omitempty"`
 	Deleting    bool                `json:"deleting,omitempty"`
+	// Migration is a balancer migration in progress: tasks join the
+	// routes of both balancers until it finishes or is aborted.
+	Migration *migrationDoc `json:"migration,omitempty"`
+	// Retired routes are left from a finished or aborted balancer
+	// migration and are deleted once no task is attached to them.
+	Retired []routeDoc `json:"retired,omitempty"`
 
 	version int64
 }
@@ -116,12 +122,33 @@ func (d *appDoc) app() *App {
 		a.Deploying = d.Lease.Release
 	}
 	if len(d.Routes) > 0 {
-		a.Endpoints = map[string]string{}
-		for p, r := range d.Routes {
-			a.Endpoints[p] = r.Endpoint
-		}
+		a.Endpoints = endpoints(d.Routes)
+	}
+	if d.Migration != nil {
+		a.MigratingTo, a.NextEndpoints = d.Migration.To, endpoints(d.Migration.Routes)
 	}
 	return a
+}
+
+type migrationDoc struct {
+	To      string              `json:"to"`
+	Routes  map[string]routeDoc `json:"routes,omitempty"`
+	Started time.Time           `json:"started"`
+}
+
+// routesOf returns the routes of a process: on the app's balancer, and on
+// the target balancer of a migration in progress.
+func (d *appDoc) routesOf(process string) []routeDoc {
+	var rs []routeDoc
+	if r, ok := d.Routes[process]; ok {
+		rs = append(rs, r)
+	}
+	if d.Migration != nil {
+		if r, ok := d.Migration.Routes[process]; ok {
+			rs = append(rs, r)
+		}
+	}
+	return rs
 }
 
 type envDoc struct {

@@ -58,7 +58,7 @@ func TestDescribeLoadBalancersParsesEveryField(t *testing.T) {
 		LoadBalancerName: aws.String("shop-web"), DNSName: aws.String(dns), CanonicalHostedZoneName: aws.String(dns),
 		CanonicalHostedZoneNameID: aws.String("Z35SXDOTRQ7X7K"), CreatedTime: out.LoadBalancerDescriptions[0].CreatedTime,
 		AvailabilityZones: []string{"us-east-1a"}, Subnets: []string{"subnet-1"}, Scheme: aws.String("internet-facing"), VPCId: aws.String("vpc-00000001"),
-		HealthCheck: &types.HealthCheck{Target: aws.String("TCP:8080"), Interval: aws.Int32(30), Timeout: aws.Int32(5), UnhealthyThreshold: aws.Int32(2), HealthyThreshold: aws.Int32(10)},
+		HealthCheck:          &types.HealthCheck{Target: aws.String("TCP:8080"), Interval: aws.Int32(30), Timeout: aws.Int32(5), UnhealthyThreshold: aws.Int32(2), HealthyThreshold: aws.Int32(10)},
 		Instances:            []types.Instance{{InstanceId: aws.String("i-1")}, {InstanceId: aws.String("i-2")}},
 		ListenerDescriptions: []types.ListenerDescription{{Listener: &httpListener}},
 	}}

@@ -1,0 +1,501 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// cliBin is the CLI built once for the tests that drive it as a subprocess.
+var cliBin struct {
+	once sync.Once
+	path string
+	err  error
+	dir  string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cliBin.dir != "" {
+		os.RemoveAll(cliBin.dir)
+	}
+	os.Exit(code)
+}
+
+// buildCLI builds the CLI binary (once per test binary).
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	cliBin.once.Do(func() {
+		if cliBin.dir, cliBin.err = os.MkdirTemp("", "convox-cli-test-"); cliBin.err != nil {
+			return
+		}
+		cliBin.path = filepath.Join(cliBin.dir, "convox")
+		out, err := exec.Command("go", "build", "-o", cliBin.path, ".").CombinedOutput()
+		if err != nil {
+			cliBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if cliBin.err != nil {
+		t.Fatal(cliBin.err)
+	}
+	return cliBin.path
+}
+
+// cliEnv runs the CLI as a subprocess against a local rack in a temp dir.
+type cliEnv struct {
+	t   *testing.T
+	bin string
+	dir string // working directory; the rack is its .convox
+	app string // CONVOX_APP
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	return &cliEnv{t: t, bin: buildCLI(t), dir: t.TempDir()}
+}
+
+// result is the outcome of one CLI run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// environ is the test's environment without CONVOX_ variables, plus extra.
+func environ(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONVOX_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func (e *cliEnv) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(e.bin, args...)
+	cmd.Dir = e.dir
+	cmd.Env = environ()
+	if e.app != "" {
+		cmd.Env = append(cmd.Env, "CONVOX_APP="+e.app)
+	}
+	return cmd
+}
+
+// run runs the CLI with args and returns its outcome.
+func (e *cliEnv) run(args ...string) result {
+	e.t.Helper()
+	return e.runStdin("", args...)
+}
+
+func (e *cliEnv) runStdin(stdin string, args ...string) result {
+	e.t.Helper()
+	cmd := e.command(args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &stdout, &stderr, strings.NewReader(stdin)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		e.t.Fatalf("convox %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// ok runs the CLI and fails the test unless it exits 0.
+func (e *cliEnv) ok(args ...string) result {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("convox %s: %v", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// jsonOut runs the CLI with --json, expecting exit 0, and decodes stdout into v.
+func (e *cliEnv) jsonOut(v any, args ...string) {
+	e.t.Helper()
+	r := e.ok(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		e.t.Fatalf("convox %s --json: %v\n%s", strings.Join(args, " "), err, r.stdout)
+	}
+}
+
+// appDir is the demo app's source directory.
+func appDir(t *testing.T) string {
+	d, err := filepath.Abs("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// appV2 copies the demo app into a module of its own answering "v2".
+func appV2(t *testing.T) string {
+	src, err := os.ReadFile(filepath.Join(appDir(t), "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := strings.Replace(string(src), `getenv("VERSION", "v1")`, `getenv("VERSION", "v2")`, 1)
+	if v2 == string(src) {
+		t.Fatal("the demo app no longer defaults VERSION to v1")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(v2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/demo\n\ngo 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// must fails the test unless s contains every one of want.
+func must(t *testing.T, what, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Errorf("%s does not contain %q:\n%s", what, w, s)
+		}
+	}
+}
+
+// get GETs url until it answers 200 (the rack's processes start again
+// when a program opens it) and returns the body.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return string(body)
+		}
+		last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	t.Fatalf("GET %s never answered 200; last: %s", url, last)
+	return ""
+}
+
+// TestSession drives a whole session through the CLI binary: create,
+// build, deploy, scale, env, run, logs, a failed deploy, rollback, release
+// history and diff, and serve with commands forwarded to it.
+func TestSession(t *testing.T) {
+	e := newCLIEnv(t)
+	e.app = "web"
+
+	r := e.ok("apps", "create", "web")
+	must(t, "apps create", r.stdout, "created app web")
+
+	r = e.ok("build", appDir(t), "--tag", "v1")
+	must(t, "build", r.stdout, "pushed web:v1 (sha256:", "convox deploy web:v1 --app web")
+	var built buildJSON
+	e.jsonOut(&built, "build", appV2(t), "--tag", "v2")
+	if built.Image != "web:v2" || !strings.HasPrefix(built.Digest, "sha256:") {
+		t.Fatalf("build --json = %+v", built)
+	}
+
+	r = e.ok("deploy", "web:v1")
+	must(t, "deploy", r.stdout, "release R1 created from web:v1", "R1 wait: ", "R1 is active: web:v1", "web: http://127.0.0.1:")
+
+	r = e.ok("scale", "web=2")
+	must(t, "scale", r.stdout, "R2 is active")
+	var tasks []taskJSON
+	e.jsonOut(&tasks, "ps")
+	running := 0
+	for _, tk := range tasks {
+		if tk.Release == "R2" && tk.State == "running" && tk.Process == "web" {
+			running++
+		}
+	}
+	if running != 2 {
+		t.Errorf("ps shows %d running tasks of R2, want 2: %+v", running, tasks)
+	}
+
+	e.ok("env", "set", "GREETING=hi", "MODE=test")                         // R3
+	e.ok("env", "set", "--secret", "TOKEN=s3cret")                         // R4
+	e.ok("env", "unset", "MODE")                                           // R5
+	r = e.runStdin("from-stdin\n", "env", "set", "PASSWORD=-", "--secret") // R6
+	if r.code != 0 {
+		t.Fatalf("env set PASSWORD=-: %v", r)
+	}
+	r = e.ok("env", "list")
+	if diff := cmp.Diff("GREETING=hi\nPASSWORD=<redacted>\nTOKEN=<redacted>\n", r.stdout); diff != "" {
+		t.Errorf("env list (-want +got):\n%s", diff)
+	}
+	var envDoc struct {
+		App     string    `json:"app"`
+		Release string    `json:"release"`
+		Env     []envJSON `json:"env"`
+	}
+	e.jsonOut(&envDoc, "env", "list")
+	wantEnv := []envJSON{{Name: "GREETING", Value: "hi"}, {Name: "PASSWORD", Value: "<redacted>", Secret: true}, {Name: "TOKEN", Value: "<redacted>", Secret: true}}
+	if diff := cmp.Diff(wantEnv, envDoc.Env); diff != "" || envDoc.Release != "R6" {
+		t.Errorf("env list --json: release %s (want R6), env (-want +got):\n%s", envDoc.Release, diff)
+	}
+
+	// One-off processes see the real values and exit with their own code.
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string
+	}{
+		{[]string{"run", "web", "--", "server", "env", "TOKEN"}, 0, "s3cret\n"},
+		{[]string{"run", "web", "--", "server", "env", "PASSWORD"}, 0, "from-stdin\n"},
+		{[]string{"run", "web", "--", "server", "exit", "3"}, 3, "exiting with 3\n"},
+		{[]string{"run", "web", "--", "server", "env", "MODE"}, 1, "MODE is not set\n"},
+		{[]string{"run", "web", "--release", "R3", "--", "server", "env", "MODE"}, 0, "test\n"},
+	} {
+		r := e.run(tc.args...)
+		if r.code != tc.code || r.stdout != tc.stdout {
+			t.Errorf("convox %s = exit %d, stdout %q; want exit %d, stdout %q (stderr %q)", strings.Join(tc.args, " "), r.code, r.stdout, tc.code, tc.stdout, r.stderr)
+		}
+	}
+	var ran runJSON
+	cmd := e.command("run", "web", "--json", "--", "server", "exit", "4")
+	out, err := cmd.Output()
+	if cmd.ProcessState.ExitCode() != 4 || json.Unmarshal(out, &ran) != nil {
+		t.Fatalf("run --json exit 4: exit %d, %v, %s", cmd.ProcessState.ExitCode(), err, out)
+	}
+	if diff := cmp.Diff(runJSON{App: "web", Process: "web", Release: "R6", Task: ran.Task, ExitCode: 4, Reason: ran.Reason, Output: []string{"exiting with 4"}}, ran); diff != "" {
+		t.Errorf("run --json (-want +got):\n%s", diff)
+	}
+
+	// A deploy that crashes is rolled back and exits 1 with the reason.
+	r = e.run("env", "set", "CRASH=1") // R7
+	if r.code != 1 {
+		t.Fatalf("env set CRASH=1 should fail the deploy: %v", r)
+	}
+	must(t, "failed deploy", r.stderr, "deploy of web R7 failed", "rolled back to R6", "R6 is serving again", "CRASH=1: refusing to start")
+
+	r = e.ok("logs", "--process", "web", "--filter", "listening")
+	must(t, "logs", r.stdout, "R1 web/web-", "v1 listening on 127.0.0.1:")
+	if strings.Contains(r.stdout, "CRASH") {
+		t.Errorf("logs --filter listening shows other lines:\n%s", r.stdout)
+	}
+	r = e.ok("logs", "--json", "--filter", "deploy of R7 failed")
+	var platform []logJSON
+	for line := range strings.Lines(r.stdout) {
+		var l logJSON
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("logs --json line %q: %v", line, err)
+		}
+		platform = append(platform, l)
+	}
+	if len(platform) != 1 || platform[0].Stream != "convox" || platform[0].Release != "R7" {
+		t.Errorf("logs --json --filter: %+v", platform)
+	}
+
+	r = e.ok("rollback", "R1") // R8
+	must(t, "rollback", r.stdout, "rolling back to R1 as R8", "R8 is active: web:v1")
+
+	var rels []releaseJSON
+	e.jsonOut(&rels, "releases", "list")
+	type row struct{ ID, Status, Parent, ImageRef string }
+	var got []row
+	for _, rel := range rels {
+		got = append(got, row{rel.ID, rel.Status, rel.Parent, rel.ImageRef})
+		for k, v := range rel.Secrets {
+			if v != "<redacted>" {
+				t.Errorf("release %s shows secret %s as %q", rel.ID, k, v)
+			}
+		}
+	}
+	want := []row{
+		{"R8", "active", "R1", "web:v1"}, {"R7", "failed", "", "web:v1"}, {"R6", "superseded", "", "web:v1"},
+		{"R5", "superseded", "", "web:v1"}, {"R4", "superseded", "", "web:v1"}, {"R3", "superseded", "", "web:v1"},
+		{"R2", "superseded", "", "web:v1"}, {"R1", "superseded", "", "web:v1"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("releases list --json (-want +got):\n%s", diff)
+	}
+	r = e.ok("releases", "list")
+	must(t, "releases list", r.stdout, "RELEASE", "R8       active", "copy of R1")
+
+	r = e.ok("releases", "diff", "R1", "R6")
+	wantDiff := `R1 → R6: env +GREETING +PASSWORD +TOKEN; web count 1 → 2
+  env    +GREETING added
+  env    +PASSWORD added (secret)
+  env    +TOKEN added (secret)
+  web  count 1 → 2
+`
+	if diff := cmp.Diff(wantDiff, r.stdout); diff != "" {
+		t.Errorf("releases diff (-want +got):\n%s", diff)
+	}
+	var plan planJSON
+	e.jsonOut(&plan, "releases", "diff", "R6", "R8")
+	if plan.From != "R6" || plan.To != "R8" || plan.Empty || len(plan.Env) != 3 || len(plan.Processes) != 1 {
+		t.Errorf("releases diff --json = %+v", plan)
+	}
+	r = e.ok("releases", "info", "R6")
+	must(t, "releases info", r.stdout, "TOKEN=<redacted>", "PASSWORD=<redacted>", "web  count=2 port=8080 health=/")
+	for _, secret := range []string{"s3cret", "from-stdin"} {
+		if strings.Contains(r.stdout, secret) {
+			t.Errorf("releases info shows a secret value:\n%s", r.stdout)
+		}
+	}
+
+	// serve holds the rack: the app answers, and commands run inside it.
+	var app appJSON
+	e.jsonOut(&app, "apps", "info")
+	url := app.Endpoints["web"]
+	if url == "" {
+		t.Fatalf("apps info --json has no web endpoint: %+v", app)
+	}
+	serve := e.command("serve")
+	stdout, err := serve.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serveErr strings.Builder
+	serve.Stderr = &serveErr
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	var served []string
+	for lines.Scan() {
+		served = append(served, lines.Text())
+		if lines.Text() == "other convox commands now run here" {
+			break
+		}
+	}
+	if got := get(t, url); got != "hello from v1\n" {
+		t.Errorf("GET %s = %q, want v1", url, got)
+	}
+	r = e.ok("deploy", "web:v2")
+	must(t, "forwarded deploy", r.stdout, "R9 is active: web:v2")
+	if strings.Contains(r.stdout, "stops serving") {
+		t.Errorf("a deploy run inside serve says the rack stops serving:\n%s", r.stdout)
+	}
+	if got := get(t, url); got != "hello from v2\n" {
+		t.Errorf("GET %s after deploying v2 = %q", url, got)
+	}
+	r = e.run("run", "web", "--", "server", "exit", "5")
+	if r.code != 5 || r.stdout != "exiting with 5\n" {
+		t.Errorf("run forwarded to serve: %v", r)
+	}
+	if err := serve.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() {
+		served = append(served, lines.Text())
+	}
+	if err := serve.Wait(); err != nil {
+		t.Errorf("serve: %v\n%s", err, serveErr.String())
+	}
+	must(t, "serve output", strings.Join(served, "\n"), "serving the local rack at", "web web: "+url+" (R8)",
+		"ran: convox deploy web:v2 (exit 0)", "ran: convox run web -- server exit 5 (exit 5)", "stopping")
+
+	// Once serve is gone the next command opens the rack itself.
+	e.jsonOut(&app, "apps", "info")
+	if app.Active != "R9" {
+		t.Errorf("after serve, active release = %s, want R9", app.Active)
+	}
+}
+
+// TestErrors checks exit codes and messages of bad input.
+func TestErrors(t *testing.T) {
+	e := newCLIEnv(t)
+	e.ok("apps", "create", "web")
+	e.ok("build", appDir(t), "--tag", "v1", "--app", "web")
+
+	type errorCase struct {
+		name   string
+		args   []string
+		code   int
+		stderr []string
+	}
+	check := func(cases []errorCase) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r := e.run(tc.args...)
+				if r.code != tc.code {
+					t.Errorf("convox %s: exit %d, want %d\n%v", strings.Join(tc.args, " "), r.code, tc.code, r)
+				}
+				must(t, "stderr", r.stderr, tc.stderr...)
+			})
+		}
+	}
+	check([]errorCase{
+		{"scale before any deploy", []string{"scale", "web=2", "-a", "web"}, 1, []string{"no release to scale", "deploy a release first"}},
+		{"run before any deploy", []string{"run", "web", "-a", "web", "--", "server"}, 1, []string{"no active release"}},
+		{"env set before any deploy", []string{"env", "set", "A=1", "-a", "web"}, 1, []string{"deploy a release first"}},
+	})
+	e.ok("deploy", "web:v1", "-a", "web")
+	check([]errorCase{
+		{"unknown app", []string{"deploy", "web:v1", "-a", "nope"}, 1, []string{`app "nope" not found`, "create it with: convox apps create nope"}},
+		{"unknown app of releases", []string{"releases", "list", "--app", "nope"}, 1, []string{`app "nope" not found`}},
+		{"malformed image reference", []string{"deploy", "web v1", "-a", "web"}, 2, []string{`image reference "web v1" contains whitespace`}},
+		{"missing image", []string{"deploy", "web:v9", "-a", "web"}, 1, []string{"web:v9", "not found", "push the image first: convox build DIR --app web"}},
+		{"scale without count", []string{"scale", "web", "-a", "web"}, 2, []string{`"web" is not PROCESS=COUNT`, `run "convox scale --help" for usage`}},
+		{"scale with a bad count", []string{"scale", "web=two", "-a", "web"}, 2, []string{`count "two" of web is not a whole number`}},
+		{"scale with a negative count", []string{"scale", "web=-1", "-a", "web"}, 2, []string{`count "-1" of web`}},
+		{"no app", []string{"ps"}, 2, []string{"no app given: use --app NAME"}},
+		{"unknown command", []string{"deploi"}, 2, []string{`unknown command "deploi"`}},
+		{"group without subcommand", []string{"env"}, 2, []string{"env needs a subcommand: list, set, unset"}},
+		{"unknown flag", []string{"deploy", "web:v1", "--fast"}, 2, []string{"flag provided but not defined: -fast"}},
+		{"bad strategy", []string{"deploy", "web:v1", "-a", "web", "--strategy", "fast"}, 2, []string{`unknown strategy "fast"`}},
+		{"bad canary", []string{"deploy", "web:v1", "-a", "web", "--strategy", "canary:50,10"}, 2, []string{"ascending whole numbers"}},
+		{"env set without value", []string{"env", "set", "FOO", "-a", "web"}, 2, []string{`"FOO" is not KEY=VALUE`}},
+		{"bad variable name", []string{"env", "set", "1FOO=x", "-a", "web"}, 2, []string{"1FOO"}},
+		{"invalid app name", []string{"apps", "create", "Bad_Name"}, 2, []string{`app name "Bad_Name"`}},
+		{"existing app", []string{"apps", "create", "web"}, 1, []string{"already exists"}},
+		{"missing release", []string{"releases", "info", "R9", "-a", "web"}, 1, []string{"R9", "list the releases with: convox releases list --app web"}},
+		{"nothing to cancel", []string{"cancel", "-a", "web"}, 1, []string{"no deploy of web is in progress"}},
+		{"run without --", []string{"run", "web", "server", "-a", "web"}, 2, []string{"put the command after --"}},
+		{"unknown process", []string{"run", "worker", "-a", "web"}, 1, []string{`no process "worker"`}},
+		{"unknown rack", []string{"apps", "list", "--rack", "gcp"}, 2, []string{`unknown rack "gcp"`}},
+		{"delete without name", []string{"apps", "delete", "-a", "web"}, 2, []string{"apps delete needs exactly one app name"}},
+	})
+
+	// --json failures write an error document to stdout.
+	r := e.run("deploy", "web:v9", "-a", "web", "--json")
+	var doc errorDoc
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 1 {
+		t.Fatalf("deploy --json of a missing image: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if doc.Error.Code != "not_found" || !strings.Contains(doc.Error.Hint, "convox build") {
+		t.Errorf("error document = %+v", doc)
+	}
+	r = e.run("scale", "web", "-a", "web", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 2 || doc.Error.Code != "usage" {
+		t.Errorf("scale web --json: exit %d, %v, %+v", r.code, err, doc)
+	}
+}
+
+// TestHelp checks that every command has help, on stdout with exit 0.
+func TestHelp(t *testing.T) {
+	e := newCLIEnv(t)
+	r := e.ok("--help")
+	must(t, "convox --help", r.stdout, "Usage: convox", "Exit codes:")
+	for _, c := range commands() {
+		args := append(strings.Fields(c.name), "--help")
+		r := e.ok(args...)
+		must(t, c.name+" --help", r.stdout, "Usage: convox "+c.name, c.summary, "-app NAME")
+		r = e.ok(append([]string{"help"}, strings.Fields(c.name)...)...)
+		must(t, "help "+c.name, r.stdout, "Usage: convox "+c.name)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, ".convox")); !os.IsNotExist(err) {
+		t.Errorf("help opened the rack: %v", err)
+	}
+}

@@ -1,0 +1,92 @@
+// Command convox is a small command-line tool over the convox SDK: the kind
+// of CLI an internal tooling team writes in an afternoon. It deploys apps on
+// a local rack (one machine, no cloud account, nothing installed but Go) and
+// shows how each command maps onto one or two SDK calls.
+//
+// Build it and deploy the demo app in ./app:
+//
+//	go build -o convox ./examples/cli
+//	./convox apps create hello
+//	./convox build examples/cli/app --app hello --tag v1
+//	./convox deploy hello:v1 --app hello
+//	./convox serve            # holds the rack: curl the endpoint deploy printed
+//
+// # Commands
+//
+//	apps create NAME | list | info [NAME] | delete NAME
+//	build DIR [--tag T]                    build a Go main package into an image in the rack's registry
+//	deploy IMAGE [--strategy S] [--wait-timeout D] [--port N] [--health PATH]
+//	releases list | info ID | diff A B
+//	rollback [RELEASE | --last-healthy]
+//	cancel                                 stop the app's in-flight deploy and restore the previous release
+//	scale PROCESS=COUNT
+//	env list | set KEY=VALUE... [--secret] | unset KEY...
+//	run PROCESS [--release ID] -- CMD...   run a one-off process and exit with its exit code
+//	ps
+//	logs [-f] [--since D] [--filter S] [--process P]
+//	serve                                  hold the local rack open until interrupted
+//
+// Every command accepts the global flags, before or after the command name:
+//
+//	-a, --app NAME    the app (default $CONVOX_APP)
+//	--json            machine-readable output with stable field names
+//	--rack local|aws  the rack (default $CONVOX_RACK, else local)
+//	--rack-dir DIR    the local rack's directory (default $CONVOX_RACK_DIR, else ./.convox)
+//
+// "convox help COMMAND" or "convox COMMAND --help" describes a command.
+//
+// # Exit codes
+//
+//	0  success
+//	1  the command failed: a deploy failed (and was rolled back), an app or
+//	   release was not found, a deploy is already in progress, ...
+//	2  usage error: unknown command or flag, missing or malformed argument
+//	   (such as "scale web" without "=COUNT"), or input the SDK rejects as
+//	   invalid (an app name or image reference it cannot accept)
+//
+// "run" exits with the one-off process's exit code once the process ran;
+// errors before it starts use 1 and 2 as above.
+//
+// With --json, a successful command writes one JSON document to standard
+// output ("logs" writes one JSON object per line), and a failed one writes
+// {"error": {"code": ..., "message": ...}} there too; human-readable
+// messages and deploy progress go to standard error.
+//
+// # The local rack between commands
+//
+// The local rack's directory is used by one program at a time, and its app
+// processes run only while a program has it open. Each command opens the
+// rack, does its work and closes it, so the processes run while a command
+// does: "deploy", "logs", "run", "ps" work one after the other, and the
+// next command brings the active release's processes back.
+//
+// To keep the apps serving (to curl them), run "convox serve": it holds the
+// rack open until interrupted. While any convox command holds the rack
+// (serve, a long deploy, logs -f), other convox commands run inside that
+// process through a socket in the rack directory, with their output and
+// exit code passed back; so "convox cancel" in a second terminal stops a
+// deploy running in the first, and deploys made while "serve" runs are
+// served at once.
+//
+// # AWS
+//
+// --rack aws builds the rack from the standard AWS configuration chain
+// (profiles, environment, SSO). It fails with a message naming the provider
+// packages the SDK does not have yet.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second interrupt ends the program at once
+	}()
+	os.Exit(runCLI(ctx, os.Args[1:], processStdio()))
+}

@@ -9,17 +9,35 @@ import (
 	"github.com/convox-go/convox/providers"
 )
 
-// Balancer is the rack's providers.Balancer; it also implements
-// providers.WeightShifter. A route's ID is ResourceName(app, process, "")
-// and its bindings have Kind providers.BindingLocal and Target
-// ResourceName(app, process, set). Its targets are the scheduler's tasks
-// applied with those bindings.
-type Balancer struct{ r *Rack }
+// Balancer is one of the rack's balancers (Rack.Balancer, the default, or
+// Rack.BalancerNamed): a providers.Balancer that also implements
+// providers.WeightShifter. Each balancer has routes and target sets of its
+// own, so two balancers may each hold a route of the same app and process.
+// A route's ID is ResourceName(app, process, "") and its bindings have
+// Balancer set to the balancer's Name, Kind providers.BindingLocal and
+// Target ResourceName(app, process, set). Its targets are the rack
+// scheduler's tasks applied with those bindings; a task bound to routes of
+// two balancers is a target of both.
+type Balancer struct {
+	r    *Rack
+	name string
+
+	// guarded by r.mu
+	routes map[string]*route
+	sets   map[string]*targetSet // by binding target
+}
 
 var (
 	_ providers.Balancer      = (*Balancer)(nil)
 	_ providers.WeightShifter = (*Balancer)(nil)
 )
+
+func newBalancer(r *Rack, name string) *Balancer {
+	return &Balancer{r: r, name: name, routes: map[string]*route{}, sets: map[string]*targetSet{}}
+}
+
+// Name returns the balancer's name: the Balancer field of its bindings.
+func (b *Balancer) Name() string { return b.name }
 
 type route struct {
 	id       string
@@ -49,23 +67,37 @@ func (r *Rack) targetHealth(t *task) (providers.TargetState, string) {
 	}
 }
 
-func (r *Rack) binding(rt *route, ts *targetSet) providers.Binding {
-	return providers.Binding{Balancer: r.balancerName, Kind: providers.BindingLocal, Target: ts.target, Port: rt.spec.Port}
+func (b *Balancer) binding(rt *route, ts *targetSet) providers.Binding {
+	return providers.Binding{Balancer: b.name, Kind: providers.BindingLocal, Target: ts.target, Port: rt.spec.Port}
+}
+
+// boundSet returns the target set a binding names, or nil when its
+// balancer or set does not exist (any more); r.mu is held.
+func (r *Rack) boundSet(b providers.Binding) *targetSet {
+	if bal := r.balancers[b.Balancer]; bal != nil {
+		return bal.sets[b.Target]
+	}
+	return nil
 }
 
 // setTarget registers a task as a target of the set bound by b; r.mu is
 // held. A binding whose set no longer exists is ignored.
 func (r *Rack) setTarget(b providers.Binding, t *task) {
-	if ts := r.sets[b.Target]; ts != nil {
+	if ts := r.boundSet(b); ts != nil {
 		ts.targets[t.Address] = t
 	}
 }
 
 // removeTarget deregisters a target from the set bound by b; r.mu is held.
 func (r *Rack) removeTarget(b providers.Binding, addr string) {
-	if ts := r.sets[b.Target]; ts != nil {
+	if ts := r.boundSet(b); ts != nil {
 		delete(ts.targets, addr)
 	}
+}
+
+// call describes a call of one of the balancer's methods.
+func (b *Balancer) call(method, key string, args ...any) Call {
+	return Call{Provider: "Balancer", Balancer: b.name, Method: method, Key: key, Args: args}
 }
 
 func validateRouteSpec(spec providers.RouteSpec) error {
@@ -87,10 +119,11 @@ func validateRouteSpec(spec providers.RouteSpec) error {
 }
 
 // EnsureRoute implements providers.Balancer. The endpoint is
-// "http://<app>-<process>.fake.test" (https for HTTPS and HTTP2), or the
-// spec's Host and Path when Host is set.
+// "http://<app>-<process>.fake.test" on the default balancer and
+// "http://<app>-<process>.<balancer>.fake.test" on an additional one
+// (https for HTTPS and HTTP2), or the spec's Host and Path when Host is set.
 func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
-	c := Call{Provider: "Balancer", Method: "EnsureRoute", Key: providers.ResourceName(spec.App, spec.Process, ""), Args: []any{spec}}
+	c := b.call("EnsureRoute", providers.ResourceName(spec.App, spec.Process, ""), spec)
 	return do(b.r, ctx, c, func(ctx context.Context) (providers.Route, error) {
 		if h := b.r.currentHooks().Balancer.EnsureRoute; h != nil {
 			return h(ctx, spec, b.ensureRoute)
@@ -111,36 +144,41 @@ func (b *Balancer) ensureRoute(ctx context.Context, spec providers.RouteSpec) (p
 	if spec.Protocol == providers.HTTPS || spec.Protocol == providers.HTTP2 {
 		scheme = "https"
 	}
-	endpoint := scheme + "://" + id + ".fake.test"
+	host := id + ".fake.test"
+	if b != b.r.balancer {
+		host = id + "." + b.name + ".fake.test"
+	}
+	endpoint := scheme + "://" + host
 	if spec.Host != "" {
 		endpoint = scheme + "://" + spec.Host + spec.Path
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, ok := b.r.routes[id]
+	rt, ok := b.routes[id]
 	if !ok {
 		rt = &route{id: id, sets: map[string]*targetSet{}}
 		ts := &targetSet{target: id, weight: 100, targets: map[string]*task{}}
 		rt.sets[""] = ts
-		b.r.sets[ts.target] = ts
-		b.r.routes[id] = rt
+		b.sets[ts.target] = ts
+		b.routes[id] = rt
 	}
 	rt.spec = spec
 	rt.endpoint = endpoint
-	return providers.Route{ID: id, Endpoint: endpoint, Binding: b.r.binding(rt, rt.sets[""])}, nil
+	return providers.Route{ID: id, Endpoint: endpoint, Binding: b.binding(rt, rt.sets[""])}, nil
 }
 
-func (r *Rack) findRoute(method, id string) (*route, error) {
-	rt, ok := r.routes[id]
+// findRoute returns the balancer's route; r.mu is held.
+func (b *Balancer) findRoute(method, id string) (*route, error) {
+	rt, ok := b.routes[id]
 	if !ok {
-		return nil, fmt.Errorf("fake balancer: %s: route %q: %w", method, id, providers.ErrNotFound)
+		return nil, fmt.Errorf("fake balancer %s: %s: route %q: %w", b.name, method, id, providers.ErrNotFound)
 	}
 	return rt, nil
 }
 
 // Health implements providers.Balancer.
 func (b *Balancer) Health(ctx context.Context, routeID string) ([]providers.TargetHealth, error) {
-	c := Call{Provider: "Balancer", Method: "Health", Key: routeID, Args: []any{routeID}}
+	c := b.call("Health", routeID, routeID)
 	return do(b.r, ctx, c, func(ctx context.Context) ([]providers.TargetHealth, error) {
 		if h := b.r.currentHooks().Balancer.Health; h != nil {
 			return h(ctx, routeID, b.health)
@@ -155,7 +193,7 @@ func (b *Balancer) health(ctx context.Context, routeID string) ([]providers.Targ
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, err := b.r.findRoute("health", routeID)
+	rt, err := b.findRoute("health", routeID)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +210,7 @@ func (b *Balancer) health(ctx context.Context, routeID string) ([]providers.Targ
 
 // DeleteRoute implements providers.Balancer.
 func (b *Balancer) DeleteRoute(ctx context.Context, routeID string) error {
-	c := Call{Provider: "Balancer", Method: "DeleteRoute", Key: routeID, Args: []any{routeID}}
+	c := b.call("DeleteRoute", routeID, routeID)
 	return do0(b.r, ctx, c, func(ctx context.Context) error {
 		if h := b.r.currentHooks().Balancer.DeleteRoute; h != nil {
 			return h(ctx, routeID, b.deleteRoute)
@@ -187,20 +225,20 @@ func (b *Balancer) deleteRoute(ctx context.Context, routeID string) error {
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, ok := b.r.routes[routeID]
+	rt, ok := b.routes[routeID]
 	if !ok {
 		return nil
 	}
 	for _, ts := range rt.sets {
-		delete(b.r.sets, ts.target)
+		delete(b.sets, ts.target)
 	}
-	delete(b.r.routes, routeID)
+	delete(b.routes, routeID)
 	return nil
 }
 
 // EnsureTargetSet implements providers.WeightShifter.
 func (b *Balancer) EnsureTargetSet(ctx context.Context, routeID, set string) (providers.Binding, error) {
-	c := Call{Provider: "Balancer", Method: "EnsureTargetSet", Key: routeID, Args: []any{routeID, set}}
+	c := b.call("EnsureTargetSet", routeID, routeID, set)
 	return do(b.r, ctx, c, func(ctx context.Context) (providers.Binding, error) {
 		if h := b.r.currentHooks().Balancer.EnsureTargetSet; h != nil {
 			return h(ctx, routeID, set, b.ensureTargetSet)
@@ -218,7 +256,7 @@ func (b *Balancer) ensureTargetSet(ctx context.Context, routeID, set string) (pr
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, err := b.r.findRoute("ensure target set", routeID)
+	rt, err := b.findRoute("ensure target set", routeID)
 	if err != nil {
 		return providers.Binding{}, err
 	}
@@ -226,15 +264,15 @@ func (b *Balancer) ensureTargetSet(ctx context.Context, routeID, set string) (pr
 	if !ok {
 		ts = &targetSet{name: set, target: providers.ResourceName(rt.spec.App, rt.spec.Process, set), targets: map[string]*task{}}
 		rt.sets[set] = ts
-		b.r.sets[ts.target] = ts
+		b.sets[ts.target] = ts
 	}
-	return b.r.binding(rt, ts), nil
+	return b.binding(rt, ts), nil
 }
 
 // SetWeights implements providers.WeightShifter. Sets not named get
 // weight zero.
 func (b *Balancer) SetWeights(ctx context.Context, routeID string, weights map[string]int) error {
-	c := Call{Provider: "Balancer", Method: "SetWeights", Key: routeID, Args: []any{routeID, maps.Clone(weights)}}
+	c := b.call("SetWeights", routeID, routeID, maps.Clone(weights))
 	return do0(b.r, ctx, c, func(ctx context.Context) error {
 		if h := b.r.currentHooks().Balancer.SetWeights; h != nil {
 			return h(ctx, routeID, weights, b.setWeights)
@@ -259,7 +297,7 @@ func (b *Balancer) setWeights(ctx context.Context, routeID string, weights map[s
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, err := b.r.findRoute("set weights", routeID)
+	rt, err := b.findRoute("set weights", routeID)
 	if err != nil {
 		return err
 	}
@@ -276,7 +314,7 @@ func (b *Balancer) setWeights(ctx context.Context, routeID string, weights map[s
 
 // Weights implements providers.WeightShifter.
 func (b *Balancer) Weights(ctx context.Context, routeID string) (map[string]int, error) {
-	c := Call{Provider: "Balancer", Method: "Weights", Key: routeID, Args: []any{routeID}}
+	c := b.call("Weights", routeID, routeID)
 	return do(b.r, ctx, c, func(ctx context.Context) (map[string]int, error) {
 		if h := b.r.currentHooks().Balancer.Weights; h != nil {
 			return h(ctx, routeID, b.weights)
@@ -291,7 +329,7 @@ func (b *Balancer) weights(ctx context.Context, routeID string) (map[string]int,
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, err := b.r.findRoute("weights", routeID)
+	rt, err := b.findRoute("weights", routeID)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +344,7 @@ func (b *Balancer) weights(ctx context.Context, routeID string) (map[string]int,
 // cannot be deleted (ErrInvalid); a missing route returns nil like a
 // missing set.
 func (b *Balancer) DeleteTargetSet(ctx context.Context, routeID, set string) error {
-	c := Call{Provider: "Balancer", Method: "DeleteTargetSet", Key: routeID, Args: []any{routeID, set}}
+	c := b.call("DeleteTargetSet", routeID, routeID, set)
 	return do0(b.r, ctx, c, func(ctx context.Context) error {
 		if h := b.r.currentHooks().Balancer.DeleteTargetSet; h != nil {
 			return h(ctx, routeID, set, b.deleteTargetSet)
@@ -324,7 +362,7 @@ func (b *Balancer) deleteTargetSet(ctx context.Context, routeID, set string) err
 	}
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	rt, ok := b.r.routes[routeID]
+	rt, ok := b.routes[routeID]
 	if !ok {
 		return nil
 	}
@@ -335,7 +373,7 @@ func (b *Balancer) deleteTargetSet(ctx context.Context, routeID, set string) err
 	if ts.weight > 0 {
 		return fmt.Errorf("fake balancer: target set %q of route %q has weight %d: %w", set, routeID, ts.weight, providers.ErrConflict)
 	}
-	delete(b.r.sets, ts.target)
+	delete(b.sets, ts.target)
 	delete(rt.sets, set)
 	return nil
 }

@@ -1,5 +1,5 @@
 // Package fake is a coherent, deterministic, in-memory rack: one Rack
-// whose Registry, Scheduler, Balancer, Logs, Store and Notifier share one
+// whose Registry, Scheduler, Balancers, Logs, Store and Notifier share one
 // state, implement every provider interface of package providers and every
 // optional one, pass the providertest conformance suite, and let tests
 // inject faults and inspect every call.
@@ -16,6 +16,12 @@
 //     become that route's targets in Balancer.Health: initial while
 //     pending, healthy once running (unhealthy for a release scripted with
 //     FailHealth), draining while being replaced;
+//   - a rack has one default balancer (Rack.Balancer, named
+//     Options.BalancerName) and any number of additional named ones
+//     (Options.Balancers, Rack.BalancerNamed), each with its own routes;
+//     the Scheduler accepts bindings of all of them, so one process bound
+//     to routes of two balancers — an app moving from "elb" to "alb" — has
+//     its tasks as targets of both, each balancer reporting their health;
 //   - every task writes to Logs under Stream = task ID, with Process and
 //     Release set: a start line "starting <command>" when it runs, and for a
 //     crash-looping release "panic: boom" before it stops with ExitCode 2
@@ -49,7 +55,11 @@
 // So, without scripted faults, the fourth observation after Apply reports
 // the release as AppStatus.Release. Applying while a rollout is in flight
 // cancels it ("superseded by rollout <id>"); the new rollout replaces every
-// task of the app. A failed or canceled rollout stops its own tasks and the
+// task of the app. Re-applying the same release with other bindings (a
+// route of a second balancer added, or the first one's removed) is such a
+// rollout too: its new tasks join the new bindings at step 1 while the
+// replaced tasks serve their old bindings until step 3, so every route the
+// new bindings keep has a healthy target at every observation. A failed or canceled rollout stops its own tasks and the
 // app keeps running what ran before it (the replaced tasks were never
 // stopped: they only stop in step 4).
 //
@@ -75,7 +85,9 @@
 // the original implementation as next, in the manner of controller-runtime's
 // interceptor package, and Hooks.Call intercepts every method at once. The
 // scripted behaviours (Fail, Throttle, CrashLoop, FailHealth, NeverConverge,
-// ExitCode) cover the common cases without writing a hook. Calls records
+// ExitCode) cover the common cases without writing a hook. Typed Balancer
+// hooks and scripted faults apply to every balancer of the rack; a
+// recorded Call names its balancer in Call.Balancer. Calls records
 // every provider call in order, with its key arguments and its error;
 // secret values never appear in a recorded call's printed form.
 //

@@ -14,6 +14,11 @@ type Call struct {
 	// Provider is "Registry", "Scheduler", "Balancer", "Logs", "Store" or
 	// "Notifier".
 	Provider string
+	// Balancer is the name of the balancer a Balancer call was made on
+	// (Balancer.Name), so a Call hook can tell a rack's balancers apart;
+	// it is empty for the other providers. Typed Balancer hooks, Fail and
+	// Throttle apply to the calls of every balancer of the rack.
+	Balancer string
 	// Method is the method name ("Apply", "Put", ...).
 	Method string
 	// Key is the call's principal argument: the app for scheduler and log
@@ -118,7 +123,8 @@ type SchedulerHooks struct {
 	DiscardStage func(ctx context.Context, app string, next func(context.Context, string) error) error
 }
 
-// BalancerHooks intercept the Balancer's methods.
+// BalancerHooks intercept the methods of every Balancer of the rack; a
+// hook that must tell them apart uses Hooks.Call and Call.Balancer.
 type BalancerHooks struct {
 	// EnsureRoute intercepts Balancer.EnsureRoute.
 	EnsureRoute func(ctx context.Context, spec providers.RouteSpec, next func(context.Context, providers.RouteSpec) (providers.Route, error)) (providers.Route, error)

@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -30,9 +31,16 @@ type Options struct {
 	// "registry.fake.test".
 	RegistryHost string
 
-	// BalancerName is the Balancer field of the bindings the balancer
-	// makes; "" means "fake".
+	// BalancerName is the name of the default balancer (Rack.Balancer):
+	// the Balancer field of the bindings it makes. "" means "fake".
 	BalancerName string
+
+	// Balancers names additional balancers of the rack (Rack.BalancerNamed),
+	// for example "alb" beside a default "elb" while an app moves from one
+	// to the other. Each has routes and target sets of its own; the rack's
+	// Scheduler attaches tasks to the bindings of any of them. Names must be
+	// unique, not empty and differ from BalancerName; New panics otherwise.
+	Balancers []string
 }
 
 // Stepped returns a deterministic clock for Options.Now: its first call
@@ -52,7 +60,6 @@ type Rack struct {
 	now          func() time.Time
 	breaker      int
 	registryHost string
-	balancerName string
 
 	mu    sync.Mutex
 	hooks Hooks
@@ -70,8 +77,6 @@ type Rack struct {
 	apps       map[string]*app
 	oneoffs    map[string]*oneoffs
 	taskSeq    int
-	routes     map[string]*route
-	sets       map[string]*targetSet
 	logs       map[string][]providers.LogEntry
 	logSeq     int64
 	tails      map[*tail]bool
@@ -80,7 +85,8 @@ type Rack struct {
 	notes      []providers.Notification
 	registry   *Registry
 	scheduler  *Scheduler
-	balancer   *Balancer
+	balancer   *Balancer            // the default balancer
+	balancers  map[string]*Balancer // every balancer by name, the default included
 	logsView   *Logs
 	store      *Store
 	notifierVw *Notifier
@@ -106,7 +112,6 @@ func New(opts *Options) *Rack {
 		now:           o.Now,
 		breaker:       o.CircuitBreaker,
 		registryHost:  o.RegistryHost,
-		balancerName:  o.BalancerName,
 		hooks:         o.Hooks,
 		faults:        map[string][]fault{},
 		crash:         map[string]bool{},
@@ -116,8 +121,6 @@ func New(opts *Options) *Rack {
 		repos:         map[string]*repo{},
 		apps:          map[string]*app{},
 		oneoffs:       map[string]*oneoffs{},
-		routes:        map[string]*route{},
-		sets:          map[string]*targetSet{},
 		logs:          map[string][]providers.LogEntry{},
 		tails:         map[*tail]bool{},
 		docs:          map[string]providers.Doc{},
@@ -128,12 +131,16 @@ func New(opts *Options) *Rack {
 	if r.registryHost == "" {
 		r.registryHost = "registry.fake.test"
 	}
-	if r.balancerName == "" {
-		r.balancerName = "fake"
-	}
 	r.registry = &Registry{r: r}
 	r.scheduler = &Scheduler{r: r}
-	r.balancer = &Balancer{r: r}
+	r.balancer = newBalancer(r, cmp.Or(o.BalancerName, "fake"))
+	r.balancers = map[string]*Balancer{r.balancer.name: r.balancer}
+	for _, name := range o.Balancers {
+		if name == "" || r.balancers[name] != nil {
+			panic(fmt.Sprintf("fake: Options.Balancers: balancer name %q is empty or given twice", name))
+		}
+		r.balancers[name] = newBalancer(r, name)
+	}
 	r.logsView = &Logs{r: r}
 	r.store = &Store{r: r}
 	r.notifierVw = &Notifier{r: r}
@@ -146,8 +153,20 @@ func (r *Rack) Registry() *Registry { return r.registry }
 // Scheduler returns the rack's scheduler.
 func (r *Rack) Scheduler() *Scheduler { return r.scheduler }
 
-// Balancer returns the rack's balancer.
+// Balancer returns the rack's default balancer, named
+// Options.BalancerName.
 func (r *Rack) Balancer() *Balancer { return r.balancer }
+
+// BalancerNamed returns the rack's balancer with the name: the default one
+// for Options.BalancerName, else one of Options.Balancers. An unknown name
+// panics, as a mistake in a test's setup.
+func (r *Rack) BalancerNamed(name string) *Balancer {
+	b := r.balancers[name]
+	if b == nil {
+		panic(fmt.Sprintf("fake: the rack has no balancer named %q; name it in Options.Balancers", name))
+	}
+	return b
+}
 
 // Logs returns the rack's log store.
 func (r *Rack) Logs() *Logs { return r.logsView }

@@ -13,9 +13,11 @@ import (
 
 // Scheduler is the rack's providers.Scheduler; it also implements
 // providers.BatchStatus, providers.Canceler, providers.TaskRunner,
-// providers.Stager and providers.BindingAcceptor (it accepts providers.BindingLocal bindings of
-// the rack's Balancer). See the package documentation for the step model
-// of its rollouts.
+// providers.Stager and providers.BindingAcceptor (it accepts
+// providers.BindingLocal bindings of any balancer of the rack, the default
+// one and those of Options.Balancers, and a process may be bound to routes
+// of several at once). See the package documentation for the step model of
+// its rollouts.
 type Scheduler struct{ r *Rack }
 
 var (
@@ -123,8 +125,8 @@ func (s *Scheduler) validate(d providers.Desired) error {
 			if !s.AcceptsBinding(b.Kind) {
 				return providers.Invalidf("fake scheduler: apply %s: binding kind %q is not accepted", d.App, b.Kind)
 			}
-			if b.Balancer != s.r.balancerName {
-				return providers.Invalidf("fake scheduler: apply %s: binding of balancer %q, not %q", d.App, b.Balancer, s.r.balancerName)
+			if s.r.balancers[b.Balancer] == nil {
+				return providers.Invalidf("fake scheduler: apply %s: binding of balancer %q, which is not a balancer of the rack", d.App, b.Balancer)
 			}
 		}
 	}
@@ -132,7 +134,12 @@ func (s *Scheduler) validate(d providers.Desired) error {
 }
 
 // Apply implements providers.Scheduler. Bindings must name target sets
-// that exist in the rack's Balancer (ErrInvalid otherwise).
+// that exist in a balancer of the rack (ErrInvalid otherwise). Every Apply
+// with a new token is a rollout that replaces the app's tasks, also when
+// only the bindings changed (as an ECS service update with new load
+// balancers does): the new tasks join the new bindings and the old ones
+// keep serving their bindings until the drain step, so a route the new
+// bindings keep never lacks a healthy target.
 func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
 	c := Call{Provider: "Scheduler", Method: "Apply", Key: d.App, Args: []any{d}}
 	return do(s.r, ctx, c, func(ctx context.Context) (providers.Rollout, error) {
@@ -181,8 +188,8 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 func (r *Rack) checkBindings(d providers.Desired) error {
 	for name, bs := range d.Bindings {
 		for _, b := range bs {
-			if r.sets[b.Target] == nil {
-				return providers.Invalidf("fake scheduler: %s: process %q is bound to target set %q, which does not exist", d.App, name, b.Target)
+			if r.boundSet(b) == nil {
+				return providers.Invalidf("fake scheduler: %s: process %q is bound to target set %q of balancer %q, which does not exist", d.App, name, b.Target, b.Balancer)
 			}
 		}
 	}

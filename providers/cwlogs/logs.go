@@ -330,34 +330,64 @@ const (
 // stream is the destination of events.
 type stream struct{ group, name string }
 
+// event validates an entry and turns it into an event of its stream.
+// An entry without an ID or a time gets one.
+func (l *Logs) event(e providers.LogEntry) (stream, types.InputLogEvent, error) {
+	if e.App == "" || e.Stream == "" {
+		return stream{}, types.InputLogEvent{}, providers.Invalidf("cwlogs: entry has no app or no stream")
+	}
+	if e.Time.IsZero() {
+		e.Time = l.opts.Now()
+	}
+	if e.ID == "" {
+		e.ID = l.newID(e.Time)
+	}
+	dst := stream{l.Group(e.App), StreamName(e.Process, e.Stream)}
+	if len(dst.group) > maxGroupName || len(dst.name) > maxStreamName {
+		return stream{}, types.InputLogEvent{}, providers.Invalidf("cwlogs: log group %q or stream %q is too long", dst.group, dst.name)
+	}
+	msg := encodeEnvelope(e)
+	if len(msg) > MaxEventBytes {
+		return stream{}, types.InputLogEvent{}, providers.Invalidf("cwlogs: a message of %d bytes with its envelope exceeds the %d bytes of an event", len(msg), MaxEventBytes)
+	}
+	return dst, types.InputLogEvent{Message: aws.String(msg), Timestamp: aws.Int64(e.Time.UnixMilli())}, nil
+}
+
 // prepare validates entries and turns them into events per stream, in
-// chronological order. Entries without an ID or a time get one.
+// chronological order.
 func (l *Logs) prepare(entries []providers.LogEntry) (map[stream][]types.InputLogEvent, error) {
 	out := map[stream][]types.InputLogEvent{}
 	for i, e := range entries {
-		if e.App == "" || e.Stream == "" {
-			return nil, providers.Invalidf("cwlogs: entry %d has no app or no stream", i)
+		dst, ev, err := l.event(e)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
-		if e.Time.IsZero() {
-			e.Time = l.opts.Now()
-		}
-		if e.ID == "" {
-			e.ID = l.newID(e.Time)
-		}
-		dst := stream{l.Group(e.App), StreamName(e.Process, e.Stream)}
-		if len(dst.group) > maxGroupName || len(dst.name) > maxStreamName {
-			return nil, providers.Invalidf("cwlogs: entry %d: log group %q or stream %q is too long", i, dst.group, dst.name)
-		}
-		msg := encodeEnvelope(e)
-		if len(msg) > MaxEventBytes {
-			return nil, providers.Invalidf("cwlogs: entry %d: message of %d bytes with its envelope exceeds the %d bytes of an event", i, len(msg), MaxEventBytes)
-		}
-		out[dst] = append(out[dst], types.InputLogEvent{Message: aws.String(msg), Timestamp: aws.Int64(e.Time.UnixMilli())})
-	}
-	for _, events := range out {
-		slices.SortStableFunc(events, func(a, b types.InputLogEvent) int { return cmp.Compare(*a.Timestamp, *b.Timestamp) })
+		out[dst] = append(out[dst], ev)
 	}
 	return out, nil
+}
+
+// putAll sends the events of every stream, each stream's sorted by time
+// and split by Batches.
+func (l *Logs) putAll(ctx context.Context, byStream map[stream][]types.InputLogEvent) error {
+	dsts := make([]stream, 0, len(byStream))
+	for dst, events := range byStream {
+		dsts = append(dsts, dst)
+		slices.SortStableFunc(events, func(a, b types.InputLogEvent) int { return cmp.Compare(*a.Timestamp, *b.Timestamp) })
+	}
+	slices.SortFunc(dsts, func(a, b stream) int { return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.name, b.name)) })
+	var rejected []error
+	for _, dst := range dsts {
+		for _, batch := range Batches(byStream[dst]) {
+			if err := l.put(ctx, dst, batch); err != nil {
+				if !errors.Is(err, errRejected) {
+					return err
+				}
+				rejected = append(rejected, err)
+			}
+		}
+	}
+	return errors.Join(rejected...)
 }
 
 // Batches splits events, which must be in chronological order, into the
@@ -403,23 +433,7 @@ func (l *Logs) Write(ctx context.Context, entries []providers.LogEntry) error {
 	if err != nil {
 		return err
 	}
-	dsts := make([]stream, 0, len(byStream))
-	for dst := range byStream {
-		dsts = append(dsts, dst)
-	}
-	slices.SortFunc(dsts, func(a, b stream) int { return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.name, b.name)) })
-	var rejected []error
-	for _, dst := range dsts {
-		for _, batch := range Batches(byStream[dst]) {
-			if err := l.put(ctx, dst, batch); err != nil {
-				if !errors.Is(err, errRejected) {
-					return err
-				}
-				rejected = append(rejected, err)
-			}
-		}
-	}
-	return errors.Join(rejected...)
+	return l.putAll(ctx, byStream)
 }
 
 var errRejected = fmt.Errorf("%w: events rejected", providers.ErrInvalid)

@@ -237,7 +237,11 @@ func TestEnsureRouteChangesOnlyWhatDiffers(t *testing.T) {
 			func(s *providers.RouteSpec) { s.Health.Path = "/up"; s.DeregistrationDelay = time.Minute },
 			map[string]int{"ModifyLoadBalancerAttributes": 1}, []string{"HTTP:80->HTTP:8080"}},
 		{"a new port replaces the listener on its port and moves the health check",
-			func(s *providers.RouteSpec) { s.Health.Path = "/up"; s.DeregistrationDelay = time.Minute; s.Port = 9090 },
+			func(s *providers.RouteSpec) {
+				s.Health.Path = "/up"
+				s.DeregistrationDelay = time.Minute
+				s.Port = 9090
+			},
 			map[string]int{"DeleteLoadBalancerListeners": 1, "CreateLoadBalancerListeners": 1, "ConfigureHealthCheck": 1}, []string{"HTTP:80->HTTP:9090"}},
 		{"a new protocol creates the new listener, then deletes the old one",
 			func(s *providers.RouteSpec) {
@@ -306,9 +310,15 @@ func TestExistingLoadBalancers(t *testing.T) {
 		{"a load balancer of the route is adopted and reconciled, not duplicated",
 			func(t *testing.T, e *env) elbbalancer.API { precreate(t, e, 9999, routeTags); return e.client }, nil, 0},
 		{"a load balancer created meanwhile with other settings is adopted after DuplicateLoadBalancerName",
-			func(t *testing.T, e *env) elbbalancer.API { precreate(t, e, 9999, routeTags); return &hideFirst{API: e.client} }, nil, 1},
+			func(t *testing.T, e *env) elbbalancer.API {
+				precreate(t, e, 9999, routeTags)
+				return &hideFirst{API: e.client}
+			}, nil, 1},
 		{"a load balancer of the name that belongs to something else is a conflict",
-			func(t *testing.T, e *env) elbbalancer.API { precreate(t, e, 8080, map[string]string{"team": "other"}); return e.client },
+			func(t *testing.T, e *env) elbbalancer.API {
+				precreate(t, e, 8080, map[string]string{"team": "other"})
+				return e.client
+			},
 			providers.ErrConflict, 0},
 	}
 	for _, tt := range tests {
@@ -429,7 +439,10 @@ func TestEnsureRouteRejectsBadSpecsBeforeAnyCall(t *testing.T) {
 		{"a certificate that is not an ARN", func(s *providers.RouteSpec) { s.Protocol = providers.HTTPS; s.Certificate = "mine" }},
 		{"a certificate on plain http", func(s *providers.RouteSpec) { s.Certificate = cert }},
 		{"a bad host", func(s *providers.RouteSpec) { s.Host = "shop example" }},
-		{"a health check timeout over 60s", func(s *providers.RouteSpec) { s.Health.Interval = 90 * time.Second; s.Health.Timeout = 61 * time.Second }},
+		{"a health check timeout over 60s", func(s *providers.RouteSpec) {
+			s.Health.Interval = 90 * time.Second
+			s.Health.Timeout = 61 * time.Second
+		}},
 		{"a health check timeout not under the interval", func(s *providers.RouteSpec) { s.Health.Interval = 5 * time.Second; s.Health.Timeout = 5 * time.Second }},
 		{"an unhealthy threshold over 10", func(s *providers.RouteSpec) { s.Health.Unhealthy = 11 }},
 		{"a deregistration delay over an hour", func(s *providers.RouteSpec) { s.DeregistrationDelay = 2 * time.Hour }},

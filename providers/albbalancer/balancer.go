@@ -219,6 +219,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// wrapCert maps the error of a call naming a certificate: a certificate
+// that does not exist (CertificateNotFound) makes the route spec invalid.
+func wrapCert(op string, err error) error {
+	if awserr.Code(err) == "CertificateNotFound" {
+		return awserr.As(op, providers.ErrInvalid, err)
+	}
+	return awserr.Wrap(op, err)
+}
+
 // isNotFound reports whether err says the resource does not exist.
 func isNotFound(err error) bool { return errors.Is(err, providers.ErrNotFound) }
 
@@ -442,7 +451,7 @@ func (b *Balancer) ensureListener(ctx context.Context, lb *loadBalancer, ls []ty
 	}
 	out, err := b.api.CreateListener(ctx, in)
 	if err != nil {
-		err = awserr.Wrap(fmt.Sprintf("create listener on port %d", port), err)
+		err = wrapCert(fmt.Sprintf("create listener on port %d", port), err)
 		if !errors.Is(err, providers.ErrAlreadyExists) {
 			return "", err
 		}
@@ -486,7 +495,7 @@ func (b *Balancer) attachCertificate(ctx context.Context, listener string, have 
 		ListenerArn:  aws.String(listener),
 		Certificates: []types.Certificate{{CertificateArn: aws.String(cert)}},
 	}); err != nil {
-		return awserr.Wrap("add listener certificate", err)
+		return wrapCert("add listener certificate", err)
 	}
 	b.mu.Lock()
 	b.certs[key] = true

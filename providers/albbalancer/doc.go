@@ -122,8 +122,10 @@
 // EnsureRoute and DeleteRoute); DuplicateLoadBalancerName,
 // DuplicateTargetGroupName and DuplicateListener are handled by adopting
 // the existing resource; PriorityInUse is retried with another priority;
-// ResourceInUse (a target group still in use right after its rule was
-// deleted) is retried a few times and is otherwise providers.ErrConflict;
+// CertificateNotFound is providers.ErrInvalid (the spec names a
+// certificate that does not exist); ResourceInUse (a target group still in
+// use right after its rule was deleted) is retried a few times and is
+// otherwise providers.ErrConflict;
 // ValidationError, InvalidConfigurationRequest and the TooMany... limits
 // are providers.ErrInvalid; AccessDenied is providers.ErrPermission;
 // Throttling is providers.ErrThrottled; 5xx answers and transport failures

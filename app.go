@@ -163,7 +163,17 @@ func (c *Client) GetApp(ctx context.Context, name string) (*App, error) {
 	if err != nil {
 		return nil, wrapErr("GetApp", name, "", err)
 	}
-	return doc.app(), nil
+	app := doc.app()
+	// The app document's latest sequence can lag behind a release whose
+	// creation failed midway; the listing is the truth.
+	latest, err := c.App(name).latestDoc(ctx)
+	if err != nil {
+		return nil, wrapErr("GetApp", name, "", err)
+	}
+	if latest != nil {
+		app.Latest = releaseID(latest.Seq)
+	}
+	return app, nil
 }
 
 // Apps yields every app in name order.

@@ -743,15 +743,41 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	return de
 }
 
-// compensate re-applies the previous release and waits for it, or stops
-// the app's processes when there was none.
+// compensate restores what ran before the deploy, retrying until ctx ends:
+// each attempt is bounded by a fifth of CompensateTimeout (at least 10s),
+// so one hung or failed call costs an attempt, not the compensation.
+// Every error is retried, not only temporary ones: leaving the app
+// half-deployed is worse than trying again.
 func (d *Deployment) compensate(ctx context.Context) error {
+	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
+		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	per := max(d.c.opts.CompensateTimeout/5, 10*time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, per)
+		err := d.compensateOnce(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepCompensate, Message: "compensation failed; retrying", Reason: err.Error()})
+		if werr := b.Wait(ctx); werr != nil {
+			return err
+		}
+	}
+}
+
+// compensateOnce re-applies the previous release and waits for it (or
+// reverts a weighted deploy's staging), or stops the app's processes when
+// there was no previous release.
+func (d *Deployment) compensateOnce(ctx context.Context) error {
 	sel, err := d.selection(ctx)
 	if err != nil {
 		return err
 	}
-	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
-		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
 	if (d.staged != nil || d.wasStaged) && !d.switched {
 		return d.unstage(ctx, sel)
 	}
@@ -815,6 +841,9 @@ func (d *Deployment) compensate(ctx context.Context) error {
 // lastLines returns up to n of the release's most recent process log
 // lines since start, skipping the platform's own.
 func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []LogEntry {
+	// Diagnostics must not eat the compensation's time.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.NotifyTimeout)
+	defer cancel()
 	doc, err := c.loadApp(ctx, app)
 	if err != nil {
 		return nil
@@ -850,7 +879,9 @@ func (c *Client) lastLines(ctx context.Context, app, release string, start time.
 
 // platformLog writes a platform event line into the app's logs.
 func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
-	doc, err := c.loadApp(context.WithoutCancel(ctx), app)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.NotifyTimeout)
+	defer cancel()
+	doc, err := c.loadApp(ctx, app)
 	if err != nil {
 		return
 	}
@@ -859,7 +890,7 @@ func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
 		return
 	}
 	e := LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
-	if err := sel.logs.Write(context.WithoutCancel(ctx), []LogEntry{e}); err != nil {
+	if err := sel.logs.Write(ctx, []LogEntry{e}); err != nil {
 		c.log.Warn("convox: write platform log", "app", app, "err", err)
 	}
 }

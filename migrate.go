@@ -330,3 +330,28 @@ func (a *AppClient) PruneImages(ctx context.Context, opts *PruneOptions) (*Prune
 	}
 	return res, nil
 }
+
+// SwitchLogs makes the app use the rack's logs backend named name: new
+// platform events are written there and Logs reads from it. It is the
+// switch step of a logs migration (see package providers/logtee, whose Tee
+// writes to both backends and reads across them); the scheduler's own log
+// routing is the scheduler's configuration.
+func (a *AppClient) SwitchLogs(ctx context.Context, name string) error {
+	const op = "SwitchLogs"
+	n, _, err := a.c.rack.logs.get(name)
+	if err != nil {
+		return wrapErr(op, a.name, "", err)
+	}
+	if name == "" {
+		return wrapErr(op, a.name, "", providers.Invalidf("name the logs backend to switch to"))
+	}
+	_, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		d.Spec.Logs = n
+		return nil
+	})
+	if err != nil {
+		return wrapErr(op, a.name, "", err)
+	}
+	a.c.emit(Event{Type: EventMigrated, App: a.name, Message: "logs now go to " + n})
+	return nil
+}

@@ -318,25 +318,39 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 
 // saveNewRelease allocates the next sequence number and writes the release.
 func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
-	app, err := c.updateApp(ctx, doc.App, func(d *appDoc) error {
-		d.Latest++
+	// Write the release first, at the first free sequence number after the
+	// app's latest, then record it as the latest: a failure between the two
+	// leaves a listed release the next creation skips, never a gap.
+	app, err := c.loadApp(ctx, doc.App)
+	if err != nil {
+		return err
+	}
+	doc.Created = time.Now().UTC()
+	for doc.Seq = app.Latest + 1; ; doc.Seq++ {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		var v int64
+		err = c.retryStore(ctx, func() error {
+			var err error
+			v, err = c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
+			return err
+		})
+		if errors.Is(err, ErrConflict) {
+			continue // taken by a concurrent creation
+		}
+		if err != nil {
+			return err
+		}
+		doc.version = v
+		break
+	}
+	_, err = c.updateApp(ctx, doc.App, func(d *appDoc) error {
+		d.Latest = max(d.Latest, doc.Seq)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	doc.Seq = app.Latest
-	doc.Created = time.Now().UTC()
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	v, err := c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
-	if err != nil {
-		return err
-	}
-	doc.version = v
-	return nil
+	return err
 }
 
 // latestDoc returns the newest release document, or nil when there is none.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -182,7 +183,12 @@ func (c *Client) loadApp(ctx context.Context, name string) (*appDoc, error) {
 	if err := providers.ValidateName("app", name, providers.MaxAppName); err != nil {
 		return nil, err
 	}
-	d, err := c.rack.store.Get(ctx, appKey(name))
+	var d providers.Doc
+	err := c.retryStore(ctx, func() error {
+		var err error
+		d, err = c.rack.store.Get(ctx, appKey(name))
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("app %q: %w", name, ErrNotFound)
 	}
@@ -203,12 +209,33 @@ func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 	if err != nil {
 		return err
 	}
-	v, err := c.rack.store.Put(ctx, appKey(doc.Name), b, doc.version)
+	var v int64
+	err = c.retryStore(ctx, func() error {
+		var err error
+		v, err = c.rack.store.Put(ctx, appKey(doc.Name), b, doc.version)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	doc.version = v
 	return nil
+}
+
+// retryStore runs a store operation, retrying temporary errors a few
+// times with a short backoff: the store holds the truth about what is
+// active, so a throttled write must not abandon a workflow midway.
+func (c *Client) retryStore(ctx context.Context, fn func() error) error {
+	b := poll.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !IsTemporary(err) || attempt >= 8 || ctx.Err() != nil {
+			return err
+		}
+		if werr := b.Wait(ctx); werr != nil {
+			return err
+		}
+	}
 }
 
 // updateApp applies fn to the current app document and saves it, reading
@@ -238,7 +265,12 @@ func (c *Client) loadRelease(ctx context.Context, app, id string) (*releaseDoc, 
 	if err != nil {
 		return nil, err
 	}
-	d, err := c.rack.store.Get(ctx, releaseKey(app, seq))
+	var d providers.Doc
+	err = c.retryStore(ctx, func() error {
+		var err error
+		d, err = c.rack.store.Get(ctx, releaseKey(app, seq))
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("release %s of app %q: %w", releaseID(seq), app, ErrNotFound)
 	}
@@ -269,7 +301,10 @@ func (c *Client) updateRelease(ctx context.Context, app, id string, fn func(*rel
 		if err != nil {
 			return err
 		}
-		_, err = c.rack.store.Put(ctx, releaseKey(app, r.Seq), b, r.version)
+		err = c.retryStore(ctx, func() error {
+			_, err := c.rack.store.Put(ctx, releaseKey(app, r.Seq), b, r.version)
+			return err
+		})
 		if err == nil || !errors.Is(err, ErrConflict) || attempt >= 50 {
 			return err
 		}
@@ -281,7 +316,12 @@ func (c *Client) list(ctx context.Context, prefix string, reverse bool) iter.Seq
 	return func(yield func(providers.Doc, error) bool) {
 		token := ""
 		for {
-			page, err := c.rack.store.List(ctx, prefix, providers.ListOptions{Reverse: reverse, Token: token})
+			var page providers.DocPage
+			err := c.retryStore(ctx, func() error {
+				var err error
+				page, err = c.rack.store.List(ctx, prefix, providers.ListOptions{Reverse: reverse, Token: token})
+				return err
+			})
 			if err != nil {
 				yield(providers.Doc{}, err)
 				return

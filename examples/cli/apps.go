@@ -8,11 +8,12 @@ import (
 	"github.com/convox-go/convox"
 )
 
+// appsCreateCmd is "convox apps create".
 func appsCreateCmd() *command {
 	return &command{
 		name: "apps create", args: "NAME", summary: "create an app",
 		help: `Records a new app on the rack. Deploy to it with "convox build" and "convox deploy".
-	NAME defaults to --app.`,
+NAME defaults to --app.`,
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			name, err := oneNameArg(s, "apps create", args)
 			if err != nil {
@@ -38,6 +39,7 @@ func appsCreateCmd() *command {
 	}
 }
 
+// appsListCmd is "convox apps list".
 func appsListCmd() *command {
 	return &command{
 		name: "apps list", summary: "list the apps",
@@ -76,6 +78,7 @@ func appsListCmd() *command {
 	}
 }
 
+// appsInfoCmd is "convox apps info".
 func appsInfoCmd() *command {
 	return &command{
 		name: "apps info", args: "[NAME]", summary: "show an app: releases and endpoints",
@@ -113,6 +116,7 @@ func appsInfoCmd() *command {
 	}
 }
 
+// appsDeleteCmd is "convox apps delete".
 func appsDeleteCmd() *command {
 	return &command{
 		name: "apps delete", args: "NAME", summary: "delete an app, its processes, routes, logs and releases",

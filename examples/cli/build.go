@@ -21,18 +21,19 @@ type buildJSON struct {
 	Digest string `json:"digest"`
 }
 
+// buildCmd is "convox build".
 func buildCmd() *command {
 	return &command{
 		name: "build", args: "DIR [--tag TAG]", summary: "build a Go main package into an image in the rack's registry",
 		help: `Compiles the Go main package in DIR (CGO disabled, so the binary is static)
-	and wraps it into a one-layer OCI image, without Docker: the binary is
-	/app/server, the image's entrypoint, and /app is on the image's PATH (so
-	"convox run web -- server ARGS" runs it). The image is pushed to the rack's
-	registry as APP:TAG; deploy it with "convox deploy APP:TAG".
+and wraps it into a one-layer OCI image, without Docker: the binary is
+/app/server, the image's entrypoint, and /app is on the image's PATH (so
+"convox run web -- server ARGS" runs it). The image is pushed to the rack's
+registry as APP:TAG; deploy it with "convox deploy APP:TAG".
 
-	TAG defaults to the first 12 hex digits of the image digest, so building
-	unchanged source gives the same tag. The app must exist. Needs the go
-	command and the local rack.`,
+TAG defaults to the first 12 hex digits of the image digest, so building
+unchanged source gives the same tag. The app must exist. Needs the go
+command and the local rack.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &buildOpts{}
 			fs.StringVar(&o.tag, "tag", "", "the image `TAG` (default: from the image digest)")

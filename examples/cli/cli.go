@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/convox-go/convox"
 )
@@ -62,7 +63,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.app, "app", g.app, "the app `NAME` ($CONVOX_APP)")
 	fs.StringVar(&g.app, "a", g.app, "shorthand for --app")
 	fs.BoolVar(&g.json, "json", g.json, "machine-readable output")
-	fs.StringVar(&g.rack, "rack", g.rack, "the rack: local or aws ($CONVOX_RACK)")
+	fs.StringVar(&g.rack, "rack", g.rack, "the rack: local or aws ($CONVOX_RACK; see convox help aws)")
 	fs.StringVar(&g.rackDir, "rack-dir", g.rackDir, "the local rack's `directory` ($CONVOX_RACK_DIR)")
 }
 
@@ -148,7 +149,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 		g.rackDir = ".convox"
 	}
 	top := flag.NewFlagSet("convox", flag.ContinueOnError)
-	top.SetOutput(std.Stderr)
+	top.SetOutput(io.Discard) // errors are reported below
 	g.register(top)
 	top.Usage = func() {}
 	if err := top.Parse(args); err != nil {
@@ -168,6 +169,10 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 			printHelp(std.Stdout, top)
 			return exitOK
 		}
+		if rest[1] == "aws" {
+			fmt.Fprintln(std.Stdout, awsHelp)
+			return exitOK
+		}
 		cmd := lookup(rest[1:])
 		if cmd == nil {
 			return report(std, g, usagef("", "unknown command %q", strings.Join(rest[1:], " ")))
@@ -184,7 +189,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 		return report(std, g, usagef("", "unknown command %q", rest[0]))
 	}
 	cmdArgs := rest[len(strings.Fields(cmd.name)):]
-	fs, opts := cmd.flagSet(g, std.Stderr)
+	fs, opts := cmd.flagSet(g, io.Discard) // errors are reported below
 	pos, err := parseInterspersed(fs, cmdArgs)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(std.Stdout)
@@ -266,9 +271,11 @@ Usage: convox [global flags] COMMAND [arguments] [flags]
 
 Commands:
 `)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-44s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
 	}
+	tw.Flush()
 	fmt.Fprint(w, `
 Global flags (before or after the command):
 `)
@@ -278,7 +285,8 @@ Global flags (before or after the command):
 Exit codes: 0 ok; 1 the command failed (a failed deploy, a missing app, ...);
 2 usage error; run exits with the process's exit code.
 
-Run "convox help COMMAND" for a command's flags.
+Run "convox help COMMAND" for a command's flags, "convox help aws" for the
+AWS rack's settings.
 `)
 }
 

@@ -60,6 +60,8 @@ type cliEnv struct {
 	bin string
 	dir string // working directory; the rack is its .convox
 	app string // CONVOX_APP
+	// extraEnv is added to the CLI's environment.
+	extraEnv []string
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
@@ -76,11 +78,12 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 
-// environ is the test's environment without CONVOX_ variables, plus extra.
+// environ is the test's environment without CONVOX_ and AWS_ variables,
+// plus extra.
 func environ(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONVOX_") {
+		if !strings.HasPrefix(kv, "CONVOX_") && !strings.HasPrefix(kv, "AWS_") {
 			env = append(env, kv)
 		}
 	}
@@ -90,7 +93,7 @@ func environ(extra ...string) []string {
 func (e *cliEnv) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(e.bin, args...)
 	cmd.Dir = e.dir
-	cmd.Env = environ()
+	cmd.Env = environ(e.extraEnv...)
 	if e.app != "" {
 		cmd.Env = append(cmd.Env, "CONVOX_APP="+e.app)
 	}

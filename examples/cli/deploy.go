@@ -87,23 +87,24 @@ type deployCmdOpts struct {
 	description string
 }
 
+// deployCmd is "convox deploy".
 func deployCmd() *command {
 	return &command{
-		name: "deploy", args: "IMAGE [--strategy S] [--wait-timeout D]", summary: "deploy an image as a new release, with live progress",
+		name: "deploy", args: "IMAGE [flags]", summary: "deploy an image as a new release, with live progress",
 		help: `Creates a release from IMAGE (APP:TAG as "convox build" prints it, or
-	APP@sha256:...), with the environment and processes of the app's latest
-	release, promotes it and waits until its tasks run and its targets are
-	healthy. A failed deploy is rolled back (the previous release serves again)
-	and exits 1, with the reason, the stopped tasks and their last log lines.
+APP@sha256:...), with the environment and processes of the app's latest
+release, promotes it and waits until its tasks run and its targets are
+healthy. A failed deploy is rolled back (the previous release serves again)
+and exits 1, with the reason, the stopped tasks and their last log lines.
 
-	An app's first deploy runs one "web" process listening on $PORT, routed by
-	the rack's balancer (--port 0: no traffic) and health-checked on --health.
-	Later deploys keep the processes; --process, --port and --health given
-	explicitly change (or add) that process. Change counts with "convox scale".
+An app's first deploy runs one "web" process listening on $PORT, routed by
+the rack's balancer (--port 0: no traffic) and health-checked on --health.
+Later deploys keep the processes; --process, --port and --health given
+explicitly change (or add) that process. Change counts with "convox scale".
 
-	On a terminal, progress is one status line updated in place; otherwise one
-	line per change. Interrupting a deploy on the local rack cancels it and
-	restores the previous release.`,
+On a terminal, progress is one status line updated in place; otherwise one
+line per change. Interrupting a deploy on the local rack cancels it and
+restores the previous release.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &deployCmdOpts{fs: fs}
 			o.register(fs, true)

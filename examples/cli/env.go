@@ -25,11 +25,12 @@ func envList(r *convox.Release) []envJSON {
 	return out
 }
 
+// envListCmd is "convox env list".
 func envListCmd() *command {
 	return &command{
 		name: "env list", summary: "list the environment of the app's latest release (secrets redacted)",
 		help: `Prints KEY=VALUE lines; secret values print as <redacted>. The latest
-	release is the one the next "env set", "scale" or "deploy" copies.`,
+release is the one the next "env set", "scale" or "deploy" copies.`,
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			if len(args) > 0 {
 				return usagef("env list", "env list takes no arguments")
@@ -63,15 +64,16 @@ type envSetOpts struct {
 	secret bool
 }
 
+// envSetCmd is "convox env set".
 func envSetCmd() *command {
 	return &command{
 		name: "env set", args: "KEY=VALUE... [--secret]", summary: "set variables and deploy the change as a new release",
 		help: `With --secret the values are stored as secrets: the app sees them as usual,
-	but they print as <redacted> everywhere else. A VALUE of "-" reads the value
-	from standard input (without its trailing newline), keeping it out of the
-	shell's history:
+but they print as <redacted> everywhere else. A VALUE of "-" reads the value
+from standard input (without its trailing newline), keeping it out of the
+shell's history:
 
-	    convox env set --secret API_TOKEN=- --app web < token.txt`,
+    convox env set --secret API_TOKEN=- --app web < token.txt`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &envSetOpts{}
 			o.register(fs, false)
@@ -142,6 +144,7 @@ func parseAssignments(args []string, stdin io.Reader) (map[string]string, error)
 	return vars, nil
 }
 
+// envUnsetCmd is "convox env unset".
 func envUnsetCmd() *command {
 	return &command{
 		name: "env unset", args: "KEY...", summary: "remove variables and deploy the change as a new release",
@@ -175,12 +178,13 @@ func envUnsetCmd() *command {
 	}
 }
 
+// scaleCmd is "convox scale".
 func scaleCmd() *command {
 	return &command{
 		name: "scale", args: "PROCESS=COUNT", summary: "run COUNT instances of a process type (a new release)",
 		help: `Deploys a new release, copied from the latest, in which PROCESS runs COUNT
-	instances, so a rollback restores the formation too. COUNT 0 stops the
-	process type.`,
+instances, so a rollback restores the formation too. COUNT 0 stops the
+process type.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &deployOpts{}
 			o.register(fs, false)

@@ -1,7 +1,7 @@
 // Command convox is a small command-line tool over the convox SDK: the kind
 // of CLI an internal tooling team writes in an afternoon. It deploys apps on
-// a local rack (one machine, no cloud account, nothing installed but Go) and
-// shows how each command maps onto one or two SDK calls.
+// a local rack (one machine, no cloud account, nothing installed but Go) or
+// on AWS, and each of its commands is one or two SDK calls.
 //
 // Build it and deploy the demo app in ./app:
 //
@@ -70,9 +70,15 @@
 //
 // # AWS
 //
-// --rack aws builds the rack from the standard AWS configuration chain
-// (profiles, environment, SSO). It fails with a message naming the provider
-// packages the SDK does not have yet.
+// With --rack aws the rack is ECR (images), ECS on Fargate (processes), one
+// shared application load balancer (routes), CloudWatch Logs (logs) and a
+// DynamoDB table (apps and release history). Credentials and region come
+// from the standard AWS configuration chain (AWS_PROFILE, AWS_REGION,
+// environment credentials, SSO, instance roles); AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE> redirect the clients. "convox help aws" lists
+// the rack's settings, CONVOX_AWS_CLUSTER, CONVOX_AWS_SUBNETS and the
+// like. Images are pushed to ECR with the usual tools; "convox build"
+// pushes to the local rack only.
 package main
 
 import (

@@ -10,6 +10,7 @@ import (
 	"github.com/convox-go/convox"
 )
 
+// releasesListCmd is "convox releases list".
 func releasesListCmd() *command {
 	return &command{
 		name: "releases list", summary: "list the app's releases, newest first",
@@ -48,6 +49,7 @@ func releasesListCmd() *command {
 	}
 }
 
+// releasesInfoCmd is "convox releases info".
 func releasesInfoCmd() *command {
 	return &command{
 		name: "releases info", args: "ID", summary: "show a release: image, environment (secrets redacted), processes",
@@ -102,6 +104,7 @@ func releasesInfoCmd() *command {
 	}
 }
 
+// releasesDiffCmd is "convox releases diff".
 func releasesDiffCmd() *command {
 	return &command{
 		name: "releases diff", args: "A B", summary: "show what changed from release A to release B (names only, never values)",
@@ -153,14 +156,15 @@ type rollbackOpts struct {
 	lastHealthy bool
 }
 
+// rollbackCmd is "convox rollback".
 func rollbackCmd() *command {
 	return &command{
 		name: "rollback", args: "[RELEASE | --last-healthy]", summary: "deploy a copy of an earlier release",
 		help: `Creates a new release copying RELEASE (image, environment and processes),
-	records the copied release as its parent and deploys it. Without RELEASE it
-	copies the release that was active before the active one; with
-	--last-healthy, the newest release other than the active one that served
-	healthily.`,
+records the copied release as its parent and deploys it. Without RELEASE it
+copies the release that was active before the active one; with
+--last-healthy, the newest release other than the active one that served
+healthily.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &rollbackOpts{}
 			o.register(fs, true)
@@ -195,11 +199,12 @@ func rollbackCmd() *command {
 	}
 }
 
+// cancelCmd is "convox cancel".
 func cancelCmd() *command {
 	return &command{
 		name: "cancel", summary: "stop the app's in-flight deploy and restore the previous release",
 		help: `Works from any terminal: the deploy may run in another convox command (on the
-	local rack the command runs inside it) or another program.`,
+local rack the command runs inside it) or another program.`,
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			if len(args) > 0 {
 				return usagef("cancel", "cancel takes no arguments")

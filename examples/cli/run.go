@@ -27,17 +27,18 @@ type runJSON struct {
 	Output   []string `json:"output"`
 }
 
+// runCmd is "convox run".
 func runCmd() *command {
 	return &command{
 		name: "run", args: "PROCESS [--release ID] [-- CMD...]", summary: "run a one-off process and exit with its exit code",
 		help: `Starts a one-off process of type PROCESS with the image and environment of
-	the active release (or --release), running CMD (the process's own command
-	when none is given), streams its output and exits with its exit code. An
-	image made by "convox build" has its binary "server" on its PATH:
+the active release (or --release), running CMD (the process's own command
+when none is given), streams its output and exits with its exit code. An
+image made by "convox build" has its binary "server" on its PATH:
 
-	    convox run web --app hello -- server env GREETING
+    convox run web --app hello -- server env GREETING
 
-	With --json the output is collected into the JSON document instead.`,
+With --json the output is collected into the JSON document instead.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &runOpts{}
 			fs.StringVar(&o.release, "release", "", "run this release's image and environment (default: the active release)")
@@ -93,12 +94,13 @@ func runCmd() *command {
 	}
 }
 
+// psCmd is "convox ps".
 func psCmd() *command {
 	return &command{
 		name: "ps", summary: "list the app's running and recently stopped tasks",
 		help: `On the local rack, the apps' processes run while a convox command holds the
-	rack: a "ps" that opens the rack itself waits (a few seconds at most) for the
-	active release's processes to start again before listing them.`,
+rack: a "ps" that opens the rack itself waits (a few seconds at most) for the
+active release's processes to start again before listing them.`,
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			if len(args) > 0 {
 				return usagef("ps", "ps takes no arguments")
@@ -178,13 +180,14 @@ type logsOpts struct {
 	process string
 }
 
+// logsCmd is "convox logs".
 func logsCmd() *command {
 	return &command{
-		name: "logs", args: "[-f] [--since D] [--filter S] [--process P]", summary: "show the app's logs (process output and platform events)",
+		name: "logs", args: "[-f] [flags]", summary: "show the app's logs (process output and platform events)",
 		help: `Prints the app's log lines in time order: TIME RELEASE SOURCE MESSAGE, where
-	SOURCE is PROCESS/TASK for a process's output and "convox" for the
-	platform's own events (deploys, failures, rollbacks). With -f it keeps
-	printing new lines until interrupted. With --json, one JSON object per line.`,
+SOURCE is PROCESS/TASK for a process's output and "convox" for the
+platform's own events (deploys, failures, rollbacks). With -f it keeps
+printing new lines until interrupted. With --json, one JSON object per line.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &logsOpts{}
 			fs.BoolVar(&o.follow, "f", false, "follow: keep printing new lines until interrupted")
@@ -228,13 +231,14 @@ func logsCmd() *command {
 	}
 }
 
+// serveCmd is "convox serve".
 func serveCmd() *command {
 	return &command{
 		name: "serve", summary: "hold the local rack open, serving its apps, until interrupted",
 		help: `Opens the local rack (waiting for another program to release it), brings
-	every app's active release back and keeps it serving until interrupted, so
-	the endpoints answer. Meanwhile other convox commands run inside this
-	process: deploys, scaling and rollbacks take effect at once.`,
+every app's active release back and keeps it serving until interrupted, so
+the endpoints answer. Meanwhile other convox commands run inside this
+process: deploys, scaling and rollbacks take effect at once.`,
 		noRack: true,
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			if len(args) > 0 {

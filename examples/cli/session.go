@@ -24,8 +24,6 @@ type session struct {
 	// waitForRack makes opening the local rack wait, however long, for
 	// another program to release it.
 	waitForRack bool
-	// closeAWS releases what the AWS rack holds.
-	closeAWS func() error
 
 	c *convox.Client
 	// events receives the client's events while a deploy is shown.
@@ -59,11 +57,11 @@ func (s *session) client(ctx context.Context) (*convox.Client, error) {
 	case s.held != nil:
 		rack = s.held.providers()
 	case s.g.rack == "aws":
-		r, closeFn, err := openAWS(ctx)
+		r, err := openAWS(ctx, s.std.Getenv)
 		if err != nil {
 			return nil, err
 		}
-		rack, s.closeAWS = r, closeFn
+		rack = r
 	default:
 		h, err := openHolder(ctx, s.rackDir(), s.std.Stderr, s.waitForRack)
 		if err != nil {
@@ -91,14 +89,10 @@ func (s *session) client(ctx context.Context) (*convox.Client, error) {
 
 // close releases the rack this session opened.
 func (s *session) close() error {
-	var errs []error
 	if s.own != nil {
-		errs = append(errs, s.own.close())
+		return s.own.close()
 	}
-	if s.closeAWS != nil {
-		errs = append(errs, s.closeAWS())
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // appName returns the app the command is about, or a usage error.

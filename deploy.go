@@ -137,7 +137,7 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 			return fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
 		}
 		takenOver = ""
-		if l := d.Lease; l != nil {
+		if l := d.Lease; l != nil && l.Token != token { // our own token: a retried write that had succeeded
 			if !l.expired(now) {
 				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
 			}

@@ -1,0 +1,31 @@
+package kinesislogs_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/convox-go/convox/internal/awstest"
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/kinesislogs"
+	"github.com/convox-go/convox/providers/providertest"
+)
+
+// emulator returns a client of the emulator's Kinesis and a new stream of
+// two shards, or skips the test when the emulator is not running.
+func emulator(t *testing.T) (*kinesis.Client, string) {
+	t.Helper()
+	client := kinesis.NewFromConfig(awstest.Config(t))
+	stream := awstest.Name(t, "logs")
+	if err := kinesislogs.EnsureStream(t.Context(), client, stream, &kinesislogs.StreamOptions{Shards: 2}); err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	return client, stream
+}
+
+func TestConformance(t *testing.T) {
+	client, stream := emulator(t)
+	l := kinesislogs.New(client, stream, nil)
+	providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+}

@@ -1,0 +1,133 @@
+// Command bench runs the project's benchmarks and prints their numbers, and
+// the ratios between them, measured in one run on this machine:
+//
+//	go run ./bench               # every part, full length
+//	go run ./bench -short        # every part, briefly (as CI runs it)
+//	go run ./bench -only proxy   # one part
+//
+// Each part prints a header, its measurements, its ratios and one line per
+// goal, "GOAL MET" or "GOAL MISSED". A missed goal is a result, not a
+// failure: the command exits non-zero only when a part could not measure
+// (an error, a failed request). Everything runs on 127.0.0.1.
+//
+// Parts, in order:
+//
+//   - proxy: the same small backend driven directly, through a plain
+//     httputil.ReverseProxy, through the local rack's balancer and through
+//     nginx with one worker (when nginx is installed); requests per second,
+//     p99 latency, and the balancer's ratios to the other two.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config is what every part is run with.
+type config struct {
+	// short runs the part briefly, to check that it works rather than to
+	// measure (CI runs every part this way).
+	short bool
+	// out receives the part's report.
+	out io.Writer
+}
+
+// part is one benchmark of the command.
+type part struct {
+	name string
+	// about says in one line what the part measures; it heads the report.
+	about string
+	run   func(ctx context.Context, cfg config) error
+}
+
+// parts are run in this order; a new benchmark adds its line here.
+var parts = []part{
+	{name: "proxy", about: "one backend directly, through httputil.ReverseProxy, the local balancer and nginx", run: runProxy},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command with args and returns its exit code: 0 when every
+// selected part measured, 1 when a part failed, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	short := fs.Bool("short", false, "run every part briefly (for CI); the numbers are not meaningful")
+	only := fs.String("only", "", "run only the named part")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bench [-short] [-only NAME]")
+		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "parts:")
+		for _, p := range parts {
+			fmt.Fprintf(stderr, "  %-8s %s\n", p.name, p.about)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
+		fs.Usage()
+		return 2
+	}
+	selected := parts
+	if *only != "" {
+		selected = nil
+		for _, p := range parts {
+			if p.name == *only {
+				selected = append(selected, p)
+			}
+		}
+		if len(selected) == 0 {
+			fmt.Fprintf(stderr, "bench: no part named %q\n", *only)
+			fs.Usage()
+			return 2
+		}
+	}
+	cfg := config{short: *short, out: stdout}
+	mode := "full"
+	if cfg.short {
+		mode = "short (numbers are not meaningful)"
+	}
+	fmt.Fprintf(stdout, "bench: %d part(s), %s mode\n", len(selected), mode)
+	var failed []error
+	for _, p := range selected {
+		fmt.Fprintf(stdout, "\n== %s: %s\n", p.name, p.about)
+		start := time.Now()
+		if err := p.run(ctx, cfg); err != nil {
+			fmt.Fprintf(stdout, "FAILED %s: %v\n", p.name, err)
+			failed = append(failed, fmt.Errorf("%s: %w", p.name, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "(%s took %s)\n", p.name, time.Since(start).Round(100*time.Millisecond))
+	}
+	if err := errors.Join(failed...); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// goal prints whether a measured ratio met its goal (at least min).
+func goal(w io.Writer, what string, ratio, min float64) {
+	verdict := "GOAL MET"
+	if ratio < min {
+		verdict = "GOAL MISSED"
+	}
+	fmt.Fprintf(w, "%s: %s = %.2f (goal ≥ %.2f)\n", verdict, what, ratio, min)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -204,17 +205,37 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 	default:
 		return report(std, g, usagef(cmd.name, "unknown rack %q: use --rack local or --rack aws", g.rack))
 	}
-	if !cmd.noRack && g.rack == "local" && h == nil {
-		if code, ok := forward(ctx, g, args, std); ok {
-			return code
+	forwardable := !cmd.noRack && g.rack == "local" && h == nil
+	if forwardable && readsStdin(cmdArgs) && std.Stdin != nil {
+		// Read standard input once: the command may run here or be
+		// forwarded to the process holding the rack.
+		in, err := io.ReadAll(io.LimitReader(std.Stdin, 1<<20))
+		if err != nil {
+			return report(std, g, fmt.Errorf("read standard input: %w", err))
 		}
+		std.Stdin = bytes.NewReader(in)
 	}
-	s := &session{g: g, std: std, held: h}
-	err = cmd.run(ctx, s, pos, opts)
-	if cerr := s.close(); cerr != nil && err == nil {
-		err = cerr
+	for {
+		if r, ok := std.Stdin.(*bytes.Reader); ok && forwardable {
+			r.Seek(0, io.SeekStart) // each attempt reads it from the start
+		}
+		if forwardable {
+			if code, ok := forward(ctx, g, args, std); ok {
+				return code
+			}
+		}
+		s := &session{g: g, std: std, held: h}
+		err = cmd.run(ctx, s, pos, opts)
+		if cerr := s.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if forwardable && errors.Is(err, errHeldElsewhere) {
+			// Another convox process took the rack and accepts commands:
+			// nothing was done here yet, so run the command there.
+			continue
+		}
+		return report(std, g, err)
 	}
-	return report(std, g, err)
 }
 
 // lookup finds the command named by the first one or two words of args.

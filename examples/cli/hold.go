@@ -43,6 +43,23 @@ const shutdownGrace = 5 * time.Second
 // forwardedEnv are the environment variables a forwarded command sees.
 var forwardedEnv = []string{"CONVOX_APP", "CONVOX_RACK", "CONVOX_RACK_DIR"}
 
+// errHeldElsewhere reports that another convox process holds the rack and
+// accepts commands: the command is to be forwarded to it.
+var errHeldElsewhere = errors.New("the rack is held by another convox process")
+
+// accepts reports whether a holder accepts connections on sock.
+func accepts(sock string) bool {
+	if len(sock) > maxSocketPath {
+		return false
+	}
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
 // holder is a local rack this process has open, serving the commands other
 // convox processes forward to it.
 type holder struct {
@@ -93,6 +110,9 @@ func openHolder(ctx context.Context, dir string, status io.Writer, wait bool) (*
 		if !errors.Is(err, convox.ErrUnavailable) || !strings.Contains(err.Error(), "in use") {
 			return nil, withHint(fmt.Errorf("open the local rack: %w", err), "check --rack-dir (or CONVOX_RACK_DIR)")
 		}
+		if !wait && accepts(filepath.Join(dir, socketName)) {
+			return nil, errHeldElsewhere
+		}
 		if !wait && time.Since(start) > openTimeout {
 			return nil, withHint(err, "another program holds the rack and does not accept commands; stop it or wait for it to finish")
 		}
@@ -106,6 +126,12 @@ func openHolder(ctx context.Context, dir string, status io.Writer, wait bool) (*
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	return hold(ctx, rack), nil
+}
+
+// hold serves the commands other convox processes forward to the open
+// rack, when its socket can be made.
+func hold(ctx context.Context, rack *local.Rack) *holder {
 	h := &holder{rack: rack, active: map[*frameWriter]bool{}}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	h.sock = filepath.Join(rack.Dir(), socketName)
@@ -118,7 +144,7 @@ func openHolder(ctx context.Context, dir string, status io.Writer, wait bool) (*
 			go h.accept()
 		}
 	}
-	return h, nil
+	return h
 }
 
 // providers returns the rack's providers.

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers/local"
 )
 
 // syncBuffer is a strings.Builder safe for concurrent writes.
@@ -252,5 +253,46 @@ func TestBar(t *testing.T) {
 		if diff := cmp.Diff(tc.want, bar(tc.p)); diff != "" {
 			t.Errorf("bar(%+v) (-want +got):\n%s", tc.p, diff)
 		}
+	}
+}
+
+// TestWaitThenForward starts a command while another program holds the
+// rack without accepting commands; once the holder starts accepting them,
+// the waiting command runs inside it.
+func TestWaitThenForward(t *testing.T) {
+	dir := t.TempDir()
+	rack, err := local.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	waiting := make(chan struct{})
+	stderrW := writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "waiting for the rack") {
+			close(waiting)
+		}
+		return stderr.Write(p)
+	})
+	done := make(chan int)
+	go func() {
+		done <- runCLI(context.Background(), []string{"apps", "create", "web", "--rack-dir", dir}, stdio{
+			Stdout: &stdout, Stderr: stderrW, Getenv: func(string) string { return "" }, Dir: dir,
+		})
+	}()
+	<-waiting
+	h := hold(context.Background(), rack)
+	var log syncBuffer
+	h.setLog(&log)
+	if code := <-done; code != 0 {
+		t.Fatalf("apps create: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if err := h.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "ran: convox apps create web") {
+		t.Errorf("the waiting command did not run in the holder; its log:\n%s", log.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "created app web\n") {
+		t.Errorf("apps create output: %q", stdout.String())
 	}
 }

@@ -32,8 +32,9 @@ type BufferOptions struct {
 	// MaxEntries is the most entries buffered: MaxBatchEvents by default
 	// (and at most).
 	MaxEntries int
-	// Interval is how long an entry waits in the buffer at most before a
-	// background flush sends it: DefaultFlushInterval by default.
+	// Interval is how long an entry may wait in the buffer before a
+	// background flush sends it (checked every quarter Interval):
+	// DefaultFlushInterval by default.
 	Interval time.Duration
 	// FlushTimeout bounds a background flush: DefaultFlushTimeout by
 	// default.
@@ -52,8 +53,8 @@ type BufferOptions struct {
 // BufferedWriter batches entries for CloudWatch Logs in high volume: it
 // buffers them and sends them with the fewest PutLogEvents calls, flushing
 // when the buffer is full (by bytes or by entries, the API limits by
-// default), when its oldest entry has waited Interval, and on Flush and
-// Close. A program writing one line at a time thus makes about one call
+// default), when its oldest entry has waited about Interval, and on Flush
+// and Close. A program writing one line at a time thus makes about one call
 // per megabyte or per 10,000 lines instead of one per line.
 //
 // Write blocks while a flush it triggered runs (back pressure). Entries

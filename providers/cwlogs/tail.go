@@ -173,9 +173,14 @@ func (t *tailer) live(ctx context.Context) error {
 		return err
 	}
 	in := &cloudwatchlogs.StartLiveTailInput{LogGroupIdentifiers: []string{arn}, LogEventFilterPattern: t.l.filterPattern(t.q)}
+	// A stream is selected by a prefix of its whole name, so that a
+	// session can start before the stream exists (the stream field of the
+	// entries makes the selection exact).
 	names, prefix := selectStreams(t.q)
-	in.LogStreamNames = names
-	if prefix != nil {
+	switch {
+	case len(names) > 0:
+		in.LogStreamNamePrefixes = names
+	case prefix != nil:
 		in.LogStreamNamePrefixes = []string{*prefix}
 	}
 	sctx, cancel := context.WithCancel(ctx)

@@ -232,8 +232,10 @@ func TestTailDedupesAcrossTheSwitch(t *testing.T) {
 				want = []string{"same line", "same line", "after the switch"}
 			}
 			// Once the session has ended, the polling tail delivers this.
-			for srv.Sessions() > 0 {
-				time.Sleep(10 * time.Millisecond)
+			for deadline := time.Now().Add(guard); srv.Sessions() > 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the session did not end in %v", guard)
+				}
 			}
 			after := entry("web", "after the switch")
 			after.Time = clock.Add(time.Second) // after the lines in time order too

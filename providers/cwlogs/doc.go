@@ -69,6 +69,16 @@
 // GetLogEvents, whose forward tokens some emulators never repeat (so that
 // the end of a stream cannot be recognized), is not used.
 //
+// # Emulators
+//
+// The provider works against emulators that implement CloudWatch Logs
+// partly, such as kumo: page tokens do not depend on FilterLogEvents
+// returning a nextToken; raw event IDs are qualified by their stream, so
+// event IDs unique only per stream are enough; a StartLiveTail the
+// endpoint does not know (kumo answers UnrecognizedClientException) makes
+// Tail poll. An endpoint that matches a filter pattern's text literally,
+// quotes included, needs Options.NoFilterPattern.
+//
 // # Errors
 //
 // SDK errors pass through internal/awserr and match one sentinel of

@@ -218,25 +218,22 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 		items = append(items, item{e, env})
 	}
 
-	var next *string // FilterLogEvents' own token, followed within this Read
+	// fresh asks for the events from the position on, including those
+	// already consumed at its timestamp, which consume skips.
+	fresh := func() cloudwatchlogs.FilterLogEventsInput {
+		in := base
+		if pos.t > 0 || !q.Start.IsZero() {
+			in.StartTime = aws.Int64(pos.t)
+		}
+		in.Limit = aws.Int32(int32(min(limit-len(items)+pos.events, MaxReadLimit)))
+		return in
+	}
+	in := fresh()
 	for calls := 0; ; calls++ {
 		if calls == maxReadCalls {
 			nextPage = pos.token(q)
 			break
 		}
-		in := base
-		want := limit - len(items)
-		if next != nil {
-			in.NextToken = next
-		} else {
-			// A fresh request from the position returns the events already
-			// consumed at its timestamp again: ask for those too.
-			want += pos.events
-			if pos.t > 0 || !q.Start.IsZero() {
-				in.StartTime = aws.Int64(pos.t)
-			}
-		}
-		in.Limit = aws.Int32(int32(min(want, MaxReadLimit)))
 		startT, startN := pos.t, pos.events
 		out, err := l.api.FilterLogEvents(ctx, &in)
 		if err != nil {
@@ -245,31 +242,33 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 			}
 			return nil, "", awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", group), err)
 		}
+		full := false
 		for _, ev := range out.Events {
+			if len(items) == limit {
+				// The rest is read again from the position by the next page.
+				full = true
+				break
+			}
 			consume(ev)
 		}
-		done := false
-		switch {
-		case out.NextToken != nil && aws.ToString(out.NextToken) != aws.ToString(next):
-			next = out.NextToken
-		case len(out.Events) < int(*in.Limit):
-			// The service returned every event there is now.
-			done = true
-		default:
-			// A full response without a token of its own: more events may
-			// follow the position; ask again from it.
-			next = nil
-			if pos.t == startT && pos.events == startN {
-				return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pos.t, providers.ErrUnavailable)
-			}
-		}
-		if done {
-			break
-		}
-		if len(items) == limit {
+		if full || len(items) == limit {
 			nextPage = pos.token(q)
 			break
 		}
+		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
+			// The service's own continuation, with the same parameters.
+			in.NextToken = out.NextToken
+			continue
+		}
+		if len(out.Events) < int(aws.ToInt32(in.Limit)) {
+			break // every event there is now was returned
+		}
+		// A full response without a token of its own: more events may
+		// follow the position; ask again from it.
+		if pos.t == startT && pos.events == startN {
+			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pos.t, providers.ErrUnavailable)
+		}
+		in = fresh()
 	}
 	slices.SortStableFunc(items, func(a, b item) int {
 		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))

@@ -44,7 +44,9 @@ var (
 // they delivered under the same key (the entry ID for entries Write made,
 // else the stream, time and message — counted, so identical lines are
 // each delivered). Entries ingested while the session ran but never
-// delivered by it are delivered by the first poll.
+// delivered by it are delivered by the first poll — except those ingested
+// in the moment between the session's start and the end of that first
+// record, which count as already present.
 //
 // Raw events (written by the awslogs driver) have no event ID in a live
 // tail session; their ID there is the stream followed by a digest of their

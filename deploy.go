@@ -654,6 +654,10 @@ func (d *Deployment) succeed(ctx context.Context) error {
 		if a.Lease == nil || a.Lease.Token != d.token {
 			return fmt.Errorf("%w: the deploy lease was taken over by another deployer", ErrConflict)
 		}
+		if a.Active != "" && a.Active != d.Release {
+			a.History = append([]string{a.Active}, slices.DeleteFunc(a.History, func(id string) bool { return id == a.Active || id == d.Release })...)
+			a.History = a.History[:min(len(a.History), maxHistory)]
+		}
 		a.Active, a.LastHealthy, a.Lease = d.Release, d.Release, nil
 		return nil
 	}); err != nil {

@@ -192,7 +192,7 @@ func TestDeployFailure(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			w.push("v2")
-			w.rack.Throttle("Scheduler.StatusMany", 3)
+			w.rack.Throttle("Scheduler.Status", 3)
 			w.rack.Throttle("Scheduler.Apply", 1)
 			rel, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
 			if err != nil {
@@ -214,7 +214,7 @@ func TestDeployFailure(t *testing.T) {
 			w.deployV1(ctx)
 			w.push("v2")
 			denied := fmt.Errorf("fake: not authorized: %w", providers.ErrPermission)
-			w.rack.Fail("Scheduler.StatusMany", denied, 1)
+			w.rack.Fail("Scheduler.Status", denied, 1)
 			w.rack.ResetCalls()
 			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
 			if !errors.Is(err, convox.ErrPermission) {
@@ -450,6 +450,39 @@ func TestRollback(t *testing.T) {
 			}
 			if rb.Parent != "R1" {
 				t.Errorf("rolled back to %s, want R1", rb.Parent)
+			}
+		})
+	})
+
+	t.Run("previous and last healthy differ after a rollback away from a bad release", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(t, nil)
+			ctx := t.Context()
+			w.deployV1(ctx)
+			for _, tag := range []string{"v2", "v3"} {
+				w.push(tag)
+				if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:" + tag}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// R3 misbehaves in production: roll back to R2 (as R4).
+			if rb, err := w.c.App("web").Rollback(ctx, convox.Previous(), nil); err != nil || rb.Parent != "R2" {
+				t.Fatalf("Rollback = %+v, %v; want a copy of R2", rb, err)
+			}
+			r3, _ := w.c.App("web").Release(ctx, "R3")
+			if !r3.RolledBack {
+				t.Errorf("R3 is not marked rolled back")
+			}
+			prev, err := w.c.App("web").CheckRollback(ctx, convox.Previous())
+			if err != nil {
+				t.Fatal(err)
+			}
+			healthy, err := w.c.App("web").CheckRollback(ctx, convox.LastHealthy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{"R3", "R2"}, []string{prev.Target, healthy.Target}); diff != "" {
+				t.Errorf("previous, last healthy (-want +got):\n%s", diff)
 			}
 		})
 	})

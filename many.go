@@ -48,10 +48,15 @@ type statusResult struct {
 	err error
 }
 
-// status observes one app, through BatchStatus when the scheduler has it.
+// status observes one app, through BatchStatus when the scheduler has it
+// and other deploys of the client are waiting too.
 func (c *Client) status(ctx context.Context, sel selection, app string) (providers.AppStatus, error) {
 	bs, ok := sel.scheduler.(providers.BatchStatus)
-	if !ok {
+	c.mu.Lock()
+	concurrent := len(c.inflight) > 1
+	c.mu.Unlock()
+	if !ok || !concurrent {
+		// Nothing to batch with: observe at once.
 		if err := c.limit(ctx, "scheduler", sel.spec.Scheduler); err != nil {
 			return providers.AppStatus{}, err
 		}

@@ -53,19 +53,20 @@ func TestDeployMany(t *testing.T) {
 					t.Errorf("%s: %+v", r.App, r)
 				}
 			}
-			calls, observed := 0, 0
+			calls, observed, single := 0, 0, 0
 			for _, c := range w.rack.Calls() {
 				switch c.Name() {
 				case "Scheduler.StatusMany":
 					calls++
 					observed += len(strings.Split(c.Key, ","))
 				case "Scheduler.Status":
-					t.Errorf("unbatched Status call for %s", c.Key)
+					single++ // a deploy left waiting alone observes at once
 				}
 			}
-			// Each app needs at least four observations to converge on the fake.
-			if observed < 4*len(apps) || calls*3 > observed {
-				t.Errorf("%d StatusMany calls observed %d app statuses; want at least %d statuses at 3 or more apps per call", calls, observed, 4*len(apps))
+			// Each app needs at least four observations to converge on the fake;
+			// all but the last deploy's tail go through batches of several apps.
+			if observed+single < 4*len(apps) || calls*3 > observed || single > 4 {
+				t.Errorf("%d StatusMany calls observed %d app statuses, plus %d single Status calls; want at least %d observations, batches of 3 or more, at most 4 single calls", calls, observed, single, 4*len(apps))
 			}
 			t.Logf("%d StatusMany calls for %d app observations", calls, observed)
 		})

@@ -51,6 +51,9 @@ type Release struct {
 	Status ReleaseStatus
 	// Healthy is true once the release served healthily.
 	Healthy bool
+	// RolledBack is true when a rollback replaced the release while it was
+	// active; LastHealthy skips such releases.
+	RolledBack bool
 	// Reason explains a failed or canceled promotion.
 	Reason string
 	// Promoted is when the release last became active.
@@ -77,7 +80,7 @@ func (r *releaseDoc) release(app *appDoc) *Release {
 	rel := &Release{
 		App: r.App, ID: releaseID(r.Seq), Parent: r.Parent, ImageRef: r.ImageRef, Image: r.Image,
 		Registry: r.Registry, Processes: slices.Clone(r.Processes), Description: r.Description,
-		Created: r.Created, Healthy: r.Healthy, Reason: r.Reason, Promoted: r.Promoted,
+		Created: r.Created, Healthy: r.Healthy, RolledBack: r.RolledBack, Reason: r.Reason, Promoted: r.Promoted,
 	}
 	for k, v := range r.Env {
 		if v.Secret {
@@ -436,11 +439,13 @@ type RollbackTarget struct {
 	kind string
 }
 
-// Previous targets the release that was active before the active one.
+// Previous targets the release that was active before the active one
+// (skipping any that failed since).
 func Previous() RollbackTarget { return RollbackTarget{kind: "previous"} }
 
 // LastHealthy targets the newest release, other than the active one, that
-// served healthily, skipping releases that failed or were canceled.
+// served healthily, skipping releases that failed, were canceled, or were
+// rolled back from.
 func LastHealthy() RollbackTarget { return RollbackTarget{kind: "last-healthy"} }
 
 // ToRelease targets a release by ID.
@@ -466,6 +471,30 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 	if app.Active == "" {
 		return nil, fmt.Errorf("%w: app %q has no active release to roll back from", ErrNotFound, a.name)
 	}
+	eligible := func(r *releaseDoc) bool {
+		if r.Promoted.IsZero() || r.Failed || r.Canceled {
+			return false
+		}
+		return t.kind != "last-healthy" || r.Healthy && !r.RolledBack
+	}
+	// The releases that were active before, newest first, make the answer
+	// independent of how long the history is.
+	for _, id := range app.History {
+		if id == app.Active {
+			continue
+		}
+		r, err := a.c.loadRelease(ctx, a.name, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if eligible(r) {
+			return r, nil
+		}
+	}
+	// Beyond the recorded history, scan the releases.
 	activeSeq, _ := parseReleaseID(app.Active)
 	for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
 		if err != nil {
@@ -475,10 +504,7 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 		if err != nil {
 			return nil, err
 		}
-		if r.Seq >= activeSeq || r.Promoted.IsZero() || r.Failed || r.Canceled {
-			continue
-		}
-		if t.kind == "last-healthy" && !r.Healthy {
+		if r.Seq >= activeSeq || slices.Contains(app.History, releaseID(r.Seq)) || !eligible(r) {
 			continue
 		}
 		return r, nil
@@ -520,6 +546,10 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 	rel, err := a.promoteAndWait(ctx, id, opts)
 	if err != nil {
 		return nil, err
+	}
+	// The release rolled back from no longer counts as last healthy.
+	if err := a.c.updateRelease(ctx, a.name, app.Active, func(r *releaseDoc) { r.RolledBack = true }); err != nil {
+		a.c.log.Warn("convox: mark release rolled back", "app", a.name, "release", app.Active, "err", err)
 	}
 	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyRollback, App: a.name, Release: id, Previous: app.Active,
 		Summary: fmt.Sprintf("rolled back from %s to %s (a copy of %s)", app.Active, id, releaseID(src.Seq))})

@@ -72,6 +72,9 @@ func (r routeDoc) other() string {
 	return ""
 }
 
+// maxHistory bounds appDoc.History.
+const maxHistory = 50
+
 type leaseDoc struct {
 	// Token identifies the deploy attempt; it is also the scheduler apply token.
 	Token    string    `json:"token"`
@@ -92,15 +95,18 @@ type leaseDoc struct {
 func (l *leaseDoc) expired(now time.Time) bool { return !now.Before(l.Expires) }
 
 type appDoc struct {
-	Name        string              `json:"name"`
-	Spec        AppSpec             `json:"spec"`
-	Created     time.Time           `json:"created"`
-	Latest      int64               `json:"latest"`
-	Active      string              `json:"active,omitempty"`
-	LastHealthy string              `json:"lastHealthy,omitempty"`
-	Routes      map[string]routeDoc `json:"routes,omitempty"`
-	Lease       *leaseDoc           `json:"lease,omitempty"`
-	Deleting    bool                `json:"deleting,omitempty"`
+	Name        string    `json:"name"`
+	Spec        AppSpec   `json:"spec"`
+	Created     time.Time `json:"created"`
+	Latest      int64     `json:"latest"`
+	Active      string    `json:"active,omitempty"`
+	LastHealthy string    `json:"lastHealthy,omitempty"`
+	// History lists the releases that were active before Active, newest
+	// first, at most maxHistory.
+	History  []string            `json:"history,omitempty"`
+	Routes   map[string]routeDoc `json:"routes,omitempty"`
+	Lease    *leaseDoc           `json:"lease,omitempty"`
+	Deleting bool                `json:"deleting,omitempty"`
 	// Migration is a balancer migration in progress: tasks join the
 	// routes of both balancers until it finishes or is aborted.
 	Migration *migrationDoc `json:"migration,omitempty"`
@@ -172,9 +178,11 @@ type releaseDoc struct {
 	// Status marks, written after creation.
 	Promoted time.Time `json:"promoted,omitzero"`
 	Healthy  bool      `json:"healthy,omitempty"`
-	Failed   bool      `json:"failed,omitempty"`
-	Canceled bool      `json:"canceled,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
+	// RolledBack: a rollback replaced the release while it was active.
+	RolledBack bool   `json:"rolledBack,omitempty"`
+	Failed     bool   `json:"failed,omitempty"`
+	Canceled   bool   `json:"canceled,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 
 	version int64
 }

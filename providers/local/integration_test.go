@@ -32,10 +32,9 @@ import (
 // appHealth checks the test app's health path often, so deploys finish quickly.
 var appHealth = convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
 
-// testRack is a local rack with a client and the app "web" deployed on it.
+// testRack is a local rack with a client and the app "web" created on it.
 type testRack struct {
 	rack *local.Rack
-	c    *convox.Client
 	web  *convox.AppClient
 }
 
@@ -66,7 +65,7 @@ func openRack(t *testing.T, opts *local.Options) *testRack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &testRack{rack: rack, c: c, web: c.App("web")}
+	tr := &testRack{rack: rack, web: c.App("web")}
 	tr.push(t, "v1")
 	if _, err := c.CreateApp(t.Context(), "web", nil); err != nil {
 		t.Fatal(err)

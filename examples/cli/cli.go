@@ -175,6 +175,10 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 			return exitOK
 		}
 		cmd := lookup(rest[1:])
+		if cmd == nil && slices.Contains(groups, rest[1]) {
+			printGroupHelp(std.Stdout, rest[1])
+			return exitOK
+		}
 		if cmd == nil {
 			return report(std, g, usagef("", "unknown command %q", strings.Join(rest[1:], " ")))
 		}
@@ -185,7 +189,11 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 	cmd := lookup(rest)
 	if cmd == nil {
 		if slices.Contains(groups, rest[0]) {
-			return report(std, g, usagef("", "%s needs a subcommand: %s", rest[0], strings.Join(subcommands(rest[0]), ", ")))
+			if len(rest) > 1 && slices.Contains([]string{"-h", "-help", "--help"}, rest[1]) {
+				printGroupHelp(std.Stdout, rest[0])
+				return exitOK
+			}
+			return report(std, g, usagef(rest[0], "%s needs a subcommand: %s", rest[0], strings.Join(subcommands(rest[0]), ", ")))
 		}
 		return report(std, g, usagef("", "unknown command %q", rest[0]))
 	}
@@ -282,6 +290,19 @@ func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "\nFlags:")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
+}
+
+// printGroupHelp lists the subcommands of a group.
+func printGroupHelp(w io.Writer, group string) {
+	fmt.Fprintf(w, "Usage: convox %s SUBCOMMAND\n\n", group)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands() {
+		if g, _, _ := strings.Cut(c.name, " "); g == group {
+			fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRun \"convox help %s SUBCOMMAND\" for its flags.\n", group)
 }
 
 // printHelp describes the program.

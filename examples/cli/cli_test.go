@@ -385,8 +385,9 @@ func TestSession(t *testing.T) {
 	if got := get(t, url); got != "hello from v1\n" {
 		t.Errorf("GET %s = %q, want v1", url, got)
 	}
-	r = e.ok("deploy", "web:v2")
-	must(t, "forwarded deploy", r.stdout, "R9 is active: web:v2")
+	r = e.ok("deploy", "web:v2", "--strategy", "canary:50", "--bake", "1s")
+	must(t, "forwarded canary deploy", r.stdout, "staging R9 beside the serving release", "sending 50% of traffic to R9",
+		"R9 bake: ", "sending 100% of traffic to R9", "R9 is active: web:v2")
 	if strings.Contains(r.stdout, "stops serving") {
 		t.Errorf("a deploy run inside serve says the rack stops serving:\n%s", r.stdout)
 	}
@@ -407,7 +408,7 @@ func TestSession(t *testing.T) {
 		t.Errorf("serve: %v\n%s", err, serveErr.String())
 	}
 	must(t, "serve output", strings.Join(served, "\n"), "serving the local rack at", "web web: "+url+" (R8)",
-		"ran: convox deploy web:v2 (exit 0)", "ran: convox run web -- server exit 5 (exit 5)", "stopping")
+		"ran: convox deploy web:v2 --strategy canary:50 --bake 1s (exit 0)", "ran: convox run web -- server exit 5 (exit 5)", "stopping")
 
 	// Once serve is gone the next command opens the rack itself.
 	e.jsonOut(&app, "apps", "info")
@@ -498,6 +499,17 @@ func TestHelp(t *testing.T) {
 		r = e.ok(append([]string{"help"}, strings.Fields(c.name)...)...)
 		must(t, "help "+c.name, r.stdout, "Usage: convox "+c.name)
 	}
+	for _, group := range groups {
+		for _, args := range [][]string{{group, "--help"}, {"help", group}} {
+			r := e.ok(args...)
+			must(t, strings.Join(args, " "), r.stdout, "Usage: convox "+group+" SUBCOMMAND")
+			for _, sub := range subcommands(group) {
+				must(t, strings.Join(args, " "), r.stdout, group+" "+sub)
+			}
+		}
+	}
+	r = e.ok("help", "aws")
+	must(t, "help aws", r.stdout, "CONVOX_AWS_SUBNETS", "AWS_PROFILE")
 	if _, err := os.Stat(filepath.Join(e.dir, ".convox")); !os.IsNotExist(err) {
 		t.Errorf("help opened the rack: %v", err)
 	}

@@ -197,6 +197,11 @@ func (s *session) deployAndReport(ctx context.Context, a *convox.AppClient, cmd 
 	}
 	p := &progress{w: out, tty: s.std.TTY && !s.g.json}
 	s.events.Store(p)
+	if p.tty {
+		stop := make(chan struct{})
+		defer close(stop)
+		go p.tick(stop)
+	}
 	rel, err := deploy(ctx)
 	interrupted := err != nil && ctx.Err() != nil && !errors.Is(err, convox.ErrDeployFailed)
 	p.endLine()
@@ -304,6 +309,10 @@ type progress struct {
 	w    io.Writer
 	tty  bool
 	open bool // a status line is shown without its newline
+	// last is the wait shown on the open status line and when it arrived,
+	// so that its elapsed time keeps counting between events.
+	last     convox.Event
+	received time.Time
 }
 
 func (p *progress) event(e convox.Event) {
@@ -315,8 +324,8 @@ func (p *progress) event(e convox.Event) {
 			return
 		}
 		if p.tty {
-			fmt.Fprintf(p.w, "\r\x1b[K%s %s %s %s", e.Release, e.Step, bar(*e.Progress), e.Progress)
-			p.open = true
+			p.last, p.received = e, time.Now()
+			p.render(*e.Progress)
 			return
 		}
 		fmt.Fprintf(p.w, "%s %s: %s\n", e.Release, e.Step, e.Progress)
@@ -329,6 +338,33 @@ func (p *progress) event(e convox.Event) {
 			line += ": " + e.Reason
 		}
 		fmt.Fprintln(p.w, line)
+	}
+}
+
+// render (re)draws the status line.
+func (p *progress) render(pr convox.Progress) {
+	fmt.Fprintf(p.w, "\r\x1b[K%s %s %s %s", p.last.Release, p.last.Step, bar(pr), pr)
+	p.open = true
+}
+
+// tick redraws an open status line with its elapsed time brought up to
+// date, once a second until stop is closed.
+func (p *progress) tick(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		if p.open && p.last.Progress != nil {
+			pr := *p.last.Progress
+			pr.Elapsed = min(pr.Elapsed+time.Since(p.received), pr.Limit).Round(time.Second)
+			p.render(pr)
+		}
+		p.mu.Unlock()
 	}
 }
 

@@ -107,7 +107,7 @@ func openHolder(ctx context.Context, dir string, status io.Writer, wait bool) (*
 			rack = r
 			break
 		}
-		if !errors.Is(err, convox.ErrUnavailable) || !strings.Contains(err.Error(), "in use") {
+		if !errors.Is(err, convox.ErrUnavailable) || !strings.Contains(err.Error(), "in use by another program") {
 			return nil, withHint(fmt.Errorf("open the local rack: %w", err), "check --rack-dir (or CONVOX_RACK_DIR)")
 		}
 		if !wait && accepts(filepath.Join(dir, socketName)) {

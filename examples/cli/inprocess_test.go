@@ -296,3 +296,40 @@ func TestWaitThenForward(t *testing.T) {
 		t.Errorf("apps create output: %q", stdout.String())
 	}
 }
+
+// TestProgress checks the deploy progress output on a terminal (one status
+// line redrawn in place) and elsewhere (one line per event).
+func TestProgress(t *testing.T) {
+	events := []convox.Event{
+		{Type: convox.EventReleaseCreated, Release: "R2", Message: "release R2 created from web:v2"},
+		{Type: convox.EventStep, Release: "R2", Step: convox.StepApply, Message: "applying R2 to scheduler default"},
+		{Type: convox.EventWaiting, Release: "R2", Step: convox.StepWait, Progress: &convox.Progress{Desired: 2, Targets: 2, Limit: time.Minute}},
+		{Type: convox.EventWaiting, Release: "R2", Step: convox.StepWait, Progress: &convox.Progress{Running: 2, Desired: 2, Healthy: 1, Targets: 2, Elapsed: 2 * time.Second, Limit: time.Minute}},
+		{Type: convox.EventDeploySucceeded, Release: "R2", Message: "R2 is active and healthy"},
+	}
+	for _, tc := range []struct {
+		tty  bool
+		want string
+	}{
+		{false, `release R2 created from web:v2
+applying R2 to scheduler default
+R2 wait: 0/2 running, 0/2 healthy, 0s of 1m0s
+R2 wait: 2/2 running, 1/2 healthy, 2s of 1m0s
+R2 is active and healthy
+`},
+		{true, "release R2 created from web:v2\napplying R2 to scheduler default\n" +
+			"\r\x1b[KR2 wait [                    ] 0/2 running, 0/2 healthy, 0s of 1m0s" +
+			"\r\x1b[KR2 wait [===============     ] 2/2 running, 1/2 healthy, 2s of 1m0s\n" +
+			"R2 is active and healthy\n"},
+	} {
+		var out strings.Builder
+		p := &progress{w: &out, tty: tc.tty}
+		for _, e := range events {
+			p.event(e)
+		}
+		p.endLine()
+		if diff := cmp.Diff(tc.want, out.String()); diff != "" {
+			t.Errorf("tty %t (-want +got):\n%s", tc.tty, diff)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers"
 )
 
 // runOpts are the flags of run.
@@ -154,7 +155,7 @@ func waitRunning(ctx context.Context, a *convox.AppClient, tasks []convox.Task) 
 	for {
 		running := 0
 		for _, t := range tasks {
-			if t.Release == app.Active && t.State == "running" {
+			if t.Release == app.Active && t.State == providers.TaskRunning {
 				running++
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,18 +21,26 @@ import (
 	"github.com/convox-go/convox/providers"
 )
 
-// BalancerName is the Binding.Balancer of every binding the local balancer
-// makes.
+// BalancerName is the name of a rack's default balancer (Rack.Balancer):
+// the Binding.Balancer of every binding it makes. Additional balancers
+// (Options.Balancers) have names of their own.
 const BalancerName = "local"
 
-// Balancer is the rack's providers.Balancer and providers.WeightShifter:
+// maxBalancerName is the longest name of an additional balancer.
+const maxBalancerName = 32
+
+// Balancer is one of the rack's balancers (Rack.Balancer, the default, or
+// Rack.BalancerNamed), a providers.Balancer and providers.WeightShifter:
 // one HTTP reverse proxy (net/http/httputil) per route, listening on
 // 127.0.0.1.
 //
 // Each route has target sets: the default set "" and the sets made by
-// EnsureTargetSet. A set's binding target is
-// providers.ResourceName(app, process, set); the scheduler of the same
-// rack registers its tasks' addresses in the sets its Desired names.
+// EnsureTargetSet. A set's binding has Balancer set to the balancer's Name
+// and Target providers.ResourceName(app, process, set); the scheduler of
+// the same rack registers its tasks' addresses in the sets its Desired
+// names, of this balancer or of any other balancer of the rack. Each
+// balancer has routes and ports of its own, so two balancers may each
+// serve a route of the same app and process, with the same route ID.
 //
 // The request path reads one atomic pointer to an immutable snapshot of the
 // routable targets (healthy targets of sets with weight above zero), picks
@@ -47,6 +54,7 @@ const BalancerName = "local"
 // DeregistrationDelay) before the scheduler stops the process, so a rolling
 // update fails no request.
 type Balancer struct {
+	name      string
 	stateFile string
 	ports     map[string]int
 	log       *slog.Logger
@@ -163,7 +171,7 @@ func (s *snapshot) pick(n uint64) *target {
 	return set.targets[set.rr.Add(1)%uint64(len(set.targets))]
 }
 
-func newBalancer(stateFile string, ports map[string]int, log *slog.Logger) *Balancer {
+func newBalancer(name, stateFile string, ports map[string]int, log *slog.Logger) *Balancer {
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -173,6 +181,7 @@ func newBalancer(stateFile string, ports map[string]int, log *slog.Logger) *Bala
 		ExpectContinueTimeout: time.Second,
 	}
 	return &Balancer{
+		name:      name,
 		stateFile: stateFile,
 		ports:     ports,
 		log:       log,
@@ -267,8 +276,11 @@ func (r *route) rebuild() {
 	r.snap.Store(s)
 }
 
+// Name returns the balancer's name: the Binding.Balancer of its bindings.
+func (b *Balancer) Name() string { return b.name }
+
 func (b *Balancer) binding(r *route, set string) providers.Binding {
-	return providers.Binding{Balancer: BalancerName, Kind: providers.BindingLocal, Target: providers.ResourceName(r.spec.App, r.spec.Process, set), Port: r.spec.Port}
+	return providers.Binding{Balancer: b.name, Kind: providers.BindingLocal, Target: providers.ResourceName(r.spec.App, r.spec.Process, set), Port: r.spec.Port}
 }
 
 func (b *Balancer) routeInfo(r *route) providers.Route {
@@ -276,8 +288,8 @@ func (b *Balancer) routeInfo(r *route) providers.Route {
 }
 
 // EnsureRoute creates the route's proxy (listening on the port configured
-// for "app/process" in Options.RoutePorts, or one the OS picks) or updates
-// the existing one. The route ID is providers.ResourceName(app, process, "").
+// for the balancer and "app/process" in Options.RoutePorts, or one the OS
+// picks) or updates the existing one. The route ID is providers.ResourceName(app, process, "").
 // A configured port that another program holds returns ErrUnavailable;
 // HTTPS and HTTP2 return ErrUnimplemented.
 func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
@@ -334,7 +346,7 @@ func (b *Balancer) startRoute(id string, spec providers.RouteSpec, port int, wei
 		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
 			sentinel = providers.ErrInvalid
 		}
-		return nil, fmt.Errorf("route %s: listen on 127.0.0.1:%d: %w: %w", id, port, sentinel, err)
+		return nil, fmt.Errorf("route %s of balancer %s: listen on 127.0.0.1:%d: %w: %w", id, b.name, port, sentinel, err)
 	}
 	r := &route{
 		b: b, id: id, spec: spec, port: ln.Addr().(*net.TCPAddr).Port,
@@ -370,7 +382,7 @@ func (b *Balancer) stopRoute(r *route) {
 func (b *Balancer) get(routeID string) (*route, error) {
 	r := b.routes[routeID]
 	if r == nil {
-		return nil, fmt.Errorf("route %q: %w", routeID, providers.ErrNotFound)
+		return nil, fmt.Errorf("route %q of balancer %s: %w", routeID, b.name, providers.ErrNotFound)
 	}
 	return r, nil
 }
@@ -736,7 +748,7 @@ func (b *Balancer) restore() error {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("read routes %s: %w: %w", filepath.Base(b.stateFile), providers.ErrUnavailable, err)
+		return fmt.Errorf("read routes of balancer %s: %w: %w", b.name, providers.ErrUnavailable, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -749,7 +761,7 @@ func (b *Balancer) restore() error {
 			st.Weights, sets = map[string]int{"": 100}, []string{""}
 		}
 		if _, err := b.startRoute(st.ID, st.Spec, st.Port, st.Weights, sets); err != nil {
-			b.log.Warn("route port is taken; serving the route on a new port", "route", st.ID, "port", st.Port, "err", err)
+			b.log.Warn("route port is taken; serving the route on a new port", "balancer", b.name, "route", st.ID, "port", st.Port, "err", err)
 			if _, err := b.startRoute(st.ID, st.Spec, 0, st.Weights, sets); err != nil {
 				return err
 			}

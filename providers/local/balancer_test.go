@@ -24,7 +24,7 @@ import (
 
 func newTestBalancer(t *testing.T, ports map[string]int) *Balancer {
 	t.Helper()
-	b := newBalancer(filepath.Join(t.TempDir(), "routes.json"), ports, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := newBalancer(BalancerName, filepath.Join(t.TempDir(), "routes.json"), ports, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(b.close)
 	return b
 }
@@ -249,7 +249,7 @@ func TestBalancerRouteErrors(t *testing.T) {
 func BenchmarkBalancer(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer backend.Close()
-	bal := newBalancer(filepath.Join(b.TempDir(), "routes.json"), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bal := newBalancer(BalancerName, filepath.Join(b.TempDir(), "routes.json"), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer bal.close()
 	route, err := bal.EnsureRoute(context.Background(), providers.RouteSpec{App: "bench", Process: "web", Port: 8080})
 	if err != nil {

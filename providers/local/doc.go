@@ -12,9 +12,16 @@
 //     unpacked root file system, with the release environment plus PORT;
 //     crashed processes restart with backoff; updates roll (start new, wait
 //     healthy, drain and stop old); stops are graceful; a staged release
-//     can run beside the serving one for blue/green and canary deploys.
+//     can run beside the serving one for blue/green and canary deploys;
+//     a change of bindings alone attaches and detaches the running tasks
+//     in place, draining them from the target sets they leave.
 //   - Balancer: an HTTP reverse proxy per route on 127.0.0.1 with active
-//     health checks, weighted target sets and draining.
+//     health checks, weighted target sets and draining. Beside the default
+//     balancer (Rack.Balancer, named BalancerName) a rack can serve
+//     additional named ones (Options.Balancers, Rack.BalancerNamed), each
+//     with routes of its own; the scheduler binds a process's tasks to
+//     routes of any of them, of several at once, so an app moves from one
+//     balancer to another with both serving it until the old route goes.
 //   - Logs: JSON lines in append-only files per app and stream, with
 //     size-based retention.
 //   - Store: versioned documents with compare-and-swap in a bbolt file.
@@ -40,4 +47,20 @@
 //		Bindings:  map[string][]providers.Binding{"web": {route.Binding}},
 //	})
 //	// GET route.Endpoint reaches the app once the rollout completes.
+//
+// Moving the app to a second balancer applies the same release with the
+// routes of both, then with the new one only; no task restarts and no
+// request fails:
+//
+//	rack, err := local.Open(dir, &local.Options{Balancers: []string{"alb"}})
+//	alb, err := rack.BalancerNamed("alb")
+//	next, err := alb.EnsureRoute(ctx, providers.RouteSpec{App: "web", Process: "web", Port: 8080})
+//	d := providers.Desired{
+//		App: "web", Release: "R1", Token: "t2", Image: img,
+//		Processes: []providers.Process{{Name: "web", Count: 2, Port: 8080}},
+//		Bindings:  map[string][]providers.Binding{"web": {route.Binding, next.Binding}},
+//	}
+//	_, err = rack.Scheduler().Apply(ctx, d) // both endpoints serve
+//	d.Token, d.Bindings = "t3", map[string][]providers.Binding{"web": {next.Binding}}
+//	_, err = rack.Scheduler().Apply(ctx, d) // the old route's targets drain
 package local

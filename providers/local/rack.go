@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,10 +26,24 @@ type Options struct {
 	// Empty means 127.0.0.1 on the port the rack used last time, or one the
 	// OS picks.
 	RegistryAddr string
-	// RoutePorts fixes the listening port of routes, keyed by
-	// "app/process"; other routes get a port from the OS (kept across
-	// reopens when it is still free).
+	// RoutePorts fixes the listening port of routes. A key
+	// "app/process" (or "local/app/process") is a route of the default
+	// balancer, "balancer/app/process" one of the named additional
+	// balancer; Open refuses a key of another shape, or naming a balancer
+	// the rack lacks, with ErrInvalid. Other routes get a port from the OS
+	// (kept across reopens when it is still free).
 	RoutePorts map[string]int
+	// Balancers names additional balancers of the rack beside the default
+	// one (BalancerName): each serves reverse-proxy routes of its own on
+	// 127.0.0.1, persisted in the directory like the default one's, and
+	// the rack's Scheduler attaches tasks to bindings of any of them, so
+	// one process can be served by two balancers at once while an app
+	// moves from one to the other. A name is 1 to 32 lowercase letters,
+	// digits and single hyphens, starting with a letter; a bad or repeated
+	// name, or BalancerName itself, returns ErrInvalid. A balancer of an
+	// earlier Open that still has routes is served again even when
+	// Balancers omits it, so that a reopened rack serves the same routes.
+	Balancers []string
 	// LogMaxBytes is the log budget of each app; the oldest segments are
 	// dropped beyond it. Default 64 MiB.
 	LogMaxBytes int64
@@ -51,14 +67,15 @@ type Options struct {
 
 // Rack is a local rack rooted at a directory. Its providers share state:
 // the scheduler runs images of the registry and registers its tasks in the
-// balancer's target sets, and process output goes to the logs.
+// target sets of the rack's balancers, and process output goes to the logs.
 type Rack struct {
 	dir       string
 	lock      *os.File
 	store     *Store
 	logs      *Logs
 	registry  *Registry
-	balancer  *Balancer
+	balancer  *Balancer            // the default balancer
+	balancers map[string]*Balancer // every balancer by name, the default included
 	scheduler *Scheduler
 	regSrv    *http.Server
 	closeOnce sync.Once
@@ -129,15 +146,11 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	if err := r.serveRegistry(o.RegistryAddr); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(abs, "balancer"), 0o700); err != nil {
-		return nil, fsError("open balancer", err)
-	}
-	r.balancer = newBalancer(filepath.Join(abs, "balancer", "routes.json"), o.RoutePorts, o.Logger)
-	if err := r.balancer.restore(); err != nil {
+	if err := r.openBalancers(o); err != nil {
 		return nil, err
 	}
 	sopts := schedulerOptions{grace: o.StopGrace, backoff: o.RestartBackoff, maxBackoff: o.MaxRestartBackoff, threshold: o.FailureThreshold}
-	if r.scheduler, err = newScheduler(filepath.Join(abs, "scheduler"), r.registry, r.balancer, r.logs, sopts, o.Logger); err != nil {
+	if r.scheduler, err = newScheduler(filepath.Join(abs, "scheduler"), r.registry, r.balancer, r.balancers, r.logs, sopts, o.Logger); err != nil {
 		return nil, err
 	}
 	if err := r.scheduler.restore(); err != nil {
@@ -145,6 +158,95 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	}
 	ok = true
 	return r, nil
+}
+
+// openBalancers serves the default balancer, the additional ones named in
+// o.Balancers and those an earlier Open left with routes. The default
+// balancer persists its routes in balancer/routes.json, another one in
+// balancer/<name>/routes.json.
+func (r *Rack) openBalancers(o Options) error {
+	root := filepath.Join(r.dir, "balancer")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fsError("open balancer", err)
+	}
+	names := []string{}
+	for _, name := range o.Balancers {
+		if err := providers.ValidateName("balancer", name, maxBalancerName); err != nil {
+			return err
+		}
+		if name == BalancerName {
+			return providers.Invalidf("balancer name %q is the default balancer's; name only additional balancers", name)
+		}
+		if slices.Contains(names, name) {
+			return providers.Invalidf("balancer name %q is given twice", name)
+		}
+		names = append(names, name)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return fsError("open balancer", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == BalancerName || slices.Contains(names, name) || providers.ValidateName("balancer", name, maxBalancerName) != nil {
+			continue
+		}
+		var states []routeState
+		if err := readJSON(filepath.Join(root, name, "routes.json"), &states); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				o.Logger.Warn("skipping the unreadable routes of a balancer not named in the options", "balancer", name, "err", err)
+			}
+			continue
+		}
+		if len(states) > 0 {
+			names = append(names, name)
+		}
+	}
+	ports, err := routePorts(o.RoutePorts, names)
+	if err != nil {
+		return err
+	}
+	r.balancers = map[string]*Balancer{}
+	r.balancer = newBalancer(BalancerName, filepath.Join(root, "routes.json"), ports[BalancerName], o.Logger)
+	r.balancers[BalancerName] = r.balancer
+	for _, name := range names {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o700); err != nil {
+			return fsError("open balancer "+name, err)
+		}
+		r.balancers[name] = newBalancer(name, filepath.Join(root, name, "routes.json"), ports[name], o.Logger)
+	}
+	for _, name := range append([]string{BalancerName}, names...) {
+		if err := r.balancers[name].restore(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routePorts splits Options.RoutePorts by balancer into "app/process"
+// keys: "app/process" and "local/app/process" are the default balancer's,
+// "name/app/process" the additional balancer name's.
+func routePorts(ports map[string]int, names []string) (map[string]map[string]int, error) {
+	out := map[string]map[string]int{}
+	for key, port := range ports {
+		parts := strings.Split(key, "/")
+		bal := BalancerName
+		switch len(parts) {
+		case 2:
+		case 3:
+			bal, parts = parts[0], parts[1:]
+			if bal != BalancerName && !slices.Contains(names, bal) {
+				return nil, providers.Invalidf("route port %q names balancer %q, which the rack does not have", key, bal)
+			}
+		default:
+			return nil, providers.Invalidf("route port key %q is not \"app/process\" or \"balancer/app/process\"", key)
+		}
+		if out[bal] == nil {
+			out[bal] = map[string]int{}
+		}
+		out[bal][parts[0]+"/"+parts[1]] = port
+	}
+	return out, nil
 }
 
 // takeLock makes this rack the only one using the directory.
@@ -207,8 +309,32 @@ func (r *Rack) Registry() *Registry { return r.registry }
 // Scheduler returns the rack's scheduler.
 func (r *Rack) Scheduler() *Scheduler { return r.scheduler }
 
-// Balancer returns the rack's HTTP balancer.
+// Balancer returns the rack's default HTTP balancer, named BalancerName.
 func (r *Rack) Balancer() *Balancer { return r.balancer }
+
+// BalancerNamed returns the rack's balancer with the name: the default one
+// for BalancerName, else an additional one (Options.Balancers). A name the
+// rack does not serve returns ErrNotFound.
+func (r *Rack) BalancerNamed(name string) (*Balancer, error) {
+	b := r.balancers[name]
+	if b == nil {
+		return nil, fmt.Errorf("balancer %q: name it in Options.Balancers: %w", name, providers.ErrNotFound)
+	}
+	return b, nil
+}
+
+// BalancerNames returns the names of the balancers the rack serves:
+// BalancerName first, then the additional ones in lexical order.
+func (r *Rack) BalancerNames() []string {
+	names := []string{}
+	for name := range r.balancers {
+		if name != BalancerName {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return append([]string{BalancerName}, names...)
+}
 
 // Logs returns the rack's log store.
 func (r *Rack) Logs() *Logs { return r.logs }
@@ -217,7 +343,7 @@ func (r *Rack) Logs() *Logs { return r.logs }
 func (r *Rack) Store() *Store { return r.store }
 
 // Close stops every process gracefully (draining their targets first),
-// then the routes and the registry, and releases the directory. Persisted
+// then the routes of every balancer and the registry, and releases the directory. Persisted
 // state stays: reopening the directory brings the same apps back. Close is
 // safe to call more than once.
 func (r *Rack) Close() error {
@@ -225,8 +351,8 @@ func (r *Rack) Close() error {
 		if r.scheduler != nil {
 			r.scheduler.close()
 		}
-		if r.balancer != nil {
-			r.balancer.close()
+		for _, b := range r.balancers {
+			b.close()
 		}
 		if r.regSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -29,6 +29,11 @@ import (
 // Stager (a staged release runs beside the serving one, typically bound
 // to a weighted target set of the balancer, for blue/green and canary).
 //
+// It accepts the bindings of every balancer of its rack (the default one
+// and those of Options.Balancers): a process bound to several target sets,
+// of one balancer or of several, has each of its tasks registered in all
+// of them and drained from all of them before the task stops.
+//
 // Each process instance is a supervised slot: it starts the process from
 // the image's unpacked root file system with the release environment plus
 // PORT (a free port on 127.0.0.1), waits until it is healthy (HTTP GET of
@@ -45,6 +50,17 @@ import (
 // the rollout is canceled or superseded before they are healthy, the new
 // slots are stopped and the old ones, which never stopped serving, stay.
 //
+// Bindings are not part of what a slot runs: applying a Desired that
+// changes only the bindings of a process (a route of a second balancer
+// added, or the first one's removed, as in a balancer migration) restarts
+// nothing. The running tasks are attached in place: each joins its new
+// target sets at once as a healthy target (it already passed its health
+// checks), then leaves the sets it no longer has, drained like a stopping
+// task (out of rotation first, then its in-flight requests finish, bounded
+// by the route's DeregistrationDelay). The rollout completes once those
+// drains have finished, so no request fails and no target set the new
+// bindings keep is ever without the task.
+//
 // Each app's last completed Desired and its recent rollouts are persisted,
 // so a reopened rack starts the same processes again; every task has a pid
 // file so that processes left by a crashed run are killed first.
@@ -52,7 +68,8 @@ type Scheduler struct {
 	dir     string
 	pidDir  string
 	reg     *Registry
-	bal     *Balancer
+	bal     *Balancer            // the default balancer; probes health
+	bals    map[string]*Balancer // every balancer of the rack by name
 	logs    *Logs
 	rootfs  *rootfsCache
 	opts    schedulerOptions
@@ -128,10 +145,29 @@ type slotSpec struct {
 	hash    string
 }
 
+// bindingRef names a target set of one of the rack's balancers.
+type bindingRef struct {
+	balancer string
+	target   string
+}
+
+// bindingRefs returns the target sets named by bindings, sorted and
+// without duplicates.
+func bindingRefs(bs []providers.Binding) []bindingRef {
+	refs := make([]bindingRef, 0, len(bs))
+	for _, b := range bs {
+		refs = append(refs, bindingRef{balancer: b.Balancer, target: b.Target})
+	}
+	slices.SortFunc(refs, func(x, y bindingRef) int {
+		return cmp.Or(strings.Compare(x.balancer, y.balancer), strings.Compare(x.target, y.target))
+	})
+	return slices.Compact(refs)
+}
+
 // slot is one supervised instance; mutable fields are guarded by s.mu.
 type slot struct {
 	spec     *slotSpec
-	bindings []string
+	bindings []bindingRef
 	live     bool // joined the balancer: registers whenever ready
 	task     *providers.Task
 	p        *proc
@@ -148,12 +184,13 @@ type oneOffTask struct {
 	p    *proc
 }
 
-func newScheduler(dir string, reg *Registry, bal *Balancer, logs *Logs, opts schedulerOptions, log *slog.Logger) (*Scheduler, error) {
+func newScheduler(dir string, reg *Registry, bal *Balancer, bals map[string]*Balancer, logs *Logs, opts schedulerOptions, log *slog.Logger) (*Scheduler, error) {
 	s := &Scheduler{
 		dir:     dir,
 		pidDir:  filepath.Join(dir, "tasks"),
 		reg:     reg,
 		bal:     bal,
+		bals:    bals,
 		logs:    logs,
 		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}},
 		opts:    opts,
@@ -172,8 +209,44 @@ func newScheduler(dir string, reg *Registry, bal *Balancer, logs *Logs, opts sch
 }
 
 // AcceptsBinding reports whether the scheduler attaches tasks to a binding
-// kind: it accepts providers.BindingLocal only.
+// kind: it accepts providers.BindingLocal only, of any balancer of the rack.
 func (s *Scheduler) AcceptsBinding(kind string) bool { return kind == providers.BindingLocal }
+
+// byBalancer groups binding references by balancer; references to a
+// balancer the rack does not serve are skipped.
+func (s *Scheduler) byBalancer(refs []bindingRef) map[*Balancer][]string {
+	out := map[*Balancer][]string{}
+	for _, ref := range refs {
+		if b := s.bals[ref.balancer]; b != nil {
+			out[b] = append(out[b], ref.target)
+		}
+	}
+	return out
+}
+
+// register adds addr to the target sets refs name, in every balancer.
+func (s *Scheduler) register(refs []bindingRef, addr string, healthy bool) {
+	for b, targets := range s.byBalancer(refs) {
+		b.register(targets, addr, healthy)
+	}
+}
+
+// deregister drains addr from the target sets refs name, from every
+// balancer at once, and returns when all the drains have finished.
+func (s *Scheduler) deregister(ctx context.Context, refs []bindingRef, addr string) {
+	var wg sync.WaitGroup
+	for b, targets := range s.byBalancer(refs) {
+		wg.Go(func() { b.deregister(ctx, targets, addr) })
+	}
+	wg.Wait()
+}
+
+// dropTarget forgets addr in the target sets refs name without draining.
+func (s *Scheduler) dropTarget(refs []bindingRef, addr string) {
+	for b, targets := range s.byBalancer(refs) {
+		b.dropTarget(targets, addr)
+	}
+}
 
 func specHash(d providers.Desired, p providers.Process) string {
 	b, _ := json.Marshal(struct {
@@ -222,11 +295,12 @@ func (s *Scheduler) validate(d providers.Desired) error {
 			return providers.Invalidf("process %q has bindings but no port", pname)
 		}
 		for _, b := range bs {
-			if b.Kind != providers.BindingLocal || b.Balancer != BalancerName {
-				return providers.Invalidf("process %q: the local scheduler accepts only %q bindings of the %q balancer, not kind %q of %q", pname, providers.BindingLocal, BalancerName, b.Kind, b.Balancer)
+			bal := s.bals[b.Balancer]
+			if b.Kind != providers.BindingLocal || bal == nil {
+				return providers.Invalidf("process %q: the local scheduler accepts only %q bindings of the rack's balancers (%s), not kind %q of %q", pname, providers.BindingLocal, strings.Join(slices.Sorted(maps.Keys(s.bals)), ", "), b.Kind, b.Balancer)
 			}
-			if !s.bal.hasTarget(b.Target) {
-				return fmt.Errorf("process %q: target set %q: %w", pname, b.Target, providers.ErrNotFound)
+			if !bal.hasTarget(b.Target) {
+				return fmt.Errorf("process %q: target set %q of balancer %s: %w", pname, b.Target, b.Balancer, providers.ErrNotFound)
 			}
 		}
 	}
@@ -419,7 +493,7 @@ func (s *Scheduler) converge(ctx context.Context, a *app, r *rolloutRec) error {
 		keep     []*slot // current slots that stay
 		start    []*slot // new slots
 		stop     []*slot // current slots to stop
-		bindings []string
+		bindings []bindingRef
 	}
 	var plan []*change
 	s.mu.Lock()
@@ -427,11 +501,7 @@ func (s *Scheduler) converge(ctx context.Context, a *app, r *rolloutRec) error {
 	for _, p := range d.Processes {
 		want[p.Name] = true
 		c := &change{name: p.Name, spec: &slotSpec{app: a.name, release: d.Release, image: d.Image, proc: p, env: d.Env, hash: specHash(d, p)}}
-		for _, b := range d.Bindings[p.Name] {
-			c.bindings = append(c.bindings, b.Target)
-		}
-		slices.Sort(c.bindings)
-		c.bindings = slices.Compact(c.bindings)
+		c.bindings = bindingRefs(d.Bindings[p.Name])
 		cur := a.slots[p.Name]
 		if len(cur) > 0 && cur[0].spec.hash == c.spec.hash {
 			n := min(len(cur), p.Count)
@@ -494,17 +564,24 @@ func (s *Scheduler) converge(ctx context.Context, a *app, r *rolloutRec) error {
 	}
 
 	// Phase 2: switch traffic and stop what is replaced. Not canceled.
+	type drain struct {
+		refs []bindingRef
+		addr string
+	}
+	var drains []drain
 	s.mu.Lock()
 	r.phase2 = true
 	a.starting = nil
 	for _, c := range plan {
 		for _, sl := range c.keep {
-			s.rebind(sl, c.bindings)
+			if gone, addr := s.rebind(sl, c.bindings); len(gone) > 0 {
+				drains = append(drains, drain{gone, addr})
+			}
 		}
 		for _, sl := range c.start {
 			sl.live = true
 			if sl.ready && sl.task != nil {
-				s.bal.register(sl.bindings, sl.task.Address, true)
+				s.register(sl.bindings, sl.task.Address, true)
 			}
 		}
 		a.slots[c.name] = append(slices.Clone(c.keep), c.start...)
@@ -517,16 +594,28 @@ func (s *Scheduler) converge(ctx context.Context, a *app, r *rolloutRec) error {
 		old = append(old, c.stop...)
 	}
 	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range drains {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			s.deregister(ctx, d.refs, d.addr)
+		})
+	}
 	s.stopSlots(old)
+	wg.Wait()
 	return nil
 }
 
-// rebind moves a kept slot to new bindings; s.mu is held.
-func (s *Scheduler) rebind(sl *slot, bindings []string) {
+// rebind attaches a kept slot to new bindings in place: a ready slot's
+// task joins its new target sets at once, as healthy. It returns the
+// target sets the task must now be drained from, with its address; s.mu
+// is held.
+func (s *Scheduler) rebind(sl *slot, bindings []bindingRef) ([]bindingRef, string) {
 	if slices.Equal(sl.bindings, bindings) {
-		return
+		return nil, ""
 	}
-	var gone []string
+	var gone []bindingRef
 	for _, b := range sl.bindings {
 		if !slices.Contains(bindings, b) {
 			gone = append(gone, b)
@@ -534,13 +623,11 @@ func (s *Scheduler) rebind(sl *slot, bindings []string) {
 	}
 	sl.bindings = bindings
 	if sl.task == nil || !sl.ready {
-		return
+		return nil, ""
 	}
 	addr := sl.task.Address
-	s.bal.register(bindings, addr, true)
-	if len(gone) > 0 {
-		go s.bal.deregister(context.Background(), gone, addr)
-	}
+	s.register(bindings, addr, true)
+	return gone, addr
 }
 
 // prepare unpacks the image and resolves the command of a process type.
@@ -668,17 +755,20 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 		s.mu.Lock()
 		sl.ready = true
 		if sl.live {
-			s.bal.register(sl.bindings, t.Address, true)
+			s.register(sl.bindings, t.Address, true)
 		}
 		s.mu.Unlock()
 		s.notify(a)
 		readyAt := time.Now()
 		select {
 		case <-p.exited:
+			// Not ready from now on, under the lock that reads the
+			// bindings, so that a rebind no longer registers the address.
 			s.mu.Lock()
 			bindings := sl.bindings
+			sl.ready = false
 			s.mu.Unlock()
-			s.bal.dropTarget(bindings, t.Address)
+			s.dropTarget(bindings, t.Address)
 			s.recordStop(a, sl, p, "", true)
 			if time.Since(readyAt) > time.Minute {
 				backoff = s.opts.backoff
@@ -795,7 +885,7 @@ func (s *Scheduler) finish(a *app, sl *slot, p *proc, registered bool, why strin
 	s.mu.Unlock()
 	if registered && live && addr != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		s.bal.deregister(ctx, bindings, addr)
+		s.deregister(ctx, bindings, addr)
 		cancel()
 	}
 	p.terminate(s.opts.grace)

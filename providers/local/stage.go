@@ -60,13 +60,9 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	st := &stageRec{rec: rec, slots: map[string][]*slot{}}
 	for _, p := range d.Processes {
 		spec := &slotSpec{app: a.name, release: d.Release, image: d.Image, proc: p, env: d.Env, hash: specHash(d, p)}
-		var bindings []string
-		for _, b := range d.Bindings[p.Name] {
-			bindings = append(bindings, b.Target)
-		}
-		slices.Sort(bindings)
+		bindings := bindingRefs(d.Bindings[p.Name])
 		for range p.Count {
-			sl := &slot{spec: spec, bindings: slices.Compact(bindings), live: true, stopCh: make(chan struct{}), done: make(chan struct{})}
+			sl := &slot{spec: spec, bindings: bindings, live: true, stopCh: make(chan struct{}), done: make(chan struct{})}
 			st.slots[p.Name] = append(st.slots[p.Name], sl)
 			st.all = append(st.all, sl)
 		}

@@ -54,7 +54,7 @@ func Stepped(start time.Time, step time.Duration) func() time.Time {
 }
 
 // Rack is one coherent in-memory rack. Its provider views (Registry,
-// Scheduler, Balancer, Logs, Store, Notifier) share its state. Create it
+// Scheduler, its Balancers, Logs, Store, Notifier) share its state. Create it
 // with New.
 type Rack struct {
 	now          func() time.Time

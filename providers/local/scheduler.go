@@ -58,8 +58,9 @@ import (
 // checks), then leaves the sets it no longer has, drained like a stopping
 // task (out of rotation first, then its in-flight requests finish, bounded
 // by the route's DeregistrationDelay). The rollout completes once those
-// drains have finished, so no request fails and no target set the new
-// bindings keep is ever without the task.
+// drains have finished. No in-flight request fails, and a target set the
+// new bindings keep never loses the task; a route the task leaves answers
+// 503 once it has no target left, so clients move off it first.
 //
 // Each app's last completed Desired and its recent rollouts are persisted,
 // so a reopened rack starts the same processes again; every task has a pid

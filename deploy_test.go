@@ -614,3 +614,22 @@ func TestSlowNotifierDoesNotFailOrStallDeploys(t *testing.T) {
 		}
 	})
 }
+
+func TestChangesBuildOnTheLastGoodRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, nil)
+		ctx := t.Context()
+		w.deployV1(ctx)
+		w.rack.CrashLoop("R2")
+		if _, err := w.c.App("web").SetEnv(ctx, map[string]string{"CRASH": "1"}, nil, nil); err == nil {
+			t.Fatal("crashing env change succeeded")
+		}
+		r3, err := w.c.App("web").Scale(ctx, "web", 3, nil)
+		if err != nil {
+			t.Fatalf("Scale after a failed env change: %v", err)
+		}
+		if _, ok := r3.Env["CRASH"]; ok {
+			t.Errorf("the scale copied the failed release's env: %v", r3.Env)
+		}
+	})
+}

@@ -61,7 +61,8 @@ type Release struct {
 }
 
 // ReleaseSpec describes a new release. Nil or empty fields are copied from
-// the app's latest release (Image "", Env nil, Secrets nil, Processes nil).
+// the app's latest release whose promotion did not fail or get canceled
+// (Image "", Env nil, Secrets nil, Processes nil).
 type ReleaseSpec struct {
 	// Image is a reference the app's registry resolves ("web:v2",
 	// "web@sha256:..."); the release pins its digest.
@@ -257,7 +258,7 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 	if err != nil {
 		return nil, err
 	}
-	latest, err := a.latestDoc(ctx)
+	latest, err := a.baseDoc(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -365,8 +366,28 @@ func (a *AppClient) latestDoc(ctx context.Context) (*releaseDoc, error) {
 	return decodeRelease(page.Docs[0])
 }
 
+// baseDoc returns the release new releases copy unspecified fields from:
+// the newest one whose promotion did not fail and was not canceled (so a
+// broken release is never resurrected by a later scale or env change), or
+// nil when there is none.
+func (a *AppClient) baseDoc(ctx context.Context) (*releaseDoc, error) {
+	for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
+		if err != nil {
+			return nil, err
+		}
+		r, err := decodeRelease(d)
+		if err != nil {
+			return nil, err
+		}
+		if !r.Failed && !r.Canceled {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
 func (a *AppClient) latestRelease(ctx context.Context) (*Release, error) {
-	d, err := a.latestDoc(ctx)
+	d, err := a.baseDoc(ctx)
 	if err != nil || d == nil {
 		return nil, err
 	}

@@ -34,6 +34,14 @@
 // reason, Unknown, or InService while deregistration drains), so every run
 // sees the same states. FailNext makes the next call of an operation fail
 // with a chosen error, for error-mapping tests.
+//
+// # Tasks behind load balancers
+//
+// An Attacher does in tests what ECS does for services with load
+// balancers, when the ECS endpoint (package ecstest) runs no real tasks:
+// it registers a cluster's running tasks with the classic load balancers
+// (of this server, or of AWS) and target groups (of an ELBv2 endpoint)
+// their services name.
 package elbtest
 
 import (

@@ -70,7 +70,10 @@
 // otherwise EnsureRoute is ErrConflict. A protocol change moves the rule
 // to the other listener, keeping the route's target sets and weights.
 // DeleteRoute deletes the route's rule and target groups and leaves the
-// shared load balancer and listeners.
+// shared load balancer and listeners, and the certificates added to the
+// HTTPS listener (another route may use them). HTTPS routes are not
+// reachable over plain HTTP: no redirect rule is made on the HTTP
+// listener.
 //
 // # Health
 //

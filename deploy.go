@@ -492,8 +492,14 @@ func anyAddress(ts []providers.Task) bool {
 	return slices.ContainsFunc(ts, func(t providers.Task) bool { return t.Address != "" })
 }
 
-// converged reports whether the observation shows rel fully rolled out and healthy.
+// converged reports whether the observation shows rel fully rolled out and
+// healthy. When the scheduler reports this attempt's rollout, it must have
+// completed too: re-promoting the serving release (to re-bind it, or to
+// restore it) finds AppStatus.Release already equal to it.
 func (o observation) converged(id string) bool {
+	if o.rollout != nil && o.rollout.State != providers.RolloutCompleted {
+		return false
+	}
 	return o.status.Release == id && o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
 }
 
@@ -557,10 +563,12 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 			if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
 				return failStep(w.step, ErrDeployFailed, "rollout %s: %s", r.State, r.Reason)
 			}
-			if max := d.opts.FailFast.MaxStopped; max > 0 && len(obs.stopped) >= max {
-				return failStep(w.step, ErrDeployFailed, "%d tasks of %s stopped: %s", len(obs.stopped), d.Release, summarizeStops(obs.stopped))
+			crashed := d.crashes(obs.stopped)
+			if max := d.opts.FailFast.MaxStopped; max > 0 && len(crashed) >= max {
+				return failStep(w.step, ErrDeployFailed, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
 			}
 			p := obs.progress
+			p.Stopped = len(crashed)
 			if w.done == nil {
 				if p.Healthy < p.Targets || p.Running < p.Desired {
 					return failStep(w.step, ErrDeployFailed, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
@@ -612,6 +620,25 @@ func (d *Deployment) setStatus(st providers.AppStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastStatus = &st
+}
+
+// crashes keeps the stopped tasks that belong to this attempt: started
+// after the deploy began (allowing a minute of clock skew between us and
+// the scheduler for tasks that failed), so that the previous tasks of a
+// re-promoted release, stopped cleanly by the scheduler, do not count.
+func (d *Deployment) crashes(ts []providers.Task) []providers.Task {
+	var out []providers.Task
+	for _, t := range ts {
+		clean := t.ExitCode != nil && *t.ExitCode == 0
+		switch {
+		case clean && (t.Started.IsZero() || t.Started.Before(d.start)):
+			continue
+		case !t.Started.IsZero() && t.Started.Before(d.start.Add(-time.Minute)):
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 func summarizeStops(ts []providers.Task) string {
@@ -687,11 +714,13 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	if d.lastStatus != nil {
 		st := *d.lastStatus
 		de.LastStatus = &st
+		var stopped []providers.Task
 		for _, t := range st.Tasks {
 			if t.Release == d.Release && t.State == providers.TaskStopped {
-				de.StoppedTasks = append(de.StoppedTasks, t)
+				stopped = append(stopped, t)
 			}
 		}
+		de.StoppedTasks = d.crashes(stopped)
 	}
 	d.mu.Unlock()
 	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)

@@ -66,7 +66,7 @@ type view struct {
 	Rules       int    // rules forwarding to its target group, over every listener
 	Hosts       []string
 	Paths       []string
-	InBand      bool // the priority is in the band of its conditions (checked by the caller's want)
+	Priority    bool // the rule's priority is a number within ELBv2's 1-50000 (bands are checked by TestPriorities)
 	TargetType  types.TargetTypeEnum
 	HealthCheck string // path interval timeout healthy unhealthy
 	Dereg       string
@@ -106,7 +106,7 @@ func (e *env) observe(t *testing.T, id string) view {
 				}
 			}
 			p, _ := strconv.Atoi(aws.ToString(r.Priority))
-			v.InBand = p >= 1 && p <= 50000
+			v.Priority = p >= 1 && p <= 50000
 		}
 	}
 	v.TargetType = tg.TargetType
@@ -138,37 +138,37 @@ func TestRouteResources(t *testing.T) {
 	}{
 		{"the default route is a host rule under the domain on the HTTP listener", nil,
 			providers.RouteSpec{Process: "web", Port: 8080},
-			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"http://APP-web.apps.example.com/"},
 		{"host and path become the rule's conditions", nil,
 			providers.RouteSpec{Process: "api", Port: 8080, Host: "shop.example.com", Path: "/api"},
-			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"shop.example.com"}, Paths: []string{"/api", "/api/*"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"shop.example.com"}, Paths: []string{"/api", "/api/*"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"http://shop.example.com/api/"},
 		{"a path without host is reached at the load balancer's DNS name", nil,
 			providers.RouteSpec{Process: "web", Port: 8080, Path: "/shop"},
-			view{Listener: "HTTP:80", Rules: 1, Paths: []string{"/shop", "/shop/*"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTP:80", Rules: 1, Paths: []string{"/shop", "/shop/*"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"http://DNS/shop/"},
 		{"health check and deregistration delay reach the target group", nil,
 			providers.RouteSpec{Process: "web", Port: 8080,
 				Health:              providers.HealthCheck{Path: "/healthz", Interval: 15 * time.Second, Timeout: 4 * time.Second, Healthy: 3, Unhealthy: 4},
 				DeregistrationDelay: 12 * time.Second},
-			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "ip", HealthCheck: "/healthz 15 4 3 4", Dereg: "12", HTTP2: "true"},
+			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "ip", HealthCheck: "/healthz 15 4 3 4", Dereg: "12", HTTP2: "true"},
 			"http://APP-web.apps.example.com/"},
 		{"the instance target type serves EC2 tasks", func(o *albbalancer.Options) { o.TargetType = albbalancer.TargetInstance },
 			providers.RouteSpec{Process: "web", Port: 8080},
-			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "instance", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTP:80", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "instance", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"http://APP-web.apps.example.com/"},
 		{"https goes on the HTTPS listener", nil,
 			providers.RouteSpec{Process: "web", Port: 8080, Protocol: providers.HTTPS, Certificate: certA},
-			view{Listener: "HTTPS:443", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTPS:443", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"https://APP-web.apps.example.com/"},
 		{"http2 goes on the HTTPS listener with HTTP/2 on", func(o *albbalancer.Options) { o.Certificate = certA },
 			providers.RouteSpec{Process: "web", Port: 8080, Protocol: providers.HTTP2},
-			view{Listener: "HTTPS:443", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTPS:443", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"https://APP-web.apps.example.com/"},
 		{"other listener ports appear in the endpoint", func(o *albbalancer.Options) { o.HTTPPort = 8000 },
 			providers.RouteSpec{Process: "web", Port: 8080},
-			view{Listener: "HTTP:8000", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, InBand: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
+			view{Listener: "HTTP:8000", Rules: 1, Hosts: []string{"APP-web.apps.example.com"}, Priority: true, TargetType: "ip", HealthCheck: "/ 10 5 2 3", Dereg: "30", HTTP2: "true"},
 			"http://APP-web.apps.example.com:8000/"},
 	}
 	for _, tt := range tests {

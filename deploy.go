@@ -103,6 +103,10 @@ func (d *Deployment) Cancel(ctx context.Context) error {
 
 var errTimedOut = errors.New("deploy timed out")
 
+// errLeaseLost: another deployer took the app's lease over (after it
+// expired); it matches ErrConflict.
+var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deployer: %w", ErrConflict)
+
 // Promote starts promoting a release: it takes the app's deploy lease (a
 // concurrent deployer gets an error matching ErrConflict) and returns a
 // Deployment that ensures routes, applies the release to the scheduler and
@@ -600,7 +604,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 func (d *Deployment) checkLease(ctx context.Context, app *appDoc) *stepError {
 	l := app.Lease
 	if l == nil || l.Token != d.token {
-		return failStep(StepWait, ErrConflict, "the deploy lease was taken over by another deployer")
+		return failStep(StepWait, errLeaseLost, "the deploy lease was taken over by another deployer")
 	}
 	if l.Cancel {
 		d.cancel(errCanceled)
@@ -679,7 +683,7 @@ func (d *Deployment) succeed(ctx context.Context) error {
 	}
 	if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
 		if a.Lease == nil || a.Lease.Token != d.token {
-			return fmt.Errorf("%w: the deploy lease was taken over by another deployer", ErrConflict)
+			return errLeaseLost
 		}
 		if a.Active != "" && a.Active != d.Release {
 			a.History = append([]string{a.Active}, slices.DeleteFunc(a.History, func(id string) bool { return id == a.Active || id == d.Release })...)
@@ -705,7 +709,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.CompensateTimeout)
 	defer cancel()
 	canceled := errors.Is(serr.err, errCanceled)
-	lost := errors.Is(serr.err, ErrConflict) && serr.step != StepLease
+	lost := errors.Is(serr.err, errLeaseLost)
 	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Canceled: canceled, Err: serr.err}
 	if canceled {
 		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)

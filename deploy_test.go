@@ -252,6 +252,24 @@ func TestDeployFailure(t *testing.T) {
 		})
 	})
 
+	t.Run("a provider's conflict is compensated like any failure, not taken for a lost lease", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(t, nil)
+			ctx := t.Context()
+			w.deployV1(ctx)
+			w.push("v2")
+			w.rack.Fail("Scheduler.Apply", fmt.Errorf("fake: port held: %w", providers.ErrConflict), 1)
+			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
+			var de *convox.DeployError
+			if !errors.As(err, &de) || !de.RolledBack || !errors.Is(err, convox.ErrConflict) {
+				t.Fatalf("Deploy = %v, want a rolled-back failure matching ErrConflict", err)
+			}
+			if app, _ := w.c.GetApp(ctx, "web"); app.Active != "R1" || app.Deploying != "" {
+				t.Errorf("active %s, deploying %q; want R1 and no lease", app.Active, app.Deploying)
+			}
+		})
+	})
+
 	t.Run("a timeout reports the last observed state", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(t, nil)

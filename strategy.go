@@ -281,7 +281,7 @@ func (d *Deployment) setLive(ctx context.Context, wp weightedPlan) error {
 func (d *Deployment) markLease(ctx context.Context, fn func(*leaseDoc)) *stepError {
 	_, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
 		if a.Lease == nil || a.Lease.Token != d.token {
-			return fmt.Errorf("%w: the deploy lease was taken over by another deployer", ErrConflict)
+			return errLeaseLost
 		}
 		fn(a.Lease)
 		return nil

@@ -290,7 +290,8 @@ func (b *Balancer) routeInfo(r *route) providers.Route {
 // EnsureRoute creates the route's proxy (listening on the port configured
 // for the balancer and "app/process" in Options.RoutePorts, or one the OS
 // picks) or updates the existing one. The route ID is providers.ResourceName(app, process, "").
-// A configured port that another program holds returns ErrUnavailable;
+// A configured port that another program holds returns ErrConflict (one
+// the rack may not bind, ErrPermission);
 // HTTPS and HTTP2 return ErrUnimplemented.
 func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (providers.Route, error) {
 	if err := ctx.Err(); err != nil {
@@ -342,9 +343,14 @@ func (b *Balancer) EnsureRoute(ctx context.Context, spec providers.RouteSpec) (p
 func (b *Balancer) startRoute(id string, spec providers.RouteSpec, port int, weights map[string]int, sets []string) (*route, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		sentinel := providers.ErrUnavailable
-		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
-			sentinel = providers.ErrInvalid
+		// A held port stays held until somebody frees it: that is a
+		// conflict to report at once, not a fault to retry.
+		sentinel := providers.ErrInvalid
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			sentinel = providers.ErrConflict
+		case errors.Is(err, syscall.EACCES):
+			sentinel = providers.ErrPermission
 		}
 		return nil, fmt.Errorf("route %s of balancer %s: listen on 127.0.0.1:%d: %w: %w", id, b.name, port, sentinel, err)
 	}

@@ -228,7 +228,7 @@ func TestBalancerRouteErrors(t *testing.T) {
 		spec    providers.RouteSpec
 		wantErr error
 	}{
-		{"a configured port already in use is unavailable", providers.RouteSpec{App: "busy", Process: "web", Port: 8080}, providers.ErrUnavailable},
+		{"a configured port already in use is a conflict", providers.RouteSpec{App: "busy", Process: "web", Port: 8080}, providers.ErrConflict},
 		{"https is not served locally", providers.RouteSpec{App: "tls", Process: "web", Port: 8080, Protocol: providers.HTTPS}, providers.ErrUnimplemented},
 		{"a missing container port is invalid", providers.RouteSpec{App: "web", Process: "web"}, providers.ErrInvalid},
 		{"a bad app name is invalid", providers.RouteSpec{App: "Web", Process: "web", Port: 8080}, providers.ErrInvalid},

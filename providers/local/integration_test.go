@@ -439,14 +439,14 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 				if !errors.As(err, &de) {
 					t.Fatalf("got %v, want a *DeployError", err)
 				}
-				// The local balancer reports a held port as unavailable, which
-				// the deploy retries until its timeout; the reason names the port.
+				// The local balancer reports a held port as a conflict, which
+				// fails the deploy at once; the reason names the port.
 				inUse := "address already in use"
-				if diff := cmp.Diff(deployOutcome{Step: convox.StepRoutes, RolledBack: true, Previous: "R1", TimedOut: true, Reason: inUse}, outcomeOf(de, inUse)); diff != "" {
+				if diff := cmp.Diff(deployOutcome{Step: convox.StepRoutes, RolledBack: true, Previous: "R1", Reason: inUse}, outcomeOf(de, inUse)); diff != "" {
 					t.Errorf("deploy error (-want +got):\n%s", diff)
 				}
-				if !errors.Is(err, convox.ErrUnavailable) {
-					t.Errorf("got %v, want an error matching ErrUnavailable", err)
+				if !errors.Is(err, convox.ErrConflict) {
+					t.Errorf("got %v, want an error matching ErrConflict", err)
 				}
 			},
 		},

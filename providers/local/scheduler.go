@@ -322,12 +322,20 @@ func (s *Scheduler) validate(d providers.Desired) error {
 	return nil
 }
 
-// isLocalImage reports whether an image lives in this rack's registry (on
-// the loopback interface, whatever port the registry had then).
+// isLocalImage reports whether an image lives in this rack's registry: its
+// repository has no host, or this registry's host, or a loopback host
+// (the registry may have had another port then) and the digest is in this
+// registry. Other registries on the loopback interface are pulled from.
 func (s *Scheduler) isLocalImage(img providers.Image) bool {
-	host, _, _ := strings.Cut(img.Repository, "/")
-	h := stripPort(host)
-	return !strings.Contains(img.Repository, "/") || h == "127.0.0.1" || h == "localhost"
+	host, _, ok := strings.Cut(img.Repository, "/")
+	if !ok || host == s.reg.Host() {
+		return true
+	}
+	if h := stripPort(host); h != "127.0.0.1" && h != "localhost" {
+		return false
+	}
+	_, err := s.reg.v1Image(img)
+	return err == nil
 }
 
 // loadImage returns the image to unpack: from this rack's registry, or

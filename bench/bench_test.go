@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/fake"
 )
 
 // TestPartsRunShort runs every part as CI does (-short, one at a time):
@@ -30,7 +36,128 @@ func TestPartsRunShort(t *testing.T) {
 			if !strings.Contains(out, "GOAL MET: ") && !strings.Contains(out, "GOAL MISSED: ") {
 				t.Errorf("the output of %s states no goal", p.name)
 			}
+			for _, line := range partReports[p.name] {
+				if !strings.Contains(out, line) {
+					t.Errorf("the output of %s does not report %q", p.name, line)
+				}
+			}
 		})
+	}
+}
+
+// partReports are lines (or their beginnings) each part's report must
+// hold, whatever the numbers.
+var partReports = map[string][]string{
+	"status":   {"DescribeServices calls per poll: batched (StatusMany) ", "one-per-service/batched DescribeServices calls per poll = "},
+	"deploy":   {"time per deploy: ", "allocations per deploy: ", "  history    10: ", "  history  1000: ", "rollback time with 1000/10 releases of history = "},
+	"many":     {"deploys: 100 succeeded, 0 failed", "control, client limiter off: 200 apps, ", "throttling errors seen = "},
+	"logs":     {"endpoint: ", "Write: 10000 events", "BufferedWriter: 10000 events", "PutLogEvents calls above the API minimum = "},
+	"registry": {"crane: go-containerregistry v", "  imagecopy ", "  crane     ", "re-copy by imagecopy of the same image again: 0 layer bytes", "imagecopy/crane copy time = "},
+}
+
+func TestBucketRefusesCallsOverItsLimit(t *testing.T) {
+	b := newBucket(10, 2) // 10 calls/s, bursts of 2
+	t0 := time.Unix(1000, 0)
+	var got []bool
+	for _, at := range []time.Duration{0, 0, 0, 50 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, time.Second, time.Second, time.Second} {
+		got = append(got, b.take(t0.Add(at)))
+	}
+	want := []bool{true, true, false, false, true, false, true, true, false}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("take (-want +got):\n%s", diff)
+	}
+	if b.admitted != 5 || b.refused != 4 {
+		t.Errorf("admitted %d, refused %d; want 5 and 4", b.admitted, b.refused)
+	}
+}
+
+func TestAccountThrottlesOnlyTheLimitedMethods(t *testing.T) {
+	a := newAccount(0.001, 1)
+	ran := 0
+	next := func(context.Context) error { ran++; return nil }
+	health := fake.Call{Provider: "Balancer", Balancer: "fake", Method: "Health"}
+	other := fake.Call{Provider: "Balancer", Balancer: "other", Method: "Health"}
+	store := fake.Call{Provider: "Store", Method: "Get"}
+	for _, c := range []fake.Call{health, health, other, store, store} {
+		_ = a.hook(t.Context(), c, next)
+	}
+	err := a.hook(t.Context(), health, next)
+	if !errors.Is(err, providers.ErrThrottled) {
+		t.Errorf("a call over the limit returned %v, want ErrThrottled", err)
+	}
+	if diff := cmp.Diff(map[string]int{"Balancer.Health": 2}, a.throttled); diff != "" {
+		t.Errorf("throttled (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"Balancer.Health": 4, "Store.Get": 2}, a.calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if ran != 4 {
+		t.Errorf("%d calls ran, want 4 (each balancer's first Health and the store's)", ran)
+	}
+}
+
+func TestUploadsCountBlobBytesByDigest(t *testing.T) {
+	r := startRegistry()
+	defer r.close()
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layers, size, err := describeImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := push(t.Context(), r, img); err != nil {
+		t.Fatal(err)
+	}
+	lb, ob := r.uploads.split(layers)
+	if diff := cmp.Diff([2]int64{layerBytesOf(img), size - layerBytesOf(img)}, [2]int64{lb, ob}); diff != "" {
+		t.Errorf("layer and other bytes of a first push (-want +got):\n%s", diff)
+	}
+	r.uploads.reset()
+	if err := push(t.Context(), r, img); err != nil {
+		t.Fatal(err)
+	}
+	if lb, ob := r.uploads.split(layers); lb != 0 || ob != 0 {
+		t.Errorf("a second push uploaded %d layer and %d other bytes, want none", lb, ob)
+	}
+}
+
+func TestMixedEntriesHaveMixedSizesInOrder(t *testing.T) {
+	entries := mixedEntries(10000, "app")
+	var short, long int
+	for i, e := range entries {
+		if n := len(e.Message); n < 200 {
+			short++
+		} else if n >= 2000 {
+			long++
+		}
+		if i > 0 && !e.Time.After(entries[i-1].Time) {
+			t.Fatalf("entry %d is not after entry %d", i, i-1)
+		}
+	}
+	if short < 6500 || short > 7500 || long < 300 || long > 700 {
+		t.Errorf("%d short and %d long messages of 10,000; want about 7,000 and 500", short, long)
+	}
+}
+
+func TestGoalLinesSayMetOrMissed(t *testing.T) {
+	var b strings.Builder
+	goalAtMost(&b, "a", 1.0, 1.0)
+	goalAtMost(&b, "b", 1.01, 1.0)
+	goalCount(&b, "c", 0, 0)
+	goalCount(&b, "d", 2, 1)
+	goalUnder(&b, "e", 999*time.Microsecond, time.Millisecond)
+	goalUnder(&b, "f", time.Millisecond, time.Millisecond)
+	want := `GOAL MET: a = 1.00 (goal ≤ 1.00)
+GOAL MISSED: b = 1.01 (goal ≤ 1.00)
+GOAL MET: c = 0 (goal 0)
+GOAL MISSED: d = 2 (goal ≤ 1)
+GOAL MET: e = 999µs (goal < 1ms)
+GOAL MISSED: f = 1ms (goal < 1ms)
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("goal lines (-want +got):\n%s", diff)
 	}
 }
 

@@ -16,6 +16,22 @@
 //     httputil.ReverseProxy, through the local rack's balancer and through
 //     nginx with one worker (when nginx is installed); requests per second,
 //     p99 latency, and the balancer's ratios to the other two.
+//   - status: one status poll of 50 ECS services through the ECS scheduler
+//     against the in-process ECS server; DescribeServices calls per poll,
+//     batched against one call per service.
+//   - deploy: a full deploy on the fake rack through the root API, time and
+//     allocations per deploy; a rollback with 10,000 releases of history
+//     against one with 10.
+//   - many: 1,000 apps deployed at once on the fake rack under the client's
+//     shared limiter, with a simulated account rate limit; throttling
+//     errors and total time against the limit's lower bound.
+//   - logs: 100,000 log events of mixed sizes through the CloudWatch Logs
+//     provider (the emulator when CONVOX_TEST_AWS_ENDPOINT is set, else the
+//     in-process server); PutLogEvents calls against the API minimum and
+//     against one call per event, and events per second.
+//   - registry: an image of a few layers copied between two in-process
+//     registries by the project's copy and by crane copy, alternately; and
+//     the bytes sent when the target already has the layers.
 package main
 
 import (
@@ -50,6 +66,11 @@ type part struct {
 // parts are run in this order; a new benchmark adds its line here.
 var parts = []part{
 	{name: "proxy", about: "one backend directly, through httputil.ReverseProxy, the local balancer and nginx", run: runProxy},
+	{name: "status", about: "DescribeServices calls per status poll of 50 ECS services, batched vs one per service", run: runStatus},
+	{name: "deploy", about: "a full deploy on the fake rack; rollback with 10,000 releases of history vs 10", run: runDeploy},
+	{name: "many", about: "1,000 apps deployed at once under the shared limiter and a simulated account rate limit", run: runMany},
+	{name: "logs", about: "PutLogEvents calls for 100,000 log events vs the API minimum and one call per event", run: runLogs},
+	{name: "registry", about: "registry copy time vs crane copy; bytes sent when the target has the layers", run: runRegistry},
 }
 
 func main() {
@@ -130,4 +151,35 @@ func goal(w io.Writer, what string, ratio, min float64) {
 		verdict = "GOAL MISSED"
 	}
 	fmt.Fprintf(w, "%s: %s = %.2f (goal ≥ %.2f)\n", verdict, what, ratio, min)
+}
+
+// goalAtMost prints whether a measured ratio met its goal (at most max).
+func goalAtMost(w io.Writer, what string, ratio, max float64) {
+	verdict := "GOAL MET"
+	if ratio > max {
+		verdict = "GOAL MISSED"
+	}
+	fmt.Fprintf(w, "%s: %s = %.2f (goal ≤ %.2f)\n", verdict, what, ratio, max)
+}
+
+// goalCount prints whether a measured count met its goal (at most max).
+func goalCount(w io.Writer, what string, n, max int64) {
+	verdict := "GOAL MET"
+	if n > max {
+		verdict = "GOAL MISSED"
+	}
+	if max == 0 {
+		fmt.Fprintf(w, "%s: %s = %d (goal 0)\n", verdict, what, n)
+		return
+	}
+	fmt.Fprintf(w, "%s: %s = %d (goal ≤ %d)\n", verdict, what, n, max)
+}
+
+// goalUnder prints whether a measured duration met its goal (less than limit).
+func goalUnder(w io.Writer, what string, d, limit time.Duration) {
+	verdict := "GOAL MET"
+	if d >= limit {
+		verdict = "GOAL MISSED"
+	}
+	fmt.Fprintf(w, "%s: %s = %s (goal < %s)\n", verdict, what, d, limit)
 }

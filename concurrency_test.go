@@ -1,0 +1,564 @@
+package convox_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/fake"
+	"github.com/convox-go/convox/providers/local"
+	"github.com/convox-go/convox/providers/local/localtest"
+)
+
+// subprocess is this test binary run again as a helper process (one test
+// function, selected with -test.run): it reads commands on standard input
+// and reports lines with a prefix on standard output.
+type subprocess struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stdin  io.WriteCloser
+	stderr strings.Builder // read only after the process was waited for
+	waited bool
+}
+
+// startSubprocess runs the test function named test in a new process with
+// env added to the environment; lines it prints starting with prefix are
+// delivered, without the prefix, by next.
+func startSubprocess(t *testing.T, test, prefix string, env ...string) *subprocess {
+	t.Helper()
+	p := &subprocess{lines: make(chan string, 256)}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = &p.stderr
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if line, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+				p.lines <- line
+			}
+		}
+	}()
+	return p
+}
+
+// send writes a command line to the process.
+func (p *subprocess) send(line string) { io.WriteString(p.stdin, line+"\n") }
+
+// next returns the process's next line; ok is false once it exited, and
+// timedOut is true when timeout fired first.
+func (p *subprocess) next(timeout <-chan time.Time) (line string, ok, timedOut bool) {
+	select {
+	case line, ok := <-p.lines:
+		return line, ok, false
+	case <-timeout:
+		return "", true, true
+	}
+}
+
+// kill ends the process with SIGKILL (if it still runs) and waits for it.
+func (p *subprocess) kill() {
+	if p.waited {
+		return
+	}
+	p.cmd.Process.Kill()
+	p.wait()
+}
+
+// wait waits for the process to exit, after it printed everything.
+func (p *subprocess) wait() error {
+	for range p.lines {
+	}
+	err := p.cmd.Wait()
+	p.stdin.Close()
+	p.waited = true
+	return err
+}
+
+// fatal kills the process and ends the test, showing the process's stderr.
+func (p *subprocess) fatal(t *testing.T, format string, args ...any) {
+	t.Helper()
+	p.kill()
+	t.Fatalf("%s; the helper process's stderr:\n%s", fmt.Sprintf(format, args...), p.stderr.String())
+}
+
+// settle polls the app's scheduler status until no rollout is in progress
+// and a release is rolled out, at most 30 seconds.
+func settle(ctx context.Context, s providers.Scheduler) (providers.AppStatus, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := s.Status(ctx, "web")
+		if err == nil && st.Release != "" && !slices.ContainsFunc(st.Rollouts, func(r providers.Rollout) bool {
+			return r.State == providers.RolloutInProgress
+		}) {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("the rollout did not settle in 30s (last status %+v, err %v)", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serverSpec is a first release of the test server image with the tag:
+// one routed web process answering the image's MESSAGE, health-checked
+// often so that deploys are quick.
+func serverSpec(tag string) convox.ReleaseSpec {
+	return convox.ReleaseSpec{
+		Image: "web:" + tag,
+		Processes: []convox.Process{{
+			Name: "web", Count: 1, Port: 8080,
+			Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
+		}},
+	}
+}
+
+// Environment of the concurrent deploy helper process.
+const (
+	concurrentDirEnv = "CONVOX_CONCURRENT_DIR" // the local rack directory whose store is shared
+	concurrentTagEnv = "CONVOX_CONCURRENT_TAG" // the image tag this process deploys
+	concurrentLine   = "concurrent: "
+)
+
+// casCounter is a store that counts the writes it lost to a concurrent
+// writer (ErrConflict from a conditional Put).
+type casCounter struct {
+	providers.Store
+	conflicts atomic.Int64
+}
+
+func (s *casCounter) Put(ctx context.Context, key string, value []byte, ifVersion int64) (int64, error) {
+	v, err := s.Store.Put(ctx, key, value, ifVersion)
+	if errors.Is(err, providers.ErrConflict) {
+		s.conflicts.Add(1)
+	}
+	return v, err
+}
+
+// concurrentSpec is the release each deploying process creates: one
+// worker process of the image with the tag.
+func concurrentSpec(tag string) convox.ReleaseSpec {
+	return convox.ReleaseSpec{Image: "web:" + tag, Processes: []convox.Process{{Name: "worker", Count: 1}}}
+}
+
+// concurrentClient is a client on a local rack directory's store and
+// an in-memory rack for everything else.
+func concurrentClient(t *testing.T, store providers.Store, r *fake.Rack, holder string) *convox.Client {
+	t.Helper()
+	c, err := convox.New(convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: store},
+		&convox.Options{PollInterval: 5 * time.Millisecond, MaxPollInterval: 20 * time.Millisecond, Holder: holder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestTwoProcessesDeployHelperProcess is one of the two deploying processes
+// of TestTwoProcessesDeploy. It opens only the store of the rack directory
+// (local.OpenStore, which programs share), runs the rest of its rack in
+// memory, and when told "go" on standard input deploys the image tagged
+// $CONVOX_CONCURRENT_TAG. Its first scheduler Apply, which only the holder
+// of the deploy lease reaches, reports "applying" and waits for "continue",
+// so that the lease is held until the other process has tried to take it.
+// It reports "won RELEASE", "lost CODE" or "failed MESSAGE", then how many
+// store writes it lost to the other process.
+func TestTwoProcessesDeployHelperProcess(t *testing.T) {
+	dir, tag := os.Getenv(concurrentDirEnv), os.Getenv(concurrentTagEnv)
+	if dir == "" {
+		t.Skip("helper process of TestTwoProcessesDeploy; runs only when that test starts it")
+	}
+	in := bufio.NewReader(os.Stdin)
+	await := func(want string) error {
+		line, _ := in.ReadString('\n')
+		if got := strings.TrimSpace(line); got != want {
+			return fmt.Errorf("read %q on standard input, want %q", got, want)
+		}
+		return nil
+	}
+	st, err := local.OpenStore(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &casCounter{Store: st}
+	var gate sync.Once
+	r := fake.New(&fake.Options{Hooks: fake.Hooks{Scheduler: fake.SchedulerHooks{
+		Apply: func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error) {
+			var err error
+			gate.Do(func() {
+				fmt.Printf("%sapplying\n", concurrentLine)
+				err = await("continue")
+			})
+			if err != nil {
+				return providers.Rollout{}, err
+			}
+			return next(ctx, d)
+		},
+	}}})
+	r.Push("web", tag, &fake.ImageConfig{Entrypoint: []string{"/app/server"}, Env: []string{"MESSAGE=" + tag}})
+	c := concurrentClient(t, store, r, tag)
+	fmt.Printf("%sready\n", concurrentLine)
+	if err := await("go"); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := c.App("web").Deploy(context.Background(), concurrentSpec(tag), nil)
+	switch {
+	case err == nil:
+		fmt.Printf("%swon %s\n", concurrentLine, rel.ID)
+	case errors.Is(err, convox.ErrConflict):
+		fmt.Printf("%slost %s\n", concurrentLine, convox.CodeOf(err))
+	default:
+		fmt.Printf("%sfailed %s\n", concurrentLine, strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	fmt.Printf("%sconflicts %d\n", concurrentLine, store.conflicts.Load())
+}
+
+// TestTwoProcessesDeploy starts two OS processes at the same instant, each
+// deploying a different release of one app through the same local rack
+// directory's store, for several rounds. A local rack directory has one
+// opener at a time, so each process opens only the store (local.OpenStore,
+// safe across programs) and keeps its other providers in memory: what is
+// shared is exactly what makes two deployers exclusive, the store's
+// compare-and-swap and the deploy lease in it. Each round exactly one
+// process wins and the other gets ErrConflict; afterwards no lease is held,
+// the winner's release is the one active release, and the history holds
+// every release both processes created.
+func TestTwoProcessesDeploy(t *testing.T) {
+	const rounds = 8
+	ctx := t.Context()
+	dir := t.TempDir()
+	store, err := local.OpenStore(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := concurrentClient(t, store, fake.New(nil), "test")
+	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	web := c.App("web")
+
+	want := map[string]convox.ReleaseStatus{} // by image tag
+	wins := map[string]int{}
+	conflicts := int64(0)
+	lastWinner := ""
+	for round := 1; round <= rounds; round++ {
+		names := []string{"a", "b"}
+		procs := map[string]*subprocess{}
+		for _, n := range names {
+			procs[n] = startSubprocess(t, "TestTwoProcessesDeployHelperProcess", concurrentLine,
+				concurrentDirEnv+"="+dir, concurrentTagEnv+"="+n+strconv.Itoa(round))
+		}
+		timeout := time.After(time.Minute)
+		for _, n := range names {
+			if line, ok, timedOut := procs[n].next(timeout); timedOut || !ok || line != "ready" {
+				procs[n].fatal(t, "round %d: process %s did not get ready (%q)", round, n, line)
+			}
+		}
+		for _, n := range names {
+			procs[n].send("go")
+		}
+
+		// Collect both outcomes; the lease holder continues once the other
+		// process has lost.
+		type report struct{ name, line string }
+		reports := make(chan report, 16)
+		for _, n := range names {
+			go func() {
+				for line := range procs[n].lines {
+					reports <- report{n, line}
+				}
+				reports <- report{n, "exited"}
+			}()
+		}
+		holder, winner, loser := "", "", ""
+		exited, continued := 0, false
+		for exited < len(names) {
+			var r report
+			select {
+			case r = <-reports:
+			case <-timeout:
+				for _, p := range procs {
+					p.kill()
+				}
+				t.Fatalf("round %d: no outcome within a minute (holder %q, winner %q, loser %q)", round, holder, winner, loser)
+			}
+			verb, arg, _ := strings.Cut(r.line, " ")
+			switch verb {
+			case "applying":
+				if holder != "" {
+					for _, p := range procs {
+						p.kill()
+					}
+					t.Fatalf("round %d: processes %s and %s both hold the deploy lease", round, holder, r.name)
+				}
+				holder = r.name
+			case "won":
+				if winner != "" {
+					t.Errorf("round %d: processes %s and %s both won", round, winner, r.name)
+				}
+				winner = r.name
+			case "lost":
+				if arg != string(convox.CodeConflict) {
+					t.Errorf("round %d: process %s lost with code %s, want %s", round, r.name, arg, convox.CodeConflict)
+				}
+				loser = r.name
+			case "conflicts":
+				n, _ := strconv.ParseInt(arg, 10, 64)
+				conflicts += n
+			case "exited":
+				exited++
+			default:
+				t.Errorf("round %d: process %s: %s", round, r.name, r.line)
+			}
+			if holder != "" && loser != "" && !continued {
+				procs[holder].send("continue")
+				continued = true
+			}
+		}
+		for _, n := range names {
+			if err := procs[n].wait(); err != nil {
+				t.Errorf("round %d: process %s: %v\n%s", round, n, err, procs[n].stderr.String())
+			}
+		}
+		if winner == "" || loser == "" || winner != holder {
+			t.Fatalf("round %d: holder %q, winner %q, loser %q; want one winner holding the lease and one loser", round, holder, winner, loser)
+		}
+		wins[winner]++
+		lastWinner = winner + strconv.Itoa(round)
+		for tag, st := range want {
+			if st == convox.StatusActive {
+				want[tag] = convox.StatusSuperseded
+			}
+		}
+		want[winner+strconv.Itoa(round)] = convox.StatusActive
+		want[loser+strconv.Itoa(round)] = convox.StatusCreated
+		t.Logf("round %d: %s won, %s got ErrConflict", round, winner, loser)
+
+		// Nothing is lost, one release is active and no lease is held.
+		got := map[string]convox.ReleaseStatus{}
+		ids := map[string]string{}
+		for r, err := range web.Releases(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			tag := strings.TrimPrefix(r.ImageRef, "web:")
+			if _, dup := got[tag]; dup {
+				t.Errorf("round %d: two releases of %s", round, tag)
+			}
+			got[tag], ids[tag] = r.Status, r.ID
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("round %d: release statuses by image tag (-want +got):\n%s", round, diff)
+		}
+		app, err := web.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if app.Active != ids[lastWinner] || app.Deploying != "" {
+			t.Errorf("round %d: active %s, deploying %q; want %s (%s) and nothing in flight", round, app.Active, app.Deploying, ids[lastWinner], lastWinner)
+		}
+		if err := web.Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+			t.Errorf("round %d: Cancel = %v, want ErrNotFound: a deploy lease is left", round, err)
+		}
+	}
+	t.Logf("%d rounds of two processes deploying at once: one winner each (a won %d, b won %d); %d store writes lost to the other process and retried",
+		rounds, wins["a"], wins["b"], conflicts)
+}
+
+// TestTwoCLIsDeploy runs two "convox deploy" commands of the
+// example CLI at the same instant on one local rack directory, for several
+// rounds. The first to open the rack holds it; the second finds it held and
+// forwards its command to the holder over the rack's socket, where it meets
+// the first deploy's lease: exactly one exits 0 and the other exits 1 with
+// the error code "conflict". Afterwards the history holds both releases of
+// every round and the last winner's release is active and serving.
+func TestTwoCLIsDeploy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example CLI and runs real processes on a local rack")
+	}
+	const rounds = 4
+	ctx := t.Context()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "convox")
+	if out, err := exec.Command("go", "build", "-o", bin, "./examples/cli").CombinedOutput(); err != nil {
+		t.Fatalf("go build the CLI: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "rack")
+
+	// The images, whose MESSAGE is their tag, and the app.
+	tags := []string{"base"}
+	for round := 1; round <= rounds; round++ {
+		tags = append(tags, "a"+strconv.Itoa(round), "b"+strconv.Itoa(round))
+	}
+	rack, err := local.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := localtest.BuildGoImage(t, "providers/local/testdata/server")
+	for _, tag := range tags {
+		cfg, err := base.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = cfg.DeepCopy()
+		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
+		img, err := mutate.ConfigFile(base, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := convox.New(convox.Rack{Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(), Logs: rack.Logs(), Store: rack.Store()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.App("web").Deploy(ctx, serverSpec("base"), nil); err != nil {
+		t.Fatal(err)
+	}
+	rack.Close()
+
+	type outcome struct {
+		code           int
+		stdout, stderr string
+		took           time.Duration
+	}
+	deploy := func(tag string) outcome {
+		// Blue/green with a bake holds the lease for seconds: far longer
+		// than the second command takes to find the rack held and forward.
+		cmd := exec.Command(bin, "deploy", "web:"+tag, "--app", "web", "--rack-dir", dir, "--json", "--strategy", "blue-green", "--bake", "2s")
+		cmd.Env = os.Environ()
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		err := cmd.Run()
+		took := time.Since(start)
+		var ee *exec.ExitError
+		code := 0
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			code = -1
+		}
+		return outcome{code, stdout.String(), stderr.String(), took}
+	}
+
+	want := map[string]convox.ReleaseStatus{"base": convox.StatusActive} // by image tag
+	var winners []string
+	for round := 1; round <= rounds; round++ {
+		names := []string{"a", "b"}
+		outs := make([]outcome, len(names))
+		var wg sync.WaitGroup
+		for i, n := range names {
+			wg.Go(func() { outs[i] = deploy(n + strconv.Itoa(round)) })
+		}
+		wg.Wait()
+		winner, loser := "", ""
+		var took [2]time.Duration // the winner's and the loser's
+		for i, n := range names {
+			switch o := outs[i]; o.code {
+			case 0:
+				if winner != "" {
+					t.Fatalf("round %d: both deploys succeeded; the second did not meet the first one's lease:\n%+v", round, outs)
+				}
+				winner, took[0] = n, o.took
+			case 1:
+				var doc struct {
+					Error struct{ Code, Message string }
+				}
+				if err := json.Unmarshal([]byte(o.stdout), &doc); err != nil || doc.Error.Code != string(convox.CodeConflict) {
+					t.Fatalf("round %d: deploy of %s%d failed with %+v, want error code %s", round, n, round, o, convox.CodeConflict)
+				}
+				loser, took[1] = n, o.took
+			default:
+				t.Fatalf("round %d: deploy of %s%d: %+v", round, n, round, o)
+			}
+		}
+		if winner == "" || loser == "" {
+			t.Fatalf("round %d: want one deploy to win and one to conflict: %+v", round, outs)
+		}
+		winners = append(winners, winner)
+		for tag, st := range want {
+			if st == convox.StatusActive {
+				want[tag] = convox.StatusSuperseded
+			}
+		}
+		want[winner+strconv.Itoa(round)] = convox.StatusActive
+		want[loser+strconv.Itoa(round)] = convox.StatusCreated
+		t.Logf("round %d: the deploy of %s%d won in %s; %s%d exited 1 with code conflict after %s",
+			round, winner, round, took[0].Round(time.Millisecond), loser, round, took[1].Round(time.Millisecond))
+	}
+
+	// The history is complete and the last winner serves.
+	rack, err = local.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rack.Close()
+	c, err = convox.New(convox.Rack{Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(), Logs: rack.Logs(), Store: rack.Store()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]convox.ReleaseStatus{}
+	for r, err := range c.App("web").Releases(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[strings.TrimPrefix(r.ImageRef, "web:")] = r.Status
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("release statuses by image tag (-want +got):\n%s", diff)
+	}
+	if err := c.App("web").Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+		t.Errorf("Cancel = %v, want ErrNotFound: a deploy lease is left", err)
+	}
+	st, err := settle(ctx, rack.Scheduler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.GetApp(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := winners[len(winners)-1] + strconv.Itoa(rounds)
+	if st.Release != app.Active {
+		t.Errorf("the scheduler serves %s, the store says %s is active", st.Release, app.Active)
+	}
+	if got := get(t, app.Endpoints["web"]); got != last {
+		t.Errorf("GET %s = %q, want %q", app.Endpoints["web"], got, last)
+	}
+	t.Logf("%d rounds of two CLI deploys at once: one winner each (%s)", rounds, strings.Join(winners, " "))
+}

@@ -1,0 +1,23 @@
+package elbbalancer
+
+// Permissions returns the IAM actions the balancer needs: the list under
+// Permissions in the package documentation, which a test keeps equal to this
+// one. Pass it, with those of the rack's other AWS providers, to
+// awsiam.Policy for a least-privilege policy document.
+// iam:CreateServiceLinkedRole, needed only to create the first load balancer
+// of an account, is not included.
+func Permissions() []string {
+	return []string{
+		"elasticloadbalancing:DescribeLoadBalancers",
+		"elasticloadbalancing:CreateLoadBalancer",
+		"elasticloadbalancing:DeleteLoadBalancer",
+		"elasticloadbalancing:CreateLoadBalancerListeners",
+		"elasticloadbalancing:DeleteLoadBalancerListeners",
+		"elasticloadbalancing:ConfigureHealthCheck",
+		"elasticloadbalancing:DescribeLoadBalancerAttributes",
+		"elasticloadbalancing:ModifyLoadBalancerAttributes",
+		"elasticloadbalancing:DescribeInstanceHealth",
+		"elasticloadbalancing:DescribeTags",
+		"elasticloadbalancing:AddTags",
+	}
+}

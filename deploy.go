@@ -72,6 +72,7 @@ type Deployment struct {
 
 	mu         sync.Mutex
 	lastStatus *providers.AppStatus
+	known      map[string]bool // IDs of the release's tasks at the first observation
 }
 
 // Done is closed when the deployment has finished.
@@ -624,23 +625,31 @@ func (d *Deployment) setStatus(st providers.AppStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastStatus = &st
+	if d.known == nil {
+		d.known = map[string]bool{}
+		for _, t := range st.Tasks {
+			// Stopped tasks are an earlier attempt's; when the serving
+			// release is promoted again its running tasks are the old ones.
+			if t.Release == d.Release && (t.State == providers.TaskStopped || d.Previous == d.Release) {
+				d.known[t.ID] = true
+			}
+		}
+	}
 }
 
-// crashes keeps the stopped tasks that belong to this attempt: started
-// after the deploy began (allowing a minute of clock skew between us and
-// the scheduler for tasks that failed), so that the previous tasks of a
-// re-promoted release, stopped cleanly by the scheduler, do not count.
+// crashes keeps the stopped tasks that this attempt started: tasks known
+// at the attempt's first observation do not count (crashes of an earlier
+// attempt, and the running tasks of a serving release promoted again,
+// which are stopped when replaced). Comparing task sets needs no clock;
+// schedulers and their clients disagree about time.
 func (d *Deployment) crashes(ts []providers.Task) []providers.Task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var out []providers.Task
 	for _, t := range ts {
-		clean := t.ExitCode != nil && *t.ExitCode == 0
-		switch {
-		case clean && (t.Started.IsZero() || t.Started.Before(d.start)):
-			continue
-		case !t.Started.IsZero() && t.Started.Before(d.start.Add(-time.Minute)):
-			continue
+		if !d.known[t.ID] {
+			out = append(out, t)
 		}
-		out = append(out, t)
 	}
 	return out
 }
@@ -715,8 +724,10 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)
 	}
 	d.mu.Lock()
-	if d.lastStatus != nil {
-		st := *d.lastStatus
+	last := d.lastStatus
+	d.mu.Unlock()
+	if last != nil {
+		st := *last
 		de.LastStatus = &st
 		var stopped []providers.Task
 		for _, t := range st.Tasks {
@@ -726,7 +737,6 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 		}
 		de.StoppedTasks = d.crashes(stopped)
 	}
-	d.mu.Unlock()
 	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)
 
 	d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})

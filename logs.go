@@ -35,6 +35,9 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, er
 	return func(yield func(LogEntry, error) bool) {
 		app, err := a.c.loadApp(ctx, a.name)
 		if err != nil {
+			if q.Follow && ctx.Err() != nil {
+				return // a follow ends quietly with its context
+			}
 			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
 			return
 		}

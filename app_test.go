@@ -366,6 +366,16 @@ func TestLogs(t *testing.T) {
 		})
 	})
 
+	t.Run("follow with a context already ended yields nothing and no error", func(t *testing.T) {
+		w := newWorld(t, nil)
+		w.c.CreateApp(t.Context(), "web", nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		for e, err := range w.c.App("web").Logs(ctx, convox.LogQuery{Follow: true}) {
+			t.Errorf("yielded %+v, %v", e, err)
+		}
+	})
+
 	t.Run("follow yields new lines once each and stops with the context", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(t, nil)

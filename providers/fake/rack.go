@@ -81,6 +81,7 @@ type Rack struct {
 	logSeq     int64
 	tails      map[*tail]bool
 	docs       map[string]providers.Doc
+	docKeys    []string // the keys of docs, sorted
 	docSeq     int64
 	notes      []providers.Notification
 	registry   *Registry

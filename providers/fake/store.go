@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/convox-go/convox/providers"
@@ -85,6 +86,10 @@ func (s *Store) put(ctx context.Context, key string, value []byte, ifVersion int
 		return 0, fmt.Errorf("fake store: put %q at version %d: stored version is %d: %w", key, ifVersion, cur.Version, providers.ErrConflict)
 	}
 	s.r.docSeq++
+	if !ok {
+		i, _ := slices.BinarySearch(s.r.docKeys, key)
+		s.r.docKeys = slices.Insert(s.r.docKeys, i, key)
+	}
 	s.r.docs[key] = providers.Doc{Key: key, Value: bytes.Clone(value), Version: s.r.docSeq}
 	return s.r.docSeq, nil
 }
@@ -122,6 +127,9 @@ func (s *Store) delete(ctx context.Context, key string, ifVersion int64) error {
 		return fmt.Errorf("fake store: delete %q at version %d: stored version is %d: %w", key, ifVersion, cur.Version, providers.ErrConflict)
 	}
 	delete(s.r.docs, key)
+	if i, found := slices.BinarySearch(s.r.docKeys, key); found {
+		s.r.docKeys = slices.Delete(s.r.docKeys, i, i+1)
+	}
 	return nil
 }
 
@@ -171,19 +179,30 @@ func (s *Store) list(ctx context.Context, prefix string, opts providers.ListOpti
 	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
-	keys := make([]string, 0)
-	for k := range s.r.docs {
-		if !strings.HasPrefix(k, prefix) {
-			continue
+	// The keys are kept sorted: a page costs O(log n + limit), whatever
+	// the number of documents.
+	lo, _ := slices.BinarySearch(s.r.docKeys, prefix)
+	// Keys from lo on are at least prefix, so those with it come first.
+	hi := lo + sort.Search(len(s.r.docKeys)-lo, func(i int) bool { return !strings.HasPrefix(s.r.docKeys[lo+i], prefix) })
+	inRange := s.r.docKeys[lo:hi]
+	if after != nil {
+		i, found := slices.BinarySearch(inRange, *after)
+		if opts.Reverse {
+			inRange = inRange[:i]
+		} else {
+			if found {
+				i++
+			}
+			inRange = inRange[i:]
 		}
-		if after != nil && (!opts.Reverse && k <= *after || opts.Reverse && k >= *after) {
-			continue
-		}
-		keys = append(keys, k)
 	}
-	slices.Sort(keys)
-	if opts.Reverse {
-		slices.Reverse(keys)
+	keys := make([]string, 0, min(len(inRange), limit+1))
+	for j := range min(len(inRange), limit+1) {
+		if opts.Reverse {
+			keys = append(keys, inRange[len(inRange)-1-j])
+		} else {
+			keys = append(keys, inRange[j])
+		}
 	}
 	var page providers.DocPage
 	for i, k := range keys {

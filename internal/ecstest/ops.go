@@ -14,6 +14,7 @@ import (
 type cluster struct {
 	c        types.Cluster
 	services map[string]*service // ACTIVE services by name
+	draining map[string]*service // DRAINING services by name: deleted, tasks still stopping
 	tasks    []*task             // in creation order
 	tokens   map[string][]string // RunTask client token -> task ARNs
 	creates  map[string]string   // CreateService client token -> service name
@@ -59,6 +60,7 @@ func (s *Server) createCluster(body []byte) (any, error) {
 		c = &cluster{
 			c:        types.Cluster{ClusterArn: aws.String(arn("cluster", name)), ClusterName: aws.String(name), Status: aws.String("ACTIVE")},
 			services: map[string]*service{},
+			draining: map[string]*service{},
 			tokens:   map[string][]string{},
 			creates:  map[string]string{},
 		}
@@ -284,6 +286,9 @@ func (s *Server) createService(body []byte) (any, error) {
 	if c.services[name] != nil {
 		return nil, invalidErr("Creation of service was not idempotent.")
 	}
+	if c.draining[name] != nil {
+		return nil, invalidErr("Unable to Start a service that is still Draining.")
+	}
 	td := s.taskDefinition(aws.ToString(in.TaskDefinition))
 	if td == nil {
 		return nil, clientErr("TaskDefinition not found.")
@@ -399,6 +404,9 @@ func (s *Server) updateService(body []byte) (any, error) {
 		return nil, err
 	}
 	svc := c.services[lastSegment(aws.ToString(in.Service))]
+	if svc == nil && c.draining[lastSegment(aws.ToString(in.Service))] != nil {
+		return nil, &apiError{"ServiceNotActiveException", "Service was not ACTIVE."}
+	}
 	if svc == nil {
 		return nil, &apiError{"ServiceNotFoundException", "Service not found."}
 	}
@@ -454,6 +462,8 @@ func (s *Server) describeServices(body []byte) (any, error) {
 	for _, name := range in.Services {
 		if svc := c.services[lastSegment(name)]; svc != nil {
 			out.Services = append(out.Services, *s.serviceView(svc, withTags))
+		} else if svc := c.draining[lastSegment(name)]; svc != nil {
+			out.Services = append(out.Services, *s.serviceView(svc, withTags))
 		} else {
 			out.Failures = append(out.Failures, types.Failure{Arn: aws.String(arn("service", *c.c.ClusterName+"/"+lastSegment(name))), Reason: aws.String("MISSING")})
 		}
@@ -472,18 +482,27 @@ func (s *Server) deleteService(body []byte) (any, error) {
 	}
 	name := lastSegment(aws.ToString(in.Service))
 	svc := c.services[name]
+	if svc == nil && c.draining[name] != nil {
+		return nil, &apiError{"ServiceNotActiveException", "Service was not ACTIVE."}
+	}
 	if svc == nil {
 		return nil, &apiError{"ServiceNotFoundException", "Service not found."}
 	}
 	if svc.svc.DesiredCount > 0 && !aws.ToBool(in.Force) {
 		return nil, invalidErr("The service cannot be stopped while it is scaled above 0.")
 	}
+	delete(c.services, name)
+	if !aws.ToBool(in.Force) && slices.ContainsFunc(c.tasks, func(t *task) bool { return t.service == name && live(t) }) {
+		// Scaled to zero but with tasks still stopping: the service drains.
+		svc.svc.Status = aws.String("DRAINING")
+		c.draining[name] = svc
+		return &ecs.DeleteServiceOutput{Service: s.serviceView(svc, false)}, nil
+	}
 	for _, t := range c.tasks {
 		if t.service == name {
 			s.stop(t, "Scaling activity initiated by (service "+name+" deleted)", types.TaskStopCodeServiceSchedulerInitiated)
 		}
 	}
-	delete(c.services, name)
 	v := s.serviceView(svc, false)
 	v.Status = aws.String("INACTIVE")
 	return &ecs.DeleteServiceOutput{Service: v}, nil

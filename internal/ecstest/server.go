@@ -25,7 +25,16 @@
 // deployment, and when the failures reach the circuit breaker's threshold
 // (half the desired count, at least 3, at most 200) the deployment is
 // FAILED and, with rollback enabled, replaced by a deployment of the last
-// completed task definition.
+// completed task definition. CrashImageNow makes the tasks already running
+// of an image exit too, at their next step.
+//
+// DeleteService of a service scaled to zero whose tasks still run drains
+// it, as ECS does: the service is DRAINING (left out of ListServices, still
+// answered by DescribeServices, its name not reusable by CreateService),
+// each RUNNING task becomes DEACTIVATING (desired status STOPPED) at the
+// next step while its targets drain and STOPPED at the one after, a
+// PENDING one stops at once, and then the service is gone (MISSING). With
+// force, DeleteService stops the tasks at once.
 //
 // # Operations
 //
@@ -53,11 +62,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 )
 
@@ -153,6 +164,25 @@ func (s *Server) CrashImage(ref string, exitCode int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.crashes[ref] = exitCode
+}
+
+// CrashImageNow is CrashImage for the tasks already started too: every
+// live task whose container image contains ref exits with exitCode at its
+// next running step, and every later one as CrashImage says. It stands for
+// a release that turns bad while it serves.
+func (s *Server) CrashImageNow(ref string, exitCode int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashes[ref] = exitCode
+	for _, c := range s.clusters {
+		for _, t := range c.tasks {
+			if !live(t) || !slices.ContainsFunc(t.t.Containers, func(ct types.Container) bool { return strings.Contains(aws.ToString(ct.Image), ref) }) {
+				continue
+			}
+			t.exit = aws.Int32(exitCode)
+			t.runSteps = min(t.runSteps, t.ran+1)
+		}
+	}
 }
 
 // Calls returns how many requests of an operation the server answered.

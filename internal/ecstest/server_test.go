@@ -216,3 +216,117 @@ func TestUnsupportedOperationsSaySo(t *testing.T) {
 		t.Errorf("ListClusters error code = %q, want UnknownOperationException", got)
 	}
 }
+
+func TestDeletingAServiceScaledToZeroDrainsItLikeECS(t *testing.T) {
+	srv, client, td := setup(t)
+	createService(t, client, "web", td, 2)
+	srv.Settle()
+	if _, err := client.UpdateService(t.Context(), &ecs.UpdateServiceInput{Cluster: aws.String("c"), Service: aws.String("web"), DesiredCount: aws.Int32(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.DeleteService(t.Context(), &ecs.DeleteServiceInput{Cluster: aws.String("c"), Service: aws.String("web")}); err != nil {
+		t.Fatal(err)
+	}
+	// state is what a client sees of the service and its tasks.
+	type state struct {
+		Listed   bool
+		Status   string // from DescribeServices, "MISSING" when it fails the service
+		Tasks    []string
+		Recreate string // error code of CreateService with the same name, "" when it succeeds
+	}
+	look := func() state {
+		var st state
+		list, err := client.ListServices(t.Context(), &ecs.ListServicesInput{Cluster: aws.String("c")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Listed = len(list.ServiceArns) > 0
+		out, err := client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String("c"), Services: []string{"web"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Status = "MISSING"
+		if len(out.Services) > 0 {
+			st.Status = aws.ToString(out.Services[0].Status)
+		}
+		var arns []string
+		for _, desired := range []types.DesiredStatus{types.DesiredStatusRunning, types.DesiredStatusStopped} {
+			tasks, err := client.ListTasks(t.Context(), &ecs.ListTasksInput{Cluster: aws.String("c"), ServiceName: aws.String("web"), DesiredStatus: desired})
+			if err != nil {
+				t.Fatal(err)
+			}
+			arns = append(arns, tasks.TaskArns...)
+		}
+		desc, err := client.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{Cluster: aws.String("c"), Tasks: arns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range desc.Tasks {
+			st.Tasks = append(st.Tasks, aws.ToString(tk.LastStatus))
+		}
+		return st
+	}
+	recreate := func() string {
+		_, err := client.CreateService(t.Context(), &ecs.CreateServiceInput{
+			Cluster: aws.String("c"), ServiceName: aws.String("web"), TaskDefinition: aws.String(td), DesiredCount: aws.Int32(0),
+			LaunchType: types.LaunchTypeFargate, NetworkConfiguration: awsvpc,
+		})
+		if err != nil {
+			return code(err)
+		}
+		return ""
+	}
+	var got []state
+	for i := range 3 {
+		if i > 0 {
+			srv.Step()
+		}
+		st := look()
+		if i < 2 {
+			st.Recreate = recreate()
+		}
+		got = append(got, st)
+	}
+	got[2].Recreate = recreate()
+	want := []state{
+		{Listed: false, Status: "DRAINING", Tasks: []string{"RUNNING", "RUNNING"}, Recreate: "InvalidParameterException"},
+		{Listed: false, Status: "DRAINING", Tasks: []string{"DEACTIVATING", "DEACTIVATING"}, Recreate: "InvalidParameterException"},
+		{Listed: false, Status: "MISSING", Tasks: []string{"STOPPED", "STOPPED"}, Recreate: ""},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the deleted service and its tasks, per step (-want +got):\n%s", diff)
+	}
+}
+
+func TestCrashImageNowStopsRunningTasksOfTheImage(t *testing.T) {
+	srv, client, td := setup(t)
+	other, err := client.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("other"), NetworkMode: types.NetworkModeAwsvpc, Cpu: aws.String("256"), Memory: aws.String("512"),
+		RequiresCompatibilities: []types.Compatibility{types.CompatibilityFargate},
+		ContainerDefinitions:    []types.ContainerDefinition{{Name: aws.String("main"), Image: aws.String("repo@sha256:2")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createService(t, client, "web", td, 2)
+	createService(t, client, "api", aws.ToString(other.TaskDefinition.TaskDefinitionArn), 1)
+	srv.Settle()
+	srv.CrashImageNow("repo@sha256:1", 4)
+	srv.Step()
+	tasks, err := client.ListTasks(t.Context(), &ecs.ListTasksInput{Cluster: aws.String("c"), DesiredStatus: types.DesiredStatusStopped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := client.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{Cluster: aws.String("c"), Tasks: tasks.TaskArns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tk := range desc.Tasks {
+		got = append(got, fmt.Sprintf("%s exit=%d", aws.ToString(tk.Group), aws.ToInt32(tk.Containers[0].ExitCode)))
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff([]string{"service:web exit=4", "service:web exit=4"}, got); diff != "" {
+		t.Errorf("stopped tasks after CrashImageNow of web's image (-want +got):\n%s", diff)
+	}
+}

@@ -85,7 +85,7 @@ func (s *Server) launch(c *cluster, td *types.TaskDefinition, launch types.Launc
 
 // stop stops a task now.
 func (s *Server) stop(t *task, reason string, code types.TaskStopCode) {
-	wasRunning := aws.ToString(t.t.LastStatus) == "RUNNING"
+	wasRunning := aws.ToString(t.t.LastStatus) == "RUNNING" || aws.ToString(t.t.LastStatus) == "DEACTIVATING"
 	t.t.DesiredStatus = aws.String("STOPPED")
 	t.t.LastStatus = aws.String("STOPPED")
 	t.t.StoppedReason = aws.String(reason)
@@ -160,6 +160,9 @@ func (s *Server) step() bool {
 			if s.stepService(c, c.services[n]) {
 				changed = true
 			}
+		}
+		if s.stepDraining(c) {
+			changed = true
 		}
 		// Forget stopped tasks beyond the newest 200.
 		stopped := 0
@@ -276,6 +279,51 @@ func (s *Server) stepService(c *cluster, svc *service) bool {
 		d.RunningCount, d.PendingCount = r, p
 		svc.svc.RunningCount += r
 		svc.svc.PendingCount += p
+	}
+	return changed
+}
+
+// stepDraining moves the tasks of deleted services towards STOPPED, one
+// status per step as their load balancer targets drain: RUNNING tasks
+// become DEACTIVATING, then STOPPED; PENDING ones stop at once. A DRAINING
+// service whose tasks all stopped becomes INACTIVE and is forgotten.
+func (s *Server) stepDraining(c *cluster) bool {
+	changed := false
+	names := make([]string, 0, len(c.draining))
+	for n := range c.draining {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		svc := c.draining[n]
+		svc.svc.RunningCount, svc.svc.PendingCount = 0, 0
+		for _, t := range c.tasks {
+			if t.service != n || !live(t) {
+				continue
+			}
+			reason := "Scaling activity initiated by (service " + n + " deleted)"
+			switch aws.ToString(t.t.LastStatus) {
+			case "RUNNING":
+				t.t.LastStatus = aws.String("DEACTIVATING")
+				t.t.DesiredStatus = aws.String("STOPPED")
+				t.t.StoppedReason = aws.String(reason)
+				t.t.StopCode = types.TaskStopCodeServiceSchedulerInitiated
+				t.t.StoppingAt = s.nowp()
+				t.t.Version++
+				svc.svc.RunningCount++
+			default:
+				s.stop(t, reason, types.TaskStopCodeServiceSchedulerInitiated)
+			}
+			changed = true
+		}
+		for _, d := range svc.deployments {
+			d.RunningCount, d.PendingCount = 0, 0
+		}
+		if !slices.ContainsFunc(c.tasks, func(t *task) bool { return t.service == n && live(t) }) {
+			svc.svc.Status = aws.String("INACTIVE")
+			delete(c.draining, n)
+			changed = true
+		}
 	}
 	return changed
 }

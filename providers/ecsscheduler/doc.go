@@ -1,12 +1,15 @@
 // Package ecsscheduler is a providers.Scheduler on Amazon ECS.
 //
-// Each process type of an app is one ECS service named
-// providers.ResourceName(app, process, "") in the rack's cluster, running
+// Each process type of an app is one serving ECS service in the rack's
+// cluster, first named providers.ResourceName(app, process, ""), running
 // revisions of one task-definition family named "<cluster>-<app>-<process>"
-// (one-off tasks use the family "<cluster>-<app>-<process>-run"). Services
-// carry tags (convox:app, convox:process, convox:release, convox:token, ...)
-// from which Status derives the app's rollouts, so the scheduler keeps no
-// state of its own: any number of deployers can share a cluster.
+// (one-off tasks use the family "<cluster>-<app>-<process>-run"). While a
+// blue/green or canary deploy runs, a second, staged service per process
+// runs beside it (see Stage). Services carry tags (convox:app,
+// convox:process, convox:release, convox:token, convox:role, ...) from
+// which Status derives the app's rollouts and which service serves, so the
+// scheduler keeps no state of its own: any number of deployers can share a
+// cluster.
 //
 //	sch := ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{
 //		Cluster:          "production",
@@ -28,7 +31,10 @@
 // rollout. A new token re-applies; it starts a new ECS deployment only where
 // the task definition changed or the last deployment of it failed.
 // Task definitions are never deregistered, except by Delete, so every
-// retained release can be rolled back to.
+// retained release can be rolled back to. Apply while a release is staged
+// discards the stage first (as DiscardStage does): the applied release
+// replaces what serves. Apply updates the serving services whatever their
+// names, so after a promotion it updates the promoted services in place.
 //
 // Applies of one app through one Scheduler are serialized, so concurrent
 // Applies of a token start one rollout; across processes the root's deploy
@@ -66,9 +72,55 @@
 // their tags: ceil(n/10) calls for n services, whatever the number of
 // apps), and list and describe the cluster's running and recently stopped
 // tasks (ListTasks twice, DescribeTasks per 100 tasks) for stopped reasons
-// and exit codes. Task definitions are described once per revision and
-// cached, revisions being immutable. At most Options.StoppedTasks stopped
-// tasks are reported per app, most recent first.
+// and exit codes. Staged services are described in the same batches. The
+// tasks of a deleted service still draining (DRAINING services are not
+// listed) are reported under their release until they stop, found by
+// their task group and task definition labels. Task definitions are
+// described once per revision and cached, revisions being immutable. At
+// most Options.StoppedTasks stopped tasks are reported per app, most
+// recent first.
+//
+// # Blue/green and canary deploys
+//
+// Scheduler implements providers.Stager the way ECS runs blue/green with
+// two services:
+//
+//   - Stage creates, per process of the staged release, a service named
+//     "<app>-<process>--<hash>" (eight hexadecimal digits of a hash of the
+//     rollout token, at most 38 characters) tagged convox:role=staged,
+//     running the staged release's task definition attached to the staged
+//     bindings (the target group of the route's other target set). The
+//     serving services are not touched. The same token again changes
+//     nothing; another token first retires the previous stage's services.
+//     Two hyphens never occur in app or process names, so a staged name
+//     cannot be another process's; a new name per token means a service
+//     still draining under an older name never blocks a stage (ECS refuses
+//     to create a service with the name of a DRAINING one).
+//   - Status reports staged processes in AppStatus.Processes after the
+//     serving ones of the same name, their tasks in AppStatus.Tasks under
+//     their release, and the staged rollout first in AppStatus.Rollouts;
+//     AppStatus.Release stays the serving release.
+//   - PromoteStage tags the staged services convox:role=serving,
+//     convox:promoted (their token), convox:replaced (the service each
+//     replaces), convox:base and the previous rollout, without touching
+//     their tasks; then it retires the previously serving services: each
+//     is scaled to zero and deleted, so ECS drains its targets (the target
+//     group's deregistration delay), stops its tasks and removes the
+//     service once they stopped. The promoted rollout stays in progress,
+//     and AppStatus.Release the previous release, until the tasks of the
+//     replaced services have stopped. Which service serves is recorded
+//     only by these tags: the serving service of a process is its ACTIVE
+//     service not tagged staged (after a PromoteStage cut short, the
+//     promoted one). Calling PromoteStage again after it failed half-way
+//     completes the promotion.
+//   - DiscardStage retires the staged services the same way; Status keeps
+//     reporting their tasks until they stopped, while the release stays
+//     the serving one. CancelRollout of the staged rollout while it starts
+//     discards it too; CancelRollout of a promoted rollout does nothing
+//     (go back by applying the previous release).
+//
+// Staging and promoting never deregister a task definition: a staged
+// release registers its revisions in the process's family like Apply does.
 //
 // # Optional capabilities
 //
@@ -76,8 +128,10 @@
 // providers.Canceler (CancelRollout: services go back to the task
 // definition of their last completed deployment), providers.TaskRunner
 // (RunTask with the spec's token as the ECS client token, so retries start
-// one task; the exit code comes from the stopped task's container) and
-// providers.BindingAcceptor. It does not implement providers.Stager.
+// one task; the exit code comes from the stopped task's container),
+// providers.BindingAcceptor and providers.Stager (Stage, PromoteStage,
+// DiscardStage; see above), so an ALB balancer's weighted target sets
+// give blue/green and canary deploys.
 //
 // # Errors
 //
@@ -111,6 +165,9 @@
 //	ecs:RunTask                     (TaskRunner)
 //	ecs:StopTask                    (TaskRunner, Delete)
 //	iam:PassRole                    (on ExecutionRoleARN and TaskRoleARN)
+//
+// Stage, PromoteStage and DiscardStage use only actions of this list
+// (services are created, tagged, scaled to zero and deleted).
 //
 // The task execution role needs ecr:GetAuthorizationToken,
 // ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, logs:CreateLogGroup,

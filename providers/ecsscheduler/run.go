@@ -17,22 +17,30 @@ import (
 
 // CancelRollout stops the app's in-flight rollout rolloutID: each service
 // goes back to the task definition of its previous deployment, and a
-// service the rollout created is scaled to zero. A finished or unknown
-// rollout is left alone.
+// service the rollout created is scaled to zero. Canceling the staged
+// rollout while it starts discards the stage (see DiscardStage). A
+// rollout made serving by PromoteStage is left alone: the services it
+// replaced are already stopping, so going back means applying the
+// previous release. A finished or unknown rollout is left alone.
 func (s *Scheduler) CancelRollout(ctx context.Context, app, rolloutID string) error {
 	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
 		return err
 	}
+	unlock := s.lockApp(app)
+	defer unlock()
 	views, err := s.describeApps(ctx, []string{app})
 	if err != nil {
 		return err
 	}
 	v := views[app]
-	if v == nil {
+	if v == nil || len(v.services) == 0 {
 		return nil
 	}
+	if sr, ok := v.stagedRollout(); ok && sr.ID == tagValue(rolloutID) && sr.State == providers.RolloutInProgress {
+		return s.retire(ctx, slices.Collect(maps.Values(v.staged)))
+	}
 	r := v.rollout()
-	if r.ID != tagValue(rolloutID) || r.State != providers.RolloutInProgress {
+	if r.ID != tagValue(rolloutID) || r.State != providers.RolloutInProgress || v.promoted() {
 		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(v.services)) {

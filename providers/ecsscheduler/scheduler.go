@@ -86,6 +86,7 @@ type Scheduler struct {
 // tdInfo is what the scheduler needs to know of a task definition revision.
 type tdInfo struct {
 	spec    spec
+	app     string
 	release string
 	process string
 }
@@ -96,6 +97,7 @@ var (
 	_ providers.Canceler        = (*Scheduler)(nil)
 	_ providers.TaskRunner      = (*Scheduler)(nil)
 	_ providers.BindingAcceptor = (*Scheduler)(nil)
+	_ providers.Stager          = (*Scheduler)(nil)
 )
 
 // New returns a Scheduler using api (usually an *ecs.Client). opts may be nil.
@@ -149,12 +151,23 @@ const (
 	tagTaskDef  = "convox:taskdef"  // task definition the rollout deploys
 	tagCanceled = "convox:canceled" // token of a canceled rollout
 
+	// Blue/green: see Stage and PromoteStage.
+	tagRole     = "convox:role"     // roleStaged or roleServing; absent means serving
+	tagPromoted = "convox:promoted" // token of the staged rollout PromoteStage made serving
+	tagReplaced = "convox:replaced" // the service that promotion replaced
+
 	// The rollout before the current one, as it stood when it was replaced.
 	tagPrevToken   = "convox:prev-token"
 	tagPrevRelease = "convox:prev-release"
 	tagPrevStarted = "convox:prev-started"
 	tagPrevState   = "convox:prev-state"
 	tagPrevReason  = "convox:prev-reason"
+)
+
+// Values of tagRole.
+const (
+	roleStaged  = "staged"
+	roleServing = "serving"
 )
 
 // Labels on task definitions.
@@ -244,14 +257,22 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return providers.Rollout{}, err
 	}
 	current := apps[d.App]
-	if r, ok := s.sameToken(current, d, token); ok {
+	if current != nil && sameToken(current.services, d, token) {
+		r := current.rollout()
+		r.ID, r.Token = token, token
 		return r, nil
 	}
 	base := ""
 	var prev []types.Tag
 	if current != nil {
-		base = current.completedRelease()
-		prev = previousTags(current.rollout())
+		// A stage is discarded: the new release replaces what serves.
+		if err := s.retire(ctx, append(slices.Collect(maps.Values(current.staged)), current.stale...)); err != nil {
+			return providers.Rollout{}, err
+		}
+		if len(current.services) > 0 {
+			base = current.completedRelease()
+			prev = previousTags(current.rollout())
+		}
 	}
 	started := time.Now().UTC().Truncate(time.Second)
 	for _, p := range d.Processes {
@@ -274,7 +295,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 			tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
 		}
 		tags = append(tags, prev...)
-		if err := s.applyService(ctx, d.App, p, td, bindings, svc, token, tags); err != nil {
+		if err := s.applyService(ctx, providers.ResourceName(d.App, p.Name, ""), p, td, bindings, svc, token, tags); err != nil {
 			return providers.Rollout{}, err
 		}
 	}
@@ -332,21 +353,19 @@ func hashed(v string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// sameToken reports whether every process of d already runs under token,
-// returning the rollout it started.
-func (s *Scheduler) sameToken(a *appView, d providers.Desired, token string) (providers.Rollout, bool) {
-	if a == nil || len(a.services) != len(d.Processes) || len(d.Processes) == 0 {
-		return providers.Rollout{}, false
+// sameToken reports whether every process of d already runs under token
+// in svcs (an app's serving or staged services).
+func sameToken(svcs map[string]*types.Service, d providers.Desired, token string) bool {
+	if len(svcs) != len(d.Processes) || len(d.Processes) == 0 {
+		return false
 	}
 	for _, p := range d.Processes {
-		svc := a.services[p.Name]
+		svc := svcs[p.Name]
 		if svc == nil || tagOf(svc.Tags, tagToken) != tagValue(token) {
-			return providers.Rollout{}, false
+			return false
 		}
 	}
-	r := a.rollout()
-	r.ID, r.Token = token, token
-	return r, true
+	return true
 }
 
 func (s *Scheduler) ensureCluster(ctx context.Context) error {
@@ -558,7 +577,7 @@ func (s *Scheduler) cache(arn string, td *types.TaskDefinition) tdInfo {
 	info := tdInfo{spec: specOf(aws.ToString(td.Family), td.Cpu, td.Memory, td.NetworkMode, td.RequiresCompatibilities, td.ExecutionRoleArn, td.TaskRoleArn, td.ContainerDefinitions)}
 	if len(td.ContainerDefinitions) > 0 {
 		labels := td.ContainerDefinitions[0].DockerLabels
-		info.release, info.process = labels[labelRelease], labels[labelProcess]
+		info.app, info.release, info.process = labels[labelApp], labels[labelRelease], labels[labelProcess]
 		if info.process == "" {
 			info.process = aws.ToString(td.ContainerDefinitions[0].Name)
 		}
@@ -631,8 +650,11 @@ func (s *Scheduler) deploymentConfiguration() *types.DeploymentConfiguration {
 	}
 }
 
-func (s *Scheduler) applyService(ctx context.Context, app string, p providers.Process, td string, bindings []providers.Binding, svc *types.Service, token string, tags []types.Tag) error {
-	name := providers.ResourceName(app, p.Name, "")
+// applyService creates the service name, or updates svc when it exists.
+func (s *Scheduler) applyService(ctx context.Context, name string, p providers.Process, td string, bindings []providers.Binding, svc *types.Service, token string, tags []types.Tag) error {
+	if svc != nil {
+		name = aws.ToString(svc.ServiceName)
+	}
 	classic := classicBinding(bindings)
 	var grace *int32
 	if len(bindings) > 0 && p.Health.Grace > 0 {
@@ -714,12 +736,14 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	if a == nil {
 		return nil
 	}
-	for _, name := range slices.Sorted(maps.Keys(a.services)) {
-		if err := s.deleteService(ctx, *a.services[name].ServiceName); err != nil {
+	processes := map[string]bool{}
+	for _, svc := range a.all() {
+		if err := s.deleteService(ctx, aws.ToString(svc.ServiceName)); err != nil {
 			return err
 		}
+		processes[tagOf(svc.Tags, tagProcess)] = true
 	}
-	for _, name := range slices.Sorted(maps.Keys(a.services)) {
+	for _, name := range slices.Sorted(maps.Keys(processes)) {
 		for _, family := range []string{s.family(app, name), s.family(app, name) + "-run"} {
 			if err := s.deregisterFamily(ctx, family); err != nil {
 				return err

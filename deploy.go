@@ -24,12 +24,27 @@ type DeployOptions struct {
 	Strategy Strategy
 }
 
-// FailFastPolicy says when a deploy stops waiting and compensates before its timeout.
+// FailFastPolicy says when a deploy stops waiting and compensates before
+// its timeout, as soon as the evidence is clear. The zero value is the
+// default policy.
 type FailFastPolicy struct {
 	// MaxStopped aborts the deploy once this many of the new release's
 	// tasks have stopped (a crash loop). Zero means 3; negative disables.
 	MaxStopped int
+	// AllowEarlyExits disables aborting at the first task of the new
+	// release that exits with a non-zero code within its process's health
+	// grace window (HealthCheck.Grace, or DefaultGrace when unset).
+	AllowEarlyExits bool
+	// MaxUnhealthy aborts the deploy once targets of the new release have
+	// been reported unhealthy in this many consecutive observations (the
+	// balancer's own threshold already applies to each report). Zero
+	// means 3; negative disables.
+	MaxUnhealthy int
 }
+
+// DefaultGrace is the health grace window of a process that sets none,
+// for FailFastPolicy's early exits.
+const DefaultGrace = 30 * time.Second
 
 func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
 	var r DeployOptions
@@ -41,6 +56,9 @@ func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
 	}
 	if r.FailFast.MaxStopped == 0 {
 		r.FailFast.MaxStopped = 3
+	}
+	if r.FailFast.MaxUnhealthy == 0 {
+		r.FailFast.MaxUnhealthy = 3
 	}
 	return r
 }
@@ -415,6 +433,8 @@ type observation struct {
 	progress Progress
 	stopped  []providers.Task
 	rollout  *providers.Rollout
+	// unhealthy lists the release's targets a balancer reports unhealthy.
+	unhealthy []providers.TargetHealth
 }
 
 // observe reads the scheduler status and route health for release id,
@@ -481,8 +501,14 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 			}
 			healthy := 0
 			for _, h := range hs {
-				if h.State == providers.TargetHealthy && h.Set == set && (countAll || own[h.Target]) {
+				if h.Set != set || !countAll && !own[h.Target] {
+					continue
+				}
+				switch h.State {
+				case providers.TargetHealthy:
 					healthy++
+				case providers.TargetUnhealthy:
+					o.unhealthy = append(o.unhealthy, h)
 				}
 			}
 			o.progress.Targets += p.Count
@@ -542,6 +568,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 	}
 	var last Progress
 	first := true
+	unhealthyRuns := 0
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		if err == nil {
@@ -571,6 +598,18 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 			crashed := d.crashes(obs.stopped)
 			if max := d.opts.FailFast.MaxStopped; max > 0 && len(crashed) >= max {
 				return failStep(w.step, ErrDeployFailed, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
+			}
+			if t, ok := earlyExit(crashed, rel); ok && !d.opts.FailFast.AllowEarlyExits {
+				return failStep(w.step, ErrDeployFailed, "task %s of %s exited within its health grace window: %s", t.ID, t.Process, summarizeStops([]providers.Task{t}))
+			}
+			if len(obs.unhealthy) > 0 {
+				unhealthyRuns++
+			} else {
+				unhealthyRuns = 0
+			}
+			if max := d.opts.FailFast.MaxUnhealthy; max > 0 && unhealthyRuns >= max {
+				h := obs.unhealthy[0]
+				return failStep(w.step, ErrDeployFailed, "%d targets of %s failed health checks in %d observations in a row (%s: %s)", len(obs.unhealthy), d.Release, unhealthyRuns, h.Target, h.Reason)
 			}
 			p := obs.progress
 			p.Stopped = len(crashed)
@@ -652,6 +691,26 @@ func (d *Deployment) crashes(ts []providers.Task) []providers.Task {
 		}
 	}
 	return out
+}
+
+// earlyExit finds a task that exited with a non-zero code within its
+// process's health grace window.
+func earlyExit(ts []providers.Task, rel *releaseDoc) (providers.Task, bool) {
+	for _, t := range ts {
+		if t.ExitCode == nil || *t.ExitCode == 0 || t.Started.IsZero() || t.Stopped.IsZero() {
+			continue
+		}
+		grace := DefaultGrace
+		for _, p := range rel.Processes {
+			if p.Name == t.Process && p.Health.Grace > 0 {
+				grace = p.Health.Grace
+			}
+		}
+		if t.Stopped.Sub(t.Started) <= grace {
+			return t, true
+		}
+	}
+	return providers.Task{}, false
 }
 
 func summarizeStops(ts []providers.Task) string {

@@ -270,6 +270,43 @@ func TestDeployFailure(t *testing.T) {
 		})
 	})
 
+	t.Run("targets failing health checks fail the deploy fast", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(t, nil)
+			ctx := t.Context()
+			w.deployV1(ctx)
+			w.push("v2")
+			w.rack.FailHealth("R2")
+			start := time.Now()
+			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
+			var de *convox.DeployError
+			if !errors.As(err, &de) || !de.RolledBack || !strings.Contains(de.Reason, "failed health checks") {
+				t.Fatalf("Deploy = %v, want a rolled-back health failure", err)
+			}
+			if took := time.Since(start); took > time.Minute {
+				t.Errorf("took %v of fake time; the default 10m timeout must not be waited out", took)
+			}
+		})
+	})
+
+	t.Run("a task exiting within its grace window fails the deploy at once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(t, nil)
+			ctx := t.Context()
+			w.deployV1(ctx)
+			w.rack.CrashLoop(w.push("v2").Digest)
+			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, &convox.DeployOptions{FailFast: convox.FailFastPolicy{MaxStopped: 100}})
+			var de *convox.DeployError
+			if !errors.As(err, &de) || !strings.Contains(de.Reason, "within its health grace window") {
+				t.Fatalf("Deploy = %v, want the early exit as the reason", err)
+			}
+			_, err = w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, &convox.DeployOptions{FailFast: convox.FailFastPolicy{MaxStopped: 5, AllowEarlyExits: true}})
+			if !errors.As(err, &de) || !strings.Contains(de.Reason, "tasks of R3 stopped") {
+				t.Fatalf("Deploy allowing early exits = %v, want the crash count as the reason", err)
+			}
+		})
+	})
+
 	t.Run("a timeout reports the last observed state", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(t, nil)
@@ -277,7 +314,7 @@ func TestDeployFailure(t *testing.T) {
 			w.deployV1(ctx)
 			w.push("v2")
 			w.rack.FailHealth("R2")
-			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, &convox.DeployOptions{Timeout: time.Minute})
+			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, &convox.DeployOptions{Timeout: time.Minute, FailFast: waitOut})
 			var de *convox.DeployError
 			if !errors.As(err, &de) {
 				t.Fatalf("Deploy = %v, want *DeployError", err)
@@ -291,6 +328,10 @@ func TestDeployFailure(t *testing.T) {
 		})
 	})
 }
+
+// waitOut keeps a deploy whose targets stay unhealthy waiting (for tests
+// of timeouts and cancellation) instead of failing fast.
+var waitOut = convox.FailFastPolicy{MaxUnhealthy: -1}
 
 func hasMessage(es []convox.LogEntry, msg string) bool {
 	for _, e := range es {
@@ -313,7 +354,7 @@ func TestCancel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dep, err := w.c.App("web").Promote(ctx, rel.ID, nil)
+			dep, err := w.c.App("web").Promote(ctx, rel.ID, &convox.DeployOptions{FailFast: waitOut})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +392,7 @@ func TestCancel(t *testing.T) {
 			w.push("v2")
 			w.rack.FailHealth("R2")
 			rel, _ := w.c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v2"})
-			dep, err := w.c.App("web").Promote(ctx, rel.ID, nil)
+			dep, err := w.c.App("web").Promote(ctx, rel.ID, &convox.DeployOptions{FailFast: waitOut})
 			if err != nil {
 				t.Fatal(err)
 			}

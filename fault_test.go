@@ -61,7 +61,7 @@ var operations = []operation{
 		w.push("v2")
 		w.rack.FailHealth("R2")
 		w.c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v2"})
-		if _, err := w.c.App("web").Promote(ctx, "R2", nil); err != nil {
+		if _, err := w.c.App("web").Promote(ctx, "R2", &convox.DeployOptions{FailFast: waitOut}); err != nil {
 			panic(err)
 		}
 		time.Sleep(10 * time.Second)

@@ -463,6 +463,15 @@ func TestSecretsNeverLeak(t *testing.T) {
 		for _, n := range w.rack.Notifications() {
 			add("%+v", n)
 		}
+		plan, err := w.c.App("web").Plan(ctx, convox.ReleaseSpec{Secrets: map[string]convox.Secret{"DB_PASSWORD": secret + "-rotated"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+			add(f, plan)
+		}
+		pb, _ := json.Marshal(plan)
+		texts = append(texts, string(pb))
 		for _, s := range texts {
 			if strings.Contains(s, secret) {
 				t.Fatalf("secret value leaked in: %s", s)

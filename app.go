@@ -254,17 +254,23 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 	return nil
 }
 
+// load reads the app's document and selects its providers.
+func (a *AppClient) load(ctx context.Context) (*appDoc, selection, error) {
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, selection{}, err
+	}
+	sel, err := a.c.rack.selectFor(app.Spec)
+	return app, sel, err
+}
+
 // Get returns the app.
 func (a *AppClient) Get(ctx context.Context) (*App, error) { return a.c.GetApp(ctx, a.name) }
 
 // Check reports, before any side effect, whether the app's providers offer
 // every capability (see Rack.Check).
 func (a *AppClient) Check(ctx context.Context, caps ...Capability) error {
-	doc, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return wrapErr("Check", a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(doc.Spec)
+	_, sel, err := a.load(ctx)
 	if err != nil {
 		return wrapErr("Check", a.name, "", err)
 	}
@@ -297,65 +303,61 @@ func (a *AppClient) Scale(ctx context.Context, process string, count int, opts *
 // SetEnv deploys a new release, copied from the latest, with the given
 // variables set (plain values in env, secret ones in secrets).
 func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets map[string]Secret, opts *DeployOptions) (*Release, error) {
-	const op = "SetEnv"
-	latest, err := a.latestRelease(ctx)
+	plain, secret, _, err := a.baseEnv(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	if latest == nil {
-		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound))
-	}
-	newEnv := maps.Clone(latest.Env)
-	newSec := maps.Clone(latest.Secrets)
-	if newEnv == nil {
-		newEnv = map[string]string{}
-	}
-	if newSec == nil {
-		newSec = map[string]Secret{}
+		return nil, wrapErr("SetEnv", a.name, "", err)
 	}
 	var keys []string
 	for k, v := range env {
-		newEnv[k] = v
-		delete(newSec, k)
+		plain[k] = v
+		delete(secret, k)
 		keys = append(keys, k)
 	}
 	for k, v := range secrets {
-		newSec[k] = v
-		delete(newEnv, k)
+		secret[k] = v
+		delete(plain, k)
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return a.Deploy(ctx, ReleaseSpec{Env: newEnv, Secrets: newSec, Description: fmt.Sprintf("env set %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env set %v", keys)}, opts)
 }
 
 // UnsetEnv deploys a new release, copied from the latest, without the named variables.
 func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOptions) (*Release, error) {
-	const op = "UnsetEnv"
-	latest, err := a.latestRelease(ctx)
+	plain, secret, base, err := a.baseEnv(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	if latest == nil {
-		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound))
-	}
-	newEnv := maps.Clone(latest.Env)
-	newSec := maps.Clone(latest.Secrets)
-	if newEnv == nil {
-		newEnv = map[string]string{}
-	}
-	if newSec == nil {
-		newSec = map[string]Secret{}
+		return nil, wrapErr("UnsetEnv", a.name, "", err)
 	}
 	for _, k := range keys {
-		_, inEnv := newEnv[k]
-		_, inSec := newSec[k]
-		if !inEnv && !inSec {
-			return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: release %s has no variable %q", ErrNotFound, latest.ID, k))
+		_, inPlain := plain[k]
+		_, inSecret := secret[k]
+		if !inPlain && !inSecret {
+			return nil, wrapErr("UnsetEnv", a.name, "", fmt.Errorf("%w: release %s has no variable %q", ErrNotFound, base, k))
 		}
-		delete(newEnv, k)
-		delete(newSec, k)
+		delete(plain, k)
+		delete(secret, k)
 	}
-	return a.Deploy(ctx, ReleaseSpec{Env: newEnv, Secrets: newSec, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+}
+
+// baseEnv returns copies of the plain and secret variables of the release
+// new ones are based on, and its ID.
+func (a *AppClient) baseEnv(ctx context.Context) (map[string]string, map[string]Secret, string, error) {
+	base, err := a.latestRelease(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if base == nil {
+		return nil, nil, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound)
+	}
+	plain, secret := maps.Clone(base.Env), maps.Clone(base.Secrets)
+	if plain == nil {
+		plain = map[string]string{}
+	}
+	if secret == nil {
+		secret = map[string]Secret{}
+	}
+	return plain, secret, base.ID, nil
 }
 
 // Task is one running or recently stopped instance of a process.
@@ -366,11 +368,7 @@ type Task = providers.Task
 // then ID.
 func (a *AppClient) Tasks(ctx context.Context) ([]Task, error) {
 	const op = "Tasks"
-	app, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
+	_, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}

@@ -41,11 +41,7 @@ func endpoints(routes map[string]routeDoc) map[string]string {
 // ones are). Weighted strategies are refused while a migration runs.
 func (a *AppClient) StartBalancerMigration(ctx context.Context, to string, opts *DeployOptions) (*BalancerMigration, error) {
 	const op = "StartBalancerMigration"
-	app, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
@@ -171,11 +167,7 @@ func (a *AppClient) repromote(ctx context.Context, id string, opts *DeployOption
 
 // deleteRetired removes retired routes from their balancers.
 func (a *AppClient) deleteRetired(ctx context.Context) error {
-	app, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return err
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return err
 	}

@@ -260,11 +260,7 @@ func (a *AppClient) PruneImages(ctx context.Context, opts *PruneOptions) (*Prune
 	if o.Keep <= 0 {
 		o.Keep = 10
 	}
-	app, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}

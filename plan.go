@@ -229,15 +229,11 @@ func (r *RollbackCheck) Ready() bool { return len(r.Problems) == 0 }
 // the result.
 func (a *AppClient) CheckRollback(ctx context.Context, target RollbackTarget) (*RollbackCheck, error) {
 	const op = "CheckRollback"
-	app, err := a.c.loadApp(ctx, a.name)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
 	src, err := a.resolveTarget(ctx, app, target)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}

@@ -538,7 +538,7 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 // is active.
 func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *DeployOptions) (*Release, error) {
 	const op = "Rollback"
-	app, err := a.c.loadApp(ctx, a.name)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
@@ -547,10 +547,6 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 		return nil, wrapErr(op, a.name, "", err)
 	}
 	// The target's image must still exist: resolve its pinned digest.
-	sel, err := a.c.rack.selectFor(app.Spec)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
 	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
 		return nil, wrapErr(op, a.name, releaseID(src.Seq), fmt.Errorf("image %s of %s: %w", src.Image.Ref(), releaseID(src.Seq), err))
 	}

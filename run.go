@@ -38,11 +38,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	if opts != nil {
 		o = *opts
 	}
-	app, err := a.c.loadApp(ctx, a.name)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	sel, err := a.c.rack.selectFor(app.Spec)
+	app, sel, err := a.load(ctx)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}

@@ -397,11 +397,14 @@ type Task struct {
 	Reason string
 }
 
-// ProcessStatus is a scheduler's observation of one process type.
+// ProcessStatus is a scheduler's observation of one process type of one
+// release. While a release is staged (Stager) a process type appears twice,
+// serving release first.
 type ProcessStatus struct {
 	Name string
 	// Release is the release whose tasks the process type is converging to.
 	Release string
+	// Desired, Running and Pending count tasks of Release only.
 	Desired int
 	Running int
 	Pending int
@@ -504,8 +507,9 @@ func (r RunSpec) String() string {
 func (r RunSpec) Format(f fmt.State, verb rune) { fmt.Fprint(f, r.String()) }
 
 // TaskRunner is implemented by schedulers that run one-off processes.
-// Their output goes to the rack's Logs under the task's ID; the exit
-// code is in the stopped Task.
+// Their output goes to the rack's Logs under the task's ID (as the output
+// of every task does, with Process and Release set); the exit code is in
+// the stopped Task.
 type TaskRunner interface {
 	// RunTask starts a one-off task and returns it (usually pending).
 	// Idempotent by spec.Token.
@@ -616,7 +620,8 @@ type WeightShifter interface {
 // ---------------------------------------------------------------------------
 // Logs
 
-// LogEntry is one log line.
+// LogEntry is one log line. Backends may keep times at millisecond
+// precision.
 type LogEntry struct {
 	// ID identifies the entry uniquely within its app; readers dedupe on it.
 	// Write assigns one when empty.
@@ -715,7 +720,8 @@ type Doc struct {
 	Key   string
 	Value []byte
 	// Version is positive; every successful Put of a key returns a version
-	// greater than the previous one.
+	// greater than the previous one (not necessarily the next integer, and
+	// never one the key had before it was deleted).
 	Version int64
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,12 @@ type RegistryMigration struct {
 type MigrateOptions struct {
 	// Concurrency bounds the images copied at once (default 4).
 	Concurrency int
+	// Transport carries the copy's OCI data-path requests to both
+	// registries (nil means go-containerregistry's remote.DefaultTransport).
+	// Give it the transport a registry provider was configured with (a
+	// proxy, a custom CA, an endpoint override), since the copy talks to
+	// the registries directly rather than through their providers.
+	Transport http.RoundTripper
 }
 
 // repoName returns the repository name of a repository URI ("host:5000/web" → "web").
@@ -68,8 +75,9 @@ func repoName(uri string) string {
 // It is resumable: run it again after an interruption and it skips what
 // was done. Rollback keeps working across the move, because the digests
 // do not change. Progress is reported as EventMigration events with a
-// Transfer. The target registry must serve the OCI distribution API at its
-// repository URIs (as every registry provider here does).
+// Transfer. The registries must serve the OCI distribution API at their
+// repository URIs (as every registry provider here does), reached through
+// MigrateOptions.Transport.
 func (a *AppClient) MigrateRegistry(ctx context.Context, to string, opts *MigrateOptions) (*RegistryMigration, error) {
 	const op = "MigrateRegistry"
 	var o MigrateOptions
@@ -127,7 +135,7 @@ func (a *AppClient) MigrateRegistry(ctx context.Context, to string, opts *Migrat
 	for _, key := range slices.Sorted(maps.Keys(images)) {
 		src := images[key]
 		g.Go(func() error {
-			img, res, err := a.copyImage(gctx, src.registry, src.image, dst)
+			img, res, err := a.copyImage(gctx, src.registry, src.image, dst, o.Transport)
 			if err != nil {
 				return err
 			}
@@ -185,7 +193,7 @@ func (a *AppClient) MigrateRegistry(ctx context.Context, to string, opts *Migrat
 }
 
 // copyImage copies one image into dst and returns it as dst resolves it.
-func (a *AppClient) copyImage(ctx context.Context, from string, img providers.Image, dst providers.Registry) (providers.Image, imagecopy.Result, error) {
+func (a *AppClient) copyImage(ctx context.Context, from string, img providers.Image, dst providers.Registry, rt http.RoundTripper) (providers.Image, imagecopy.Result, error) {
 	_, src, err := a.c.rack.registries.get(from)
 	if err != nil {
 		return providers.Image{}, imagecopy.Result{}, err
@@ -204,8 +212,8 @@ func (a *AppClient) copyImage(ctx context.Context, from string, img providers.Im
 		return providers.Image{}, imagecopy.Result{}, fmt.Errorf("credentials for %s: %w", dstRepo.URI, err)
 	}
 	res, err := imagecopy.Copy(ctx,
-		imagecopy.Endpoint{Ref: img.Ref(), Username: srcCreds.Username, Password: srcCreds.Password},
-		imagecopy.Endpoint{Ref: dstRepo.URI + "@" + img.Digest, Username: dstCreds.Username, Password: dstCreds.Password})
+		imagecopy.Endpoint{Ref: img.Ref(), Username: srcCreds.Username, Password: srcCreds.Password, Transport: rt},
+		imagecopy.Endpoint{Ref: dstRepo.URI + "@" + img.Digest, Username: dstCreds.Username, Password: dstCreds.Password, Transport: rt})
 	if err != nil {
 		return providers.Image{}, res, fmt.Errorf("copy %s: %w", img.Ref(), err)
 	}

@@ -814,6 +814,10 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	} else {
 		de.RolledBack = true
 	}
+	// The bookkeeping gets its own bound: a compensation that used up its
+	// time must still record the failure and release the lease.
+	ctx, cancelBook := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancelBook()
 	if err := d.c.updateRelease(ctx, d.App, d.Release, func(r *releaseDoc) {
 		r.Failed, r.Canceled, r.Reason = !canceled, canceled, serr.reason
 	}); err != nil {
@@ -852,8 +856,8 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 // compensate restores what ran before the deploy, retrying until ctx ends:
 // each attempt is bounded by a fifth of CompensateTimeout (at least 10s),
 // so one hung or failed call costs an attempt, not the compensation.
-// Every error is retried, not only temporary ones: leaving the app
-// half-deployed is worse than trying again.
+// Every error but ErrInvalid is retried, not only temporary ones: leaving
+// the app half-deployed is worse than trying again.
 func (d *Deployment) compensate(ctx context.Context) error {
 	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
 		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
@@ -866,7 +870,8 @@ func (d *Deployment) compensate(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		// A refused desired state (ErrInvalid) cannot succeed by retrying.
+		if ctx.Err() != nil || errors.Is(err, ErrInvalid) {
 			return err
 		}
 		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepCompensate, Message: "compensation failed; retrying", Reason: err.Error()})

@@ -396,6 +396,13 @@ func (b *Balancer) lookup(ctx context.Context, id string) (found, error) {
 	if tg == nil {
 		return found{}, fmt.Errorf("route %s: %w: %w", id, providers.ErrNotFound, errNoRoute)
 	}
+	// A target group of that name may belong to another load balancer's
+	// route: then this balancer has no such route.
+	if _, err := b.ownedBy(ctx, tg, lb, id, ""); errors.Is(err, providers.ErrConflict) {
+		return found{}, fmt.Errorf("route %s: %w: %w", id, providers.ErrNotFound, errNoRoute)
+	} else if err != nil {
+		return found{}, err
+	}
 	return found{sets: []tuple{{arn: aws.ToString(tg.TargetGroupArn), weight: 1}}}, nil
 }
 

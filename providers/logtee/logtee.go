@@ -32,7 +32,7 @@ import (
 type Options struct {
 	// Since is when the new provider started receiving every entry: reads
 	// of earlier times come from the old provider. The zero time means the
-	// Tee's creation time.
+	// Tee's creation time. It is rounded up to a whole millisecond.
 	Since time.Time
 	// CutOver starts the Tee with writes to the old provider already stopped.
 	CutOver bool
@@ -56,6 +56,11 @@ func New(old, new providers.Logs, opts *Options) *Tee {
 			t.since = opts.Since
 		}
 		t.cutover.Store(opts.CutOver)
+	}
+	// Backends may keep milliseconds only: a Since inside a millisecond
+	// would hide that millisecond's entries from both sides of a read.
+	if r := t.since.Truncate(time.Millisecond); !r.Equal(t.since) {
+		t.since = r.Add(time.Millisecond)
 	}
 	return t
 }

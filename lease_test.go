@@ -122,6 +122,13 @@ func TestLease(t *testing.T) {
 			if err := dep.Wait(ctx); !errors.As(err, &de) || !de.Canceled {
 				t.Errorf("Wait = %v, want canceled", err)
 			}
+			// Compensation used up its time; the failure is still recorded
+			// and the lease released.
+			app, _ := c.GetApp(ctx, "web")
+			rel, _ := c.App("web").Release(ctx, "R2")
+			if app.Deploying != "" || rel.Status != StatusCanceled {
+				t.Errorf("deploying %q, R2 %s; want no lease and R2 canceled", app.Deploying, rel.Status)
+			}
 		})
 	})
 }

@@ -109,15 +109,21 @@ func (d *Deployment) Wait(ctx context.Context) error {
 }
 
 // Cancel aborts the deployment, restores the previous release and waits
-// until that is done.
+// until that is done. It returns nil when the previous release is serving
+// again (or the deployment had already finished), otherwise the
+// deployment's error.
 func (d *Deployment) Cancel(ctx context.Context) error {
 	d.cancel(errCanceled)
 	select {
 	case <-d.done:
-		return nil
 	case <-ctx.Done():
 		return wrapErr("Cancel", d.App, d.Release, ctx.Err())
 	}
+	var de *DeployError
+	if d.err != nil && errors.As(d.err, &de) && !de.RolledBack && de.Canceled {
+		return d.err
+	}
+	return nil
 }
 
 var errTimedOut = errors.New("deploy timed out")

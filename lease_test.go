@@ -113,11 +113,12 @@ func TestLease(t *testing.T) {
 			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
 				t.Errorf("Promote while the first deployer is alive past its TTL = %v, want ErrConflict", err)
 			}
-			if err := dep.Cancel(ctx); err != nil {
-				t.Fatal(err)
-			}
 			// NeverConverge blocks compensation too; Cancel returns once the
 			// deploy finished, reporting the failed compensation.
+			var cde *DeployError
+			if err := dep.Cancel(ctx); !errors.As(err, &cde) || cde.RolledBack {
+				t.Fatalf("Cancel = %v, want the deploy error of a compensation that failed", err)
+			}
 			var de *DeployError
 			if err := dep.Wait(ctx); !errors.As(err, &de) || !de.Canceled {
 				t.Errorf("Wait = %v, want canceled", err)

@@ -64,7 +64,10 @@ func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
 }
 
 // Deployment is an in-flight promotion. It runs in the background, bounded
-// by its timeout, whether or not anybody waits for it.
+// by its timeout, whether or not anybody waits for it. If the program
+// exits first, the app's deploy lease expires after Options.LeaseTTL; then
+// Cancel (from any client) restores the previous release, or a new
+// Promote takes the lease over.
 type Deployment struct {
 	// App and Release identify the promotion; Previous is the release
 	// that was active when it started ("" for a first deploy).

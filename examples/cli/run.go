@@ -207,6 +207,9 @@ printing new lines until interrupted. With --json, one JSON object per line.`,
 				return usagef("logs", "--since must not be negative")
 			}
 			a, err := s.app(ctx, "logs")
+			if o.follow && ctx.Err() != nil {
+				return nil // interrupted before following began: a follow ends quietly
+			}
 			if err != nil {
 				return err
 			}

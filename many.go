@@ -91,6 +91,9 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 	// The leader observes for every waiter: its own cancellation must not fail theirs.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	// Waiting for the rate limit first lets every request that arrives
+	// meanwhile join the batch: under load, batches grow by themselves.
+	err := c.limit(fctx, "scheduler", sel.spec.Scheduler)
 	t := time.NewTimer(c.opts.BatchWindow)
 	<-t.C
 	b.mu.Lock()
@@ -101,7 +104,6 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 
 	apps := slices.Sorted(maps.Keys(batch))
 	var m map[string]providers.AppStatus
-	err := c.limit(fctx, "scheduler", sel.spec.Scheduler)
 	if err == nil {
 		m, err = bs.StatusMany(fctx, apps)
 	}

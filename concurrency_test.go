@@ -19,13 +19,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // subprocess is this test binary run again as a helper process (one test
@@ -422,22 +420,7 @@ func TestTwoCLIsDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := localtest.BuildGoImage(t, "providers/local/testdata/server")
-	for _, tag := range tags {
-		cfg, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushMessageImages(t, ctx, rack, tags...)
 	c, err := convox.New(convox.Rack{Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(), Logs: rack.Logs(), Store: rack.Store()}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,12 +18,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // The crash test kills a deploying process with SIGKILL and checks what a
@@ -239,22 +237,7 @@ func TestCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := localtest.BuildGoImage(t, "providers/local/testdata/server")
-	for _, tag := range tags {
-		cfg, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushMessageImages(t, ctx, rack, tags...)
 	if _, err := crashClient(t, rack, nil).CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}

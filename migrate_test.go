@@ -14,13 +14,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 	"github.com/convox-go/convox/providers/ociregistry"
 )
 
@@ -63,19 +61,7 @@ func TestMigrateRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := localtest.BuildGoImage(t, "providers/local/testdata/server")
-	for _, v := range []string{"one", "two"} {
-		cfg, _ := base.ConfigFile()
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+v)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", v, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushMessageImages(t, ctx, rack, "one", "two")
 	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}

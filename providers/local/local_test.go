@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
+				if err := remote.Write(ref, img, remote.WithContext(t.Context()), localtest.Auth(t, r.Registry())); err != nil {
 					t.Fatal(err)
 				}
 				d, err := img.Digest()

@@ -26,6 +26,10 @@ type Options struct {
 	// Empty means 127.0.0.1 on the port the rack used last time, or one the
 	// OS picks.
 	RegistryAddr string
+	// RegistryMaxBlobBytes bounds each blob (layer, configuration) pushed
+	// to the registry; a larger one is refused with 413 (ErrInvalid from
+	// PushImage). Default DefaultRegistryMaxBlobBytes (10 GiB).
+	RegistryMaxBlobBytes int64
 	// RoutePorts fixes the listening port of routes. A key
 	// "app/process" (or "local/app/process") is a route of the default
 	// balancer, "balancer/app/process" one of the named additional
@@ -121,8 +125,8 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	if err != nil {
 		return nil, fsError("open rack", err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fsError("open rack directory", err)
+	if err := ensureRackDir(abs); err != nil {
+		return nil, err
 	}
 	r := &Rack{dir: abs}
 	if err := r.takeLock(); err != nil {
@@ -140,7 +144,7 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	if r.logs, err = newLogs(filepath.Join(abs, "logs"), o.LogMaxBytes); err != nil {
 		return nil, err
 	}
-	if r.registry, err = newRegistry(filepath.Join(abs, "registry")); err != nil {
+	if r.registry, err = newRegistry(filepath.Join(abs, "registry"), o.RegistryMaxBlobBytes, o.Logger); err != nil {
 		return nil, err
 	}
 	if err := r.serveRegistry(o.RegistryAddr); err != nil {
@@ -295,7 +299,7 @@ func (r *Rack) serveRegistry(addr string) error {
 			return fsError("save rack state", err)
 		}
 	}
-	r.regSrv = &http.Server{Handler: r.registry, ReadHeaderTimeout: 30 * time.Second, ErrorLog: discardLogger}
+	r.regSrv = r.registry.server()
 	go r.regSrv.Serve(ln)
 	return nil
 }

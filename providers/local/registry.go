@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,7 +21,6 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -33,18 +32,25 @@ import (
 // ImageDeleter): one OCI image layout per repository under registry/, and
 // an OCI distribution API server on 127.0.0.1 over the same layouts.
 //
-// The layouts are the only copy of the data. Blob uploads go through
-// go-containerregistry's pkg/registry (chunked and monolithic uploads,
-// digest verification, ranged reads) with a blob handler that writes into
-// the repository's layout; manifests, tags and the catalog are served by
-// this package straight from the layout's index.json, where a tag is the
-// "org.opencontainers.image.ref.name" annotation of a descriptor. Nothing
-// but an upload in progress lives only in memory, so the layout on disk can
-// also be read directly by any OCI tool.
+// The layouts are the only copy of the data. Manifests, tags and the
+// catalog are served straight from a layout's index.json, where a tag is
+// the "org.opencontainers.image.ref.name" annotation of a descriptor; blobs
+// from its blobs/ directory. Blob uploads (monolithic and chunked) spool
+// to files under registry/.uploads and move into the layout once their
+// digest is verified, so the layout on disk can also be read directly by
+// any OCI tool.
+//
+// Every request to the API needs the rack's credential (Credentials), pulls
+// included: the listener is reachable by every user of the machine, and
+// images often hold secrets. The rack itself reads images from disk.
+// Every blob and manifest is verified against its digest when it is read;
+// a corrupt one is never served or unpacked as valid.
 type Registry struct {
-	dir   string
-	host  string // 127.0.0.1:<port>
-	blobs http.Handler
+	dir     string
+	host    string // 127.0.0.1:<port>
+	cred    credential
+	uploads *uploads
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per repository: index.json updates
@@ -59,21 +65,39 @@ var (
 // refNameAnnotation is the OCI layout annotation holding a descriptor's tag.
 const refNameAnnotation = "org.opencontainers.image.ref.name"
 
-// maxManifestBytes bounds a pushed manifest.
-const maxManifestBytes = 4 << 20
+const (
+	// maxManifestBytes bounds a manifest or index, as distribution does.
+	maxManifestBytes = 4 << 20
+	// maxConfigBytes bounds an image configuration read into memory.
+	maxConfigBytes = 64 << 20
+	// maxRepoManifests bounds the descriptors of a repository's index.json.
+	maxRepoManifests = 10000
+)
 
 var (
 	repoPattern = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
 	tagPattern  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 )
 
-func newRegistry(dir string) (*Registry, error) {
+// newRegistry opens the registry in dir, with blobs of at most maxBlob
+// bytes (DefaultRegistryMaxBlobBytes when not positive); logger receives
+// the corrupt blobs it finds.
+func newRegistry(dir string, maxBlob int64, logger *slog.Logger) (*Registry, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fsError("open registry", err)
 	}
-	r := &Registry{dir: dir, locks: map[string]*sync.Mutex{}}
-	r.blobs = ggcrregistry.New(ggcrregistry.WithBlobHandler(blobHandler{r}), ggcrregistry.Logger(discardLogger))
-	return r, nil
+	if maxBlob <= 0 {
+		maxBlob = DefaultRegistryMaxBlobBytes
+	}
+	cred, err := loadCredential(dir, logger)
+	if err != nil {
+		return nil, err
+	}
+	ups, err := newUploads(filepath.Join(dir, uploadDirName), maxBlob)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{dir: dir, cred: cred, uploads: ups, log: logger, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // Host returns the registry's address ("127.0.0.1:<port>"), the host part
@@ -162,14 +186,17 @@ func (r *Registry) readIndex(repo string) (*v1.IndexManifest, error) {
 	return im, nil
 }
 
-// updateIndex applies fn to the repository's index.json under its lock.
-func (r *Registry) updateIndex(repo string, fn func(*v1.IndexManifest)) error {
+// updateIndex applies fn to the repository's index.json under its lock;
+// an error of fn leaves the index unchanged.
+func (r *Registry) updateIndex(repo string, fn func(*v1.IndexManifest) error) error {
 	defer r.lock(repo)()
 	im, err := r.readIndex(repo)
 	if err != nil {
 		return err
 	}
-	fn(im)
+	if err := fn(im); err != nil {
+		return err
+	}
 	if im.Manifests == nil {
 		im.Manifests = []v1.Descriptor{}
 	}
@@ -179,18 +206,26 @@ func (r *Registry) updateIndex(repo string, fn func(*v1.IndexManifest)) error {
 	return nil
 }
 
+// errRepositoryFull is the error of a repository at maxRepoManifests.
+var errRepositoryFull = fmt.Errorf("the repository holds %d manifests, its limit: delete images first: %w", maxRepoManifests, providers.ErrInvalid)
+
 // tag points tag at desc (removing it from any other descriptor); an empty
 // tag records the manifest untagged unless it is already present.
 func (r *Registry) tag(repo, tag string, desc v1.Descriptor) error {
-	return r.updateIndex(repo, func(im *v1.IndexManifest) {
+	return r.updateIndex(repo, func(im *v1.IndexManifest) error {
+		if len(im.Manifests) >= maxRepoManifests && !slices.ContainsFunc(im.Manifests, func(d v1.Descriptor) bool {
+			return d.Digest == desc.Digest || (tag != "" && d.Annotations[refNameAnnotation] == tag)
+		}) {
+			return errRepositoryFull
+		}
 		if tag == "" {
 			for _, d := range im.Manifests {
 				if d.Digest == desc.Digest {
-					return
+					return nil
 				}
 			}
 			im.Manifests = append(im.Manifests, desc)
-			return
+			return nil
 		}
 		// The image the tag pointed at stays, untagged, unless another
 		// descriptor still lists it.
@@ -213,6 +248,7 @@ func (r *Registry) tag(repo, tag string, desc v1.Descriptor) error {
 		})
 		desc.Annotations = map[string]string{refNameAnnotation: tag}
 		im.Manifests = append(im.Manifests, desc)
+		return nil
 	})
 }
 
@@ -225,43 +261,132 @@ func (r *Registry) hasBlob(repo string, h v1.Hash) bool {
 	return err == nil
 }
 
-// writeBlob stores the content of rd as blob h, verifying its digest; the
-// blob appears atomically (temporary file, sync, rename).
+// errDigestMismatch is the error of content whose digest is not the one
+// given for it.
+var errDigestMismatch = errors.New("digest mismatch")
+
+// writeBlob stores the content of rd as blob h of repo: it spools it (up to
+// the size limit), verifies its digest and only then creates the
+// repository if needed and moves the blob in, so that a failed write
+// leaves no repository behind.
 func (r *Registry) writeBlob(repo string, h v1.Hash, rd io.Reader) error {
 	if h.Algorithm != "sha256" {
 		return providers.Invalidf("blob digest %s: only sha256 is supported", h)
 	}
 	if r.hasBlob(repo, h) {
-		_, err := io.Copy(io.Discard, rd) // let a verifying reader finish
+		return nil
+	}
+	path, got, err := r.uploads.spool(rd)
+	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(r.blobPath(repo, h))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fsError("write blob", err)
+	defer os.Remove(path) // no-op once moved
+	if got != h {
+		return fmt.Errorf("%w: blob content has digest %s, want %s: %w", errDigestMismatch, got, h, providers.ErrInvalid)
 	}
-	f, err := os.CreateTemp(dir, "."+h.Hex+".tmp-*")
+	return r.commitBlob(repo, h, path)
+}
+
+// commitBlob moves the verified file spooled into repo as blob h, creating
+// the repository if needed. A blob already present stays; the caller
+// removes spooled in every case.
+func (r *Registry) commitBlob(repo string, h v1.Hash, spooled string) error {
+	if err := r.ensureLayout(repo); err != nil {
+		return err
+	}
+	dst := r.blobPath(repo, h)
+	if r.hasBlob(repo, h) {
+		return nil
+	}
+	f, err := os.Open(spooled)
 	if err != nil {
 		return fsError("write blob", err)
 	}
-	defer os.Remove(f.Name())
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fsError("write blob", err)
+	}
+	if err := os.Rename(spooled, dst); err != nil {
+		return fsError("write blob", err)
+	}
+	return fsError("write blob", syncDir(filepath.Dir(dst)))
+}
+
+// corruptDirName is where blobs found corrupt are moved, for inspection.
+const corruptDirName = ".corrupt"
+
+// corrupt handles blob h of repo, read from the open file f, whose content
+// has digest got: it moves the file out of the layout (so that pushing
+// the image again stores a good copy), logs it as an error naming the
+// digest and the file, and returns the error describing it.
+func (r *Registry) corrupt(repo string, h v1.Hash, f *os.File, got string) error {
+	path := r.blobPath(repo, h)
+	moved := ""
+	if fi, err := f.Stat(); err == nil {
+		if cur, err := os.Lstat(path); err == nil && os.SameFile(fi, cur) {
+			dir := filepath.Join(r.dir, corruptDirName)
+			dst := filepath.Join(dir, url.PathEscape(repo)+"-"+h.Hex+"-"+randomHex(4))
+			if os.MkdirAll(dir, 0o700) == nil && os.Rename(path, dst) == nil {
+				moved = dst
+			}
+		}
+	}
+	r.log.Error("registry blob is corrupt: its content does not match its digest; push the image again",
+		"digest", h.String(), "file", path, "contentDigest", got, "movedTo", moved)
+	return fmt.Errorf("blob %s (file %s) is corrupt: its content has digest %s; push the image again: %w", h, path, got, providers.ErrInvalid)
+}
+
+// readBlob returns the content of blob h of repo, at most limit bytes,
+// verified against its digest.
+func (r *Registry) readBlob(repo string, h v1.Hash, limit int64) ([]byte, error) {
+	path := r.blobPath(repo, h)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s@%s: %w", repo, h, providers.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fsError("read blob", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fsError("read blob", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("blob %s@%s is over %d bytes, the limit of what is read into memory: %w", repo, h, limit, providers.ErrInvalid)
+	}
+	if got := digestOf(data); got != h {
+		return nil, r.corrupt(repo, h, f, got.String())
+	}
+	return data, nil
+}
+
+// openBlob opens blob h of repo after verifying its whole content against
+// its digest, so that a reader never sees a byte of a corrupt blob.
+func (r *Registry) openBlob(repo string, h v1.Hash) (*os.File, error) {
+	path := r.blobPath(repo, h)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s@%s: %w", repo, h, providers.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fsError("read blob", err)
+	}
 	sum := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, sum), rd)
-	if err == nil {
-		err = f.Sync()
+	if _, err := io.Copy(sum, f); err != nil {
+		f.Close()
+		return nil, fsError("read blob", err)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if got := hex.EncodeToString(sum.Sum(nil)); got != h.Hex || h.Algorithm != "sha256" {
+		defer f.Close()
+		return nil, r.corrupt(repo, h, f, "sha256:"+got)
 	}
-	if err != nil {
-		return err
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fsError("read blob", err)
 	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != h.Hex {
-		return providers.Invalidf("blob content has digest sha256:%s, want %s", got, h)
-	}
-	if err := os.Rename(f.Name(), r.blobPath(repo, h)); err != nil {
-		return fsError("write blob", err)
-	}
-	return nil
+	return f, nil
 }
 
 // PushImage writes img into the repository (created if needed) under tag
@@ -273,7 +398,7 @@ func (r *Registry) PushImage(ctx context.Context, repo, tag string, img v1.Image
 	if tag != "" && !tagPattern.MatchString(tag) {
 		return providers.Image{}, providers.Invalidf("tag %q: use up to 128 letters, digits, '_', '.' and '-'", tag)
 	}
-	if _, err := r.EnsureRepository(ctx, repo); err != nil {
+	if err := validateRepo(repo); err != nil {
 		return providers.Image{}, err
 	}
 	layers, err := img.Layers()
@@ -416,12 +541,14 @@ func (r *Registry) listed(repo string, digest v1.Hash) (bool, error) {
 		if !d.MediaType.IsIndex() {
 			continue
 		}
-		f, err := os.Open(r.blobPath(repo, d.Digest))
-		if err != nil {
+		raw, err := r.readBlob(repo, d.Digest, maxManifestBytes)
+		if errors.Is(err, providers.ErrNotFound) {
 			continue
 		}
-		child, err := v1.ParseIndexManifest(f)
-		f.Close()
+		if err != nil {
+			return false, err
+		}
+		child, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
 			continue
 		}
@@ -470,12 +597,9 @@ func (r *Registry) describe(repo, tag string, digest v1.Hash) (providers.Image, 
 // an index is followed to the manifest for this platform.
 func (r *Registry) image(repo string, digest v1.Hash) (v1.Image, v1.Hash, error) {
 	for range 4 { // an index of indexes, at most a few levels deep
-		raw, err := os.ReadFile(r.blobPath(repo, digest))
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, v1.Hash{}, fmt.Errorf("image %s@%s: %w", repo, digest, providers.ErrNotFound)
-		}
+		raw, err := r.readBlob(repo, digest, maxManifestBytes)
 		if err != nil {
-			return nil, v1.Hash{}, fsError("read image", err)
+			return nil, v1.Hash{}, fmt.Errorf("image %s@%s: %w", repo, digest, err)
 		}
 		var probe struct {
 			MediaType types.MediaType `json:"mediaType"`
@@ -530,7 +654,7 @@ func (li *layoutImage) RawConfigFile() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(li.r.blobPath(li.repo, m.Config.Digest))
+	return li.r.readBlob(li.repo, m.Config.Digest, maxConfigBytes)
 }
 func (li *layoutImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(li.raw))
@@ -539,19 +663,22 @@ func (li *layoutImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error)
 	}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 		if d.Digest == h {
-			return &layoutBlob{path: li.r.blobPath(li.repo, h), desc: d}, nil
+			return &layoutBlob{r: li.r, repo: li.repo, desc: d}, nil
 		}
 	}
 	return nil, fmt.Errorf("blob %s is not in the manifest", h)
 }
 
+// layoutBlob is a blob of a repository; its content is verified against
+// its digest before the first byte is handed out.
 type layoutBlob struct {
-	path string
+	r    *Registry
+	repo string
 	desc v1.Descriptor
 }
 
 func (b *layoutBlob) Digest() (v1.Hash, error)            { return b.desc.Digest, nil }
-func (b *layoutBlob) Compressed() (io.ReadCloser, error)  { return os.Open(b.path) }
+func (b *layoutBlob) Compressed() (io.ReadCloser, error)  { return b.r.openBlob(b.repo, b.desc.Digest) }
 func (b *layoutBlob) Size() (int64, error)                { return b.desc.Size, nil }
 func (b *layoutBlob) MediaType() (types.MediaType, error) { return b.desc.MediaType, nil }
 
@@ -624,49 +751,8 @@ func (r *Registry) DeleteImage(ctx context.Context, repo, digest string) error {
 	if !r.exists(repo) {
 		return nil
 	}
-	return r.updateIndex(repo, func(im *v1.IndexManifest) {
+	return r.updateIndex(repo, func(im *v1.IndexManifest) error {
 		im.Manifests = slices.DeleteFunc(im.Manifests, func(d v1.Descriptor) bool { return d.Digest == h })
+		return nil
 	})
-}
-
-// Credentials returns anonymous credentials for the registry's host: the
-// server listens on the loopback interface only.
-func (r *Registry) Credentials(ctx context.Context, repo string) (providers.Credentials, error) {
-	if err := ctx.Err(); err != nil {
-		return providers.Credentials{}, err
-	}
-	return providers.Credentials{Registry: r.host}, nil
-}
-
-// blobHandler stores pkg/registry's blobs in the repositories' layouts.
-type blobHandler struct{ r *Registry }
-
-func (b blobHandler) Stat(ctx context.Context, repo string, h v1.Hash) (int64, error) {
-	repo = blobRepo(ctx, repo)
-	fi, err := os.Stat(b.r.blobPath(repo, h))
-	if err != nil {
-		return 0, ggcrregistry.ErrNotFound
-	}
-	return fi.Size(), nil
-}
-
-func (b blobHandler) Get(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
-	repo = blobRepo(ctx, repo)
-	f, err := os.Open(b.r.blobPath(repo, h))
-	if err != nil {
-		return nil, ggcrregistry.ErrNotFound
-	}
-	return f, nil
-}
-
-func (b blobHandler) Put(ctx context.Context, repo string, h v1.Hash, rc io.ReadCloser) error {
-	defer rc.Close()
-	repo = blobRepo(ctx, repo)
-	if err := validateRepo(repo); err != nil {
-		return err
-	}
-	if err := b.r.ensureLayout(repo); err != nil {
-		return err
-	}
-	return b.r.writeBlob(repo, h, rc)
 }

@@ -35,7 +35,7 @@ func TestRegistryWorksWithStandardTooling(t *testing.T) {
 		t.Fatal(err)
 	}
 	// push over the distribution API, as crane or docker would
-	if err := remote.Write(mustRef(t, reg.Host()+"/team/web:v1"), img, remote.WithContext(t.Context())); err != nil {
+	if err := remote.Write(mustRef(t, reg.Host()+"/team/web:v1"), img, remote.WithContext(t.Context()), localtest.Auth(t, r.Registry())); err != nil {
 		t.Fatal(err)
 	}
 	resolved, err := reg.Resolve(t.Context(), "team/web:v1")
@@ -51,7 +51,7 @@ func TestRegistryWorksWithStandardTooling(t *testing.T) {
 	}
 
 	// copy it out again, as crane copy would, and compare every layer
-	pulled, err := remote.Image(mustRef(t, reg.Host()+"/team/web:v1"), remote.WithContext(t.Context()))
+	pulled, err := remote.Image(mustRef(t, reg.Host()+"/team/web:v1"), remote.WithContext(t.Context()), localtest.Auth(t, r.Registry()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +79,14 @@ func TestRegistryWorksWithStandardTooling(t *testing.T) {
 		}
 	}
 
-	tags, err := remote.List(mustRef(t, reg.Host()+"/team/web").Context(), remote.WithContext(t.Context()))
+	tags, err := remote.List(mustRef(t, reg.Host()+"/team/web").Context(), remote.WithContext(t.Context()), localtest.Auth(t, r.Registry()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"v1"}, tags); diff != "" {
 		t.Errorf("tags (-want +got):\n%s", diff)
 	}
-	repos, err := remote.Catalog(t.Context(), mustRef(t, reg.Host()+"/x").Context().Registry)
+	repos, err := remote.Catalog(t.Context(), mustRef(t, reg.Host()+"/x").Context().Registry, localtest.Auth(t, reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestRegistryResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(mustRef(t, reg.Host()+"/multi:v1"), index, remote.WithContext(t.Context())); err != nil {
+	if err := remote.WriteIndex(mustRef(t, reg.Host()+"/multi:v1"), index, remote.WithContext(t.Context()), localtest.Auth(t, r.Registry())); err != nil {
 		t.Fatal(err)
 	}
 	im, _ := index.IndexManifest()

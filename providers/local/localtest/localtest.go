@@ -4,12 +4,18 @@
 //
 //	img := localtest.BuildGoImage(t, "testdata/server")
 //	pinned, err := rack.Registry().PushImage(ctx, "web", "v1", img)
+//
+// Pushing over the registry's OCI distribution API instead, as standard
+// tooling does, needs the rack's credential:
+//
+//	err := remote.Write(ref, img, localtest.Auth(t, rack.Registry()))
 package localtest
 
 import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -20,11 +26,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/convox-go/convox/providers"
 )
+
+// Auth returns the go-containerregistry remote option that authenticates
+// to reg with the credentials reg hands out (Registry.Credentials), for
+// remote.Write, remote.Image and the like; a failure ends the test.
+func Auth(t testing.TB, reg providers.Registry) remote.Option {
+	t.Helper()
+	c, err := reg.Credentials(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Password}))
+}
 
 // BinaryPath is where BuildGoImage puts the binary inside the image; it is
 // the image's entrypoint.

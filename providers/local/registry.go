@@ -332,9 +332,10 @@ func (r *Registry) corrupt(repo string, h v1.Hash, f *os.File, got string) error
 			}
 		}
 	}
-	r.log.Error("registry blob is corrupt: its content does not match its digest; push the image again",
+	const fix = "push the image again (with a tool that skips images the registry has, delete the image first)"
+	r.log.Error("registry blob is corrupt: its content does not match its digest; "+fix,
 		"digest", h.String(), "file", path, "contentDigest", got, "movedTo", moved)
-	return fmt.Errorf("blob %s (file %s) is corrupt: its content has digest %s; push the image again: %w", h, path, got, providers.ErrInvalid)
+	return fmt.Errorf("blob %s (file %s) is corrupt: its content has digest %s; %s: %w", h, path, got, fix, providers.ErrInvalid)
 }
 
 // readBlob returns the content of blob h of repo, at most limit bytes,

@@ -30,6 +30,19 @@
 // exits or crashes shows the same documents, images and logs, serves the
 // same routes and brings every app's last applied processes back.
 //
+// The rack is its owner's alone. Open creates the directory with mode 0700,
+// tightens one that other users can only read or enter, and refuses one
+// that they can write to or that another user owns. The registry's API
+// listens on the loopback interface, which every local user reaches, so it
+// answers only requests that carry the rack's credential (basic auth,
+// Registry.Credentials; the password is in registry/.password, mode 0600),
+// pulls included: images often hold secrets, and the rack itself reads them
+// from disk. Uploads spool to files in registry/.uploads, at most
+// Options.RegistryMaxBlobBytes (10 GiB) per blob and 4 MiB per manifest,
+// and an upload left idle for 15 minutes is removed. Blobs and manifests
+// are verified against their digests whenever they are read; a corrupt
+// one is logged, moved to registry/.corrupt and never served or unpacked.
+//
 // A directory is used by one open rack at a time (Open fails with
 // ErrUnavailable while another program has it open); the Store alone can be
 // opened by any number of programs at once with OpenStore.

@@ -511,8 +511,8 @@ func (r *Registry) serveCatalog(w http.ResponseWriter, req *http.Request) {
 	}
 	repos := []string{}
 	for _, e := range entries {
-		if n, err := url.PathUnescape(e.Name()); err == nil && e.IsDir() && validateRepo(n) == nil && r.exists(n) {
-			repos = append(repos, n)
+		if repo, err := url.PathUnescape(e.Name()); err == nil && e.IsDir() && validateRepo(repo) == nil && r.exists(repo) {
+			repos = append(repos, repo)
 		}
 	}
 	slices.Sort(repos)

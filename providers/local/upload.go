@@ -96,7 +96,9 @@ func (us *uploads) start(repo string) (*upload, error) {
 	}
 	f.Close()
 	u := &upload{id: id, repo: repo, path: path, sum: sha256.New(), last: time.Now()}
-	u.timer = time.AfterFunc(us.idle, func() { us.expire(u, time.Now()) })
+	// Armed only once u.timer is set: the callback reads it.
+	u.timer = time.AfterFunc(time.Duration(1<<63-1), func() { us.expire(u, time.Now()) })
+	u.timer.Reset(us.idle)
 	us.m[id] = u
 	return u, nil
 }

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -51,6 +52,7 @@ type Registry struct {
 	cred    credential
 	uploads *uploads
 	log     *slog.Logger
+	ioIdle  time.Duration // request body and blob response idle deadline
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per repository: index.json updates
@@ -97,7 +99,7 @@ func newRegistry(dir string, maxBlob int64, logger *slog.Logger) (*Registry, err
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{dir: dir, cred: cred, uploads: ups, log: logger, locks: map[string]*sync.Mutex{}}, nil
+	return &Registry{dir: dir, cred: cred, uploads: ups, log: logger, ioIdle: defaultIOIdle, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // Host returns the registry's address ("127.0.0.1:<port>"), the host part

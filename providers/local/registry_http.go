@@ -26,10 +26,10 @@ import (
 var discardLogger = log.New(io.Discard, "", 0)
 
 const (
-	// ioIdle is how long a request body or a blob response may go without
-	// moving a byte before its connection is closed. A slow client holds
-	// only its own request (and, for an upload, that upload).
-	ioIdle = time.Minute
+	// defaultIOIdle is how long a request body or a blob response may go
+	// without moving a byte before its connection is closed. A slow client
+	// holds only its own request (and, for an upload, that upload).
+	defaultIOIdle = time.Minute
 	// maxPage bounds the names of one tags/list or _catalog response; the
 	// rest follows through the Link header, as the distribution API pages.
 	maxPage = 1000
@@ -40,7 +40,7 @@ const (
 // server returns the HTTP server of the registry's API: headers must
 // arrive within 10 seconds, an idle keep-alive connection closes after two
 // minutes, and request bodies and blob responses have per-read and
-// per-write idle deadlines (ioIdle) instead of a total timeout that a
+// per-write idle deadlines (a minute) instead of a total timeout that a
 // large upload would exceed. Shutting it down removes the uploads in
 // progress.
 func (r *Registry) server() *http.Server {
@@ -170,18 +170,19 @@ func parseDigest(s string) (v1.Hash, error) {
 }
 
 // errBodyRead marks an error reading a request body: the client went away
-// or stalled past ioIdle.
+// or stalled past the idle deadline.
 var errBodyRead = errors.New("reading the request body")
 
-// idleBody reads a request body with a read deadline of ioIdle from each
+// idleBody reads a request body with a read deadline of idle from each
 // read, so a stalled client releases what it holds.
 type idleBody struct {
-	rc *http.ResponseController
-	r  io.Reader
+	rc   *http.ResponseController
+	r    io.Reader
+	idle time.Duration
 }
 
 func (b idleBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(ioIdle))
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("%w: %w", errBodyRead, err)
@@ -189,19 +190,21 @@ func (b idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func body(w http.ResponseWriter, req *http.Request) io.Reader {
-	return idleBody{rc: http.NewResponseController(w), r: req.Body}
+// body returns the request's body with the registry's idle deadline.
+func (r *Registry) body(w http.ResponseWriter, req *http.Request) io.Reader {
+	return idleBody{rc: http.NewResponseController(w), r: req.Body, idle: r.ioIdle}
 }
 
-// idleWriter writes a response with a write deadline of ioIdle from each
+// idleWriter writes a response with a write deadline of idle from each
 // write, so a client that stops reading releases what it holds.
 type idleWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
+	rc   *http.ResponseController
+	idle time.Duration
 }
 
 func (w idleWriter) Write(p []byte) (int, error) {
-	_ = w.rc.SetWriteDeadline(time.Now().Add(ioIdle))
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.idle))
 	return w.ResponseWriter.Write(p)
 }
 
@@ -256,7 +259,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 			uploadError(w, r.uploads.tooLarge())
 			return
 		}
-		if err := r.writeBlob(repo, h, body(w, req)); err != nil {
+		if err := r.writeBlob(repo, h, r.body(w, req)); err != nil {
 			uploadError(w, err)
 			return
 		}
@@ -342,7 +345,7 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, repo, i
 		uploadError(w, us.tooLarge())
 		return
 	}
-	if err := us.write(u, body(w, req)); err != nil {
+	if err := us.write(u, r.body(w, req)); err != nil {
 		us.remove(u)
 		uploadError(w, err)
 		return
@@ -398,7 +401,7 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, repo, ref
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", h.String())
-	out := idleWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	out := idleWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: r.ioIdle}
 	if req.Method == http.MethodGet && req.Header.Get("Range") != "" {
 		f.Close()
 		vf, err := r.openBlob(repo, h)
@@ -633,7 +636,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo, r
 		regError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("a manifest may have at most %d bytes", maxManifestBytes))
 		return
 	}
-	raw, err := io.ReadAll(io.LimitReader(body(w, req), maxManifestBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(r.body(w, req), maxManifestBytes+1))
 	if err != nil {
 		regError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error())
 		return

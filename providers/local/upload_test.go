@@ -7,6 +7,8 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -344,5 +346,52 @@ func TestRegistryLargeUploadIsNotKeptInMemory(t *testing.T) {
 	must(t, err)
 	if fi.Size() != size {
 		t.Errorf("stored blob has %d bytes, want %d", fi.Size(), size)
+	}
+}
+
+// TestRegistryStalledBodyIsCutOff serves a registry whose idle deadline is
+// short and sends a chunk that stops after one byte: the server gives up
+// on it, answers or drops the request, and removes the upload.
+func TestRegistryStalledBodyIsCutOff(t *testing.T) {
+	reg, err := newRegistry(t.TempDir(), 0, slog.New(slog.DiscardHandler))
+	must(t, err)
+	reg.ioIdle = 20 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	reg.host = ln.Addr().String()
+	srv := reg.server()
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := reg.Credentials(t.Context(), "")
+	must(t, err)
+	do := func(method, path string, body io.Reader) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+reg.host+path, body)
+		must(t, err)
+		req.SetBasicAuth(c.Username, c.Password)
+		return http.DefaultClient.Do(req)
+	}
+	resp, err := do(http.MethodPost, "/v2/stalled/blobs/uploads/", nil)
+	must(t, err)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || reg.uploads.count() != 1 {
+		t.Fatalf("POST: %d with %d uploads", resp.StatusCode, reg.uploads.count())
+	}
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	go pw.Write([]byte("a")) // and nothing more
+	resp, err = do(http.MethodPatch, loc, pr)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("stalled PATCH answered %d, want 400 or a dropped connection", resp.StatusCode)
+		}
+	}
+	waitFor(t, "the stalled upload to be removed", func() bool { return reg.uploads.count() == 0 })
+	entries, err := os.ReadDir(reg.uploads.dir)
+	must(t, err)
+	if len(entries) != 0 {
+		t.Errorf("the spool directory holds %d files after the stalled upload, want none", len(entries))
 	}
 }

@@ -74,6 +74,9 @@ const (
 	maxConfigBytes = 64 << 20
 	// maxRepoManifests bounds the descriptors of a repository's index.json.
 	maxRepoManifests = 10000
+	// maxIndexBytes bounds a repository's index.json, far above what
+	// maxRepoManifests descriptors take.
+	maxIndexBytes = 64 << 20
 )
 
 var (
@@ -181,9 +184,16 @@ func (r *Registry) readIndex(repo string) (*v1.IndexManifest, error) {
 		return nil, fsError("read repository "+repo, err)
 	}
 	defer f.Close()
-	im, err := v1.ParseIndexManifest(f)
+	data, err := io.ReadAll(io.LimitReader(f, maxIndexBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("repository %q has a corrupt index.json: %w: %w", repo, providers.ErrUnavailable, err)
+		return nil, fsError("read repository "+repo, err)
+	}
+	if len(data) > maxIndexBytes {
+		return nil, fmt.Errorf("repository %q has an index.json over %d bytes (file %s): %w", repo, maxIndexBytes, f.Name(), providers.ErrUnavailable)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("repository %q has a corrupt index.json (file %s): %w: %w", repo, f.Name(), providers.ErrUnavailable, err)
 	}
 	return im, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -396,4 +397,44 @@ func TestRegistryRefusesAManifestOverTheLimit(t *testing.T) {
 		}
 	}
 	assertNoTrace(t, r, "huge")
+}
+
+func TestRegistryRepositoryManifestLimit(t *testing.T) {
+	r := openTestRack(t, "")
+	reg := r.Registry()
+	kept, err := reg.PushImage(t.Context(), "full", "kept", mustRandomImage(t))
+	must(t, err)
+	keptDigest, err := v1.NewHash(kept.Digest)
+	must(t, err)
+	// Fill the index to the limit with descriptors of other manifests.
+	must(t, reg.updateIndex("full", func(im *v1.IndexManifest) error {
+		for i := len(im.Manifests); i < maxRepoManifests; i++ {
+			im.Manifests = append(im.Manifests, v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 1, Digest: digestOf([]byte(strconv.Itoa(i)))})
+		}
+		return nil
+	}))
+	tests := []struct {
+		name    string
+		tag     string
+		img     func() v1.Image
+		wantErr error
+	}{
+		{"a new image is refused", "new", func() v1.Image { return mustRandomImage(t) }, errRepositoryFull},
+		{"an image already listed can be tagged", "again", func() v1.Image {
+			img, _, err := reg.image("full", keptDigest)
+			must(t, err)
+			return img
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := reg.PushImage(t.Context(), "full", tt.tag, tt.img())
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("PushImage error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil && !errors.Is(err, providers.ErrInvalid) {
+				t.Errorf("PushImage error = %v, want ErrInvalid", err)
+			}
+		})
+	}
 }

@@ -395,3 +395,34 @@ func TestRegistryStalledBodyIsCutOff(t *testing.T) {
 		t.Errorf("the spool directory holds %d files after the stalled upload, want none", len(entries))
 	}
 }
+
+func TestRegistryMountsABlobFromAnotherRepository(t *testing.T) {
+	r := openTestRack(t, "")
+	blob := []byte("shared layer")
+	if got := authed(t, r, http.MethodPost, "/v2/source/blobs/uploads/?digest="+digestString(blob), bytes.NewReader(blob), nil); got.status != http.StatusCreated {
+		t.Fatalf("upload: %d %s", got.status, got.body)
+	}
+	tests := []struct {
+		name       string
+		query      string
+		wantStatus int
+		wantBlob   bool
+	}{
+		{"a blob of another repository is mounted", "?mount=" + digestString(blob) + "&from=source", http.StatusCreated, true},
+		{"a blob the other repository lacks starts an upload", "?mount=" + digestString([]byte("other")) + "&from=source", http.StatusAccepted, false},
+		{"an invalid source repository starts an upload", "?mount=" + digestString(blob) + "&from=../source", http.StatusAccepted, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo := "target" + strconv.Itoa(i)
+			got := authed(t, r, http.MethodPost, "/v2/"+repo+"/blobs/uploads/"+tt.query, nil, nil)
+			if got.status != tt.wantStatus {
+				t.Fatalf("POST: %d %s, want %d", got.status, got.body, tt.wantStatus)
+			}
+			read := authed(t, r, http.MethodGet, "/v2/"+repo+"/blobs/"+digestString(blob), nil, nil)
+			if has := read.status == http.StatusOK && string(read.body) == string(blob); has != tt.wantBlob {
+				t.Errorf("%s has the blob = %v, want %v", repo, has, tt.wantBlob)
+			}
+		})
+	}
+}

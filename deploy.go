@@ -948,6 +948,10 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 			return nil
 		case err != nil && !IsTemporary(err):
 			return err
+		case err == nil && obs.rollout != nil && (obs.rollout.State == providers.RolloutFailed || obs.rollout.State == providers.RolloutCanceled):
+			// Waiting longer cannot help; the next attempt applies again
+			// (and stops there when the scheduler refuses the release).
+			return fmt.Errorf("restoring %s: rollout %s: %s", d.Previous, obs.rollout.State, obs.rollout.Reason)
 		}
 		if werr := b.Wait(ctx); werr != nil {
 			if err != nil {

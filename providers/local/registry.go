@@ -470,9 +470,12 @@ func (r *Registry) describe(repo, tag string, digest v1.Hash) (providers.Image, 
 // an index is followed to the manifest for this platform.
 func (r *Registry) image(repo string, digest v1.Hash) (v1.Image, v1.Hash, error) {
 	for range 4 { // an index of indexes, at most a few levels deep
-		raw, err := os.ReadFile(r.blobPath(repo, digest))
+		raw, err := readBlobVerified(r.blobPath(repo, digest), digest)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, v1.Hash{}, fmt.Errorf("image %s@%s: %w", repo, digest, providers.ErrNotFound)
+		}
+		if errors.Is(err, providers.ErrInvalid) {
+			return nil, v1.Hash{}, fmt.Errorf("image %s@%s: %w", repo, digest, err)
 		}
 		if err != nil {
 			return nil, v1.Hash{}, fsError("read image", err)
@@ -530,7 +533,7 @@ func (li *layoutImage) RawConfigFile() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(li.r.blobPath(li.repo, m.Config.Digest))
+	return readBlobVerified(li.r.blobPath(li.repo, m.Config.Digest), m.Config.Digest)
 }
 func (li *layoutImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(li.raw))

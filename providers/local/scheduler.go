@@ -193,7 +193,7 @@ func newScheduler(dir string, reg *Registry, bal *Balancer, bals map[string]*Bal
 		bal:     bal,
 		bals:    bals,
 		logs:    logs,
-		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}},
+		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}, bad: map[string]error{}},
 		opts:    opts,
 		log:     log,
 		closing: make(chan struct{}),
@@ -318,6 +318,9 @@ func (s *Scheduler) validate(d providers.Desired) error {
 		if _, err := s.reg.v1Image(d.Image); err != nil {
 			return err
 		}
+	}
+	if len(d.Processes) > 0 {
+		return s.rootfs.refused(d.Image.Digest, func() (v1.Image, error) { return s.loadImage(context.Background(), d.Image) })
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -249,6 +248,39 @@ type proc struct {
 	state   *os.ProcessState // set before exited is closed
 	waitErr error
 	pidFile string
+
+	tailMu sync.Mutex
+	tail   []string // the last output lines, oldest first
+}
+
+// Bounds of the output a proc keeps for its exit reason.
+const (
+	tailLines    = 5
+	tailLineSize = 300
+)
+
+// keep remembers an output line among the last few.
+func (p *proc) keep(line string) {
+	if len(line) > tailLineSize {
+		line = line[:tailLineSize] + "..."
+	}
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	p.tail = append(p.tail, line)
+	if len(p.tail) > tailLines {
+		p.tail = p.tail[len(p.tail)-tailLines:]
+	}
+}
+
+// lastOutput returns the process's last output lines, joined for an error
+// message, or "" when it wrote nothing; complete once exited is closed.
+func (p *proc) lastOutput() string {
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	if len(p.tail) == 0 {
+		return ""
+	}
+	return "last output: " + strings.Join(p.tail, " | ")
 }
 
 // pidRecord is the content of a task's pid file.
@@ -290,7 +322,9 @@ func startProc(c command, pidDir, app, task string, out func(line string)) (*pro
 		for {
 			line, err := br.ReadSlice('\n')
 			if len(line) > 0 {
-				out(strings.TrimRight(string(line), "\r\n"))
+				l := strings.TrimRight(string(line), "\r\n")
+				p.keep(l)
+				out(l)
 			}
 			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 				pr.Close()
@@ -351,16 +385,6 @@ func (p *proc) exit() (string, *int) {
 		return p.state.String(), &code
 	}
 	return p.state.String(), nil
-}
-
-// freePort asks the OS for a free port on 127.0.0.1.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("allocate a port: %w: %w", providers.ErrUnavailable, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // killStaleProcs kills the process groups recorded in pidDir by a previous

@@ -73,6 +73,7 @@ type Scheduler struct {
 	bals    map[string]*Balancer // every balancer of the rack by name
 	logs    *Logs
 	rootfs  *rootfsCache
+	ports   *portAllocator
 	opts    schedulerOptions
 	log     *slog.Logger
 	closing chan struct{}
@@ -194,6 +195,7 @@ func newScheduler(dir string, reg *Registry, bal *Balancer, bals map[string]*Bal
 		bals:    bals,
 		logs:    logs,
 		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}, bad: map[string]error{}},
+		ports:   newPortAllocator(),
 		opts:    opts,
 		log:     log,
 		closing: make(chan struct{}),
@@ -731,6 +733,7 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 			return true
 		}
 	}
+	portConflicts := 0
 	for {
 		select {
 		case <-sl.stopCh:
@@ -758,12 +761,21 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 		}
 		if !ok {
 			p.terminate(s.opts.grace)
+			if portConflicts < maxPortConflicts && t.Address != "" && portTakenByOther(addrPort(t.Address)) {
+				// Another program bound the task's port before the task
+				// did: not the app's fault. Start again on a new port.
+				portConflicts++
+				s.portTaken(a, sl, p, t)
+				continue
+			}
+			portConflicts = 0
 			s.recordStop(a, sl, p, reason, true)
 			if !wait() {
 				return
 			}
 			continue
 		}
+		portConflicts = 0
 		s.mu.Lock()
 		sl.ready = true
 		if sl.live {
@@ -795,22 +807,62 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 	}
 }
 
+// maxPortConflicts bounds the restarts in a row a slot makes because
+// another program took its task's port; beyond it the exit counts as a
+// failed start.
+const maxPortConflicts = 5
+
+// portTaken forgets a task that exited because another program held its
+// port: it is not a stopped task of the app and not a failed start. The
+// app's log says what happened.
+func (s *Scheduler) portTaken(a *app, sl *slot, p *proc, t providers.Task) {
+	<-p.exited
+	s.logLine(a.name, t.ID, t.Process, t.Release)(fmt.Sprintf("[convox] task %s exited while another program held its port %s; starting the process again on another port", t.ID, t.Address))
+	s.log.Warn("task port taken by another program; restarting on another port", "app", a.name, "task", t.ID, "address", t.Address)
+	s.mu.Lock()
+	sl.task, sl.p, sl.ready = nil, nil, false
+	s.mu.Unlock()
+	s.notify(a)
+}
+
+// addrPort returns the port of a "host:port" address.
+func addrPort(addr string) int {
+	_, port, _ := strings.Cut(addr, ":")
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// taskPort reserves a port for a task of a process with a port (0 for one
+// without) and returns it with the function that gives it back.
+func (s *Scheduler) taskPort(proc providers.Process) (int, func(), error) {
+	if proc.Port <= 0 {
+		return 0, func() {}, nil
+	}
+	port, err := s.ports.get()
+	if err != nil {
+		return 0, nil, err
+	}
+	return port, func() { s.ports.put(port) }, nil
+}
+
 // startTask starts a process for the slot.
 func (s *Scheduler) startTask(a *app, sl *slot, cmd command) (providers.Task, *proc, error) {
 	spec := sl.spec
-	port := 0
-	if spec.proc.Port > 0 {
-		var err error
-		if port, err = freePort(); err != nil {
-			return providers.Task{}, nil, err
-		}
+	port, release, err := s.taskPort(spec.proc)
+	if err != nil {
+		return providers.Task{}, nil, err
 	}
 	cmd.env = processEnv(spec.image, spec.env, port)
 	id := spec.proc.Name + "-" + randomHex(5)
 	p, err := startProc(cmd, s.pidDir, a.name, id, s.logLine(a.name, id, spec.proc.Name, spec.release))
 	if err != nil {
+		release()
 		return providers.Task{}, nil, err
 	}
+	s.wg.Go(func() {
+		<-p.exited
+		release()
+	})
 	t := providers.Task{ID: id, App: a.name, Process: spec.proc.Name, Release: spec.release, State: providers.TaskPending, Started: p.started}
 	if port > 0 {
 		t.Address = "127.0.0.1:" + strconv.Itoa(port)
@@ -911,6 +963,9 @@ func (s *Scheduler) recordStop(a *app, sl *slot, p *proc, reason string, failure
 	exitReason, code := p.exit()
 	if reason == "" {
 		reason = exitReason
+	}
+	if out := p.lastOutput(); failure && out != "" {
+		reason += "; " + out
 	}
 	s.mu.Lock()
 	if sl.task != nil {

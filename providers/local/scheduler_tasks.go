@@ -165,16 +165,15 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	if err != nil {
 		return providers.Task{}, err
 	}
-	port := 0
-	if spec.Process.Port > 0 {
-		if port, err = freePort(); err != nil {
-			return providers.Task{}, err
-		}
+	port, release, err := s.taskPort(spec.Process)
+	if err != nil {
+		return providers.Task{}, err
 	}
 	cmd.env = processEnv(spec.Image, spec.Env, port)
 	id := spec.Process.Name + "-" + randomHex(5)
 	p, err := startProc(cmd, s.pidDir, spec.App, id, s.logLine(spec.App, id, spec.Process.Name, spec.Release))
 	if err != nil {
+		release()
 		return providers.Task{}, err
 	}
 	o := &oneOffTask{p: p, task: providers.Task{ID: id, App: spec.App, Process: spec.Process.Name, Release: spec.Release, State: providers.TaskRunning, Started: p.started}}
@@ -195,6 +194,7 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	go func() {
 		defer s.wg.Done()
 		<-p.exited
+		release()
 		reason, code := p.exit()
 		s.mu.Lock()
 		defer s.mu.Unlock()

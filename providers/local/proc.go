@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -389,12 +390,20 @@ func (p *proc) exit() (string, *int) {
 
 // killStaleProcs kills the process groups recorded in pidDir by a previous
 // run of the rack (one that crashed or was killed) and removes the files.
-func killStaleProcs(pidDir string) {
+func killStaleProcs(pidDir string, log *slog.Logger) {
 	files, _ := os.ReadDir(pidDir)
 	for _, f := range files {
 		name := filepath.Join(pidDir, f.Name())
 		var rec pidRecord
-		if readJSON(name, &rec) == nil && rec.PID > 0 {
+		err := readJSON(name, &rec)
+		if err == nil && rec.PID <= 0 {
+			err = fmt.Errorf("pid %d is not a process id", rec.PID)
+		}
+		if err != nil {
+			// Serving on is right: the rest of the rack is fine. The
+			// process it named, if any, may still run.
+			log.Error("a task pid file is corrupt; the process it recorded, if still running, was not stopped", "file", name, "err", err)
+		} else {
 			killStale(rec.PID, rec.Start)
 		}
 		os.Remove(name)

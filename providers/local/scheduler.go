@@ -125,6 +125,9 @@ type app struct {
 	changed  chan struct{}
 	deleted  bool
 	loopDone chan struct{}
+	// corrupt is why the app's persisted state could not be read at
+	// Open: Status reports it until an Apply replaces the state.
+	corrupt error
 }
 
 type rolloutRec struct {
@@ -380,6 +383,11 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	}
 	if a.deleted {
 		return providers.Rollout{}, fmt.Errorf("app %q is being deleted: %w", d.App, providers.ErrUnavailable)
+	}
+	if a.corrupt != nil {
+		if err := s.setAsideCorrupt(a); err != nil {
+			return providers.Rollout{}, err
+		}
 	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
@@ -996,6 +1004,9 @@ func (s *Scheduler) Status(ctx context.Context, app string) (providers.AppStatus
 	if a == nil || a.deleted {
 		return providers.AppStatus{}, fmt.Errorf("app %q: %w", app, providers.ErrNotFound)
 	}
+	if a.corrupt != nil {
+		return providers.AppStatus{}, a.corrupt
+	}
 	return s.status(a), nil
 }
 
@@ -1008,7 +1019,8 @@ func (s *Scheduler) StatusMany(ctx context.Context, apps []string) (map[string]p
 	defer s.mu.Unlock()
 	out := map[string]providers.AppStatus{}
 	for _, name := range apps {
-		if a := s.apps[name]; a != nil && !a.deleted {
+		// An app whose state is corrupt is left out; Status reports why.
+		if a := s.apps[name]; a != nil && !a.deleted && a.corrupt == nil {
 			out[name] = s.status(a)
 		}
 	}

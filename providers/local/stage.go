@@ -40,6 +40,9 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if a == nil || a.deleted {
 		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, providers.ErrNotFound)
 	}
+	if a.corrupt != nil {
+		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, a.corrupt)
+	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
 			if r.Token == d.Token && !r.internal {

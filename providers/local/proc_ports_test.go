@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/convox-go/convox/providers"
 )
@@ -117,5 +118,20 @@ func TestSchedulerTaskExitCarriesItsLastOutput(t *testing.T) {
 		if task.State == providers.TaskStopped && !strings.Contains(task.Reason, want) {
 			t.Errorf("stopped task %s: reason %q, want %q in it", task.ID, task.Reason, want)
 		}
+	}
+}
+
+// TestSchedulerWaitsForATaskToBindItsPort starts a task that binds its
+// port a second after it starts, with health checks that would fail it
+// in a tenth of that: a task not listening yet is starting, not
+// unhealthy, so the rollout completes.
+func TestSchedulerWaitsForATaskToBindItsPort(t *testing.T) {
+	r := openTestRack(t, "")
+	img := pushTestImage(t, r, "web", "v1")
+	route := ensureWebRoute(t, r, "app")
+	d := webDesired("app", "R1", img, route, 1, map[string]string{"LISTEN_DELAY": "1s"})
+	d.Processes[0].Health = providers.HealthCheck{Path: "/health", Interval: 50 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
+	if ro, _ := apply(t, r.Scheduler(), d); ro.State != providers.RolloutCompleted {
+		t.Fatalf("rollout: %s (%s), want completed", ro.State, ro.Reason)
 	}
 }

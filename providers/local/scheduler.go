@@ -6,15 +6,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,7 +41,9 @@ import (
 // the image's unpacked root file system with the release environment plus
 // PORT (a free port on 127.0.0.1), waits until it is healthy (HTTP GET of
 // the health path on that port; a process without a port once it has
-// stayed up for Health.Grace), joins the balancer's target sets, and
+// stayed up for Health.Grace; a task that has not bound its port yet is
+// starting, and its failed checks count only after the longer of
+// Health.Grace and 30 seconds), joins the balancer's target sets, and
 // restarts the process with exponential backoff whenever it exits.
 //
 // A rollout starts new slots for every process type whose release, image,
@@ -768,6 +773,7 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 		default:
 		}
 		if !ok {
+			died := !p.alive() // exited by itself, not stopped for failed checks
 			p.terminate(s.opts.grace)
 			if portConflicts < maxPortConflicts && t.Address != "" && portTakenByOther(addrPort(t.Address)) {
 				// Another program bound the task's port before the task
@@ -777,6 +783,9 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 				continue
 			}
 			portConflicts = 0
+			if died {
+				reason = withOutput(reason, p)
+			}
 			s.recordStop(a, sl, p, reason, true)
 			if !wait() {
 				return
@@ -801,7 +810,8 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 			sl.ready = false
 			s.mu.Unlock()
 			s.dropTarget(bindings, t.Address)
-			s.recordStop(a, sl, p, "", true)
+			reason, _ := p.exit()
+			s.recordStop(a, sl, p, withOutput(reason, p), true)
 			if time.Since(readyAt) > time.Minute {
 				backoff = s.opts.backoff
 			}
@@ -813,6 +823,16 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 			return
 		}
 	}
+}
+
+// withOutput appends the last output lines of an exited process to the
+// reason of its exit.
+func withOutput(reason string, p *proc) string {
+	<-p.exited
+	if out := p.lastOutput(); out != "" {
+		return reason + "; " + out
+	}
+	return reason
 }
 
 // maxPortConflicts bounds the restarts in a row a slot makes because
@@ -891,10 +911,26 @@ func (s *Scheduler) logLine(app, task, process, release string) func(string) {
 	}
 }
 
+// startGrace is how long a task may take to bind its port before its
+// failed health checks count, when its health grace period is shorter.
+const startGrace = 30 * time.Second
+
+// refused reports whether nothing listens on addr (connection refused).
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	c.Close()
+	return false
+}
+
 // waitHealthy waits until the task is healthy. Probes run every 50ms (or
 // the interval, if shorter) until Healthy consecutive successes; failures
 // count once per interval after the grace period, and Unhealthy of them
-// fail the task. A task without a port is healthy once it has stayed up
+// fail the task; while the task refuses connections (it has not bound
+// its port yet) failures count only after the longer of the grace period
+// and startGrace. A task without a port is healthy once it has stayed up
 // for the grace period.
 func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, string) {
 	h := withHealthDefaults(sl.spec.proc.Health)
@@ -915,6 +951,7 @@ func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, stri
 	start := time.Now()
 	var lastCounted time.Time
 	okRun, fails := 0, 0
+	listening := false
 	for {
 		timer := time.NewTimer(tick)
 		select {
@@ -926,6 +963,16 @@ func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, stri
 			timer.Stop()
 			return false, ""
 		case <-timer.C:
+		}
+		if !listening {
+			// A task that has not bound its port yet is starting, not
+			// unhealthy (a loaded machine can take seconds to get there).
+			switch {
+			case !refused(t.Address):
+				listening = true
+			case time.Since(start) < max(h.Grace, startGrace):
+				continue
+			}
 		}
 		ok, why := s.bal.check(t.Address, h)
 		if ok {
@@ -972,9 +1019,7 @@ func (s *Scheduler) recordStop(a *app, sl *slot, p *proc, reason string, failure
 	if reason == "" {
 		reason = exitReason
 	}
-	if out := p.lastOutput(); failure && out != "" {
-		reason += "; " + out
-	}
+
 	s.mu.Lock()
 	if sl.task != nil {
 		t := *sl.task

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
@@ -65,9 +66,11 @@ func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
 
 // Deployment is an in-flight promotion. It runs in the background, bounded
 // by its timeout, whether or not anybody waits for it. If the program
-// exits first, the app's deploy lease expires after Options.LeaseTTL; then
-// Cancel (from any client) restores the previous release, or a new
-// Promote takes the lease over.
+// exits first, the app's deploy lease expires after Options.LeaseTTL, or
+// at once for a client on the same host, which can prove the program gone
+// (its process id, start time and boot are in the lease); then Cancel
+// (from any client) restores the previous release, and so does a new
+// Promote before it takes the lease over.
 type Deployment struct {
 	// App and Release identify the promotion; Previous is the release
 	// that was active when it started ("" for a first deploy).
@@ -139,6 +142,9 @@ var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deploy
 // concurrent deployer gets an error matching ErrConflict) and returns a
 // Deployment that ensures routes, applies the release to the scheduler and
 // waits for it in the background. Bad input fails here, before any change.
+// A deploy left in flight by a deployer that is gone (its lease expired,
+// or its process provably ended on this host) is compensated first, before
+// Promote returns: what it replaced serves again, then this one starts.
 func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions) (*Deployment, error) {
 	const op = "Promote"
 	o := opts.withDefaults(a.c)
@@ -161,8 +167,16 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	if o.Strategy.weighted() && app.Migration != nil {
 		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", ErrConflict, o.Strategy, app.Migration.To))
 	}
+	if l := app.Lease; l != nil && l.expired(time.Now()) {
+		// The deploy in flight was abandoned (its deployer crashed or lost
+		// the store): restore what it replaced before starting this one.
+		if err := a.takeOverAndCompensate(ctx, l.Token); err != nil && !errors.Is(err, ErrConflict) {
+			return nil, wrapErr(op, a.name, id, fmt.Errorf("compensate the abandoned deploy of %s: %w", l.Release, err))
+		}
+	}
 	token := newToken()
 	now := time.Now()
+	self := holder.Self()
 	var takenOver string
 	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Deleting {
@@ -175,7 +189,7 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 			}
 			takenOver = l.Holder
 		}
-		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
+		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Process: &self, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
 		return nil
 	})
 	if err != nil {
@@ -1097,7 +1111,8 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 		if d.Lease == nil || d.Lease.Token != oldToken {
 			return fmt.Errorf("%w: the deploy finished or was taken over meanwhile", ErrConflict)
 		}
-		d.Lease.Token, d.Lease.Holder, d.Lease.Expires = token, a.c.opts.Holder, now.Add(a.c.opts.LeaseTTL)
+		self := holder.Self()
+		d.Lease.Token, d.Lease.Holder, d.Lease.Process, d.Lease.Expires = token, a.c.opts.Holder, &self, now.Add(a.c.opts.LeaseTTL)
 		return nil
 	})
 	if err != nil {

@@ -211,8 +211,10 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	dep.cancel = cancel
 	go func() {
-		defer a.c.untrack(dep)
+		// Untracked before done closes: once Wait returns, AppClient.Cancel
+		// no longer finds the finished deployment in flight.
 		defer close(dep.done)
+		defer a.c.untrack(dep)
 		defer cancel(nil)
 		runCtx, stop := context.WithTimeoutCause(base, o.Timeout, errTimedOut)
 		defer stop()
@@ -1103,6 +1105,51 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	}
 }
 
+// Recover compensates every deploy left in flight by a deployer that is
+// gone (its lease expired, or its process provably ended on this host):
+// each such app serves the release the store calls active again, and its
+// lease is released. A program that opens a rack after a crash (a local
+// rack reopened, a deploy server restarted) calls it once, so that what
+// serves matches the store before anyone asks; Promote and Cancel do the
+// same for their app. It returns the apps it compensated, in name order;
+// the failures of several apps are joined.
+func (c *Client) Recover(ctx context.Context) ([]string, error) {
+	const op = "Recover"
+	var names []string
+	for app, err := range c.Apps(ctx) {
+		if err != nil {
+			return nil, wrapErr(op, "", "", err)
+		}
+		names = append(names, app.Name)
+	}
+	slices.Sort(names)
+	var recovered []string
+	var errs []error
+	for _, name := range names {
+		doc, err := c.loadApp(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			errs = append(errs, wrapErr(op, name, "", err))
+			continue
+		}
+		l := doc.Lease
+		if l == nil || !l.expired(time.Now()) {
+			continue
+		}
+		switch err := c.App(name).takeOverAndCompensate(ctx, l.Token); {
+		case errors.Is(err, ErrConflict):
+			// Another client took it over, or the deploy finished.
+		case err != nil:
+			errs = append(errs, wrapErr(op, name, l.Release, err))
+		default:
+			recovered = append(recovered, name)
+		}
+	}
+	return recovered, errors.Join(errs...)
+}
+
 // takeOverAndCompensate takes an expired lease and compensates its deploy.
 func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) error {
 	token := newToken()
@@ -1121,8 +1168,8 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 	dep := a.newDeployment(app.Lease.Release, app.Lease, (*DeployOptions)(nil).withDefaults(a.c))
 	dep.cancel = func(error) {}
 	dep.wasStaged, dep.switched = app.Lease.Staged, app.Lease.Switched
-	defer a.c.untrack(dep)
 	defer close(dep.done)
+	defer a.c.untrack(dep)
 	err = dep.fail(ctx, &stepError{step: StepWait, reason: "canceled after its deployer stopped", err: errCanceled})
 	var de *DeployError
 	if errors.As(err, &de) && de.RolledBack {

@@ -216,6 +216,38 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 			}
 		})
 	})
+	t.Run("Recover compensates the abandoned deploy, once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &gone)
+			got, err := c.Recover(ctx)
+			if err != nil || !slices.Equal(got, []string{"web"}) {
+				t.Fatalf("Recover = %q, %v; want [web]", got, err)
+			}
+			st, _ := r.Scheduler().Status(ctx, "web")
+			app, _ := c.loadApp(ctx, "web")
+			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil {
+				t.Errorf("active %q serving %q lease %+v; want R1, R1, no lease", app.Active, st.Release, app.Lease)
+			}
+			if got, err := c.Recover(ctx); err != nil || len(got) != 0 {
+				t.Errorf("a second Recover = %q, %v; want nothing to do", got, err)
+			}
+		})
+	})
+	t.Run("Recover leaves the deploy of a live process alone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &self)
+			if got, err := c.Recover(ctx); err != nil || len(got) != 0 {
+				t.Errorf("Recover = %q, %v; want nothing done", got, err)
+			}
+			if app, _ := c.loadApp(ctx, "web"); app.Lease == nil || app.Lease.Token != "dead" {
+				t.Errorf("lease = %+v, want the live deployer's", app.Lease)
+			}
+		})
+	})
 	t.Run("a lease of a live process blocks", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c, r := leaseWorld(t)

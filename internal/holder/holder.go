@@ -27,17 +27,16 @@ func Self() ID {
 }
 
 // Gone reports whether the process id names has provably ended, as seen
-// from the calling process: it ran on this host (same host name, same PID
-// namespace) and either the host has booted since, or no live process has
-// its PID, or the process with its PID started at another time. A process
-// on another host, or one this one cannot see, is never reported gone.
+// from the calling process: it ran in this very boot of this host (same
+// host name, same boot ID where the OS reports one, same PID namespace)
+// and no live process has its PID, or the process with its PID started at
+// another time. A process of another host, of another boot (which cannot
+// be told from another host of the same name), or one this process cannot
+// see, is never reported gone: its lease lasts until its TTL.
 func (id ID) Gone() bool {
 	me := Self()
-	if id.PID <= 0 || id.Host == "" || id.Host != me.Host || id.PIDNS != me.PIDNS {
+	if id.PID <= 0 || id.Host == "" || id.Host != me.Host || id.Boot != me.Boot || id.PIDNS != me.PIDNS {
 		return false
-	}
-	if id.Boot != "" && me.Boot != "" && id.Boot != me.Boot {
-		return true
 	}
 	return gone(id.PID, id.Start)
 }

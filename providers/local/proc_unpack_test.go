@@ -185,6 +185,11 @@ func TestUnpackHostileLayers(t *testing.T) {
 			wantErr: "is not a file of the image",
 		},
 		{
+			name:   "a hard link to a symlink to a host file links the symlink, not the host file",
+			layers: func(s string) [][]entry { return [][]entry{{symlink("s", s+"/keep"), hardlink("h", "s")}} },
+			want:   func(rel string) []string { return []string{"h -> /" + rel + "/keep", "s -> /" + rel + "/keep"} },
+		},
+		{
 			name:   "a hard link inside the image links the image's file",
 			layers: func(string) [][]entry { return [][]entry{{file("a", "x"), hardlink("b", "a")}} },
 			want:   func(string) []string { return []string{"a: x", "b: x"} },

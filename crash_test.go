@@ -36,9 +36,11 @@ const (
 )
 
 const (
-	crashRuns     = 20
-	crashSeed     = 10
-	crashLeaseTTL = 2 * time.Second
+	crashRuns = 20
+	crashSeed = 10
+	// crashLeaseTTL is far longer than the test: a lease of a killed
+	// deployer must stop holding because its process is gone, not by age.
+	crashLeaseTTL = 10 * time.Minute
 	// crashLine prefixes what the helper reports on standard output.
 	crashLine = "crash: "
 )
@@ -204,11 +206,13 @@ func procsUnder(dir string) []int {
 
 // TestCrash kills a process deploying on a local rack with SIGKILL at
 // random points of the deploy, 20 times on one directory, and after each
-// kill reopens the rack, cancels whatever deploy was left in flight (its
-// lease expired with its process) and checks the invariants: exactly one
-// release is active and it is the one the scheduler serves, every release
-// decodes, no lease is left, the endpoint answers the active release, and
-// no process of another release or of the killed run is running.
+// kill reopens the rack and makes one root call: Recover, Cancel, or a new
+// deploy, at once (the killed deployer's lease stops holding because its
+// process is gone, long before its TTL). Then it checks the invariants:
+// exactly one release is active and it is the one the scheduler serves,
+// every release decodes, no lease is left, the endpoint answers the
+// active release on every request, and no process of another release or
+// of the killed run is running.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills processes deploying on a local rack")
@@ -229,7 +233,7 @@ func TestCrash(t *testing.T) {
 	}
 
 	// The images: MESSAGE is the tag, so the endpoint says which release serves.
-	tags := make([]string, crashRuns+2)
+	tags := make([]string, 2*crashRuns+2)
 	for i := range tags {
 		tags[i] = "c" + strconv.Itoa(i)
 	}
@@ -276,14 +280,23 @@ func TestCrash(t *testing.T) {
 	}
 	t.Logf("calibration: a deploy took %s: %s", took.Round(time.Millisecond), strings.Join(timeline, ", "))
 	t.Logf("each run picks one of these %d phases at random, then a random point in it", len(phases))
-	activeTag, outcome := checkAfterCrash(t, dir, "calibration run")
+	activeTag, outcome := checkAfterCrash(t, dir, "calibration run", crashCancel)
 	if activeTag != tags[1] || outcome != crashNothing {
 		t.Fatalf("calibration run: after a finished deploy of %s, %s serves and Cancel found %s", tags[1], activeTag, outcome)
 	}
 
-	var compensated, finished int
+	var compensated, finished, redeployed int
 	for run := 1; run <= crashRuns; run++ {
-		prevTag, tag := activeTag, tags[run+1]
+		prevTag, tag := activeTag, tags[2*run]
+		// The first root call after reopening: every other run deploys a
+		// new release at once; the others call Recover or Cancel.
+		how := crashCancel
+		switch run % 4 {
+		case 0, 2:
+			how = tags[2*run+1]
+		case 1:
+			how = crashRecover
+		}
 		phase := phases[rng.IntN(len(phases))]
 		delay := phase.from
 		if phase.to > phase.from {
@@ -310,30 +323,38 @@ func TestCrash(t *testing.T) {
 		}
 		h.kill()
 		var outcome string
-		activeTag, outcome = checkAfterCrash(t, dir, name)
+		activeTag, outcome = checkAfterCrash(t, dir, name, how)
 		switch {
+		case outcome == crashRedeployed:
+			redeployed++
+			if deployed {
+				finished++
+			}
+			if activeTag != how {
+				t.Errorf("%s: after a deploy of %s right after reopening, %s is active", name, how, activeTag)
+			}
 		case deployed:
 			finished++
 			last = "the deploy had finished"
 			if activeTag != tag || outcome != crashNothing {
-				t.Errorf("%s: after a finished deploy of %s, %s is active and Cancel found %s", name, tag, activeTag, outcome)
+				t.Errorf("%s: after a finished deploy of %s, %s is active and %s found %s", name, tag, activeTag, how, outcome)
 			}
 		case outcome == crashCompensated:
 			compensated++
 			if activeTag != prevTag {
-				t.Errorf("%s: Cancel compensated the deploy of %s, yet %s is active, not %s", name, tag, activeTag, prevTag)
+				t.Errorf("%s: %s compensated the deploy of %s, yet %s is active, not %s", name, how, tag, activeTag, prevTag)
 			}
 		case activeTag != prevTag && activeTag != tag:
 			t.Errorf("%s: %s is active; want %s (before the deploy) or %s (the deploy)", name, activeTag, prevTag, tag)
 		}
-		t.Logf("%s: killed %s into the deploy of %s, aiming at %s (last event seen: %s); Cancel: %s; %s serves",
-			name, delay.Round(100*time.Microsecond), tag, phase.name, last, outcome, activeTag)
+		t.Logf("%s: killed %s into the deploy of %s, aiming at %s (last event seen: %s); first call after reopening: %s: %s; %s serves",
+			name, delay.Round(100*time.Microsecond), tag, phase.name, last, how, outcome, activeTag)
 		if t.Failed() {
 			t.Fatalf("invariants broken after %s with seed %d", name, seed)
 		}
 	}
-	t.Logf("%d runs killed at random points (seed %d): Cancel compensated %d deploys left in flight, %d kills came after the deploy finished, %d before its lease was taken or after it was released",
-		crashRuns, seed, compensated, finished, crashRuns-compensated-finished)
+	t.Logf("%d runs killed at random points (seed %d): %d deployed a new release right after reopening; in the others Recover or Cancel compensated %d deploys left in flight; %d kills came after the deploy finished",
+		crashRuns, seed, redeployed, compensated, finished)
 }
 
 // crashPhase is a stretch of a deploy between two of its events.
@@ -342,10 +363,18 @@ type crashPhase struct {
 	from, to time.Duration
 }
 
-// What Cancel finds after a kill.
+// The first root call after reopening in checkAfterCrash (or the image
+// tag it deploys).
+const (
+	crashCancel  = "Cancel"
+	crashRecover = "Recover"
+)
+
+// What the first root call after a kill found, or did.
 const (
 	crashCompensated = "compensated"
 	crashNothing     = "nothing in flight"
+	crashRedeployed  = "deployed right after reopening"
 )
 
 // crashParse splits a helper line "event TYPE STEP NANOS" or "deployed ID
@@ -366,13 +395,16 @@ func crashParse(line string) (string, time.Duration) {
 	return ev, time.Duration(n)
 }
 
-// checkAfterCrash reopens the rack after a kill, cancels the deploy the
-// killed process left in flight and checks the invariants. It returns the
-// active release's image tag and what Cancel found.
-func checkAfterCrash(t *testing.T, dir, name string) (string, string) {
+// checkAfterCrash reopens the rack after a kill and checks that the lease
+// of the killed process no longer holds. Then its first root call (how)
+// is Client.Recover, AppClient.Cancel, or a deploy of image web:<how>,
+// none of which waits for the lease's TTL, and it checks the invariants,
+// among them that what the balancer serves (a GET of the endpoint, which
+// answers the release's image tag) is the store's active release. It
+// returns the active release's image tag and what the call found.
+func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 	t.Helper()
 	ctx := t.Context()
-	killed := time.Now()
 	orphans := taskPids(t, dir)
 	rack, err := local.Open(dir, crashRackOptions())
 	if err != nil {
@@ -387,29 +419,40 @@ func checkAfterCrash(t *testing.T, dir, name string) (string, string) {
 	c := crashClient(t, rack, nil)
 	web := c.App("web")
 
-	// A lease the killed process held expires at most a TTL after its death.
+	// The lease of the killed process no longer holds: its holder is
+	// provably gone, long before the lease's TTL.
 	app, err := web.Get(ctx)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	if app.Deploying != "" {
-		time.Sleep(time.Until(killed.Add(crashLeaseTTL + 50*time.Millisecond)))
-		if app, err = web.Get(ctx); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if app.Deploying != "" {
-			t.Errorf("%s: the lease on %s is live a TTL after its holder died", name, app.Deploying)
-		}
+		t.Errorf("%s: the deploy of %s shows as in flight after its deployer was killed", name, app.Deploying)
 	}
 	outcome := crashCompensated
-	switch err := web.Cancel(ctx); {
-	case errors.Is(err, convox.ErrNotFound):
-		outcome = crashNothing
-	case err != nil:
-		t.Fatalf("%s: Cancel: %v", name, err)
+	switch how {
+	case crashRecover:
+		got, err := c.Recover(ctx)
+		if err != nil {
+			t.Fatalf("%s: Recover: %v", name, err)
+		}
+		if len(got) == 0 {
+			outcome = crashNothing
+		}
+	case crashCancel:
+		switch err := web.Cancel(ctx); {
+		case errors.Is(err, convox.ErrNotFound):
+			outcome = crashNothing
+		case err != nil:
+			t.Fatalf("%s: Cancel: %v", name, err)
+		}
+	default:
+		outcome = crashRedeployed
+		if _, err := web.Deploy(ctx, convox.ReleaseSpec{Image: "web:" + how}, nil); err != nil {
+			t.Fatalf("%s: deploy right after reopening: %v", name, err)
+		}
 	}
 	if err := web.Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
-		t.Errorf("%s: a second Cancel = %v, want ErrNotFound: a lease is still held", name, err)
+		t.Errorf("%s: a Cancel afterwards = %v, want ErrNotFound: a lease is still held", name, err)
 	}
 
 	st, err := settle(ctx, rack.Scheduler())
@@ -441,8 +484,12 @@ func checkAfterCrash(t *testing.T, dir, name string) (string, string) {
 	if st.Release != app.Active {
 		t.Errorf("%s: the scheduler serves %s, the store says %s is active", name, st.Release, app.Active)
 	}
-	if got, want := get(t, app.Endpoints["web"]), message[app.Active]; got != want {
-		t.Errorf("%s: GET %s = %q, want %q of active release %s", name, app.Endpoints["web"], got, want, app.Active)
+	// What the balancer serves is the active release, on every request.
+	for range 5 {
+		if got, want := get(t, app.Endpoints["web"]), message[app.Active]; got != want {
+			t.Errorf("%s: GET %s = %q, want %q of active release %s", name, app.Endpoints["web"], got, want, app.Active)
+			break
+		}
 	}
 
 	// Only the active release runs, in processes of this rack.

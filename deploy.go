@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
@@ -65,9 +66,11 @@ func (o *DeployOptions) withDefaults(c *Client) DeployOptions {
 
 // Deployment is an in-flight promotion. It runs in the background, bounded
 // by its timeout, whether or not anybody waits for it. If the program
-// exits first, the app's deploy lease expires after Options.LeaseTTL; then
-// Cancel (from any client) restores the previous release, or a new
-// Promote takes the lease over.
+// exits first, the app's deploy lease expires after Options.LeaseTTL, or
+// at once for a client on the same host, which can prove the program gone
+// (its process id, start time and boot are in the lease); then Cancel
+// (from any client) restores the previous release, and so does a new
+// Promote before it takes the lease over.
 type Deployment struct {
 	// App and Release identify the promotion; Previous is the release
 	// that was active when it started ("" for a first deploy).
@@ -139,6 +142,9 @@ var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deploy
 // concurrent deployer gets an error matching ErrConflict) and returns a
 // Deployment that ensures routes, applies the release to the scheduler and
 // waits for it in the background. Bad input fails here, before any change.
+// A deploy left in flight by a deployer that is gone (its lease expired,
+// or its process provably ended on this host) is compensated first, before
+// Promote returns: what it replaced serves again, then this one starts.
 func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions) (*Deployment, error) {
 	const op = "Promote"
 	o := opts.withDefaults(a.c)
@@ -161,8 +167,16 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	if o.Strategy.weighted() && app.Migration != nil {
 		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", ErrConflict, o.Strategy, app.Migration.To))
 	}
+	if l := app.Lease; l != nil && l.expired(time.Now()) {
+		// The deploy in flight was abandoned (its deployer crashed or lost
+		// the store): restore what it replaced before starting this one.
+		if err := a.takeOverAndCompensate(ctx, l.Token); err != nil && !errors.Is(err, ErrConflict) {
+			return nil, wrapErr(op, a.name, id, fmt.Errorf("compensate the abandoned deploy of %s: %w", l.Release, err))
+		}
+	}
 	token := newToken()
 	now := time.Now()
+	self := holder.Self()
 	var takenOver string
 	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Deleting {
@@ -175,7 +189,7 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 			}
 			takenOver = l.Holder
 		}
-		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
+		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Process: &self, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
 		return nil
 	})
 	if err != nil {
@@ -197,8 +211,10 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	dep.cancel = cancel
 	go func() {
-		defer a.c.untrack(dep)
+		// Untracked before done closes: once Wait returns, AppClient.Cancel
+		// no longer finds the finished deployment in flight.
 		defer close(dep.done)
+		defer a.c.untrack(dep)
 		defer cancel(nil)
 		runCtx, stop := context.WithTimeoutCause(base, o.Timeout, errTimedOut)
 		defer stop()
@@ -948,6 +964,10 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 			return nil
 		case err != nil && !IsTemporary(err):
 			return err
+		case err == nil && obs.rollout != nil && (obs.rollout.State == providers.RolloutFailed || obs.rollout.State == providers.RolloutCanceled):
+			// Waiting longer cannot help; the next attempt applies again
+			// (and stops there when the scheduler refuses the release).
+			return fmt.Errorf("restoring %s: rollout %s: %s", d.Previous, obs.rollout.State, obs.rollout.Reason)
 		}
 		if werr := b.Wait(ctx); werr != nil {
 			if err != nil {
@@ -1085,6 +1105,51 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	}
 }
 
+// Recover compensates every deploy left in flight by a deployer that is
+// gone (its lease expired, or its process provably ended on this host):
+// each such app serves the release the store calls active again, and its
+// lease is released. A program that opens a rack after a crash (a local
+// rack reopened, a deploy server restarted) calls it once, so that what
+// serves matches the store before anyone asks; Promote and Cancel do the
+// same for their app. It returns the apps it compensated, in name order;
+// the failures of several apps are joined.
+func (c *Client) Recover(ctx context.Context) ([]string, error) {
+	const op = "Recover"
+	var names []string
+	for app, err := range c.Apps(ctx) {
+		if err != nil {
+			return nil, wrapErr(op, "", "", err)
+		}
+		names = append(names, app.Name)
+	}
+	slices.Sort(names)
+	var recovered []string
+	var errs []error
+	for _, name := range names {
+		doc, err := c.loadApp(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			errs = append(errs, wrapErr(op, name, "", err))
+			continue
+		}
+		l := doc.Lease
+		if l == nil || !l.expired(time.Now()) {
+			continue
+		}
+		switch err := c.App(name).takeOverAndCompensate(ctx, l.Token); {
+		case errors.Is(err, ErrConflict):
+			// Another client took it over, or the deploy finished.
+		case err != nil:
+			errs = append(errs, wrapErr(op, name, l.Release, err))
+		default:
+			recovered = append(recovered, name)
+		}
+	}
+	return recovered, errors.Join(errs...)
+}
+
 // takeOverAndCompensate takes an expired lease and compensates its deploy.
 func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) error {
 	token := newToken()
@@ -1093,7 +1158,8 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 		if d.Lease == nil || d.Lease.Token != oldToken {
 			return fmt.Errorf("%w: the deploy finished or was taken over meanwhile", ErrConflict)
 		}
-		d.Lease.Token, d.Lease.Holder, d.Lease.Expires = token, a.c.opts.Holder, now.Add(a.c.opts.LeaseTTL)
+		self := holder.Self()
+		d.Lease.Token, d.Lease.Holder, d.Lease.Process, d.Lease.Expires = token, a.c.opts.Holder, &self, now.Add(a.c.opts.LeaseTTL)
 		return nil
 	})
 	if err != nil {
@@ -1102,8 +1168,8 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 	dep := a.newDeployment(app.Lease.Release, app.Lease, (*DeployOptions)(nil).withDefaults(a.c))
 	dep.cancel = func(error) {}
 	dep.wasStaged, dep.switched = app.Lease.Staged, app.Lease.Switched
-	defer a.c.untrack(dep)
 	defer close(dep.done)
+	defer a.c.untrack(dep)
 	err = dep.fail(ctx, &stepError{step: StepWait, reason: "canceled after its deployer stopped", err: errCanceled})
 	var de *DeployError
 	if errors.As(err, &de) && de.RolledBack {

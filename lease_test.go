@@ -3,10 +3,13 @@ package convox
 import (
 	"context"
 	"errors"
+	"os/exec"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 )
@@ -15,12 +18,19 @@ import (
 // release would leave: held, with the release applied to the scheduler.
 func crashedDeployer(t *testing.T, ctx context.Context, c *Client, r *fake.Rack, release string) {
 	t.Helper()
+	crashedDeployerProcess(t, ctx, c, r, release, nil)
+}
+
+// crashedDeployerProcess is crashedDeployer with the lease naming the
+// deployer's process.
+func crashedDeployerProcess(t *testing.T, ctx context.Context, c *Client, r *fake.Rack, release string, proc *holder.ID) {
+	t.Helper()
 	app, err := c.loadApp(ctx, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	app.Lease = &leaseDoc{Token: "dead", Holder: "crashed:1", Release: release, Previous: app.Active, Started: now, Expires: now.Add(c.opts.LeaseTTL)}
+	app.Lease = &leaseDoc{Token: "dead", Holder: "crashed:1", Process: proc, Release: release, Previous: app.Active, Started: now, Expires: now.Add(c.opts.LeaseTTL)}
 	if err := c.saveApp(ctx, app); err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +139,122 @@ func TestLease(t *testing.T) {
 			rel, _ := c.App("web").Release(ctx, "R2")
 			if app.Deploying != "" || rel.Status != StatusCanceled {
 				t.Errorf("deploying %q, R2 %s; want no lease and R2 canceled", app.Deploying, rel.Status)
+			}
+		})
+	})
+}
+
+// exitedProcess returns the ID of a process of this host that has ended.
+func exitedProcess(t *testing.T) holder.ID {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run a child process: %v", err)
+	}
+	id := holder.Self()
+	id.PID = cmd.Process.Pid
+	if !id.Gone() {
+		t.Skip("this OS cannot prove a process gone")
+	}
+	return id
+}
+
+// TestLeaseOfAGoneHolder checks that a lease whose holder's process is
+// provably gone does not block the app for its TTL: the app shows no
+// deploy in flight, and the next Promote or Cancel compensates the
+// abandoned deploy at once; a lease of a live process still blocks.
+func TestLeaseOfAGoneHolder(t *testing.T) {
+	gone := exitedProcess(t)
+	self := holder.Self()
+	t.Run("a new deploy compensates the abandoned one, then deploys", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &gone)
+			app, err := c.GetApp(ctx, "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if app.Deploying != "" {
+				t.Errorf("Deploying = %q, want nothing: the holder is gone", app.Deploying)
+			}
+			start := len(r.Calls())
+			dep, err := c.App("web").Promote(ctx, "R2", nil)
+			if err != nil {
+				t.Fatalf("Promote under the lease of a gone holder: %v", err)
+			}
+			if err := dep.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var applied []string
+			for _, call := range r.Calls()[start:] {
+				if call.Name() == "Scheduler.Apply" {
+					applied = append(applied, call.Args[0].(providers.Desired).Release)
+				}
+			}
+			if want := []string{"R1", "R2"}; !slices.Equal(applied, want) {
+				t.Errorf("releases applied = %q, want %q: the abandoned deploy restored first", applied, want)
+			}
+			app, _ = c.GetApp(ctx, "web")
+			if app.Active != "R2" || app.Deploying != "" {
+				t.Errorf("active %q deploying %q, want R2 and nothing in flight", app.Active, app.Deploying)
+			}
+		})
+	})
+	t.Run("cancel compensates at once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &gone)
+			if err := c.App("web").Cancel(ctx); err != nil {
+				t.Fatalf("Cancel: %v", err)
+			}
+			st, _ := r.Scheduler().Status(ctx, "web")
+			app, _ := c.loadApp(ctx, "web")
+			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil {
+				t.Errorf("active %q serving %q lease %+v; want R1, R1, no lease", app.Active, st.Release, app.Lease)
+			}
+		})
+	})
+	t.Run("Recover compensates the abandoned deploy, once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &gone)
+			got, err := c.Recover(ctx)
+			if err != nil || !slices.Equal(got, []string{"web"}) {
+				t.Fatalf("Recover = %q, %v; want [web]", got, err)
+			}
+			st, _ := r.Scheduler().Status(ctx, "web")
+			app, _ := c.loadApp(ctx, "web")
+			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil {
+				t.Errorf("active %q serving %q lease %+v; want R1, R1, no lease", app.Active, st.Release, app.Lease)
+			}
+			if got, err := c.Recover(ctx); err != nil || len(got) != 0 {
+				t.Errorf("a second Recover = %q, %v; want nothing to do", got, err)
+			}
+		})
+	})
+	t.Run("Recover leaves the deploy of a live process alone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &self)
+			if got, err := c.Recover(ctx); err != nil || len(got) != 0 {
+				t.Errorf("Recover = %q, %v; want nothing done", got, err)
+			}
+			if app, _ := c.loadApp(ctx, "web"); app.Lease == nil || app.Lease.Token != "dead" {
+				t.Errorf("lease = %+v, want the live deployer's", app.Lease)
+			}
+		})
+	})
+	t.Run("a lease of a live process blocks", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, r := leaseWorld(t)
+			ctx := t.Context()
+			crashedDeployerProcess(t, ctx, c, r, "R2", &self)
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
+				t.Fatalf("Promote under a live holder's lease = %v, want ErrConflict", err)
 			}
 		})
 	})

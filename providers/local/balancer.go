@@ -754,7 +754,7 @@ func (b *Balancer) restore() error {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("read routes of balancer %s: %w: %w", b.name, providers.ErrUnavailable, err)
+		return fmt.Errorf("routes file %s of balancer %s is unreadable: %w", b.stateFile, b.name, fsOrInvalid(err))
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

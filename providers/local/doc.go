@@ -9,7 +9,12 @@
 //     standard tooling (crane, remote.Write, skopeo) pushes into it and
 //     copies out of it.
 //   - Scheduler: each process type runs as OS processes from the image's
-//     unpacked root file system, with the release environment plus PORT;
+//     unpacked root file system, with the release environment plus PORT
+//     (a port below the OS's ephemeral range that no other task of the rack
+//     holds; a task that exits because another program took it first is
+//     started again on a new port); every blob is verified against its
+//     digest as it is read, and layers are unpacked through an os.Root, so
+//     no entry, link or whiteout reaches outside the root file system;
 //     crashed processes restart with backoff; updates roll (start new, wait
 //     healthy, drain and stop old); stops are graceful; a staged release
 //     can run beside the serving one for blue/green and canary deploys;
@@ -28,7 +33,14 @@
 //
 // Everything persists in the directory: reopening it after the program
 // exits or crashes shows the same documents, images and logs, serves the
-// same routes and brings every app's last applied processes back.
+// same routes and brings every app's last applied processes back (a staged
+// release is not persisted: a reopened rack runs the last completed
+// rollout of each app, which is what served before the crash). The store
+// is the single truth of which release is active: after a crash in the
+// middle of a deploy, convox.Client.Recover (or the app's next Promote or
+// Cancel) compensates the abandoned deploy, so that what serves is the
+// release the store calls active. A corrupt state file is an error naming
+// the file, or, where the rack serves on, an error in its log.
 //
 // The rack is its owner's alone. Open creates the directory with mode 0700,
 // tightens one that other users can only read or enter, and refuses one

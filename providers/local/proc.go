@@ -1,14 +1,12 @@
 package local
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox/providers"
 )
@@ -30,6 +27,35 @@ type rootfsCache struct {
 	dir   string
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// bad holds why an image (by digest) cannot be unpacked: a corrupt
+	// blob or a layer that breaks the rules. Such an image is refused
+	// before a rollout starts (see refused), so that a caller retrying a
+	// rollout to it, such as a compensation, stops at once.
+	bad map[string]error
+}
+
+// refused returns why the image with the digest cannot run, or nil. A
+// corrupt image is verified again (its blobs may have been restored); an
+// image whose layers break the unpacking rules is refused for good.
+func (c *rootfsCache) refused(digest string, load func() (v1.Image, error)) error {
+	c.mu.Lock()
+	err := c.bad[digest]
+	c.mu.Unlock()
+	var corrupt *corruptBlobError
+	if err == nil || !errors.As(err, &corrupt) {
+		return err
+	}
+	img, lerr := load()
+	if lerr != nil {
+		return lerr
+	}
+	if verr := verifyLayers(img); verr != nil {
+		return fmt.Errorf("unpack image %s: %w", digest, verr)
+	}
+	c.mu.Lock()
+	delete(c.bad, digest)
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *rootfsCache) lock(key string) func() {
@@ -69,11 +95,14 @@ func (c *rootfsCache) get(digest string, load func() (v1.Image, error)) (string,
 		return "", fsError("unpack image", err)
 	}
 	defer os.RemoveAll(tmp)
-	rc := mutate.Extract(img)
-	err = untar(tmp, rc)
-	rc.Close()
-	if err != nil {
-		return "", fmt.Errorf("unpack image %s: %w", digest, err)
+	if err := unpackImage(tmp, img); err != nil {
+		err = fmt.Errorf("unpack image %s: %w", digest, err)
+		if errors.Is(err, providers.ErrInvalid) {
+			c.mu.Lock()
+			c.bad[digest] = err
+			c.mu.Unlock()
+		}
+		return "", err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", fsError("unpack image", err)
@@ -82,61 +111,6 @@ func (c *rootfsCache) get(digest string, load func() (v1.Image, error)) (string,
 		return "", fsError("unpack image", err)
 	}
 	return dir, nil
-}
-
-// untar writes a flattened image file system into dir. Paths escaping dir,
-// device nodes and ownership are ignored.
-func untar(dir string, r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", providers.ErrInvalid, err)
-		}
-		rel := path.Clean("/" + hdr.Name)
-		if rel == "/" {
-			continue
-		}
-		target := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return fsError("unpack", err)
-		}
-		mode := fs.FileMode(hdr.Mode) & fs.ModePerm
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return fsError("unpack", err)
-			}
-			os.Chmod(target, mode|0o700)
-		case tar.TypeReg:
-			os.Remove(target)
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o600)
-			if err != nil {
-				return fsError("unpack", err)
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fsError("unpack", err)
-			}
-		case tar.TypeSymlink:
-			os.Remove(target)
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
-				return fsError("unpack", err)
-			}
-		case tar.TypeLink:
-			src := filepath.Join(dir, filepath.FromSlash(path.Clean("/"+hdr.Linkname)))
-			os.Remove(target)
-			if err := os.Link(src, target); err != nil {
-				return fsError("unpack", err)
-			}
-		}
-	}
 }
 
 // inRoot maps an absolute path inside the image to the host, following
@@ -275,6 +249,39 @@ type proc struct {
 	state   *os.ProcessState // set before exited is closed
 	waitErr error
 	pidFile string
+
+	tailMu sync.Mutex
+	tail   []string // the last output lines, oldest first
+}
+
+// Bounds of the output a proc keeps for its exit reason.
+const (
+	tailLines    = 5
+	tailLineSize = 300
+)
+
+// keep remembers an output line among the last few.
+func (p *proc) keep(line string) {
+	if len(line) > tailLineSize {
+		line = line[:tailLineSize] + "..."
+	}
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	p.tail = append(p.tail, line)
+	if len(p.tail) > tailLines {
+		p.tail = p.tail[len(p.tail)-tailLines:]
+	}
+}
+
+// lastOutput returns the process's last output lines, joined for an error
+// message, or "" when it wrote nothing; complete once exited is closed.
+func (p *proc) lastOutput() string {
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	if len(p.tail) == 0 {
+		return ""
+	}
+	return "last output: " + strings.Join(p.tail, " | ")
 }
 
 // pidRecord is the content of a task's pid file.
@@ -316,7 +323,9 @@ func startProc(c command, pidDir, app, task string, out func(line string)) (*pro
 		for {
 			line, err := br.ReadSlice('\n')
 			if len(line) > 0 {
-				out(strings.TrimRight(string(line), "\r\n"))
+				l := strings.TrimRight(string(line), "\r\n")
+				p.keep(l)
+				out(l)
 			}
 			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 				pr.Close()
@@ -379,24 +388,22 @@ func (p *proc) exit() (string, *int) {
 	return p.state.String(), nil
 }
 
-// freePort asks the OS for a free port on 127.0.0.1.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("allocate a port: %w: %w", providers.ErrUnavailable, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // killStaleProcs kills the process groups recorded in pidDir by a previous
 // run of the rack (one that crashed or was killed) and removes the files.
-func killStaleProcs(pidDir string) {
+func killStaleProcs(pidDir string, log *slog.Logger) {
 	files, _ := os.ReadDir(pidDir)
 	for _, f := range files {
 		name := filepath.Join(pidDir, f.Name())
 		var rec pidRecord
-		if readJSON(name, &rec) == nil && rec.PID > 0 {
+		err := readJSON(name, &rec)
+		if err == nil && rec.PID <= 0 {
+			err = fmt.Errorf("pid %d is not a process id", rec.PID)
+		}
+		if err != nil {
+			// Serving on is right: the rest of the rack is fine. The
+			// process it named, if any, may still run.
+			log.Error("a task pid file is corrupt; the process it recorded, if still running, was not stopped", "file", name, "err", err)
+		} else {
 			killStale(rec.PID, rec.Start)
 		}
 		os.Remove(name)

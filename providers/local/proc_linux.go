@@ -59,3 +59,18 @@ func killStale(pid int, start uint64) {
 		}
 	}
 }
+
+// ephemeralPorts returns the OS's ephemeral port range.
+func ephemeralPorts() (int, int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, err1 := strconv.Atoi(f[0])
+			hi, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && lo > 0 && lo <= hi {
+				return lo, hi
+			}
+		}
+	}
+	return 32768, 60999
+}

@@ -21,3 +21,7 @@ func killStale(pid int, _ uint64) {
 		waitGone(pid, 5*time.Second)
 	}
 }
+
+// ephemeralPorts returns the usual ephemeral port range of the BSDs and
+// macOS.
+func ephemeralPorts() (int, int) { return 49152, 65535 }

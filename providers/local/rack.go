@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,7 +66,9 @@ type Options struct {
 	// StoreLockTimeout bounds the wait for another program's store
 	// transaction. Default 10 seconds.
 	StoreLockTimeout time.Duration
-	// Logger receives the rack's diagnostics. Default: discarded.
+	// Logger receives the rack's diagnostics: warnings and errors such as
+	// a corrupt state file the rack serves on without. Default:
+	// slog.Default(), so that they are visible.
 	Logger *slog.Logger
 }
 
@@ -81,6 +84,7 @@ type Rack struct {
 	balancer  *Balancer            // the default balancer
 	balancers map[string]*Balancer // every balancer by name, the default included
 	scheduler *Scheduler
+	log       *slog.Logger
 	regSrv    *http.Server
 	closeOnce sync.Once
 	closeErr  error
@@ -119,7 +123,7 @@ func Open(dir string, opts *Options) (*Rack, error) {
 		o.FailureThreshold = 3
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = slog.Default()
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -128,7 +132,7 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	if err := ensureRackDir(abs); err != nil {
 		return nil, err
 	}
-	r := &Rack{dir: abs}
+	r := &Rack{dir: abs, log: o.Logger}
 	if err := r.takeLock(); err != nil {
 		return nil, err
 	}
@@ -198,7 +202,7 @@ func (r *Rack) openBalancers(o Options) error {
 		var states []routeState
 		if err := readJSON(filepath.Join(root, name, "routes.json"), &states); err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
-				o.Logger.Warn("skipping the unreadable routes of a balancer not named in the options", "balancer", name, "err", err)
+				o.Logger.Error("skipping the unreadable routes of a balancer not named in the options", "balancer", name, "file", filepath.Join(root, name, "routes.json"), "err", err)
 			}
 			continue
 		}
@@ -276,7 +280,11 @@ func (r *Rack) takeLock() error {
 func (r *Rack) serveRegistry(addr string) error {
 	stateFile := filepath.Join(r.dir, "rack.json")
 	var st rackState
-	_ = readJSON(stateFile, &st)
+	if err := readJSON(stateFile, &st); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Only the registry's last address is lost: serve on a new one.
+		r.log.Error("rack state file is unreadable; the registry listens on a new address", "file", stateFile, "err", err)
+		st = rackState{}
+	}
 	var ln net.Listener
 	var err error
 	switch {
@@ -371,4 +379,15 @@ func (r *Rack) Close() error {
 		}
 	})
 	return r.closeErr
+}
+
+// fsOrInvalid wraps an error of readJSON: a file that does not decode is
+// ErrInvalid (corrupt), a file system error is wrapped by its cause.
+func fsOrInvalid(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: corrupt: %w", providers.ErrInvalid, err)
+	}
+	return fsError("read", err)
 }

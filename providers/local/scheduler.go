@@ -6,15 +6,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,7 +41,9 @@ import (
 // the image's unpacked root file system with the release environment plus
 // PORT (a free port on 127.0.0.1), waits until it is healthy (HTTP GET of
 // the health path on that port; a process without a port once it has
-// stayed up for Health.Grace), joins the balancer's target sets, and
+// stayed up for Health.Grace; a task that has not bound its port yet is
+// starting, and its failed checks count only after the longer of
+// Health.Grace and 30 seconds), joins the balancer's target sets, and
 // restarts the process with exponential backoff whenever it exits.
 //
 // A rollout starts new slots for every process type whose release, image,
@@ -73,6 +78,7 @@ type Scheduler struct {
 	bals    map[string]*Balancer // every balancer of the rack by name
 	logs    *Logs
 	rootfs  *rootfsCache
+	ports   *portAllocator
 	opts    schedulerOptions
 	log     *slog.Logger
 	closing chan struct{}
@@ -124,6 +130,9 @@ type app struct {
 	changed  chan struct{}
 	deleted  bool
 	loopDone chan struct{}
+	// corrupt is why the app's persisted state could not be read at
+	// Open: Status reports it until an Apply replaces the state.
+	corrupt error
 }
 
 type rolloutRec struct {
@@ -193,7 +202,8 @@ func newScheduler(dir string, reg *Registry, bal *Balancer, bals map[string]*Bal
 		bal:     bal,
 		bals:    bals,
 		logs:    logs,
-		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}},
+		rootfs:  &rootfsCache{dir: filepath.Join(filepath.Dir(dir), "rootfs"), locks: map[string]*sync.Mutex{}, bad: map[string]error{}},
+		ports:   newPortAllocator(),
 		opts:    opts,
 		log:     log,
 		closing: make(chan struct{}),
@@ -319,6 +329,9 @@ func (s *Scheduler) validate(d providers.Desired) error {
 			return err
 		}
 	}
+	if len(d.Processes) > 0 {
+		return s.rootfs.refused(d.Image.Digest, func() (v1.Image, error) { return s.loadImage(context.Background(), d.Image) })
+	}
 	return nil
 }
 
@@ -375,6 +388,11 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	}
 	if a.deleted {
 		return providers.Rollout{}, fmt.Errorf("app %q is being deleted: %w", d.App, providers.ErrUnavailable)
+	}
+	if a.corrupt != nil {
+		if err := s.setAsideCorrupt(a); err != nil {
+			return providers.Rollout{}, err
+		}
 	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
@@ -728,6 +746,7 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 			return true
 		}
 	}
+	portConflicts := 0
 	for {
 		select {
 		case <-sl.stopCh:
@@ -754,13 +773,26 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 		default:
 		}
 		if !ok {
+			died := !p.alive() // exited by itself, not stopped for failed checks
 			p.terminate(s.opts.grace)
+			if portConflicts < maxPortConflicts && t.Address != "" && portTakenByOther(addrPort(t.Address)) {
+				// Another program bound the task's port before the task
+				// did: not the app's fault. Start again on a new port.
+				portConflicts++
+				s.portTaken(a, sl, p, t)
+				continue
+			}
+			portConflicts = 0
+			if died {
+				reason = withOutput(reason, p)
+			}
 			s.recordStop(a, sl, p, reason, true)
 			if !wait() {
 				return
 			}
 			continue
 		}
+		portConflicts = 0
 		s.mu.Lock()
 		sl.ready = true
 		if sl.live {
@@ -778,7 +810,8 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 			sl.ready = false
 			s.mu.Unlock()
 			s.dropTarget(bindings, t.Address)
-			s.recordStop(a, sl, p, "", true)
+			reason, _ := p.exit()
+			s.recordStop(a, sl, p, withOutput(reason, p), true)
 			if time.Since(readyAt) > time.Minute {
 				backoff = s.opts.backoff
 			}
@@ -792,22 +825,72 @@ func (s *Scheduler) supervise(a *app, sl *slot, cmd command) {
 	}
 }
 
+// withOutput appends the last output lines of an exited process to the
+// reason of its exit.
+func withOutput(reason string, p *proc) string {
+	<-p.exited
+	if out := p.lastOutput(); out != "" {
+		return reason + "; " + out
+	}
+	return reason
+}
+
+// maxPortConflicts bounds the restarts in a row a slot makes because
+// another program took its task's port; beyond it the exit counts as a
+// failed start.
+const maxPortConflicts = 5
+
+// portTaken forgets a task that exited because another program held its
+// port: it is not a stopped task of the app and not a failed start. The
+// app's log says what happened.
+func (s *Scheduler) portTaken(a *app, sl *slot, p *proc, t providers.Task) {
+	<-p.exited
+	s.logLine(a.name, t.ID, t.Process, t.Release)(fmt.Sprintf("[convox] task %s exited while another program held its port %s; starting the process again on another port", t.ID, t.Address))
+	s.log.Warn("task port taken by another program; restarting on another port", "app", a.name, "task", t.ID, "address", t.Address)
+	s.mu.Lock()
+	sl.task, sl.p, sl.ready = nil, nil, false
+	s.mu.Unlock()
+	s.notify(a)
+}
+
+// addrPort returns the port of a "host:port" address.
+func addrPort(addr string) int {
+	_, port, _ := strings.Cut(addr, ":")
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// taskPort reserves a port for a task of a process with a port (0 for one
+// without) and returns it with the function that gives it back.
+func (s *Scheduler) taskPort(proc providers.Process) (int, func(), error) {
+	if proc.Port <= 0 {
+		return 0, func() {}, nil
+	}
+	port, err := s.ports.get()
+	if err != nil {
+		return 0, nil, err
+	}
+	return port, func() { s.ports.put(port) }, nil
+}
+
 // startTask starts a process for the slot.
 func (s *Scheduler) startTask(a *app, sl *slot, cmd command) (providers.Task, *proc, error) {
 	spec := sl.spec
-	port := 0
-	if spec.proc.Port > 0 {
-		var err error
-		if port, err = freePort(); err != nil {
-			return providers.Task{}, nil, err
-		}
+	port, release, err := s.taskPort(spec.proc)
+	if err != nil {
+		return providers.Task{}, nil, err
 	}
 	cmd.env = processEnv(spec.image, spec.env, port)
 	id := spec.proc.Name + "-" + randomHex(5)
 	p, err := startProc(cmd, s.pidDir, a.name, id, s.logLine(a.name, id, spec.proc.Name, spec.release))
 	if err != nil {
+		release()
 		return providers.Task{}, nil, err
 	}
+	s.wg.Go(func() {
+		<-p.exited
+		release()
+	})
 	t := providers.Task{ID: id, App: a.name, Process: spec.proc.Name, Release: spec.release, State: providers.TaskPending, Started: p.started}
 	if port > 0 {
 		t.Address = "127.0.0.1:" + strconv.Itoa(port)
@@ -828,10 +911,26 @@ func (s *Scheduler) logLine(app, task, process, release string) func(string) {
 	}
 }
 
+// startGrace is how long a task may take to bind its port before its
+// failed health checks count, when its health grace period is shorter.
+const startGrace = 30 * time.Second
+
+// refused reports whether nothing listens on addr (connection refused).
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	c.Close()
+	return false
+}
+
 // waitHealthy waits until the task is healthy. Probes run every 50ms (or
 // the interval, if shorter) until Healthy consecutive successes; failures
 // count once per interval after the grace period, and Unhealthy of them
-// fail the task. A task without a port is healthy once it has stayed up
+// fail the task; while the task refuses connections (it has not bound
+// its port yet) failures count only after the longer of the grace period
+// and startGrace. A task without a port is healthy once it has stayed up
 // for the grace period.
 func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, string) {
 	h := withHealthDefaults(sl.spec.proc.Health)
@@ -852,6 +951,7 @@ func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, stri
 	start := time.Now()
 	var lastCounted time.Time
 	okRun, fails := 0, 0
+	listening := false
 	for {
 		timer := time.NewTimer(tick)
 		select {
@@ -863,6 +963,16 @@ func (s *Scheduler) waitHealthy(sl *slot, t providers.Task, p *proc) (bool, stri
 			timer.Stop()
 			return false, ""
 		case <-timer.C:
+		}
+		if !listening {
+			// A task that has not bound its port yet is starting, not
+			// unhealthy (a loaded machine can take seconds to get there).
+			switch {
+			case !refused(t.Address):
+				listening = true
+			case time.Since(start) < max(h.Grace, startGrace):
+				continue
+			}
 		}
 		ok, why := s.bal.check(t.Address, h)
 		if ok {
@@ -909,6 +1019,7 @@ func (s *Scheduler) recordStop(a *app, sl *slot, p *proc, reason string, failure
 	if reason == "" {
 		reason = exitReason
 	}
+
 	s.mu.Lock()
 	if sl.task != nil {
 		t := *sl.task
@@ -938,6 +1049,9 @@ func (s *Scheduler) Status(ctx context.Context, app string) (providers.AppStatus
 	if a == nil || a.deleted {
 		return providers.AppStatus{}, fmt.Errorf("app %q: %w", app, providers.ErrNotFound)
 	}
+	if a.corrupt != nil {
+		return providers.AppStatus{}, a.corrupt
+	}
 	return s.status(a), nil
 }
 
@@ -950,7 +1064,8 @@ func (s *Scheduler) StatusMany(ctx context.Context, apps []string) (map[string]p
 	defer s.mu.Unlock()
 	out := map[string]providers.AppStatus{}
 	for _, name := range apps {
-		if a := s.apps[name]; a != nil && !a.deleted {
+		// An app whose state is corrupt is left out; Status reports why.
+		if a := s.apps[name]; a != nil && !a.deleted && a.corrupt == nil {
 			out[name] = s.status(a)
 		}
 	}

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -165,16 +166,15 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	if err != nil {
 		return providers.Task{}, err
 	}
-	port := 0
-	if spec.Process.Port > 0 {
-		if port, err = freePort(); err != nil {
-			return providers.Task{}, err
-		}
+	port, release, err := s.taskPort(spec.Process)
+	if err != nil {
+		return providers.Task{}, err
 	}
 	cmd.env = processEnv(spec.Image, spec.Env, port)
 	id := spec.Process.Name + "-" + randomHex(5)
 	p, err := startProc(cmd, s.pidDir, spec.App, id, s.logLine(spec.App, id, spec.Process.Name, spec.Release))
 	if err != nil {
+		release()
 		return providers.Task{}, err
 	}
 	o := &oneOffTask{p: p, task: providers.Task{ID: id, App: spec.App, Process: spec.Process.Name, Release: spec.Release, State: providers.TaskRunning, Started: p.started}}
@@ -195,6 +195,7 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	go func() {
 		defer s.wg.Done()
 		<-p.exited
+		release()
 		reason, code := p.exit()
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -304,7 +305,7 @@ func (s *Scheduler) save(a *app) error {
 // app and starts converging each to its last completed state. Rollouts that
 // were in flight are reported as failed: interrupted.
 func (s *Scheduler) restore() error {
-	killStaleProcs(s.pidDir)
+	killStaleProcs(s.pidDir, s.log)
 	files, err := os.ReadDir(filepath.Join(s.dir, "apps"))
 	if err != nil {
 		return fsError("read scheduler state", err)
@@ -316,8 +317,20 @@ func (s *Scheduler) restore() error {
 			continue
 		}
 		var st appState
-		if err := readJSON(filepath.Join(s.dir, "apps", f.Name()), &st); err != nil {
-			s.log.Warn("skipping unreadable app state", "file", f.Name(), "err", err)
+		file := filepath.Join(s.dir, "apps", f.Name())
+		err := readJSON(file, &st)
+		if err == nil && (st.App == "" || s.appFile(st.App) != file) {
+			err = fmt.Errorf("it holds app %q, not the app its name is of", st.App)
+		}
+		if err != nil {
+			name, ok := appOfFile(f.Name())
+			if !ok {
+				return fmt.Errorf("scheduler state file %s is unreadable and its name is not an app's: %w: %w", file, providers.ErrInvalid, err)
+			}
+			a := s.newApp(name)
+			a.corrupt = fmt.Errorf("scheduler state file %s of app %q is corrupt (%v): the app's processes were not started; deploy the app again to replace it (the file is then kept as %s.corrupt): %w",
+				file, name, err, f.Name(), providers.ErrInvalid)
+			s.log.Error("scheduler state of an app is corrupt; its processes were not started", "app", name, "file", file, "err", err)
 			continue
 		}
 		a := s.newApp(st.App)
@@ -337,6 +350,34 @@ func (s *Scheduler) restore() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// appOfFile returns the app whose state file has the base name.
+func appOfFile(base string) (string, bool) {
+	name, ok := strings.CutSuffix(base, ".json")
+	if !ok || name == "" {
+		return "", false
+	}
+	if h, isHex := strings.CutPrefix(name, "~"); isHex {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			return "", false
+		}
+		name = string(b)
+	}
+	return name, safeName(name) == strings.TrimSuffix(base, ".json")
+}
+
+// setAsideCorrupt keeps an app's corrupt state file as <file>.corrupt, so
+// that a new state can replace it; s.mu is held.
+func (s *Scheduler) setAsideCorrupt(a *app) error {
+	file := s.appFile(a.name)
+	if err := os.Rename(file, file+".corrupt"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fsError("set aside the corrupt state of app "+a.name, err)
+	}
+	s.log.Warn("replacing the corrupt scheduler state of an app", "app", a.name, "kept as", file+".corrupt")
+	a.corrupt = nil
 	return nil
 }
 

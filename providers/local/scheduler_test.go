@@ -135,7 +135,7 @@ func TestSchedulerFailedRolloutLeavesThePreviousReleaseServing(t *testing.T) {
 		wantReason string
 		wantLog    string
 	}{
-		{"a process that crashes on start", "R2", map[string]string{"CRASH": "1"}, `process "web" failed to start 3 times; last: exit status 2`, "panic: boom"},
+		{"a process that crashes on start", "R2", map[string]string{"CRASH": "1"}, `process "web" failed to start 3 times; last: exit status 2; last output: panic: boom`, "panic: boom"},
 		{"a process that never becomes healthy", "R3", map[string]string{"UNHEALTHY": "1"}, `process "web" failed to start 3 times; last: failed 2 health checks of /health: health check returned 500 Internal Server Error`, "listening on"},
 	}
 	for _, tt := range tests {
@@ -202,7 +202,7 @@ func TestSchedulerRestartsCrashedTasks(t *testing.T) {
 			}
 		}
 		if stopped != nil && replacement != nil {
-			if diff := cmp.Diff("signal: killed", stopped.Reason); diff != "" {
+			if diff := cmp.Diff("signal: killed; last output: listening on "+victim.Address, stopped.Reason); diff != "" {
 				t.Errorf("stop reason of the killed task (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff("hello", get(route.Endpoint)); diff != "" {

@@ -40,6 +40,9 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if a == nil || a.deleted {
 		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, providers.ErrNotFound)
 	}
+	if a.corrupt != nil {
+		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, a.corrupt)
+	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
 			if r.Token == d.Token && !r.internal {
@@ -154,9 +157,15 @@ func (s *Scheduler) PromoteStage(ctx context.Context, app string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("promote the staged release of app %q: a rollout is in flight: %w", app, providers.ErrConflict)
 	}
+	if st.rec.State == providers.RolloutInProgress && len(st.all) > 0 && !slices.ContainsFunc(st.all, func(sl *slot) bool { return !sl.ready }) {
+		// Every staged task is ready (and in its target sets): the
+		// rollout is complete, even if runStage has not recorded it yet.
+		st.rec.State = providers.RolloutCompleted
+	}
 	if st.rec.State != providers.RolloutCompleted {
+		id, state := st.rec.ID, st.rec.State
 		s.mu.Unlock()
-		return fmt.Errorf("promote the staged release of app %q: rollout %s is %s: %w", app, st.rec.ID, st.rec.State, providers.ErrConflict)
+		return fmt.Errorf("promote the staged release of app %q: rollout %s is %s: %w", app, id, state, providers.ErrConflict)
 	}
 	var old []*slot
 	for _, ss := range a.slots {

@@ -5,7 +5,8 @@
 //	GET /health  answers 200, or 500 when UNHEALTHY=1
 //	GET /sleep   answers after the duration in ?d= (e.g. 300ms)
 //
-// With CRASH=1 it prints "panic: boom" and exits with status 2. With the
+// With LISTEN_DELAY (a duration) it waits that long before it binds its
+// port. With CRASH=1 it prints "panic: boom" and exits with status 2. With the
 // arguments "echo word..." it prints the words and exits 0. On SIGTERM it
 // finishes in-flight requests and exits 0.
 package main
@@ -49,6 +50,9 @@ func main() {
 		time.Sleep(d)
 		fmt.Fprintln(w, msg)
 	})
+	if d, _ := time.ParseDuration(os.Getenv("LISTEN_DELAY")); d > 0 {
+		time.Sleep(d)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -342,15 +342,15 @@ func (l Limits) ValidateFormation(app string, ps []Process) error {
 	return nil
 }
 
-// validateID checks a release ID or token: at most MaxIDLen bytes of
-// printable ASCII.
+// validateID checks a release ID or token: at most MaxIDLen bytes without
+// control characters.
 func validateID(kind, id string) error {
 	if len(id) > MaxIDLen {
 		return Invalidf("%s is %d bytes; the limit is %d", kind, len(id), MaxIDLen)
 	}
 	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] >= 0x7f {
-			return Invalidf("%s %q: only printable ASCII without spaces", kind, id)
+		if id[i] < ' ' || id[i] == 0x7f {
+			return Invalidf("%s %q contains a control character", kind, id)
 		}
 	}
 	return nil
@@ -360,9 +360,10 @@ func validateID(kind, id string) error {
 // l's bounds: a valid app name, a release (validateID), a formation
 // (Limits.ValidateFormation), an environment (Limits.ValidateEnv) whose
 // Secret names are all variables, and bindings that name processes of the
-// formation. A scheduler calls it first in Apply and Stage and adds its
-// own checks (binding kinds, a pinned image) after it; the root calls it
-// before it writes anything.
+// formation with ports of 0 to MaxPort. A scheduler calls it first in
+// Apply and Stage and adds its own checks (binding kinds, a pinned image)
+// after it; the root checks a release with the same rules
+// (Limits.ValidateFormation, Limits.ValidateEnv) before it writes it.
 func (d Desired) Validate(l Limits) error {
 	if err := ValidateName("app", d.App, MaxAppName); err != nil {
 		return err

@@ -62,6 +62,13 @@ type Release struct {
 // ReleaseSpec describes a new release. Nil or empty fields are copied from
 // the app's latest release whose promotion did not fail or get canceled
 // (Image "", Env nil, Secrets nil, Processes nil).
+//
+// The release that results, copied fields included, is checked against
+// the bounds of the app's scheduler (providers.Limits: instances per
+// process and in all, process types, variables and their sizes) and the
+// fixed bounds of package providers (ports, health checks, commands,
+// description) before anything is written or any provider is called;
+// what is out of range is an error matching ErrInvalid.
 type ReleaseSpec struct {
 	// Image is a reference the app's registry resolves ("web:v2",
 	// "web@sha256:..."); the release pins its digest.

@@ -2,10 +2,13 @@ package convox
 
 import (
 	"context"
+	"encoding"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -89,11 +92,34 @@ type Process struct {
 	Route RouteConfig `json:"route"`
 }
 
-// Secret is a secret environment value. Every fmt verb and JSON encoding
-// of it prints "<redacted>"; convert it with string(s) to use it.
+// Secret is a secret environment value. Every encoding of it — fmt verbs,
+// JSON, text (encoding.TextMarshaler), gob and log/slog — produces
+// "<redacted>"; convert it with string(s) to use the value.
+//
+// Decoding (JSON, text, gob) accepts a real value, so a program can read
+// secrets from its own configuration, but refuses "<redacted>" with an
+// error matching ErrInvalid: a redacted encoding never turns back into a
+// secret that would then be deployed.
+//
+// Where secret values rest: the store holds them in clear in each release
+// document (apps/<app>/releases/<seq>, an internal form that does not use
+// these methods), so whoever can read the store can read them; the
+// scheduler passes them to the processes' environment (see each
+// provider's documentation for where it keeps them).
 type Secret string
 
-const redacted = "<redacted>"
+const redacted = providers.Redacted
+
+var (
+	_ slog.LogValuer           = Secret("")
+	_ json.Marshaler           = Secret("")
+	_ json.Unmarshaler         = (*Secret)(nil)
+	_ encoding.TextMarshaler   = Secret("")
+	_ encoding.TextUnmarshaler = (*Secret)(nil)
+	_ gob.GobEncoder           = Secret("")
+	_ gob.GobDecoder           = (*Secret)(nil)
+	_ fmt.Formatter            = Secret("")
+)
 
 // String returns "<redacted>".
 func (Secret) String() string { return redacted }
@@ -107,8 +133,35 @@ func (Secret) Format(f fmt.State, _ rune) { fmt.Fprint(f, redacted) }
 // MarshalJSON encodes "<redacted>".
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
 
-// LogValue redacts the secret in slog output.
-func (Secret) LogValue() any { return redacted }
+// MarshalText encodes "<redacted>".
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// GobEncode encodes "<redacted>".
+func (Secret) GobEncode() ([]byte, error) { return []byte(redacted), nil }
+
+// LogValue redacts the secret in log/slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// UnmarshalJSON decodes a JSON string, refusing "<redacted>".
+func (s *Secret) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return s.UnmarshalText([]byte(v))
+}
+
+// UnmarshalText sets the secret to text, refusing "<redacted>".
+func (s *Secret) UnmarshalText(text []byte) error {
+	if string(text) == redacted {
+		return providers.Invalidf("decode secret: the value was redacted when it was encoded")
+	}
+	*s = Secret(text)
+	return nil
+}
+
+// GobDecode sets the secret to data, refusing "<redacted>".
+func (s *Secret) GobDecode(data []byte) error { return s.UnmarshalText(data) }
 
 // AppClient addresses one app of a Client. It is cheap to create and safe
 // for concurrent use.
@@ -319,7 +372,7 @@ func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets m
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env set %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: describeKeys("env set", keys)}, opts)
 }
 
 // UnsetEnv deploys a new release, copied from the latest, without the named variables.
@@ -337,7 +390,7 @@ func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOpt
 		delete(plain, k)
 		delete(secret, k)
 	}
-	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: describeKeys("env unset", keys)}, opts)
 }
 
 // baseEnv returns copies of the plain and secret variables of the release

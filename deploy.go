@@ -164,6 +164,9 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	if err := o.Strategy.validate(rel, sel); err != nil {
 		return nil, wrapErr(op, a.name, id, err)
 	}
+	if err := rel.validate(sel.limits()); err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
 	if o.Strategy.weighted() && app.Migration != nil {
 		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", ErrConflict, o.Strategy, app.Migration.To))
 	}

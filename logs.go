@@ -18,10 +18,12 @@ type LogQuery struct {
 	Since time.Duration
 	// Follow keeps reading new lines until the context ends.
 	Follow bool
-	// Filter keeps lines whose message contains it (case-sensitive).
+	// Filter keeps lines whose message contains it (case-sensitive); at
+	// most providers.MaxLogFilter bytes.
 	Filter string
 	// Process, Release and Stream keep lines with exactly that value
-	// (Stream "convox" holds the platform's own events).
+	// (Stream "convox" holds the platform's own events); each at most
+	// providers.MaxLogField bytes.
 	Process string
 	Release string
 	Stream  string
@@ -30,9 +32,15 @@ type LogQuery struct {
 // Logs yields the app's log lines in time order. With Follow it keeps
 // polling for new lines, backing off while idle, until ctx ends (which ends
 // the iteration without an error); lines are yielded once each even when
-// pages overlap. An error is yielded once, last.
+// pages overlap. An error is yielded once, last; a query over the bounds
+// of providers.LogQuery.Validate yields ErrInvalid before any call.
 func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, error] {
 	return func(yield func(LogEntry, error) bool) {
+		pq := providers.LogQuery{App: a.name, Filter: q.Filter, Process: q.Process, Release: q.Release, Stream: q.Stream}
+		if err := pq.Validate(); err != nil {
+			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
+			return
+		}
 		app, err := a.c.loadApp(ctx, a.name)
 		if err != nil {
 			if q.Follow && ctx.Err() != nil {
@@ -46,7 +54,6 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, er
 			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
 			return
 		}
-		pq := providers.LogQuery{App: a.name, Filter: q.Filter, Process: q.Process, Release: q.Release, Stream: q.Stream}
 		if q.Since > 0 {
 			pq.Start = time.Now().Add(-q.Since)
 		}

@@ -169,7 +169,7 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 	}
 	seen := map[string]bool{}
 	for _, d := range deploys {
-		if err := validateSpec(d.App, d.Spec); err != nil {
+		if err := c.precheck(ctx, d.App, d.Spec); err != nil {
 			return nil, wrapErr("DeployMany", d.App, "", err)
 		}
 		if seen[d.App] {

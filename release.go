@@ -8,7 +8,6 @@ import (
 	"iter"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/convox-go/convox/providers"
@@ -63,6 +62,13 @@ type Release struct {
 // ReleaseSpec describes a new release. Nil or empty fields are copied from
 // the app's latest release whose promotion did not fail or get canceled
 // (Image "", Env nil, Secrets nil, Processes nil).
+//
+// The release that results, copied fields included, is checked against
+// the bounds of the app's scheduler (providers.Limits: instances per
+// process and in all, process types, variables and their sizes) and the
+// fixed bounds of package providers (ports, health checks, commands,
+// description) before anything is written or any provider is called;
+// what is out of range is an error matching ErrInvalid.
 type ReleaseSpec struct {
 	// Image is a reference the app's registry resolves ("web:v2",
 	// "web@sha256:..."); the release pins its digest.
@@ -158,66 +164,6 @@ func (p Process) withDefaults() Process {
 	return p
 }
 
-func validateEnvName(k string) error {
-	if k == "" {
-		return providers.Invalidf("an environment variable has an empty name")
-	}
-	for i, c := range k {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
-			return providers.Invalidf("environment variable name %q: use letters, digits and underscores, not starting with a digit", k)
-		}
-	}
-	return nil
-}
-
-// validateSpec checks what can be checked without the store.
-func validateSpec(app string, s ReleaseSpec) error {
-	if s.Image != "" && strings.ContainsAny(s.Image, " \t\n") {
-		return providers.Invalidf("image reference %q contains whitespace", s.Image)
-	}
-	for k := range s.Env {
-		if err := validateEnvName(k); err != nil {
-			return err
-		}
-		if _, ok := s.Secrets[k]; ok {
-			return providers.Invalidf("variable %q is both plain and secret", k)
-		}
-	}
-	for k := range s.Secrets {
-		if err := validateEnvName(k); err != nil {
-			return err
-		}
-	}
-	seen := map[string]bool{}
-	for _, p := range s.Processes {
-		if err := providers.ValidateAppProcess(app, p.Name); err != nil {
-			return err
-		}
-		if seen[p.Name] {
-			return providers.Invalidf("process %q is listed twice", p.Name)
-		}
-		seen[p.Name] = true
-		if p.Count < 0 {
-			return providers.Invalidf("process %s: count %d is negative", p.Name, p.Count)
-		}
-		if p.Port < 0 || p.Port > 65535 {
-			return providers.Invalidf("process %s: port %d is out of range", p.Name, p.Port)
-		}
-		if p.CPU < 0 || p.Memory < 0 {
-			return providers.Invalidf("process %s: cpu and memory must not be negative", p.Name)
-		}
-		switch p.Route.Protocol {
-		case "", HTTP, HTTPS, HTTP2:
-		default:
-			return providers.Invalidf("process %s: unknown protocol %q", p.Name, p.Route.Protocol)
-		}
-		if (p.Route.Protocol == HTTPS || p.Route.Protocol == HTTP2) && p.Route.Certificate == "" {
-			return providers.Invalidf("process %s: protocol %s needs a certificate", p.Name, p.Route.Protocol)
-		}
-	}
-	return nil
-}
-
 // CreateRelease records a new release without promoting it. The spec is
 // validated and the image resolved to a digest before anything is written.
 func (a *AppClient) CreateRelease(ctx context.Context, spec ReleaseSpec) (*Release, error) {
@@ -241,38 +187,32 @@ func (a *AppClient) createRelease(ctx context.Context, spec ReleaseSpec, parent 
 	return doc, nil
 }
 
-// buildRelease validates spec, resolves its image and fills unspecified
-// fields from the latest release, without writing anything.
+// buildRelease validates spec, fills unspecified fields from the latest
+// release, validates the result against the bounds of the app's scheduler
+// and resolves its image, without writing anything. Bad input is refused
+// before the registry is called.
 func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent string) (*releaseDoc, error) {
-	if err := validateSpec(a.name, spec); err != nil {
-		return nil, err
-	}
 	app, err := a.c.loadApp(ctx, a.name)
 	if err != nil {
 		return nil, err
 	}
-	if app.Deleting {
-		return nil, fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
-	}
 	sel, err := a.c.rack.selectFor(app.Spec)
 	if err != nil {
 		return nil, err
+	}
+	lim := sel.limits()
+	if err := validateSpec(a.name, spec, lim); err != nil {
+		return nil, err
+	}
+	if app.Deleting {
+		return nil, fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
 	}
 	latest, err := a.baseDoc(ctx)
 	if err != nil {
 		return nil, err
 	}
 	doc := &releaseDoc{App: a.name, Parent: parent, Description: spec.Description, Registry: sel.spec.Registry}
-	switch {
-	case spec.Image != "":
-		img, err := sel.registry.Resolve(ctx, spec.Image)
-		if err != nil {
-			return nil, fmt.Errorf("resolve image %q: %w", spec.Image, err)
-		}
-		doc.ImageRef, doc.Image = spec.Image, img
-	case latest != nil:
-		doc.ImageRef, doc.Image, doc.Registry = latest.ImageRef, latest.Image, latest.Registry
-	default:
+	if spec.Image == "" && latest == nil {
 		return nil, providers.Invalidf("the first release of %s needs an image", a.name)
 	}
 	doc.Env = map[string]envDoc{}
@@ -309,10 +249,29 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 	if len(doc.Processes) == 0 {
 		return nil, providers.Invalidf("a release of %s needs at least one process", a.name)
 	}
+	// What a release copies from the latest one is checked too: bounds may
+	// have changed since, and a copied value must not slip through.
+	if err := doc.validate(lim); err != nil {
+		if latest != nil && (spec.Processes == nil || spec.Env == nil || spec.Secrets == nil) {
+			return nil, fmt.Errorf("%w (this release copies the formation or variables it does not set from %s)", err, releaseID(latest.Seq))
+		}
+		return nil, err
+	}
 	for _, p := range doc.Processes {
 		if p.Port > 0 && sel.balancer == nil {
 			return nil, fmt.Errorf("%w: process %s has a port but the rack has no balancer", ErrInvalid, p.Name)
 		}
+	}
+	if spec.Image != "" {
+		img, err := sel.registry.Resolve(ctx, spec.Image)
+		if err != nil {
+			return nil, fmt.Errorf("resolve image %q: %w", spec.Image, err)
+		}
+		doc.ImageRef, doc.Image = spec.Image, img
+	} else {
+		doc.ImageRef, doc.Image, doc.Registry = latest.ImageRef, latest.Image, latest.Registry
+	}
+	for _, p := range doc.Processes {
 		if len(p.Command) == 0 && len(doc.Image.Entrypoint) == 0 && len(doc.Image.Cmd) == 0 {
 			return nil, providers.Invalidf("process %s has no command and image %s has no entrypoint or command", p.Name, doc.Image.Ref())
 		}
@@ -545,6 +504,10 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 	src, err := a.resolveTarget(ctx, app, target)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
+	}
+	// The copy must fit the scheduler's bounds as they are now.
+	if err := src.validate(sel.limits()); err != nil {
+		return nil, wrapErr(op, a.name, releaseID(src.Seq), fmt.Errorf("release %s cannot be restored: %w", releaseID(src.Seq), err))
 	}
 	// The target's image must still exist: resolve its pinned digest.
 	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {

@@ -67,6 +67,9 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 		App: a.name, Release: id, Token: newToken(), Image: rel.Image, Env: d.Env, Secret: d.Secret,
 		Process: rel.Processes[i].provider(), Command: slices.Clone(command),
 	}
+	if err := spec.Validate(sel.limits()); err != nil {
+		return nil, wrapErr(op, a.name, id, err)
+	}
 	task, err := runner.RunTask(ctx, spec)
 	if err != nil {
 		return nil, wrapErr(op, a.name, id, err)

@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -47,6 +48,31 @@ func FuzzValidateKey(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, providers.ErrInvalid) {
 			t.Fatalf("error %v does not match ErrInvalid", err)
+		}
+	})
+}
+
+// FuzzValidateHealthPath checks that a path ValidateHealthPath accepts,
+// put in a URL as the local balancer's probe does, always names the
+// target's host and that exact path: no path can redirect a probe.
+func FuzzValidateHealthPath(f *testing.F) {
+	for _, s := range []string{"/health", "", "@127.0.0.1:1/x", "health", "//evil/x", "http://evil/", "/a?b", "/a#b", "/%2e", "/a\nb", "/:@x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		err := providers.ValidateHealthPath(path)
+		if err != nil {
+			if !errors.Is(err, providers.ErrInvalid) {
+				t.Fatalf("error %v does not match ErrInvalid", err)
+			}
+			return
+		}
+		u, perr := url.Parse((&url.URL{Scheme: "http", Host: "target:1", Path: path}).String())
+		if perr != nil {
+			t.Fatalf("accepted path %q gives an unparsable URL: %v", path, perr)
+		}
+		if u.Host != "target:1" || u.User != nil || u.Path != path || u.RawQuery != "" || u.Fragment != "" {
+			t.Fatalf("accepted path %q gives host %q, user %v, path %q, query %q, fragment %q", path, u.Host, u.User, u.Path, u.RawQuery, u.Fragment)
 		}
 	})
 }

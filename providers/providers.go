@@ -183,7 +183,8 @@ type Image struct {
 func (i Image) Ref() string { return i.Repository + "@" + i.Digest }
 
 // Credentials authenticate the OCI data path (push, pull, copy) to a
-// registry. String and Format never reveal the password.
+// registry. No encoding reveals the password: fmt verbs, JSON, gob and
+// log/slog print Redacted in its place (see Redacted).
 type Credentials struct {
 	// Registry is the registry host the credentials are for.
 	Registry string
@@ -309,7 +310,8 @@ type BindingAcceptor interface {
 }
 
 // Desired is the complete state a scheduler converges an app to: one
-// release's processes, each attached to its bindings.
+// release's processes, each attached to its bindings. Validate checks it
+// against a scheduler's Limits.
 type Desired struct {
 	// App and Release identify what is applied.
 	App     string
@@ -321,7 +323,9 @@ type Desired struct {
 	// Image is the pinned image every process runs.
 	Image Image
 	// Env is the release environment. Secret lists the names whose values
-	// are secret; providers must not log or echo those values.
+	// are secret; providers must not log or echo those values. Every
+	// encoding of a Desired (fmt, JSON, gob, log/slog) redacts them; see
+	// Redacted.
 	Env    map[string]string
 	Secret []string
 	// Processes is the full formation; process types not listed are removed.

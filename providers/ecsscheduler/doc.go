@@ -19,6 +19,22 @@
 //	})
 //	rollout, err := sch.Apply(ctx, desired)
 //
+// # Bounds
+//
+// Apply, Stage and RunTask first check their input with
+// providers.Desired.Validate and providers.RunSpec.Validate against
+// Scheduler.Limits, and refuse what is out of range with ErrInvalid before
+// any ECS call: counts up to 5,000 per process (the ECS tasks-per-service
+// quota; Options.Limits raises or lowers it, never beyond what the int32
+// desired count holds), and an environment of at most 32 KiB, half of the
+// 64 KiB a task definition may hold.
+//
+// # Secrets
+//
+// Variables named in Desired.Secret reach the container as plain
+// environment entries of the task definition: they rest in ECS, where
+// anyone allowed ecs:DescribeTaskDefinition in the account can read them.
+//
 // # Apply
 //
 // Apply registers a task definition only when the one it would register

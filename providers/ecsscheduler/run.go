@@ -87,7 +87,7 @@ func previousTaskDefinition(svc *types.Service) string {
 // RunTask starts a one-off task of spec.Process's settings with
 // spec.Command, idempotent by spec.Token (the ECS client token).
 func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (providers.Task, error) {
-	if err := providers.ValidateAppProcess(spec.App, spec.Process.Name); err != nil {
+	if err := spec.Validate(s.opts.Limits); err != nil {
 		return providers.Task{}, err
 	}
 	if spec.Image.Repository == "" || spec.Image.Digest == "" {

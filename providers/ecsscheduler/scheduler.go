@@ -70,6 +70,9 @@ type Options struct {
 	MaximumPercent        int
 	// StoppedTasks bounds the stopped tasks reported per app (default 20).
 	StoppedTasks int
+	// Limits bound what the scheduler runs (see Limits); zero fields take
+	// the ECS defaults of DefaultLimits.
+	Limits providers.Limits
 }
 
 // Scheduler runs apps on ECS. It is safe for concurrent use.
@@ -132,6 +135,7 @@ func New(api API, opts *Options) *Scheduler {
 	if s.opts.StoppedTasks == 0 {
 		s.opts.StoppedTasks = 20
 	}
+	s.opts.Limits = withECSDefaults(s.opts.Limits)
 	return s
 }
 
@@ -186,34 +190,18 @@ func runGroup(app string) string { return "convox-run:" + app }
 // ---------------------------------------------------------------------------
 // Apply
 
-func validate(d providers.Desired, accepts func(string) bool) error {
-	if err := providers.ValidateName("app", d.App, providers.MaxAppName); err != nil {
+// validate checks d with the shared rules and lim
+// (providers.Desired.Validate), then what ECS requires beyond them: an
+// image pinned by digest and bindings ECS can attach.
+func validate(d providers.Desired, lim providers.Limits, accepts func(string) bool) error {
+	if err := d.Validate(lim); err != nil {
 		return err
-	}
-	if d.Release == "" {
-		return providers.Invalidf("release is empty")
 	}
 	if d.Image.Repository == "" || d.Image.Digest == "" {
 		return providers.Invalidf("image %q is not pinned by digest", d.Image.Ref())
 	}
-	seen := map[string]bool{}
-	for _, p := range d.Processes {
-		if err := providers.ValidateAppProcess(d.App, p.Name); err != nil {
-			return err
-		}
-		if seen[p.Name] {
-			return providers.Invalidf("process %q is listed twice", p.Name)
-		}
-		seen[p.Name] = true
-		if p.Count < 0 || p.CPU < 0 || p.Memory < 0 || p.Port < 0 || p.Port > 65535 {
-			return providers.Invalidf("process %q: negative count, cpu or memory, or a bad port", p.Name)
-		}
-	}
 	for name, bs := range d.Bindings {
 		i := slices.IndexFunc(d.Processes, func(p providers.Process) bool { return p.Name == name })
-		if i < 0 && len(bs) > 0 {
-			return providers.Invalidf("bindings for unknown process %q", name)
-		}
 		classic, groups := 0, 0
 		for _, b := range bs {
 			if !accepts(b.Kind) {
@@ -240,7 +228,7 @@ func validate(d providers.Desired, accepts func(string) bool) error {
 
 // Apply converges the app to d; see the package documentation.
 func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := validate(d, s.AcceptsBinding); err != nil {
+	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
 		return providers.Rollout{}, err
 	}
 	token := d.Token
@@ -656,6 +644,10 @@ func (s *Scheduler) applyService(ctx context.Context, name string, p providers.P
 		name = aws.ToString(svc.ServiceName)
 	}
 	classic := classicBinding(bindings)
+	count, err := desiredCount(p, s.opts.Limits)
+	if err != nil {
+		return err
+	}
 	var grace *int32
 	if len(bindings) > 0 && p.Health.Grace > 0 {
 		grace = aws.Int32(int32(p.Health.Grace / time.Second))
@@ -665,7 +657,7 @@ func (s *Scheduler) applyService(ctx context.Context, name string, p providers.P
 			Cluster:                       aws.String(s.opts.Cluster),
 			ServiceName:                   aws.String(name),
 			TaskDefinition:                aws.String(td),
-			DesiredCount:                  aws.Int32(int32(p.Count)),
+			DesiredCount:                  aws.Int32(count),
 			LaunchType:                    s.launchType(classic),
 			NetworkConfiguration:          s.network(classic),
 			LoadBalancers:                 s.loadBalancers(p, bindings),
@@ -691,11 +683,11 @@ func (s *Scheduler) applyService(ctx context.Context, name string, p providers.P
 		primary := svc.Deployments[0]
 		force = aws.ToString(primary.TaskDefinition) == td && primary.RolloutState == types.DeploymentRolloutStateFailed
 	}
-	_, err := s.api.UpdateService(ctx, &ecs.UpdateServiceInput{
+	_, err = s.api.UpdateService(ctx, &ecs.UpdateServiceInput{
 		Cluster:                       aws.String(s.opts.Cluster),
 		Service:                       aws.String(name),
 		TaskDefinition:                aws.String(td),
-		DesiredCount:                  aws.Int32(int32(p.Count)),
+		DesiredCount:                  aws.Int32(count),
 		NetworkConfiguration:          s.network(classic),
 		LoadBalancers:                 s.loadBalancers(p, bindings),
 		HealthCheckGracePeriodSeconds: grace,

@@ -37,7 +37,7 @@ func stagedName(app, process, token string) string {
 // rollout and changes nothing. An app without serving services returns
 // providers.ErrNotFound.
 func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := validate(d, s.AcceptsBinding); err != nil {
+	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
 		return providers.Rollout{}, err
 	}
 	token := cmp.Or(d.Token, d.Release)

@@ -41,6 +41,10 @@ type Options struct {
 	// Scheduler attaches tasks to the bindings of any of them. Names must be
 	// unique, not empty and differ from BalancerName; New panics otherwise.
 	Balancers []string
+
+	// Limits are the scheduler's bounds (providers.Bounded); zero fields
+	// take the defaults of providers.Limits.
+	Limits providers.Limits
 }
 
 // Stepped returns a deterministic clock for Options.Now: its first call
@@ -60,6 +64,7 @@ type Rack struct {
 	now          func() time.Time
 	breaker      int
 	registryHost string
+	limits       providers.Limits
 
 	mu    sync.Mutex
 	hooks Hooks
@@ -113,6 +118,7 @@ func New(opts *Options) *Rack {
 		now:           o.Now,
 		breaker:       o.CircuitBreaker,
 		registryHost:  o.RegistryHost,
+		limits:        o.Limits.WithDefaults(),
 		hooks:         o.Hooks,
 		faults:        map[string][]fault{},
 		crash:         map[string]bool{},

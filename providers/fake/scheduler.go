@@ -93,32 +93,26 @@ func (t *task) view() providers.Task {
 // providers.BindingLocal.
 func (s *Scheduler) AcceptsBinding(kind string) bool { return kind == providers.BindingLocal }
 
+// validate checks d with the shared rules and the rack's limits
+// (providers.Desired.Validate), then what the fake requires beyond them: a
+// token, a pinned image, and bindings of accepted kinds to the rack's
+// balancers for processes with a port.
 func (s *Scheduler) validate(d providers.Desired) error {
-	if err := providers.ValidateName("app", d.App, providers.MaxAppName); err != nil {
+	if err := d.Validate(s.Limits()); err != nil {
 		return err
 	}
-	if d.Release == "" || d.Token == "" {
-		return providers.Invalidf("fake scheduler: apply %s: release and token are required", d.App)
+	if d.Token == "" {
+		return providers.Invalidf("fake scheduler: apply %s: a token is required", d.App)
 	}
 	if d.Image.Digest == "" {
 		return providers.Invalidf("fake scheduler: apply %s: the image is not pinned by digest", d.App)
 	}
 	ports := map[string]int{}
 	for _, p := range d.Processes {
-		if err := providers.ValidateAppProcess(d.App, p.Name); err != nil {
-			return err
-		}
-		if _, dup := ports[p.Name]; dup {
-			return providers.Invalidf("fake scheduler: apply %s: process %q listed twice", d.App, p.Name)
-		}
-		if p.Count < 0 || p.CPU < 0 || p.Memory < 0 || p.Port < 0 || p.Port > 65535 {
-			return providers.Invalidf("fake scheduler: apply %s: process %q has a negative count, cpu or memory, or a bad port", d.App, p.Name)
-		}
 		ports[p.Name] = p.Port
 	}
 	for name, bs := range d.Bindings {
-		port, ok := ports[name]
-		if !ok || port == 0 {
+		if ports[name] == 0 {
 			return providers.Invalidf("fake scheduler: apply %s: binding for process %q, which has no port", d.App, name)
 		}
 		for _, b := range bs {

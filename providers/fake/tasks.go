@@ -28,7 +28,7 @@ func (s *Scheduler) runTask(ctx context.Context, spec providers.RunSpec) (provid
 	if err := s.r.enter(ctx, "Scheduler.RunTask"); err != nil {
 		return providers.Task{}, err
 	}
-	if err := providers.ValidateAppProcess(spec.App, spec.Process.Name); err != nil {
+	if err := spec.Validate(s.Limits()); err != nil {
 		return providers.Task{}, err
 	}
 	if spec.Release == "" || spec.Image.Digest == "" {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -710,7 +711,7 @@ func (r *route) checkOnce(h providers.HealthCheck) {
 func (b *Balancer) check(addr string, h providers.HealthCheck) (bool, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+h.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, (&url.URL{Scheme: "http", Host: addr, Path: h.Path}).String(), nil)
 	if err != nil {
 		return false, err.Error()
 	}

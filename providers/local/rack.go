@@ -70,6 +70,10 @@ type Options struct {
 	// a corrupt state file the rack serves on without. Default:
 	// slog.Default(), so that they are visible.
 	Logger *slog.Logger
+	// Limits bound what the scheduler runs (providers.Bounded): instances
+	// per process type and per app, variables and their sizes. Zero fields
+	// take the defaults of providers.Limits, sized for one machine.
+	Limits providers.Limits
 }
 
 // Rack is a local rack rooted at a directory. Its providers share state:
@@ -157,7 +161,7 @@ func Open(dir string, opts *Options) (*Rack, error) {
 	if err := r.openBalancers(o); err != nil {
 		return nil, err
 	}
-	sopts := schedulerOptions{grace: o.StopGrace, backoff: o.RestartBackoff, maxBackoff: o.MaxRestartBackoff, threshold: o.FailureThreshold}
+	sopts := schedulerOptions{grace: o.StopGrace, backoff: o.RestartBackoff, maxBackoff: o.MaxRestartBackoff, threshold: o.FailureThreshold, limits: o.Limits.WithDefaults()}
 	if r.scheduler, err = newScheduler(filepath.Join(abs, "scheduler"), r.registry, r.balancer, r.balancers, r.logs, sopts, o.Logger); err != nil {
 		return nil, err
 	}

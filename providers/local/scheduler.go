@@ -103,6 +103,7 @@ var (
 type schedulerOptions struct {
 	grace, backoff, maxBackoff time.Duration
 	threshold                  int
+	limits                     providers.Limits
 }
 
 // History kept per app.
@@ -372,6 +373,9 @@ func (s *Scheduler) loadImage(ctx context.Context, img providers.Image) (v1.Imag
 // goroutine converges to d. The same Token returns the same rollout.
 func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
 	if err := ctx.Err(); err != nil {
+		return providers.Rollout{}, err
+	}
+	if err := d.Validate(s.Limits()); err != nil {
 		return providers.Rollout{}, err
 	}
 	if err := s.validate(d); err != nil {

@@ -130,7 +130,7 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	if err := ctx.Err(); err != nil {
 		return providers.Task{}, err
 	}
-	if err := providers.ValidateAppProcess(spec.App, spec.Process.Name); err != nil {
+	if err := spec.Validate(s.Limits()); err != nil {
 		return providers.Task{}, err
 	}
 	override := spec.Command
@@ -280,7 +280,7 @@ func (s *Scheduler) StopTask(ctx context.Context, app, id string) error {
 type appState struct {
 	App      string              `json:"app"`
 	Release  string              `json:"release,omitempty"`
-	Active   *providers.Desired  `json:"active,omitempty"`
+	Active   *storedDesired      `json:"active,omitempty"`
 	Seq      int                 `json:"seq"`
 	Rollouts []providers.Rollout `json:"rollouts"`
 }
@@ -291,7 +291,7 @@ func (s *Scheduler) appFile(app string) string {
 
 // save persists the app's state; s.mu is held.
 func (s *Scheduler) save(a *app) error {
-	st := appState{App: a.name, Release: a.release, Active: a.active, Seq: a.seq, Rollouts: []providers.Rollout{}}
+	st := appState{App: a.name, Release: a.release, Active: (*storedDesired)(a.active), Seq: a.seq, Rollouts: []providers.Rollout{}}
 	for _, r := range a.rollouts {
 		st.Rollouts = append(st.Rollouts, r.Rollout)
 	}
@@ -334,7 +334,7 @@ func (s *Scheduler) restore() error {
 			continue
 		}
 		a := s.newApp(st.App)
-		a.release, a.active, a.seq = st.Release, st.Active, st.Seq
+		a.release, a.active, a.seq = st.Release, (*providers.Desired)(st.Active), st.Seq
 		for _, r := range st.Rollouts {
 			if r.State == providers.RolloutInProgress {
 				r.State, r.Reason = providers.RolloutFailed, "interrupted: the rack stopped before the rollout finished"

@@ -28,6 +28,9 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if err := ctx.Err(); err != nil {
 		return providers.Rollout{}, err
 	}
+	if err := d.Validate(s.Limits()); err != nil {
+		return providers.Rollout{}, err
+	}
 	if err := s.validate(d); err != nil {
 		return providers.Rollout{}, err
 	}

@@ -319,7 +319,7 @@ func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets m
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env set %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: "env set " + strings.Join(keys, " ")}, opts)
 }
 
 // UnsetEnv deploys a new release, copied from the latest, without the named variables.
@@ -337,7 +337,7 @@ func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOpt
 		delete(plain, k)
 		delete(secret, k)
 	}
-	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: fmt.Sprintf("env unset %v", keys)}, opts)
+	return a.Deploy(ctx, ReleaseSpec{Env: plain, Secrets: secret, Description: "env unset " + strings.Join(keys, " ")}, opts)
 }
 
 // baseEnv returns copies of the plain and secret variables of the release

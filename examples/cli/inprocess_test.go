@@ -280,9 +280,9 @@ func TestWaitThenForward(t *testing.T) {
 		})
 	}()
 	<-waiting
-	h := hold(context.Background(), rack)
+	h := hold(context.Background(), rack, "test")
 	var log syncBuffer
-	h.setLog(&log)
+	h.setLog(&log, nil)
 	if code := <-done; code != 0 {
 		t.Fatalf("apps create: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}

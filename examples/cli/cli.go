@@ -67,10 +67,10 @@ type globals struct {
 // register adds the global flags to fs; their current values are the defaults.
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.app, "app", g.app, "the app `NAME` ($CONVOX_APP)")
-	fs.StringVar(&g.app, "a", g.app, "shorthand for --app")
+	fs.StringVar(&g.app, "a", g.app, "shorthand for --app `NAME`")
 	fs.BoolVar(&g.json, "json", g.json, "machine-readable output")
-	fs.StringVar(&g.rack, "rack", g.rack, "the rack: local or aws ($CONVOX_RACK; see convox help aws)")
-	fs.StringVar(&g.rackDir, "rack-dir", g.rackDir, "the local rack's `directory` ($CONVOX_RACK_DIR)")
+	fs.StringVar(&g.rack, "rack", g.rack, "the `RACK`: local or aws ($CONVOX_RACK; see convox help aws)")
+	fs.StringVar(&g.rackDir, "rack-dir", g.rackDir, "the local rack's directory `DIR` ($CONVOX_RACK_DIR)")
 	fs.DurationVar(&g.wait, "wait", g.wait, "how long to wait for a local rack another program holds (0: fail at once)")
 	fs.BoolVar(&g.debug, "debug", g.debug, "show the SDK's operation in error messages")
 }
@@ -334,6 +334,7 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
+		name = strings.ToUpper(name)
 		dash := "--"
 		if len(f.Name) == 1 {
 			dash = "-"

@@ -111,7 +111,7 @@ restores the previous release.`,
 			fs.StringVar(&o.process, "process", "web", "the process type --port and --health configure")
 			fs.IntVar(&o.port, "port", 8080, "the port the process listens on, given to it as $PORT (0: not routed)")
 			fs.StringVar(&o.health, "health", "/", "the HTTP `PATH` of the process's health check")
-			fs.StringVar(&o.description, "description", "", "a note recorded with the release")
+			fs.StringVar(&o.description, "description", "", "the `TEXT` release history shows for the release (default: deploy IMAGE)")
 			return o
 		},
 		run: func(ctx context.Context, s *session, args []string, opts any) error {

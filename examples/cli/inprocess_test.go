@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +66,7 @@ func TestForwarding(t *testing.T) {
 	var log []string
 	for lines.Scan() {
 		log = append(log, lines.Text())
-		if lines.Text() == "other convox commands now run here" {
+		if strings.HasPrefix(lines.Text(), "convox serve: serving") {
 			break
 		}
 	}
@@ -109,10 +111,16 @@ func TestForwarding(t *testing.T) {
 		t.Errorf("serve exited %d", code)
 	}
 	log = append(log, <-rest...)
-	all := strings.Join(log, "\n")
-	for _, want := range []string{"ran: convox apps create web", "ran: convox apps list --json", "ran: convox scale web -a web", "stopping"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("serve's output lacks %q:\n%s", want, all)
+	if diff := cmp.Diff([]string{"convox serve: stopping"}, log[1:]); diff != "" {
+		t.Errorf("serve's output after its status line (-want +got):\n%s", diff)
+	}
+	serveLog, err := os.ReadFile(filepath.Join(dir, serveLogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ran: convox apps create (exit 0", "ran: convox apps list (exit 0", "ran: convox scale (exit 2", "ran: convox logs (exit 0"} {
+		if !strings.Contains(string(serveLog), want) {
+			t.Errorf("serve.log lacks %q:\n%s", want, serveLog)
 		}
 	}
 	// With serve gone, commands open the rack themselves.
@@ -268,7 +276,7 @@ func TestWaitThenForward(t *testing.T) {
 	var stdout, stderr syncBuffer
 	waiting := make(chan struct{})
 	stderrW := writerFunc(func(p []byte) (int, error) {
-		if strings.Contains(string(p), "waiting for the rack") {
+		if strings.Contains(string(p), "waiting up to 30s for the rack") {
 			close(waiting)
 		}
 		return stderr.Write(p)
@@ -289,7 +297,7 @@ func TestWaitThenForward(t *testing.T) {
 	if err := h.close(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), "ran: convox apps create web") {
+	if !strings.Contains(log.String(), "ran: convox apps create (exit 0") {
 		t.Errorf("the waiting command did not run in the holder; its log:\n%s", log.String())
 	}
 	if !strings.HasPrefix(stdout.String(), "created app web\n") {

@@ -71,7 +71,7 @@ With --json the output is collected into the JSON document instead.`,
 			case err != nil && ctx.Err() != nil:
 				return errors.New("interrupted; the one-off process was stopped")
 			case errors.Is(err, convox.ErrNotFound):
-				return withHint(err, "see the app's releases and processes with: convox releases info RELEASE --app %s", a.Name())
+				return explainRun(context.WithoutCancel(ctx), err, a, o.release)
 			case err != nil:
 				return err
 			}
@@ -95,6 +95,30 @@ With --json the output is collected into the JSON document instead.`,
 			return nil
 		},
 	}
+}
+
+// explainRun adds to a run's not-found error the hint its cause calls
+// for: no release to run yet, an unknown release, or an unknown process.
+func explainRun(ctx context.Context, err error, a *convox.AppClient, release string) error {
+	if release == "" {
+		app, gerr := a.Get(ctx)
+		if gerr != nil {
+			return err
+		}
+		if app.Active == "" {
+			return withHint(err, "deploy a release first: convox deploy IMAGE --app %s", a.Name())
+		}
+		release = app.Active
+	}
+	rel, rerr := a.Release(ctx, release)
+	if rerr != nil {
+		return withHint(err, "list the releases with: convox releases list --app %s", a.Name())
+	}
+	var names []string
+	for _, p := range rel.Processes {
+		names = append(names, p.Name)
+	}
+	return withHint(err, "the processes of %s: %s", rel.ID, strings.Join(names, ", "))
 }
 
 // psCmd is "convox ps".

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -414,16 +415,16 @@ func (h *holder) setLog(log, problems io.Writer) {
 
 // commandName returns the command a command line runs ("env set"), never
 // its arguments or flags, which may hold secret values; "?" when the line
-// names no command. Global flags before the command are skipped.
+// names no command.
 func commandName(args []string) string {
-	for i, a := range args {
-		if strings.HasPrefix(a, "-") {
-			continue
-		}
-		if c := lookup(args[i:]); c != nil {
-			return c.name
-		}
+	fs := flag.NewFlagSet("convox", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	(&globals{}).register(fs)
+	if fs.Parse(args) != nil {
 		return "?"
+	}
+	if c := lookup(fs.Args()); c != nil {
+		return c.name
 	}
 	return "?"
 }

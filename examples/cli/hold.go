@@ -152,12 +152,16 @@ func openHolder(ctx context.Context, dir, cmd string, status io.Writer, wait tim
 		if !inUse(err) {
 			return nil, &rackError{withHint(fmt.Errorf("open the local rack at %s: %w", dir, err), "check --rack-dir (or CONVOX_RACK_DIR); move a damaged file named above aside to start it afresh")}
 		}
-		who := describeHolder(dir, err)
+		who, info := describeHolder(dir, err)
 		if accepts(sock) {
-			if serve {
+			if !serve {
+				return nil, errHeldElsewhere
+			}
+			if info.Command == "convox serve" {
 				return nil, &rackError{withHint(fmt.Errorf("the rack at %s is already served by %s", dir, who), "its apps are being served; stop it (Ctrl-C in its terminal) to serve from here")}
 			}
-			return nil, errHeldElsewhere
+			// Another convox command holds the rack for its own
+			// duration: serve once it is done.
 		}
 		waited := time.Since(start)
 		if waited >= wait {
@@ -193,24 +197,29 @@ var pidInError = regexp.MustCompile(`\(pid (\d+)\)`)
 
 // describeHolder says who holds the rack: "pid 123 (convox serve) since
 // 16:04:05" from the holder file of a convox holder, else from what the
-// system tells about the pid in local.Open's error.
-func describeHolder(dir string, openErr error) string {
+// system tells about the pid in local.Open's error. info is the holder
+// file's record when it names the holder.
+func describeHolder(dir string, openErr error) (string, holderInfo) {
 	pid := 0
 	if m := pidInError.FindStringSubmatch(openErr.Error()); m != nil {
 		pid, _ = strconv.Atoi(m[1])
 	}
 	var info holderInfo
-	if b, err := os.ReadFile(filepath.Join(dir, holderFile)); err == nil && json.Unmarshal(b, &info) == nil && info.PID == pid && pid > 0 {
-		return fmt.Sprintf("pid %d (%s) since %s", pid, info.Command, clock(info.Since))
+	if b, err := os.ReadFile(filepath.Join(dir, holderFile)); err == nil && json.Unmarshal(b, &info) == nil && info.PID > 0 {
+		// The lock file is empty for an instant while a holder writes its
+		// pid: then trust a holder file whose process still runs.
+		if _, _, running := processInfo(info.PID); info.PID == pid || (pid == 0 && running) {
+			return fmt.Sprintf("pid %d (%s) since %s", info.PID, info.Command, clock(info.Since)), info
+		}
 	}
 	if pid <= 0 {
-		return "another program"
+		return "another program", holderInfo{}
 	}
 	s := fmt.Sprintf("pid %d", pid)
 	if name, since, ok := processInfo(pid); ok {
 		s += fmt.Sprintf(" (%s) since %s", name, clock(since))
 	}
-	return s
+	return s, holderInfo{}
 }
 
 // clock renders t as a time of day, with the date when it is not today.

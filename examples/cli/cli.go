@@ -471,6 +471,8 @@ func report(std stdio, g *globals, cmd string, err error) int {
 	prefix := "convox"
 	if cmd != "" {
 		prefix += " " + cmd
+		// "convox scale: scale needs ..." says the command once.
+		msg = strings.TrimPrefix(msg, cmd+" ")
 	}
 	fmt.Fprintf(std.Stderr, "%s: %s\n", prefix, msg)
 	var he *hintError

@@ -495,14 +495,14 @@ func TestErrors(t *testing.T) {
 		{"unknown app of releases", []string{"releases", "list", "--app", "nope"}, 1, []string{`app "nope" not found`}},
 		{"malformed image reference", []string{"deploy", "web v1", "-a", "web"}, 2, []string{`image reference "web v1" contains whitespace`}},
 		{"missing image", []string{"deploy", "web:v9", "-a", "web"}, 1, []string{"web:v9", "not found", "push the image first: convox build DIR --app web"}},
-		{"scale without count", []string{"scale", "web", "-a", "web"}, 2, []string{`"web" is not PROCESS=COUNT`, `run "convox help scale" for usage`}},
+		{"scale without count", []string{"scale", "web", "-a", "web"}, 2, []string{`convox scale: "web" is not PROCESS=COUNT`, `run "convox help scale" for usage`}},
 		{"scale of an unknown process", []string{"scale", "worker=1", "-a", "web"}, 1, []string{"convox scale: app web has no process worker (in its latest release, R1)\nits processes: web; add one with: convox deploy IMAGE --process worker --app web"}},
 		{"unset of an unknown variable", []string{"env", "unset", "NOPE", "-a", "web"}, 1, []string{"convox env unset: app web has no variable NOPE (in its latest release, R1)\nsee its variables with: convox env list --app web"}},
 		{"scale with a bad count", []string{"scale", "web=two", "-a", "web"}, 2, []string{`count "two" of web is not a whole number`}},
 		{"scale with a negative count", []string{"scale", "web=-1", "-a", "web"}, 2, []string{`count "-1" of web`}},
 		{"no app", []string{"ps"}, 2, []string{"no app given: use --app NAME"}},
 		{"unknown command", []string{"deploi"}, 2, []string{`unknown command "deploi"`}},
-		{"group without subcommand", []string{"env"}, 2, []string{"env needs a subcommand: list, set, unset"}},
+		{"group without subcommand", []string{"env"}, 2, []string{"convox env: needs a subcommand: list, set, unset\n"}},
 		{"unknown flag", []string{"deploy", "web:v1", "--fast"}, 2, []string{"convox deploy: unknown flag --fast\n"}},
 		{"flag without its value", []string{"deploy", "web:v1", "--strategy"}, 2, []string{"convox deploy: --strategy needs a value\n"}},
 		{"malformed flag value", []string{"apps", "list", "--wait", "soon"}, 2, []string{`convox apps list: invalid value "soon" for --wait: parse error`}},
@@ -519,9 +519,9 @@ func TestErrors(t *testing.T) {
 		{"run without --", []string{"run", "web", "server", "-a", "web"}, 2, []string{"put the command after --"}},
 		{"unknown process", []string{"run", "worker", "-a", "web"}, 1, []string{`no process "worker"`, "the processes of R1: web"}},
 		{"negative wait", []string{"apps", "list", "--wait", "-1s"}, 2, []string{"--wait must not be negative"}},
-		{"delete without a terminal", []string{"apps", "delete", "web"}, 2, []string{"convox apps delete: apps delete asks for confirmation, and standard input is not a terminal\nadd --yes to apps delete without asking"}},
+		{"delete without a terminal", []string{"apps", "delete", "web"}, 2, []string{"convox apps delete: asks for confirmation, and standard input is not a terminal\nadd --yes to apps delete without asking"}},
 		{"unknown rack", []string{"apps", "list", "--rack", "gcp"}, 2, []string{`unknown rack "gcp"`}},
-		{"delete without name", []string{"apps", "delete", "-a", "web"}, 2, []string{"apps delete needs exactly one app name"}},
+		{"delete without name", []string{"apps", "delete", "-a", "web"}, 2, []string{"convox apps delete: needs exactly one app name\n"}},
 	})
 
 	// --json failures write an error document to stdout.

@@ -394,11 +394,13 @@ func (h *holder) serve(conn net.Conn) {
 	}
 	start := time.Now()
 	code := execute(ctx, req.Args, std, h)
+	// Recorded before the caller learns the outcome, so that the log is
+	// in the order the commands finished.
+	h.record(fmt.Sprintf("ran: convox %s (exit %d, %s)", commandName(req.Args), code, time.Since(start).Round(time.Millisecond)), false)
 	fw.exit(code)
 	h.mu.Lock()
 	delete(h.active, fw)
 	h.mu.Unlock()
-	h.record(fmt.Sprintf("ran: convox %s (exit %d, %s)", commandName(req.Args), code, time.Since(start).Round(time.Millisecond)), false)
 }
 
 // record writes one line to the holder's log, and a problem also to its

@@ -37,7 +37,9 @@ func TestReleaseDescriptions(t *testing.T) {
 			{"set variables", func(ctx context.Context) (*convox.Release, error) {
 				return web.SetEnv(ctx, map[string]string{"B": "1", "A": "2"}, map[string]convox.Secret{"TOKEN": "s3cret"}, nil)
 			}},
-			{"unset variables", func(ctx context.Context) (*convox.Release, error) { return web.UnsetEnv(ctx, []string{"A", "TOKEN"}, nil) }},
+			{"unset variables", func(ctx context.Context) (*convox.Release, error) {
+				return web.UnsetEnv(ctx, []string{"A", "TOKEN"}, nil)
+			}},
 			{"roll back", func(ctx context.Context) (*convox.Release, error) {
 				return web.Rollback(ctx, convox.ToRelease("R1"), nil)
 			}},

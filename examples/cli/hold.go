@@ -373,6 +373,10 @@ func (h *holder) serve(conn net.Conn) {
 	dec := json.NewDecoder(io.LimitReader(conn, maxRequest))
 	var req request
 	if err := dec.Decode(&req); err != nil {
+		// Answer, so that the caller does not take the silence for a
+		// holder gone and try again.
+		fmt.Fprintf(fw.stream(frameStderr), "convox: the program holding the rack could not read the command (at most %d bytes): %v\n", maxRequest, err)
+		fw.exit(exitUsage)
 		return
 	}
 	ctx, cancel := context.WithCancel(h.ctx)

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -348,5 +350,58 @@ R2 is active and healthy
 		if diff := cmp.Diff(tc.want, out.String()); diff != "" {
 			t.Errorf("tty %t (-want +got):\n%s", tc.tty, diff)
 		}
+	}
+}
+
+// TestFlagMessage checks that flag errors show flags as they are written,
+// with two dashes (one for one-letter shorthands).
+func TestFlagMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--fast"}, "unknown flag --fast"},
+		{"unknown shorthand", []string{"-x"}, "unknown flag -x"},
+		{"missing value", []string{"--app"}, "--app needs a value"},
+		{"malformed value", []string{"--wait", "soon"}, `invalid value "soon" for --wait: parse error`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			(&globals{}).register(fs)
+			err := fs.Parse(tc.args)
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded", tc.args)
+			}
+			if diff := cmp.Diff(tc.want, flagMessage(err)); diff != "" {
+				t.Errorf("flagMessage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestUserMessage checks how an SDK error reads: the app and release it
+// is about, its operation only with --debug.
+func TestUserMessage(t *testing.T) {
+	sdkErr := &convox.Error{Op: "Deploy", App: "web", Release: "R3", Code: convox.CodeInvalid, Err: errors.New("invalid argument: bad")}
+	for _, tc := range []struct {
+		name  string
+		err   error
+		debug bool
+		want  string
+	}{
+		{"an SDK error names its objects", sdkErr, false, "app web release R3: invalid argument: bad"},
+		{"--debug shows the operation", sdkErr, true, "Deploy web R3: invalid argument: bad"},
+		{"a wrapped SDK error", fmt.Errorf("open: %w", sdkErr), false, "open: app web release R3: invalid argument: bad"},
+		{"a hostile app name is quoted", &convox.Error{Op: "CreateApp", App: "x\nconvox: ok", Err: errors.New("invalid")}, false, `app "x\nconvox: ok": invalid`},
+		{"a path is quoted", &convox.Error{Op: "CreateApp", App: "../x", Err: errors.New("invalid")}, false, `app "../x": invalid`},
+		{"another error is kept", errors.New("convox: something"), false, "something"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, userMessage(tc.err, tc.debug)); diff != "" {
+				t.Errorf("userMessage (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -80,6 +80,10 @@ type ReleaseSpec struct {
 	// Processes replaces the formation.
 	Processes []Process
 	// Description is a free-form note shown in history and notifications.
+	// Empty means one saying what made the release: "deploy IMAGE" when
+	// Image is set, else "update of R<n>" (the release it copies).
+	// Scale, SetEnv, UnsetEnv and Rollback set their own ("scale web=2",
+	// "env set GREETING", "env unset MODE", "rollback to R1").
 	Description string
 }
 
@@ -248,6 +252,15 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 	}
 	if len(doc.Processes) == 0 {
 		return nil, providers.Invalidf("a release of %s needs at least one process", a.name)
+	}
+	if doc.Description == "" {
+		// Every release says what made it.
+		switch {
+		case spec.Image != "":
+			doc.Description = "deploy " + spec.Image
+		case latest != nil:
+			doc.Description = "update of " + releaseID(latest.Seq)
+		}
 	}
 	// What a release copies from the latest one is checked too: bounds may
 	// have changed since, and a copied value must not slip through.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"slices"
 
 	"github.com/convox-go/convox"
 )
@@ -56,7 +58,9 @@ func appsListCmd() *command {
 				if err != nil {
 					return err
 				}
-				out = append(out, toAppJSON(a))
+				j := toAppJSON(a)
+				j.Served = !s.notServed()
+				out = append(out, j)
 			}
 			if s.g.json {
 				return writeJSON(s.std.Stdout, out)
@@ -73,6 +77,9 @@ func appsListCmd() *command {
 				t.row(a.Name, orDash(a.Active), orDash(a.Deploying), orDash(eps))
 			}
 			t.flush()
+			if s.notServed() && slices.ContainsFunc(out, func(a appJSON) bool { return len(a.Endpoints) > 0 }) {
+				fmt.Fprintln(s.std.Stderr, "the endpoints are not served: the apps' processes run only while a convox command holds the rack; serve them with: convox serve &")
+			}
 			return nil
 		},
 	}
@@ -97,7 +104,9 @@ func appsInfoCmd() *command {
 				return appError(err, name)
 			}
 			if s.g.json {
-				return writeJSON(s.std.Stdout, toAppJSON(app))
+				j := toAppJSON(app)
+				j.Served = !s.notServed()
+				return writeJSON(s.std.Stdout, j)
 			}
 			w := s.std.Stdout
 			fmt.Fprintf(w, "app           %s\n", app.Name)
@@ -109,18 +118,42 @@ func appsInfoCmd() *command {
 			}
 			fmt.Fprintf(w, "created       %s\n", app.Created.Local().Format("2006-01-02 15:04:05"))
 			for _, p := range sortedKeys(app.Endpoints) {
-				fmt.Fprintf(w, "endpoint      %s %s\n", p, app.Endpoints[p])
+				note := ""
+				if s.notServed() {
+					note = " (not served)"
+				}
+				fmt.Fprintf(w, "endpoint      %s %s%s\n", p, app.Endpoints[p], note)
+			}
+			if s.notServed() && len(app.Endpoints) > 0 {
+				fmt.Fprintln(s.std.Stderr, notServedHint(app.Name))
 			}
 			return nil
 		},
 	}
 }
 
+// appsDeleteOpts are the flags of apps delete.
+type appsDeleteOpts struct{ yes bool }
+
 // appsDeleteCmd is "convox apps delete".
 func appsDeleteCmd() *command {
 	return &command{
-		name: "apps delete", args: "NAME", summary: "delete an app, its processes, routes, logs and releases",
-		help: "NAME is required (--app is not used), so that a delete is always explicit.",
+		name: "apps delete", args: "NAME [--yes]", summary: "delete an app, its processes, routes, logs and releases",
+		help: `NAME is required (--app is not used), so that a delete is always explicit.
+On a terminal, apps delete asks you to type the app's name; --yes deletes
+without asking. Without a terminal (a script, CI) it fails unless --yes is
+given.`,
+		flags: func(fs *flag.FlagSet) any {
+			o := &appsDeleteOpts{}
+			fs.BoolVar(&o.yes, "yes", false, "delete without asking")
+			return o
+		},
+		confirm: func(args []string, opts any) (string, string, bool) {
+			if len(args) != 1 || opts.(*appsDeleteOpts).yes {
+				return "", "", false
+			}
+			return fmt.Sprintf("Delete app %s with its processes, routes, logs and every release?", quoteName(args[0])), args[0], true
+		},
 		run: func(ctx context.Context, s *session, args []string, _ any) error {
 			if len(args) != 1 {
 				return usagef("apps delete", "apps delete needs exactly one app name")

@@ -59,11 +59,17 @@ command and the local rack.`,
 			if s.g.json {
 				status = s.std.Stderr
 			}
-			fmt.Fprintf(status, "building %s\n", args[0])
-			bin, err := localtest.Build(dir)
-			if err != nil {
+			tty := s.std.TTY && !s.g.json
+			if _, err := s.app(ctx, "build"); err != nil {
 				return err
 			}
+			done := activity(status, tty, fmt.Sprintf("building %s (go build; the first build takes a minute or more)", args[0]), "building")
+			bin, err := localtest.Build(dir)
+			if err != nil {
+				done("build failed")
+				return err
+			}
+			done(fmt.Sprintf("done, %s", megabytes(int64(len(bin)))))
 			img, err := localtest.ImageFromBinary(bin)
 			if err != nil {
 				return err
@@ -76,14 +82,14 @@ command and the local rack.`,
 				}
 				tag = d.Hex[:12]
 			}
-			if _, err := s.app(ctx, "build"); err != nil {
-				return err
-			}
 			rack := s.localRack()
+			done = activity(status, tty, fmt.Sprintf("pushing %s:%s (%s) to the local rack's registry", app, tag, megabytes(imageSize(img))), "pushing")
 			pushed, err := rack.Registry().PushImage(ctx, app, tag, img)
 			if err != nil {
+				done("push failed")
 				return err
 			}
+			done("done")
 			ref := app + ":" + tag
 			if s.g.json {
 				return writeJSON(s.std.Stdout, buildJSON{App: app, Image: ref, Tag: tag, Digest: pushed.Digest})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,8 +11,10 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/convox-go/convox"
 )
@@ -37,18 +40,16 @@ type stdio struct {
 	// TTY is true when Stdout is a terminal: deploy progress then updates
 	// one status line in place.
 	TTY bool
+	// StdinTTY is true when Stdin is a terminal, so that a command may ask
+	// a question (apps delete).
+	StdinTTY bool
 }
 
 // processStdio returns the program's own stdio.
 func processStdio() stdio {
 	wd, _ := os.Getwd()
-	return stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Dir: wd, TTY: isTerminal(os.Stdout)}
-}
-
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Dir: wd,
+		TTY: isTerminal(os.Stdout), StdinTTY: isTerminal(os.Stdin)}
 }
 
 // globals are the flags every command accepts.
@@ -57,15 +58,21 @@ type globals struct {
 	json    bool
 	rack    string
 	rackDir string
+	// wait bounds the wait for a local rack another program holds.
+	wait time.Duration
+	// debug shows the SDK's operation names in errors.
+	debug bool
 }
 
 // register adds the global flags to fs; their current values are the defaults.
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.app, "app", g.app, "the app `NAME` ($CONVOX_APP)")
-	fs.StringVar(&g.app, "a", g.app, "shorthand for --app")
+	fs.StringVar(&g.app, "a", g.app, "shorthand for --app `NAME`")
 	fs.BoolVar(&g.json, "json", g.json, "machine-readable output")
-	fs.StringVar(&g.rack, "rack", g.rack, "the rack: local or aws ($CONVOX_RACK; see convox help aws)")
-	fs.StringVar(&g.rackDir, "rack-dir", g.rackDir, "the local rack's `directory` ($CONVOX_RACK_DIR)")
+	fs.StringVar(&g.rack, "rack", g.rack, "the `RACK`: local or aws ($CONVOX_RACK; see convox help aws)")
+	fs.StringVar(&g.rackDir, "rack-dir", g.rackDir, "the local rack's directory `DIR` ($CONVOX_RACK_DIR)")
+	fs.DurationVar(&g.wait, "wait", g.wait, "how long to wait for a local rack another program holds (0: fail at once)")
+	fs.BoolVar(&g.debug, "debug", g.debug, "show the SDK's operation in error messages")
 }
 
 // command is one CLI command.
@@ -79,7 +86,10 @@ type command struct {
 	flags func(fs *flag.FlagSet) any
 	// noRack is true for commands that never open a rack.
 	noRack bool
-	run    func(ctx context.Context, s *session, args []string, opts any) error
+	// confirm, when set, returns the question the command asks on a
+	// terminal before it runs, unless its options say not to ask.
+	confirm func(args []string, opts any) (question, answer string, ask bool)
+	run     func(ctx context.Context, s *session, args []string, opts any) error
 }
 
 // commands returns every command, in the order help lists them.
@@ -116,6 +126,19 @@ type exitCodeError struct{ code int }
 
 func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// notFoundError is a lookup the CLI itself made that found nothing: its
+// message is the user's, and it matches convox.ErrNotFound (exit 1, JSON
+// code "not_found").
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string        { return e.msg }
+func (e *notFoundError) Is(target error) bool { return target == convox.ErrNotFound }
+
+// notFoundf returns a notFoundError.
+func notFoundf(format string, args ...any) error {
+	return &notFoundError{msg: fmt.Sprintf(format, args...)}
+}
+
 // hintError adds what to do next to an error.
 type hintError struct {
 	err  error
@@ -142,6 +165,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 		app:     std.Getenv("CONVOX_APP"),
 		rack:    std.Getenv("CONVOX_RACK"),
 		rackDir: std.Getenv("CONVOX_RACK_DIR"),
+		wait:    defaultWait,
 	}
 	if g.rack == "" {
 		g.rack = "local"
@@ -158,7 +182,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 			printHelp(std.Stdout, top)
 			return exitOK
 		}
-		return report(std, g, usagef("", "%v", err))
+		return report(std, g, "", usagef("", "%s", flagMessage(err)))
 	}
 	rest := top.Args()
 	if len(rest) == 0 {
@@ -180,7 +204,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 			return exitOK
 		}
 		if cmd == nil {
-			return report(std, g, usagef("", "unknown command %q", strings.Join(rest[1:], " ")))
+			return report(std, g, "", usagef("", "unknown command %q", strings.Join(rest[1:], " ")))
 		}
 		fs, _ := cmd.flagSet(g, std.Stdout)
 		cmd.printHelp(std.Stdout, fs)
@@ -193,9 +217,9 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 				printGroupHelp(std.Stdout, rest[0])
 				return exitOK
 			}
-			return report(std, g, usagef(rest[0], "%s needs a subcommand: %s", rest[0], strings.Join(subcommands(rest[0]), ", ")))
+			return report(std, g, rest[0], usagef(rest[0], "%s needs a subcommand: %s", rest[0], strings.Join(subcommands(rest[0]), ", ")))
 		}
-		return report(std, g, usagef("", "unknown command %q", rest[0]))
+		return report(std, g, "", usagef("", "unknown command %q", rest[0]))
 	}
 	cmdArgs := rest[len(strings.Fields(cmd.name)):]
 	fs, opts := cmd.flagSet(g, io.Discard) // errors are reported below
@@ -206,12 +230,25 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 		return exitOK
 	}
 	if err != nil {
-		return report(std, g, usagef(cmd.name, "%v", err))
+		return report(std, g, cmd.name, usagef(cmd.name, "%s", flagMessage(err)))
 	}
 	switch g.rack {
 	case "local", "aws":
 	default:
-		return report(std, g, usagef(cmd.name, "unknown rack %q: use --rack local or --rack aws", g.rack))
+		return report(std, g, cmd.name, usagef(cmd.name, "unknown rack %q: use --rack local or --rack aws", g.rack))
+	}
+	if g.wait < 0 {
+		return report(std, g, cmd.name, usagef(cmd.name, "--wait must not be negative"))
+	}
+	if cmd.confirm != nil {
+		if question, answer, ask := cmd.confirm(pos, opts); ask {
+			if err := confirm(std, cmd.name, question, answer); err != nil {
+				return report(std, g, cmd.name, err)
+			}
+			// Confirmed here, where the terminal is: a command forwarded
+			// to the process holding the rack must not ask again.
+			args = append(slices.Clone(args), "--yes")
+		}
 	}
 	forwardable := !cmd.noRack && g.rack == "local" && h == nil
 	if forwardable && readsStdin(cmdArgs) && std.Stdin != nil {
@@ -219,7 +256,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 		// forwarded to the process holding the rack.
 		in, err := io.ReadAll(io.LimitReader(std.Stdin, 1<<20))
 		if err != nil {
-			return report(std, g, fmt.Errorf("read standard input: %w", err))
+			return report(std, g, cmd.name, fmt.Errorf("read standard input: %w", err))
 		}
 		std.Stdin = bytes.NewReader(in)
 	}
@@ -232,7 +269,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 				return code
 			}
 		}
-		s := &session{g: g, std: std, held: h}
+		s := &session{g: g, std: std, held: h, cmd: cmd.name}
 		err = cmd.run(ctx, s, pos, opts)
 		if cerr := s.close(); cerr != nil && err == nil {
 			err = cerr
@@ -242,7 +279,7 @@ func execute(ctx context.Context, args []string, std stdio, h *holder) int {
 			// nothing was done here yet, so run the command there.
 			continue
 		}
-		return report(std, g, err)
+		return report(std, g, cmd.name, err)
 	}
 }
 
@@ -288,8 +325,56 @@ func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.help))
 	}
 	fmt.Fprintln(w, "\nFlags:")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+	printFlags(w, fs)
+}
+
+// printFlags lists a flag set's flags as they are written on a command
+// line: --name VALUE (and -a for the one-letter shorthands).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		name = strings.ToUpper(name)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		spec := dash + f.Name
+		if name != "" {
+			spec += " " + name
+		}
+		if def := f.DefValue; def != "" && def != "false" && def != "0" && def != "0s" {
+			usage += fmt.Sprintf(" (default %s)", def)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", spec, usage)
+	})
+	tw.Flush()
+}
+
+// flagMessage rewrites the flag package's errors the way flags are written
+// on a command line, with two dashes.
+func flagMessage(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag " + dashed(name)
+	}
+	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return dashed(rest) + " needs a value"
+	}
+	if i := strings.Index(msg, " for flag -"); i >= 0 {
+		head, tail := msg[:i], msg[i+len(" for flag -"):]
+		name, detail, _ := strings.Cut(tail, ":")
+		return fmt.Sprintf("%s for %s:%s", head, dashed(name), detail)
+	}
+	return msg
+}
+
+// dashed writes a flag name with its dashes: --name, or -a for one letter.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // printGroupHelp lists the subcommands of a group.
@@ -321,8 +406,7 @@ Commands:
 	fmt.Fprint(w, `
 Global flags (before or after the command):
 `)
-	top.SetOutput(w)
-	top.PrintDefaults()
+	printFlags(w, top)
 	fmt.Fprint(w, `
 Exit codes: 0 ok; 1 the command failed (a failed deploy, a missing app, ...);
 2 usage error; run exits with the process's exit code.
@@ -366,9 +450,9 @@ func splitDash(pos []string) (before, after []string, dash bool) {
 	return pos, nil, false
 }
 
-// report prints err (if any) the way the output mode wants and returns
-// the exit code.
-func report(std stdio, g *globals, err error) int {
+// report prints the error of the command cmd ("" for none) the way the
+// output mode wants and returns the exit code.
+func report(std stdio, g *globals, cmd string, err error) int {
 	if err == nil {
 		return exitOK
 	}
@@ -378,30 +462,99 @@ func report(std stdio, g *globals, err error) int {
 	}
 	code := exitFailed
 	var ue *usageError
+	var re *rackError
 	isUsage := errors.As(err, &ue)
-	if isUsage || convox.CodeOf(err) == convox.CodeInvalid {
+	if isUsage || (convox.CodeOf(err) == convox.CodeInvalid && !errors.As(err, &re)) {
 		code = exitUsage
 	}
-	msg := err.Error()
-	if !strings.HasPrefix(msg, "convox: ") {
-		msg = "convox: " + msg
+	msg := userMessage(err, g.debug)
+	prefix := "convox"
+	if cmd != "" {
+		prefix += " " + cmd
+		// "convox scale: scale needs ..." says the command once.
+		msg = strings.TrimPrefix(msg, cmd+" ")
 	}
-	fmt.Fprintln(std.Stderr, msg)
+	fmt.Fprintf(std.Stderr, "%s: %s\n", prefix, msg)
 	var he *hintError
 	if errors.As(err, &he) && he.hint != "" {
 		fmt.Fprintln(std.Stderr, he.hint)
 	}
 	if isUsage {
 		if ue.cmd != "" {
-			fmt.Fprintf(std.Stderr, "run \"convox %s --help\" for usage\n", ue.cmd)
+			fmt.Fprintf(std.Stderr, "run \"convox help %s\" for usage\n", ue.cmd)
 		} else {
 			fmt.Fprintln(std.Stderr, "run \"convox help\" for usage")
 		}
 	}
 	if g.json {
-		writeJSON(std.Stdout, toErrorDoc(err, isUsage))
+		doc := toErrorDoc(err, isUsage)
+		doc.Error.Message = msg
+		writeJSON(std.Stdout, doc)
 	}
 	return code
+}
+
+// userMessage renders err for the person who ran the command: an SDK
+// error names the app and release it failed on, and its operation (the
+// SDK method, such as "Deploy") only with --debug.
+func userMessage(err error, debug bool) string {
+	msg := err.Error()
+	var e *convox.Error
+	if errors.As(err, &e) {
+		inner := strings.TrimPrefix(e.Error(), "convox: ")
+		if !debug {
+			inner = objectOf(e) + e.Err.Error()
+		}
+		msg = strings.Replace(msg, e.Error(), inner, 1)
+	}
+	return strings.TrimPrefix(msg, "convox: ")
+}
+
+// objectOf names what an SDK error is about: "app web release R3: ".
+func objectOf(e *convox.Error) string {
+	var parts []string
+	if e.App != "" {
+		parts = append(parts, "app "+quoteName(e.App))
+	}
+	if e.Release != "" {
+		parts = append(parts, "release "+quoteName(e.Release))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, " ") + ": "
+}
+
+// quoteName quotes a name unless it is made of letters, digits, '-', '_'
+// and '.' only, so that a hostile name cannot forge output.
+func quoteName(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" || s == "." || s == ".." {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// confirm asks question on the terminal and returns nil once the answer
+// typed is answer. Without a terminal to ask on it fails with a hint.
+func confirm(std stdio, cmd, question, answer string) error {
+	if !std.StdinTTY || std.Stdin == nil {
+		return withHint(usagef(cmd, "%s asks for confirmation, and standard input is not a terminal", cmd), "add --yes to %s without asking", cmd)
+	}
+	fmt.Fprintf(std.Stderr, "%s Type %q to confirm: ", question, answer)
+	line, err := bufio.NewReader(io.LimitReader(std.Stdin, 4096)).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(std.Stderr)
+		return errors.New("not confirmed: nothing was done")
+	}
+	if strings.TrimSpace(line) != answer {
+		return fmt.Errorf("not confirmed (the answer was not %q): nothing was done", answer)
+	}
+	return nil
 }
 
 // writeJSON writes v as indented JSON.

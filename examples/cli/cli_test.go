@@ -222,17 +222,12 @@ func TestSession(t *testing.T) {
 
 	r = e.ok("scale", "web=2")
 	must(t, "scale", r.stdout, "R2 is active")
-	var tasks []taskJSON
-	e.jsonOut(&tasks, "ps")
-	running := 0
-	for _, tk := range tasks {
-		if tk.Release == "R2" && tk.State == "running" && tk.Process == "web" {
-			running++
-		}
+	// Without serve, ps would list processes that stop when it exits.
+	r = e.ok("ps")
+	if r.stdout != "" {
+		t.Errorf("ps without serve lists tasks:\n%s", r.stdout)
 	}
-	if running != 2 {
-		t.Errorf("ps shows %d running tasks of R2, want 2: %+v", running, tasks)
-	}
+	must(t, "ps without serve", r.stderr, "web is not being served", "convox serve &")
 
 	e.ok("env", "set", "GREETING=hi", "MODE=test")                         // R3
 	e.ok("env", "set", "--secret", "TOKEN=s3cret")                         // R4
@@ -332,7 +327,16 @@ func TestSession(t *testing.T) {
 		t.Errorf("releases list --json (-want +got):\n%s", diff)
 	}
 	r = e.ok("releases", "list")
-	must(t, "releases list", r.stdout, "RELEASE", "R8       active", "copy of R1")
+	must(t, "releases list", r.stdout, "RELEASE", "R8       active")
+	var descriptions []string
+	for _, rel := range rels {
+		descriptions = append(descriptions, rel.ID+" "+rel.Description)
+	}
+	wantDescriptions := []string{"R8 rollback to R1", "R7 env set CRASH", "R6 env set PASSWORD", "R5 env unset MODE",
+		"R4 env set TOKEN", "R3 env set GREETING MODE", "R2 scale web=2", "R1 deploy web:v1"}
+	if diff := cmp.Diff(wantDescriptions, descriptions); diff != "" {
+		t.Errorf("release descriptions (-want +got):\n%s", diff)
+	}
 
 	r = e.ok("releases", "diff", "R1", "R6")
 	wantDiff := `R1 → R6: env +GREETING +PASSWORD +TOKEN; web count 1 → 2
@@ -378,7 +382,7 @@ func TestSession(t *testing.T) {
 	var served []string
 	for lines.Scan() {
 		served = append(served, lines.Text())
-		if lines.Text() == "other convox commands now run here" {
+		if strings.HasPrefix(lines.Text(), "convox serve: serving") {
 			break
 		}
 	}
@@ -398,6 +402,18 @@ func TestSession(t *testing.T) {
 	if r.code != 5 || r.stdout != "exiting with 5\n" {
 		t.Errorf("run forwarded to serve: %v", r)
 	}
+	var tasks []taskJSON
+	e.jsonOut(&tasks, "ps")
+	running := 0
+	for _, tk := range tasks {
+		if tk.Release == "R9" && tk.State == "running" && tk.Process == "web" {
+			running++
+		}
+	}
+	if running != 1 {
+		t.Errorf("ps under serve shows %d running tasks of R9, want 1: %+v", running, tasks)
+	}
+	e.ok("env", "set", "--secret", "API_KEY=hunter2") // R10, forwarded to serve
 	if err := serve.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -407,14 +423,41 @@ func TestSession(t *testing.T) {
 	if err := serve.Wait(); err != nil {
 		t.Errorf("serve: %v\n%s", err, serveErr.String())
 	}
-	must(t, "serve output", strings.Join(served, "\n"), "serving the local rack at", "web web: "+url+" (R8)",
-		"ran: convox deploy web:v2 --strategy canary:50 --bake 1s (exit 0)", "ran: convox run web -- server exit 5 (exit 5)", "stopping")
+	// serve is quiet: a status line at start and one at the end; the
+	// commands it ran are in its log, by name only.
+	wantServed := []string{
+		"convox serve: serving 1 app (1 endpoint) from " + filepath.Join(e.dir, ".convox") + ", pid " + fmt.Sprint(serve.Process.Pid) +
+			"; commands are logged to " + filepath.Join(e.dir, ".convox", "serve.log") + "; Ctrl-C stops",
+		"convox serve: stopping",
+	}
+	if diff := cmp.Diff(wantServed, served); diff != "" || serveErr.Len() > 0 {
+		t.Errorf("serve's output (-want +got):\n%s\nstderr: %s", diff, serveErr.String())
+	}
+	serveLog, err := os.ReadFile(filepath.Join(e.dir, ".convox", "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, "serve.log", string(serveLog), "ran: convox deploy (exit 0, ", "ran: convox run (exit 5, ", "ran: convox env set (exit 0, ", "stopping")
+	for _, leak := range []string{"hunter2", "API_KEY", "canary:50", "web:v2"} {
+		if strings.Contains(string(serveLog), leak) {
+			t.Errorf("serve.log shows an argument (%q):\n%s", leak, serveLog)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(e.dir, ".convox", "serve.log")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("serve.log mode: %v %v, want 0600", fi.Mode(), err)
+	}
 
 	// Once serve is gone the next command opens the rack itself.
 	e.jsonOut(&app, "apps", "info")
-	if app.Active != "R9" {
-		t.Errorf("after serve, active release = %s, want R9", app.Active)
+	if app.Active != "R10" || app.Served {
+		t.Errorf("after serve, apps info = active %s, served %t; want R10, not served", app.Active, app.Served)
 	}
+	r = e.ok("apps", "info")
+	must(t, "apps info without serve", r.stdout, "endpoint      web "+url+" (not served)")
+	must(t, "apps info without serve", r.stderr, "web is not being served", "convox serve &")
+	r = e.ok("logs", "-f", "--filter", "listening")
+	must(t, "logs -f without serve", r.stdout, "v2 listening on")
+	must(t, "logs -f without serve", r.stderr, "web is not being served", "then follow with: convox logs -f")
 }
 
 // TestErrors checks exit codes and messages of bad input.
@@ -441,9 +484,10 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	check([]errorCase{
-		{"scale before any deploy", []string{"scale", "web=2", "-a", "web"}, 1, []string{"no release to scale", "deploy a release first"}},
-		{"run before any deploy", []string{"run", "web", "-a", "web", "--", "server"}, 1, []string{"no active release"}},
-		{"env set before any deploy", []string{"env", "set", "A=1", "-a", "web"}, 1, []string{"deploy a release first"}},
+		{"scale before any deploy", []string{"scale", "web=2", "-a", "web"}, 1, []string{"convox scale: app web has no release yet\ndeploy one first: convox build DIR --app web --tag v1, then convox deploy web:v1 --app web"}},
+		{"run before any deploy", []string{"run", "web", "-a", "web", "--", "server"}, 1, []string{"convox run: app web: ", "no active release", "deploy a release first: convox deploy IMAGE --app web"}},
+		{"env set before any deploy", []string{"env", "set", "A=1", "-a", "web"}, 1, []string{"convox env set: app web has no release yet", "deploy one first"}},
+		{"env unset before any deploy", []string{"env", "unset", "A", "-a", "web"}, 1, []string{"convox env unset: app web has no release yet", "deploy one first"}},
 	})
 	e.ok("deploy", "web:v1", "-a", "web")
 	check([]errorCase{
@@ -451,25 +495,33 @@ func TestErrors(t *testing.T) {
 		{"unknown app of releases", []string{"releases", "list", "--app", "nope"}, 1, []string{`app "nope" not found`}},
 		{"malformed image reference", []string{"deploy", "web v1", "-a", "web"}, 2, []string{`image reference "web v1" contains whitespace`}},
 		{"missing image", []string{"deploy", "web:v9", "-a", "web"}, 1, []string{"web:v9", "not found", "push the image first: convox build DIR --app web"}},
-		{"scale without count", []string{"scale", "web", "-a", "web"}, 2, []string{`"web" is not PROCESS=COUNT`, `run "convox scale --help" for usage`}},
+		{"scale without count", []string{"scale", "web", "-a", "web"}, 2, []string{`convox scale: "web" is not PROCESS=COUNT`, `run "convox help scale" for usage`}},
+		{"scale of an unknown process", []string{"scale", "worker=1", "-a", "web"}, 1, []string{"convox scale: app web has no process worker (in its latest release, R1)\nits processes: web; add one with: convox deploy IMAGE --process worker --app web"}},
+		{"unset of an unknown variable", []string{"env", "unset", "NOPE", "-a", "web"}, 1, []string{"convox env unset: app web has no variable NOPE (in its latest release, R1)\nsee its variables with: convox env list --app web"}},
 		{"scale with a bad count", []string{"scale", "web=two", "-a", "web"}, 2, []string{`count "two" of web is not a whole number`}},
 		{"scale with a negative count", []string{"scale", "web=-1", "-a", "web"}, 2, []string{`count "-1" of web`}},
 		{"no app", []string{"ps"}, 2, []string{"no app given: use --app NAME"}},
 		{"unknown command", []string{"deploi"}, 2, []string{`unknown command "deploi"`}},
-		{"group without subcommand", []string{"env"}, 2, []string{"env needs a subcommand: list, set, unset"}},
-		{"unknown flag", []string{"deploy", "web:v1", "--fast"}, 2, []string{"flag provided but not defined: -fast"}},
+		{"group without subcommand", []string{"env"}, 2, []string{"convox env: needs a subcommand: list, set, unset\n"}},
+		{"unknown flag", []string{"deploy", "web:v1", "--fast"}, 2, []string{"convox deploy: unknown flag --fast\n"}},
+		{"flag without its value", []string{"deploy", "web:v1", "--strategy"}, 2, []string{"convox deploy: --strategy needs a value\n"}},
+		{"malformed flag value", []string{"apps", "list", "--wait", "soon"}, 2, []string{`convox apps list: invalid value "soon" for --wait: parse error`}},
 		{"bad strategy", []string{"deploy", "web:v1", "-a", "web", "--strategy", "fast"}, 2, []string{`unknown strategy "fast"`}},
 		{"bad canary", []string{"deploy", "web:v1", "-a", "web", "--strategy", "canary:50,10"}, 2, []string{"ascending whole numbers"}},
 		{"env set without value", []string{"env", "set", "FOO", "-a", "web"}, 2, []string{`"FOO" is not KEY=VALUE`}},
-		{"bad variable name", []string{"env", "set", "1FOO=x", "-a", "web"}, 2, []string{"1FOO"}},
-		{"invalid app name", []string{"apps", "create", "Bad_Name"}, 2, []string{`app name "Bad_Name"`}},
+		{"bad variable name", []string{"env", "set", "1FOO=x", "-a", "web"}, 2, []string{"convox env set: app web: invalid argument: ", "1FOO"}},
+		{"bad variable name with --debug", []string{"env", "set", "1FOO=x", "-a", "web", "--debug"}, 2, []string{"convox env set: Deploy web: invalid argument: ", "1FOO"}},
+		{"invalid app name", []string{"apps", "create", "Bad_Name"}, 2, []string{`convox apps create: app Bad_Name: invalid argument: app name "Bad_Name"`}},
+		{"app name with a path", []string{"apps", "create", "../x"}, 2, []string{`convox apps create: app "../x": invalid argument: `}},
 		{"existing app", []string{"apps", "create", "web"}, 1, []string{"already exists"}},
 		{"missing release", []string{"releases", "info", "R9", "-a", "web"}, 1, []string{"R9", "list the releases with: convox releases list --app web"}},
-		{"nothing to cancel", []string{"cancel", "-a", "web"}, 1, []string{"no deploy of web is in progress"}},
+		{"nothing to cancel", []string{"cancel", "-a", "web"}, 1, []string{"convox cancel: app web: not found: no deploy of web is in progress\nnothing to cancel"}},
 		{"run without --", []string{"run", "web", "server", "-a", "web"}, 2, []string{"put the command after --"}},
-		{"unknown process", []string{"run", "worker", "-a", "web"}, 1, []string{`no process "worker"`}},
+		{"unknown process", []string{"run", "worker", "-a", "web"}, 1, []string{`no process "worker"`, "the processes of R1: web"}},
+		{"negative wait", []string{"apps", "list", "--wait", "-1s"}, 2, []string{"--wait must not be negative"}},
+		{"delete without a terminal", []string{"apps", "delete", "web"}, 2, []string{"convox apps delete: asks for confirmation, and standard input is not a terminal\nadd --yes to apps delete without asking"}},
 		{"unknown rack", []string{"apps", "list", "--rack", "gcp"}, 2, []string{`unknown rack "gcp"`}},
-		{"delete without name", []string{"apps", "delete", "-a", "web"}, 2, []string{"apps delete needs exactly one app name"}},
+		{"delete without name", []string{"apps", "delete", "-a", "web"}, 2, []string{"convox apps delete: needs exactly one app name\n"}},
 	})
 
 	// --json failures write an error document to stdout.
@@ -485,6 +537,17 @@ func TestErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 2 || doc.Error.Code != "usage" {
 		t.Errorf("scale web --json: exit %d, %v, %+v", r.code, err, doc)
 	}
+
+	// An image of another app's repository deploys, with a warning.
+	e.ok("apps", "create", "other")
+	r = e.ok("deploy", "web:v1", "-a", "other")
+	must(t, "deploy of another app's image", r.stderr, "warning: web:v1 is an image of web's repository, deployed into other\n")
+	if r = e.ok("deploy", "web:v1", "-a", "web"); strings.Contains(r.stderr, "warning") {
+		t.Errorf("deploy of the app's own image warns:\n%s", r.stderr)
+	}
+	// --yes deletes without asking.
+	r = e.ok("apps", "delete", "other", "--yes")
+	must(t, "apps delete --yes", r.stdout, "deleted app other")
 }
 
 // TestHelp checks that every command has help, on stdout with exit 0.
@@ -495,9 +558,16 @@ func TestHelp(t *testing.T) {
 	for _, c := range commands() {
 		args := append(strings.Fields(c.name), "--help")
 		r := e.ok(args...)
-		must(t, c.name+" --help", r.stdout, "Usage: convox "+c.name, c.summary, "-app NAME")
-		r = e.ok(append([]string{"help"}, strings.Fields(c.name)...)...)
-		must(t, "help "+c.name, r.stdout, "Usage: convox "+c.name)
+		must(t, c.name+" --help", r.stdout, "Usage: convox "+c.name, c.summary, "\n  --app NAME ", "\n  -a NAME ", "\n  --json ")
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "-") && !strings.HasPrefix(strings.TrimSpace(line), "--") && !strings.HasPrefix(strings.TrimSpace(line), "-a ") && !strings.HasPrefix(strings.TrimSpace(line), "-f ") {
+				t.Errorf("%s --help shows a flag with one dash: %q", c.name, line)
+			}
+		}
+		h := e.ok(append([]string{"help"}, strings.Fields(c.name)...)...)
+		if diff := cmp.Diff(r.stdout, h.stdout); diff != "" {
+			t.Errorf("convox help %s and convox %s --help differ (-help +--help):\n%s", c.name, c.name, diff)
+		}
 	}
 	for _, group := range groups {
 		for _, args := range [][]string{{group, "--help"}, {"help", group}} {

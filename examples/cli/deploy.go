@@ -111,7 +111,7 @@ restores the previous release.`,
 			fs.StringVar(&o.process, "process", "web", "the process type --port and --health configure")
 			fs.IntVar(&o.port, "port", 8080, "the port the process listens on, given to it as $PORT (0: not routed)")
 			fs.StringVar(&o.health, "health", "/", "the HTTP `PATH` of the process's health check")
-			fs.StringVar(&o.description, "description", "", "a note recorded with the release")
+			fs.StringVar(&o.description, "description", "", "the `TEXT` release history shows for the release (default: deploy IMAGE)")
 			return o
 		},
 		run: func(ctx context.Context, s *session, args []string, opts any) error {
@@ -129,6 +129,9 @@ restores the previous release.`,
 			a, err := s.app(ctx, "deploy")
 			if err != nil {
 				return err
+			}
+			if repo := imageRepository(args[0]); repo != "" && repo != a.Name() {
+				fmt.Fprintf(s.std.Stderr, "warning: %s is an image of %s's repository, deployed into %s\n", args[0], quoteName(repo), a.Name())
 			}
 			spec := convox.ReleaseSpec{Image: args[0], Description: o.description}
 			set := map[string]bool{}
@@ -232,8 +235,8 @@ func (s *session) deployAndReport(ctx context.Context, a *convox.AppClient, cmd 
 	for _, proc := range sortedKeys(app.Endpoints) {
 		fmt.Fprintf(s.std.Stdout, "%s: %s\n", proc, app.Endpoints[proc])
 	}
-	if s.own != nil && len(app.Endpoints) > 0 {
-		fmt.Fprintln(s.std.Stdout, "the local rack stops serving when this command exits; keep it serving with: convox serve")
+	if s.notServed() && len(app.Endpoints) > 0 {
+		fmt.Fprintf(s.std.Stdout, "the endpoint answers only while a convox command holds the rack; serve %s with: convox serve &\n", app.Name)
 	}
 	return nil
 }
@@ -268,10 +271,20 @@ func explainDeploy(err error, app, cmd string) error {
 		return withHint(err, "push the image first: convox build DIR --app %s --tag TAG, then convox deploy %s:TAG", app, app)
 	case errors.Is(err, convox.ErrNotFound) && cmd == "rollback":
 		return withHint(err, "list the releases with: convox releases list --app %s", app)
-	case errors.Is(err, convox.ErrNotFound):
-		return withHint(err, "deploy a release first: convox deploy IMAGE --app %s", app)
 	}
 	return err
+}
+
+// imageRepository returns the repository an image reference names, as
+// the last element of its path ("web" of "web:v1" and of
+// "host:5000/team/web@sha256:..."), or "" for a reference it cannot read.
+func imageRepository(ref string) string {
+	name, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name = name[:i]
+	}
+	name = name[strings.LastIndexByte(name, '/')+1:]
+	return name
 }
 
 // deployDetails renders what a failed deploy left to look at.

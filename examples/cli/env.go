@@ -94,6 +94,9 @@ shell's history:
 			if err != nil {
 				return err
 			}
+			if _, err := needRelease(ctx, a); err != nil {
+				return err
+			}
 			env, secrets := map[string]string{}, map[string]convox.Secret{}
 			for k, v := range vars {
 				if o.secret {
@@ -171,6 +174,18 @@ func envUnsetCmd() *command {
 			if err != nil {
 				return err
 			}
+			latest, err := needRelease(ctx, a)
+			if err != nil {
+				return err
+			}
+			for _, k := range args {
+				_, plain := latest.Env[k]
+				_, secret := latest.Secrets[k]
+				if !plain && !secret {
+					return withHint(notFoundf("app %s has no variable %s (in its latest release, %s)", a.Name(), quoteName(k), latest.ID),
+						"see its variables with: convox env list --app %s", a.Name())
+				}
+			}
 			return s.deployAndReport(ctx, a, "env unset", func(ctx context.Context) (*convox.Release, error) {
 				return a.UnsetEnv(ctx, args, dopts)
 			})
@@ -204,11 +219,36 @@ process type.`,
 			if err != nil {
 				return err
 			}
+			latest, err := needRelease(ctx, a)
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, p := range latest.Processes {
+				names = append(names, p.Name)
+			}
+			if !slices.Contains(names, process) {
+				return withHint(notFoundf("app %s has no process %s (in its latest release, %s)", a.Name(), quoteName(process), latest.ID),
+					"its processes: %s; add one with: convox deploy IMAGE --process %s --app %s", strings.Join(names, ", "), process, a.Name())
+			}
 			return s.deployAndReport(ctx, a, "scale", func(ctx context.Context) (*convox.Release, error) {
 				return a.Scale(ctx, process, count, dopts)
 			})
 		},
 	}
+}
+
+// needRelease returns the app's latest release, or an error saying that it
+// has none yet and how to deploy one.
+func needRelease(ctx context.Context, a *convox.AppClient) (*convox.Release, error) {
+	latest, err := latestRelease(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	if latest == nil {
+		return nil, noRelease(a.Name())
+	}
+	return latest, nil
 }
 
 // parseScale parses the PROCESS=COUNT argument of scale.

@@ -7,11 +7,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,19 +30,38 @@ import (
 // the directory; other convox commands connect to it and run inside that
 // process, with their arguments, environment and working directory sent
 // over, and their output and exit code sent back.
+//
+// The socket is the owner's alone: it is created with mode 0600 (whatever
+// the umask) inside the rack directory, and on Linux the holder checks the
+// connecting process's user (SO_PEERCRED) and refuses every other user
+// before reading a byte of its request. Where the peer's user cannot be
+// checked (other systems), no socket is made: commands then wait for the
+// rack instead of running inside the holder.
 
 // socketName is the holder's socket, inside the rack directory.
 const socketName = "cli.sock"
 
+// holderFile records which convox command holds the rack, for the
+// commands that wait for it.
+const holderFile = "holder.json"
+
+// serveLogName is the file, in the rack directory, where "convox serve"
+// records the commands it ran for others.
+const serveLogName = "serve.log"
+
 // maxSocketPath is the longest Unix socket path every platform accepts.
 const maxSocketPath = 100
 
-// openTimeout bounds the wait for a rack another program is closing.
-const openTimeout = 30 * time.Second
+// defaultWait is how long a command waits for a rack another program holds
+// without accepting commands (--wait).
+const defaultWait = 30 * time.Second
 
 // shutdownGrace is how long a holder finishing its own command lets the
 // commands forwarded to it finish before stopping them.
 const shutdownGrace = 5 * time.Second
+
+// maxRequest bounds the request a forwarding process sends.
+const maxRequest = 2 << 20
 
 // forwardedEnv are the environment variables a forwarded command sees.
 var forwardedEnv = []string{"CONVOX_APP", "CONVOX_RACK", "CONVOX_RACK_DIR"}
@@ -47,9 +70,17 @@ var forwardedEnv = []string{"CONVOX_APP", "CONVOX_RACK", "CONVOX_RACK_DIR"}
 // accepts commands: the command is to be forwarded to it.
 var errHeldElsewhere = errors.New("the rack is held by another convox process")
 
+// rackError is a failure to open or use the local rack itself (a corrupt
+// store, a directory that cannot be used, a rack held too long): the
+// command failed, whatever the cause's code, so it exits 1.
+type rackError struct{ err error }
+
+func (e *rackError) Error() string { return e.err.Error() }
+func (e *rackError) Unwrap() error { return e.err }
+
 // accepts reports whether a holder accepts connections on sock.
 func accepts(sock string) bool {
-	if len(sock) > maxSocketPath {
+	if !socketSupported || len(sock) > maxSocketPath {
 		return false
 	}
 	conn, err := net.DialTimeout("unix", sock, time.Second)
@@ -60,12 +91,21 @@ func accepts(sock string) bool {
 	return true
 }
 
+// holderInfo is what holder.json records: which convox command holds the
+// rack. Only the command's name is recorded, never its arguments.
+type holderInfo struct {
+	PID     int       `json:"pid"`
+	Command string    `json:"command"`
+	Since   time.Time `json:"since"`
+}
+
 // holder is a local rack this process has open, serving the commands other
 // convox processes forward to it.
 type holder struct {
 	rack *local.Rack
 	sock string
 	ln   net.Listener
+	info holderInfo
 	// ctx bounds forwarded commands; cancel stops them.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,8 +113,10 @@ type holder struct {
 
 	mu     sync.Mutex
 	active map[*frameWriter]bool
-	// log, when set, receives one line per forwarded command (serve).
-	log io.Writer
+	// log, when set, receives one line per forwarded command and per
+	// refused connection (serve); problems, when set, receives the
+	// refusals too.
+	log, problems io.Writer
 }
 
 // request is what a forwarding process sends.
@@ -93,58 +135,170 @@ const (
 	frameExit   = 'x'
 )
 
-// openHolder opens the local rack in dir and starts serving forwarded
-// commands. A rack another program has open is waited for: up to
-// openTimeout, or until ctx ends when wait is set. Waiting is reported on
-// status.
-func openHolder(ctx context.Context, dir string, status io.Writer, wait bool) (*holder, error) {
+// openHolder opens the local rack in dir for the command cmd and starts
+// serving forwarded commands. A rack another program holds is waited for,
+// up to wait (0: not at once), saying on status who holds it; a holder
+// that accepts commands is errHeldElsewhere unless serve is set. logger
+// receives the rack's diagnostics.
+func openHolder(ctx context.Context, dir, cmd string, status io.Writer, wait time.Duration, serve bool, logger *slog.Logger) (*holder, error) {
 	start := time.Now()
+	sock := filepath.Join(dir, socketName)
 	announced := false
-	var rack *local.Rack
 	for {
-		r, err := local.Open(dir, &local.Options{StopGrace: 5 * time.Second})
+		rack, err := local.Open(dir, &local.Options{StopGrace: 5 * time.Second, Logger: logger})
 		if err == nil {
-			rack = r
-			break
+			return hold(ctx, rack, cmd), nil
 		}
-		if !errors.Is(err, convox.ErrUnavailable) || !strings.Contains(err.Error(), "in use by another program") {
-			return nil, withHint(fmt.Errorf("open the local rack: %w", err), "check --rack-dir (or CONVOX_RACK_DIR)")
+		if !inUse(err) {
+			return nil, &rackError{withHint(fmt.Errorf("open the local rack at %s: %w", dir, err), "check --rack-dir (or CONVOX_RACK_DIR); move a damaged file named above aside to start it afresh")}
 		}
-		if !wait && accepts(filepath.Join(dir, socketName)) {
-			return nil, errHeldElsewhere
+		who, info := describeHolder(dir, err)
+		if accepts(sock) {
+			if !serve {
+				return nil, errHeldElsewhere
+			}
+			if info.Command == "convox serve" {
+				return nil, &rackError{withHint(fmt.Errorf("the rack at %s is already served by %s", dir, who), "its apps are being served; stop it (Ctrl-C in its terminal) to serve from here")}
+			}
+			// Another convox command holds the rack for its own
+			// duration: serve once it is done.
 		}
-		if !wait && time.Since(start) > openTimeout {
-			return nil, withHint(err, "another program holds the rack and does not accept commands; stop it or wait for it to finish")
+		waited := time.Since(start)
+		if waited >= wait {
+			hint := "stop it or let it finish, then run the command again"
+			if wait > 0 {
+				hint += fmt.Sprintf("; --wait %s waits longer", max(2*wait, time.Minute).Round(time.Second))
+			}
+			msg := fmt.Sprintf("the rack at %s is held by %s and does not accept commands", dir, who)
+			if wait > 0 {
+				msg += fmt.Sprintf(" (waited %s)", waited.Round(time.Second))
+			}
+			return nil, &rackError{withHint(errors.New(msg), "%s", hint)}
 		}
-		if !announced && time.Since(start) > time.Second {
-			fmt.Fprintf(status, "waiting for the rack at %s, held by another program...\n", dir)
+		if !announced {
+			fmt.Fprintf(status, "waiting up to %s for the rack at %s, held by %s (--wait changes how long; Ctrl-C stops)\n", wait, dir, who)
 			announced = true
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+			return nil, &rackError{fmt.Errorf("interrupted while waiting for the rack at %s, held by %s; nothing was done", dir, who)}
+		case <-time.After(min(200*time.Millisecond, wait-waited)):
 		}
 	}
-	return hold(ctx, rack), nil
+}
+
+// inUse reports whether err is local.Open's "another program has the
+// directory open".
+func inUse(err error) bool {
+	return errors.Is(err, convox.ErrUnavailable) && strings.Contains(err.Error(), "in use by another program")
+}
+
+var pidInError = regexp.MustCompile(`\(pid (\d+)\)`)
+
+// describeHolder says who holds the rack: "pid 123 (convox serve) since
+// 16:04:05" from the holder file of a convox holder, else from what the
+// system tells about the pid in local.Open's error. info is the holder
+// file's record when it names the holder.
+func describeHolder(dir string, openErr error) (string, holderInfo) {
+	pid := 0
+	if m := pidInError.FindStringSubmatch(openErr.Error()); m != nil {
+		pid, _ = strconv.Atoi(m[1])
+	}
+	var info holderInfo
+	if b, err := os.ReadFile(filepath.Join(dir, holderFile)); err == nil && json.Unmarshal(b, &info) == nil && info.PID > 0 {
+		// The lock file is empty for an instant while a holder writes its
+		// pid: then trust a holder file whose process still runs.
+		if _, _, running := processInfo(info.PID); info.PID == pid || (pid == 0 && running) {
+			return fmt.Sprintf("pid %d (%s) since %s", info.PID, info.Command, clock(info.Since)), info
+		}
+	}
+	if pid <= 0 {
+		return "another program", holderInfo{}
+	}
+	s := fmt.Sprintf("pid %d", pid)
+	if name, since, ok := processInfo(pid); ok {
+		s += fmt.Sprintf(" (%s) since %s", name, clock(since))
+	}
+	return s, holderInfo{}
+}
+
+// clock renders t as a time of day, with the date when it is not today.
+func clock(t time.Time) string {
+	t = t.Local()
+	if y, m, d := t.Date(); y == time.Now().Year() && m == time.Now().Month() && d == time.Now().Day() {
+		return t.Format("15:04:05")
+	}
+	return t.Format("2006-01-02 15:04:05")
 }
 
 // hold serves the commands other convox processes forward to the open
-// rack, when its socket can be made.
-func hold(ctx context.Context, rack *local.Rack) *holder {
-	h := &holder{rack: rack, active: map[*frameWriter]bool{}}
+// rack, when its socket can be made, and records the holder in the rack
+// directory.
+func hold(ctx context.Context, rack *local.Rack, cmd string) *holder {
+	h := &holder{rack: rack, active: map[*frameWriter]bool{}, info: holderInfo{PID: os.Getpid(), Command: "convox " + cmd, Since: time.Now()}}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if b, err := json.Marshal(h.info); err == nil {
+		writePrivate(filepath.Join(rack.Dir(), holderFile), b)
+	}
 	h.sock = filepath.Join(rack.Dir(), socketName)
-	if len(h.sock) <= maxSocketPath {
-		// The rack's lock is ours: a socket file left here is stale.
-		os.Remove(h.sock)
-		if ln, err := net.Listen("unix", h.sock); err == nil {
-			h.ln = ln
-			h.wg.Add(1)
-			go h.accept()
-		}
+	if ln, err := listenPrivate(rack.Dir(), h.sock); err == nil {
+		h.ln = ln
+		h.wg.Add(1)
+		go h.accept()
 	}
 	return h
+}
+
+// writePrivate replaces the file name with data, readable by its owner only.
+func writePrivate(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+"-")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// listenPrivate listens on a Unix socket at sock with mode 0600 whatever
+// the umask: the socket is made in a new directory of mode 0700 inside
+// dir, its mode set, and only then moved to sock. A socket file already
+// at sock is stale: the rack's lock is ours.
+func listenPrivate(dir, sock string) (net.Listener, error) {
+	if !socketSupported {
+		return nil, errors.ErrUnsupported
+	}
+	tmp, err := os.MkdirTemp(dir, ".sock-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	p := filepath.Join(tmp, "s")
+	if len(p) > maxSocketPath || len(sock) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is longer than %d bytes", sock, maxSocketPath)
+	}
+	ln, err := net.Listen("unix", p)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(p, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	os.Remove(sock)
+	if err := os.Rename(p, sock); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // providers returns the rack's providers.
@@ -180,6 +334,7 @@ func (h *holder) close() error {
 		<-done
 	}
 	h.cancel()
+	os.Remove(filepath.Join(h.rack.Dir(), holderFile))
 	return h.rack.Close()
 }
 
@@ -199,13 +354,29 @@ func (h *holder) accept() {
 	}
 }
 
-// serve runs one forwarded command. The command is stopped (its context
+// serve runs one forwarded command, after checking that the connecting
+// process runs as this process's user. The command is stopped (its context
 // canceled) when the caller closes its side of the connection.
 func (h *holder) serve(conn net.Conn) {
 	defer conn.Close()
-	dec := json.NewDecoder(conn)
+	fw := &frameWriter{w: conn}
+	if uid, err := peerUID(conn); err != nil || uid != os.Geteuid() {
+		who := "an unknown user"
+		if err == nil {
+			who = fmt.Sprintf("uid %d", uid)
+		}
+		fmt.Fprintf(fw.stream(frameStderr), "convox: refused: the program holding the rack runs as uid %d and accepts commands from that user only, not %s\n", os.Geteuid(), who)
+		fw.exit(exitFailed)
+		h.record(fmt.Sprintf("refused a connection from %s", who), true)
+		return
+	}
+	dec := json.NewDecoder(io.LimitReader(conn, maxRequest))
 	var req request
 	if err := dec.Decode(&req); err != nil {
+		// Answer, so that the caller does not take the silence for a
+		// holder gone and try again.
+		fmt.Fprintf(fw.stream(frameStderr), "convox: the program holding the rack could not read the command (at most %d bytes): %v\n", maxRequest, err)
+		fw.exit(exitUsage)
 		return
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
@@ -214,7 +385,6 @@ func (h *holder) serve(conn net.Conn) {
 		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), conn))
 		cancel()
 	}()
-	fw := &frameWriter{w: conn}
 	h.mu.Lock()
 	h.active[fw] = true
 	h.mu.Unlock()
@@ -226,22 +396,52 @@ func (h *holder) serve(conn net.Conn) {
 		Dir:    req.Dir,
 		TTY:    req.TTY,
 	}
+	start := time.Now()
 	code := execute(ctx, req.Args, std, h)
+	// Recorded before the caller learns the outcome, so that the log is
+	// in the order the commands finished.
+	h.record(fmt.Sprintf("ran: convox %s (exit %d, %s)", commandName(req.Args), code, time.Since(start).Round(time.Millisecond)), false)
 	fw.exit(code)
 	h.mu.Lock()
 	delete(h.active, fw)
-	log := h.log
 	h.mu.Unlock()
-	if log != nil {
-		fmt.Fprintf(log, "ran: convox %s (exit %d)\n", strings.Join(req.Args, " "), code)
+}
+
+// record writes one line to the holder's log, and a problem also to its
+// problems writer.
+func (h *holder) record(line string, problem bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.log != nil {
+		fmt.Fprintf(h.log, "%s %s\n", time.Now().Format(time.RFC3339), line)
+	}
+	if problem && h.problems != nil {
+		fmt.Fprintf(h.problems, "convox serve: %s\n", line)
 	}
 }
 
-// setLog makes the holder report each forwarded command on w.
-func (h *holder) setLog(w io.Writer) {
+// setLog makes the holder record each forwarded command on log and report
+// refused connections on problems (either may be nil).
+func (h *holder) setLog(log, problems io.Writer) {
 	h.mu.Lock()
-	h.log = w
+	h.log, h.problems = log, problems
 	h.mu.Unlock()
+}
+
+// commandName returns the command a command line runs ("env set"), never
+// its arguments or flags, which may hold secret values; "?" when the line
+// names no command.
+func commandName(args []string) string {
+	fs := flag.NewFlagSet("convox", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	(&globals{}).register(fs)
+	if fs.Parse(args) != nil {
+		return "?"
+	}
+	if c := lookup(fs.Args()); c != nil {
+		return c.name
+	}
+	return "?"
 }
 
 // frameWriter writes length-prefixed frames to a connection; safe for
@@ -285,11 +485,17 @@ type writerFunc func([]byte) (int, error)
 
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
+// maxFrame bounds one frame of the holder's reply.
+const maxFrame = 16 << 20
+
 // forward runs the command line in the process holding the local rack, if
 // one accepts commands; ok is false when none does (or it closed before
 // running the command), and the command then runs here. Canceling ctx asks
 // the holder to stop the command; its output until then is still shown.
 func forward(ctx context.Context, g *globals, args []string, std stdio) (code int, ok bool) {
+	if !socketSupported {
+		return 0, false
+	}
 	dir := g.rackDir
 	if !filepath.IsAbs(dir) && std.Dir != "" {
 		dir = filepath.Join(std.Dir, dir)
@@ -311,7 +517,7 @@ func forward(ctx context.Context, g *globals, args []string, std stdio) (code in
 	}
 	if readsStdin(args) && std.Stdin != nil {
 		if req.Stdin, err = io.ReadAll(io.LimitReader(std.Stdin, 1<<20)); err != nil {
-			return report(std, g, fmt.Errorf("read standard input: %w", err)), true
+			return report(std, g, "", fmt.Errorf("read standard input: %w", err)), true
 		}
 	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
@@ -340,7 +546,12 @@ func forward(ctx context.Context, g *globals, args []string, std stdio) (code in
 			return exitFailed, true
 		}
 		received = true
-		p := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > maxFrame {
+			fmt.Fprintln(std.Stderr, "convox: the program holding the rack sent a malformed reply")
+			return exitFailed, true
+		}
+		p := make([]byte, n)
 		if _, err := io.ReadFull(r, p); err != nil {
 			fmt.Fprintln(std.Stderr, "convox: lost the connection to the program holding the rack")
 			return exitFailed, true

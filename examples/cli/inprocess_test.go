@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +58,7 @@ func TestForwarding(t *testing.T) {
 	pr, pw := io.Pipe()
 	served := make(chan int, 1)
 	go func() {
-		code := runCLI(ctx, []string{"serve", "--rack-dir", dir}, stdio{
+		code := runCLI(ctx, []string{"serve", "--verbose", "--rack-dir", dir}, stdio{
 			Stdout: pw, Stderr: pw, Getenv: func(string) string { return "" }, Dir: dir,
 		})
 		pw.Close()
@@ -64,7 +68,7 @@ func TestForwarding(t *testing.T) {
 	var log []string
 	for lines.Scan() {
 		log = append(log, lines.Text())
-		if lines.Text() == "other convox commands now run here" {
+		if strings.HasPrefix(lines.Text(), "convox serve: serving") {
 			break
 		}
 	}
@@ -109,10 +113,25 @@ func TestForwarding(t *testing.T) {
 		t.Errorf("serve exited %d", code)
 	}
 	log = append(log, <-rest...)
-	all := strings.Join(log, "\n")
-	for _, want := range []string{"ran: convox apps create web", "ran: convox apps list --json", "ran: convox scale web -a web", "stopping"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("serve's output lacks %q:\n%s", want, all)
+	// With --verbose, serve prints each command it ran, by name only.
+	var ran []string
+	for _, l := range log[1:] {
+		// The interrupted logs -f may have reached serve or not.
+		if _, after, ok := strings.Cut(l, " ran: "); ok && !strings.HasPrefix(after, "convox logs ") {
+			ran = append(ran, after[:strings.Index(after, ",")])
+		}
+	}
+	wantRan := []string{"convox apps create (exit 0", "convox apps list (exit 0", "convox releases info (exit 1", "convox scale (exit 2"}
+	if diff := cmp.Diff(wantRan, ran); diff != "" || log[len(log)-1] != "convox serve: stopping" {
+		t.Errorf("serve --verbose's output (-want +got commands):\n%s\n%s", diff, strings.Join(log, "\n"))
+	}
+	serveLog, err := os.ReadFile(filepath.Join(dir, serveLogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ran: convox apps create (exit 0", "ran: convox apps list (exit 0", "ran: convox scale (exit 2"} {
+		if !strings.Contains(string(serveLog), want) {
+			t.Errorf("serve.log lacks %q:\n%s", want, serveLog)
 		}
 	}
 	// With serve gone, commands open the rack themselves.
@@ -268,7 +287,7 @@ func TestWaitThenForward(t *testing.T) {
 	var stdout, stderr syncBuffer
 	waiting := make(chan struct{})
 	stderrW := writerFunc(func(p []byte) (int, error) {
-		if strings.Contains(string(p), "waiting for the rack") {
+		if strings.Contains(string(p), "waiting up to 30s for the rack") {
 			close(waiting)
 		}
 		return stderr.Write(p)
@@ -280,16 +299,16 @@ func TestWaitThenForward(t *testing.T) {
 		})
 	}()
 	<-waiting
-	h := hold(context.Background(), rack)
+	h := hold(context.Background(), rack, "test")
 	var log syncBuffer
-	h.setLog(&log)
+	h.setLog(&log, nil)
 	if code := <-done; code != 0 {
 		t.Fatalf("apps create: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	if err := h.close(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), "ran: convox apps create web") {
+	if !strings.Contains(log.String(), "ran: convox apps create (exit 0") {
 		t.Errorf("the waiting command did not run in the holder; its log:\n%s", log.String())
 	}
 	if !strings.HasPrefix(stdout.String(), "created app web\n") {
@@ -331,5 +350,58 @@ R2 is active and healthy
 		if diff := cmp.Diff(tc.want, out.String()); diff != "" {
 			t.Errorf("tty %t (-want +got):\n%s", tc.tty, diff)
 		}
+	}
+}
+
+// TestFlagMessage checks that flag errors show flags as they are written,
+// with two dashes (one for one-letter shorthands).
+func TestFlagMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--fast"}, "unknown flag --fast"},
+		{"unknown shorthand", []string{"-x"}, "unknown flag -x"},
+		{"missing value", []string{"--app"}, "--app needs a value"},
+		{"malformed value", []string{"--wait", "soon"}, `invalid value "soon" for --wait: parse error`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			(&globals{}).register(fs)
+			err := fs.Parse(tc.args)
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded", tc.args)
+			}
+			if diff := cmp.Diff(tc.want, flagMessage(err)); diff != "" {
+				t.Errorf("flagMessage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestUserMessage checks how an SDK error reads: the app and release it
+// is about, its operation only with --debug.
+func TestUserMessage(t *testing.T) {
+	sdkErr := &convox.Error{Op: "Deploy", App: "web", Release: "R3", Code: convox.CodeInvalid, Err: errors.New("invalid argument: bad")}
+	for _, tc := range []struct {
+		name  string
+		err   error
+		debug bool
+		want  string
+	}{
+		{"an SDK error names its objects", sdkErr, false, "app web release R3: invalid argument: bad"},
+		{"--debug shows the operation", sdkErr, true, "Deploy web R3: invalid argument: bad"},
+		{"a wrapped SDK error", fmt.Errorf("open: %w", sdkErr), false, "open: app web release R3: invalid argument: bad"},
+		{"a hostile app name is quoted", &convox.Error{Op: "CreateApp", App: "x\nconvox: ok", Err: errors.New("invalid")}, false, `app "x\nconvox: ok": invalid`},
+		{"a path is quoted", &convox.Error{Op: "CreateApp", App: "../x", Err: errors.New("invalid")}, false, `app "../x": invalid`},
+		{"another error is kept", errors.New("convox: something"), false, "something"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, userMessage(tc.err, tc.debug)); diff != "" {
+				t.Errorf("userMessage (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

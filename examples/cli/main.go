@@ -13,7 +13,7 @@
 //
 // # Commands
 //
-//	apps create NAME | list | info [NAME] | delete NAME
+//	apps create NAME | list | info [NAME] | delete NAME [--yes]
 //	build DIR [--tag T]                    build a Go main package into an image in the rack's registry
 //	deploy IMAGE [--strategy S] [--wait-timeout D] [--port N] [--health PATH]
 //	releases list | info ID | diff A B
@@ -24,7 +24,7 @@
 //	run PROCESS [--release ID] -- CMD...   run a one-off process and exit with its exit code
 //	ps
 //	logs [-f] [--since D] [--filter S] [--process P]
-//	serve                                  hold the local rack open until interrupted
+//	serve [--verbose]                      hold the local rack open until interrupted
 //
 // Every command accepts the global flags, before or after the command name:
 //
@@ -32,14 +32,22 @@
 //	--json            machine-readable output with stable field names
 //	--rack local|aws  the rack (default $CONVOX_RACK, else local)
 //	--rack-dir DIR    the local rack's directory (default $CONVOX_RACK_DIR, else ./.convox)
+//	--wait DURATION   how long to wait for a local rack another program holds (default 30s; 0: fail at once)
+//	--debug           show the SDK operation that failed in error messages
 //
-// "convox help COMMAND" or "convox COMMAND --help" describes a command.
+// "convox help COMMAND" and "convox COMMAND --help" describe a command,
+// alike. An error names the command and what it was about ("convox env
+// set: app hello: ..."), followed by a hint chosen by its cause.
+// "apps delete" asks for the app's name on a terminal, and without one
+// fails unless --yes is given.
 //
 // # Exit codes
 //
 //	0  success
 //	1  the command failed: a deploy failed (and was rolled back), an app or
-//	   release was not found, a deploy is already in progress, ...
+//	   release was not found, a deploy is already in progress, the local
+//	   rack could not be opened (a damaged file, held too long by another
+//	   program), ...
 //	2  usage error: unknown command or flag, missing or malformed argument
 //	   (such as "scale web" without "=COUNT"), or input the SDK rejects as
 //	   invalid (an app name or image reference it cannot accept)
@@ -66,7 +74,17 @@
 // process through a socket in the rack directory, with their output and
 // exit code passed back; so "convox cancel" in a second terminal stops a
 // deploy running in the first, and deploys made while "serve" runs are
-// served at once.
+// served at once. The socket is the owner's: mode 0600, and on Linux the
+// holder refuses connections from other users (SO_PEERCRED); elsewhere
+// there is no socket and commands wait for the rack instead.
+//
+// Without a holder, "apps info", "ps" and "logs -f" say that the app is
+// not being served and how to serve it, instead of starting its processes
+// for their own short life. "serve" prints one status line, then only
+// problems; it records each command it runs for others, by name and exit
+// code only, in serve.log in the rack directory (--verbose prints them).
+// A command that finds the rack held by a program that does not accept
+// commands says who holds it and waits up to --wait.
 //
 // # AWS
 //

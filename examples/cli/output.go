@@ -8,8 +8,11 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/convox-go/convox"
 )
@@ -26,6 +29,9 @@ type appJSON struct {
 	Deploying   string            `json:"deploying"`
 	Created     time.Time         `json:"created"`
 	Endpoints   map[string]string `json:"endpoints"`
+	// Served is false when the command opened the local rack itself: the
+	// endpoints stop answering when it exits.
+	Served bool `json:"served"`
 }
 
 func toAppJSON(a *convox.App) appJSON {
@@ -34,7 +40,7 @@ func toAppJSON(a *convox.App) appJSON {
 		eps = map[string]string{}
 	}
 	return appJSON{Name: a.Name, Active: a.Active, LastHealthy: a.LastHealthy, Latest: a.Latest,
-		Deploying: a.Deploying, Created: a.Created, Endpoints: eps}
+		Deploying: a.Deploying, Created: a.Created, Endpoints: eps, Served: true}
 }
 
 // processJSON is a process type of a release.
@@ -281,4 +287,72 @@ func orDash(s string) string {
 // writeJSONLine writes v as one line of JSON.
 func writeJSONLine(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
+}
+
+// activity shows that a slow step goes on: its label at once, then on a
+// terminal the elapsed time redrawn in place every second, elsewhere a
+// "still <verb>" line every 10 seconds. The function it returns ends the
+// step with a result.
+func activity(w io.Writer, tty bool, label, verb string) (done func(result string)) {
+	start := time.Now()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	fmt.Fprintf(w, "%s...", label)
+	if !tty {
+		fmt.Fprintln(w)
+	}
+	go func() {
+		defer close(stopped)
+		every := 10 * time.Second
+		if tty {
+			every = time.Second
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			elapsed := time.Since(start).Round(time.Second)
+			if tty {
+				fmt.Fprintf(w, "\r\x1b[K%s... %s", label, elapsed)
+			} else {
+				fmt.Fprintf(w, "  still %s: %s\n", verb, elapsed)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func(result string) {
+		close(stop)
+		<-stopped
+		if tty {
+			fmt.Fprintf(w, "\r\x1b[K%s... ", label)
+		}
+		fmt.Fprintf(w, "%s (%s)\n", result, time.Since(start).Round(100*time.Millisecond))
+	}
+}
+
+// imageSize returns the compressed size of an image's layers, or -1.
+func imageSize(img v1.Image) int64 {
+	layers, err := img.Layers()
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, l := range layers {
+		sz, err := l.Size()
+		if err != nil {
+			return -1
+		}
+		n += sz
+	}
+	return n
+}
+
+// megabytes renders a byte count as "4.2 MB".
+func megabytes(n int64) string {
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 }

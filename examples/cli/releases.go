@@ -35,8 +35,8 @@ func releasesListCmd() *command {
 			t := newTable(s.std.Stdout, "RELEASE", "STATUS", "IMAGE", "DIGEST", "CREATED", "DESCRIPTION")
 			for _, r := range out {
 				desc := r.Description
-				if r.Parent != "" {
-					desc = strings.TrimSpace("copy of " + r.Parent + " " + desc)
+				if desc == "" && r.Parent != "" {
+					desc = "copy of " + r.Parent
 				}
 				if r.Reason != "" {
 					desc = strings.TrimSpace(desc + " (" + r.Reason + ")")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -21,9 +22,13 @@ type session struct {
 	held *holder
 	// own is the local rack this command opened; closed with the session.
 	own *holder
-	// waitForRack makes opening the local rack wait, however long, for
-	// another program to release it.
-	waitForRack bool
+	// cmd is the command's name ("env set").
+	cmd string
+	// serving is set by serve: the rack is opened to be held, never to
+	// forward to another holder.
+	serving bool
+	// rackLog receives the local rack's diagnostics; nil discards them.
+	rackLog *slog.Logger
 
 	c *convox.Client
 	// events receives the client's events while a deploy is shown.
@@ -63,7 +68,7 @@ func (s *session) client(ctx context.Context) (*convox.Client, error) {
 		}
 		rack = r
 	default:
-		h, err := openHolder(ctx, s.rackDir(), s.std.Stderr, s.waitForRack)
+		h, err := openHolder(ctx, s.rackDir(), s.cmd, s.std.Stderr, s.g.wait, s.serving, s.rackLog)
 		if err != nil {
 			return nil, err
 		}
@@ -134,6 +139,25 @@ func releaseError(err error, app string) error {
 		return withHint(err, "list the releases with: convox releases list --app %s", app)
 	}
 	return err
+}
+
+// notServed reports whether the command opened the local rack itself: the
+// apps' processes then run only until it exits, and nothing serves them
+// after it.
+func (s *session) notServed() bool {
+	return s.isLocal() && s.own != nil && s.held == nil && !s.serving
+}
+
+// notServedHint says how to serve the app of a command that opened the
+// local rack itself.
+func notServedHint(app string) string {
+	return fmt.Sprintf("%s is not being served: its processes run only while a convox command holds the rack; serve it with: convox serve &", app)
+}
+
+// noRelease is the error of a command that needs a release of an app that
+// has none.
+func noRelease(app string) error {
+	return withHint(notFoundf("app %s has no release yet", quoteName(app)), "deploy one first: convox build DIR --app %s --tag v1, then convox deploy %s:v1 --app %s", app, app, app)
 }
 
 // localRack returns the open local rack; the session's client must have

@@ -17,6 +17,14 @@
 //  6. stops everything.
 //
 // It exits 0 only if every step behaved as described.
+//
+// The first run is slow before it prints much: "go run" compiles the
+// quickstart with the SDK and go-containerregistry (about 265 packages),
+// and step 0 compiles the web app with CGO disabled, which builds the
+// standard library once more for that setting. Each takes a minute or more
+// on a busy 2-core machine; both are cached, so later runs start in
+// seconds. The quickstart says what it is about to do before each slow
+// step and shows progress while it builds and pushes.
 package main
 
 import (
@@ -26,6 +34,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -40,8 +49,8 @@ import (
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
 	if err := run(ctx, os.Stdout, appDir()); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart failed:", err)
 		os.Exit(1)
@@ -73,6 +82,7 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 	defer os.RemoveAll(dir)
 
 	step(out, 0, "open a local rack and build the app into images (no Docker)")
+	fmt.Fprintf(out, "opening a local rack in %s: its registry, balancer and store listen on 127.0.0.1\n", dir)
 	rack, err := local.Open(dir, nil)
 	if err != nil {
 		return err
@@ -82,10 +92,12 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 			err = cerr
 		}
 	}()
+	done := progress(out, "building the web app with go build, CGO disabled (the first time this compiles the standard library for it: a minute or more)", "building")
 	bin, err := localtest.Build(src)
 	if err != nil {
 		return err
 	}
+	done(fmt.Sprintf("built a %.1f MB static binary", float64(len(bin))/1e6))
 	base, err := localtest.ImageFromBinary(bin)
 	if err != nil {
 		return err
@@ -95,13 +107,17 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 		if err != nil {
 			return err
 		}
+		done := progress(out, fmt.Sprintf("pushing web:%s to the rack's registry", v.tag), "pushing")
 		pushed, err := rack.Registry().PushImage(ctx, "web", v.tag, img)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "pushed %s:%s as %s\n", "web", v.tag, pushed.Digest)
+		done("pushed as " + pushed.Digest)
 	}
 
+	// The deploys below take seconds each; bound them all.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	c, err := convox.New(convox.Rack{
 		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
 		Logs: rack.Logs(), Store: rack.Store(),
@@ -127,6 +143,7 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 	}
 
 	step(out, 1, "deploy v1")
+	fmt.Fprintln(out, "starting 2 processes of v1 and waiting until the balancer's health checks pass (a few seconds)")
 	if _, err := web.Deploy(ctx, spec, nil); err != nil {
 		return fmt.Errorf("deploy v1: %w", err)
 	}
@@ -143,6 +160,7 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 	}
 
 	step(out, 3, "deploy a broken v3 (it crashes on start)")
+	fmt.Fprintln(out, "the deploy stops at the first crashes and puts v2 back (a few seconds)")
 	_, err = web.Deploy(ctx, convox.ReleaseSpec{Image: "web:v3"}, nil)
 	var de *convox.DeployError
 	if !errors.As(err, &de) {
@@ -203,6 +221,33 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 
 	step(out, 6, "stop everything")
 	return nil
+}
+
+// progress says what a slow step is about to do, then every 10 seconds
+// that it still goes on; the function it returns ends the step with a
+// result line and the time it took.
+func progress(out io.Writer, what, verb string) (done func(result string)) {
+	start := time.Now()
+	fmt.Fprintf(out, "%s...\n", what)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				fmt.Fprintf(out, "  still %s: %s\n", verb, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func(result string) {
+		close(stop)
+		<-stopped
+		fmt.Fprintf(out, "  %s (%s)\n", result, time.Since(start).Round(100*time.Millisecond))
+	}
 }
 
 // withEnv returns img with variables added to its configuration.

@@ -78,7 +78,7 @@ func (s *Store) open(readOnly bool) (*bolt.DB, error) {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("store %s is locked by another program: %w: %w", s.path, providers.ErrUnavailable, err)
 		}
-		return nil, fsError("open store", err)
+		return nil, fsError("open store "+s.path, err)
 	}
 	return db, nil
 }

@@ -13,4 +13,7 @@ func TestControls(t *testing.T) {
 	t.Run("Store", func(t *testing.T) {
 		providertest.TestStore(t, func(*testing.T) providers.Store { return newMemStore("") })
 	})
+	t.Run("Logs", func(t *testing.T) {
+		providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return newMemLogs("") }})
+	})
 }

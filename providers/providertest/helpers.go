@@ -149,8 +149,8 @@ func indent(lines []string) string {
 // happens several times. The rule's time is bounded by the rounds and
 // raceTime; raceTime is a budget, never an assertion.
 const (
-	raceRounds = 20000
-	raceTime   = 3 * time.Second
+	raceRounds = 50000
+	raceTime   = 5 * time.Second
 	racers     = 4
 )
 
@@ -163,10 +163,24 @@ func parallel(t *testing.T) {
 	}
 }
 
-// race runs f(racer, round) in racers goroutines released together, each
-// for rounds 0, 1, ... until f returns false, rounds rounds are done or
-// raceTime has passed, and returns when every racer has stopped.
-func race(t *testing.T, rounds int, f func(racer, round int) bool) {
+// race runs f(ctx, racer, round) in racers goroutines released together,
+// each for rounds 0, 1, ... until f returns false, rounds rounds are done
+// or raceTime has passed, and returns when every racer has stopped. ctx
+// is the test's context.
+func race(t *testing.T, rounds int, f func(ctx context.Context, racer, round int) bool) {
+	raceWith(t, t.Context(), rounds, f)
+}
+
+// raceYielding is race with a yieldingContext: racers also interleave
+// wherever the provider consults its context. It suits a race of few
+// rounds (each an expensive call) over a window that spans a provider's
+// own calls; a race of many cheap rounds is better served by race, whose
+// racers the scheduler preempts at arbitrary instructions.
+func raceYielding(t *testing.T, rounds int, f func(ctx context.Context, racer, round int) bool) {
+	raceWith(t, yieldingContext{t.Context()}, rounds, f)
+}
+
+func raceWith(t *testing.T, ctx context.Context, rounds int, f func(ctx context.Context, racer, round int) bool) {
 	parallel(t)
 	deadline := time.Now().Add(raceTime)
 	start := make(chan struct{})
@@ -175,7 +189,7 @@ func race(t *testing.T, rounds int, f func(racer, round int) bool) {
 		wg.Go(func() {
 			<-start
 			for round := 0; round < rounds && (round%64 != 0 || time.Now().Before(deadline)); round++ {
-				if !f(r, round) {
+				if !f(ctx, r, round) {
 					return
 				}
 			}
@@ -183,6 +197,23 @@ func race(t *testing.T, rounds int, f func(racer, round int) bool) {
 	}
 	close(start)
 	wg.Wait()
+}
+
+// yieldingContext is a context whose Done and Err yield the processor
+// before they answer, so that another racer runs at every point where a
+// provider consults its context, as it may on a busy machine.
+type yieldingContext struct{ context.Context }
+
+// Done implements context.Context.
+func (c yieldingContext) Done() <-chan struct{} {
+	runtime.Gosched()
+	return c.Context.Done()
+}
+
+// Err implements context.Context.
+func (c yieldingContext) Err() error {
+	runtime.Gosched()
+	return c.Context.Err()
 }
 
 // failures collects the failures of racing goroutines, which must not

@@ -379,10 +379,10 @@ func (h *logsSuite) testConcurrency(t *testing.T) {
 		const rounds = 500
 		var written atomic.Int64
 		var failures failures
-		race(t, rounds, func(racer, round int) bool {
+		race(t, rounds, func(ctx context.Context, racer, round int) bool {
 			e := h.entry(app, racer*rounds+round, fmt.Sprintf("w%d-%d", racer, round))
 			e.Stream = fmt.Sprintf("task-%d", racer)
-			if err := l.Write(t.Context(), []providers.LogEntry{e}); err != nil {
+			if err := l.Write(ctx, []providers.LogEntry{e}); err != nil {
 				return failures.add("racer %d: Write: %v", racer, err)
 			}
 			written.Add(1)

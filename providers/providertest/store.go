@@ -547,8 +547,8 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 			winners := make([]atomic.Int64, rounds) // racer+1 by round
 			versions := make([]atomic.Int64, rounds)
 			var failures failures
-			race(t, rounds, func(racer, round int) bool {
-				v, err := s.Put(t.Context(), key(round), fmt.Appendf(nil, "racer %d", racer), 0)
+			race(t, rounds, func(ctx context.Context, racer, round int) bool {
+				v, err := s.Put(ctx, key(round), fmt.Appendf(nil, "racer %d", racer), 0)
 				switch {
 				case err == nil && !winners[round].CompareAndSwap(0, int64(racer)+1):
 					return failures.add("round %d: racers %d and %d both created %q", round, winners[round].Load()-1, racer, key(round))
@@ -577,8 +577,8 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 			var mu sync.Mutex
 			won := map[int64]int{} // version put at -> racer
 			var failures failures
-			race(t, raceRounds, func(racer, round int) bool {
-				d, err := s.Get(t.Context(), key)
+			race(t, raceRounds, func(ctx context.Context, racer, round int) bool {
+				d, err := s.Get(ctx, key)
 				if err != nil {
 					return failures.add("racer %d: Get: %v", racer, err)
 				}
@@ -586,7 +586,7 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 				if err != nil {
 					return failures.add("racer %d: the counter holds %q", racer, d.Value)
 				}
-				_, err = s.Put(t.Context(), key, []byte(strconv.Itoa(n+1)), d.Version)
+				_, err = s.Put(ctx, key, []byte(strconv.Itoa(n+1)), d.Version)
 				switch {
 				case err == nil:
 					mu.Lock()
@@ -616,10 +616,10 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 		var mu sync.Mutex
 		won := map[int64]string{} // version -> what consumed it
 		var failures failures
-		race(t, raceRounds, func(racer, round int) bool {
-			d, err := s.Get(t.Context(), key)
+		race(t, raceRounds, func(ctx context.Context, racer, round int) bool {
+			d, err := s.Get(ctx, key)
 			if errors.Is(err, providers.ErrNotFound) {
-				_, err = s.Put(t.Context(), key, []byte("v"), 0)
+				_, err = s.Put(ctx, key, []byte("v"), 0)
 				if err != nil && !errors.Is(err, providers.ErrConflict) {
 					return failures.add("racer %d: create-only Put: %v", racer, err)
 				}
@@ -631,9 +631,9 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 			op := fmt.Sprintf("racer %d's Put", racer)
 			if (racer+round)%2 == 0 {
 				op = fmt.Sprintf("racer %d's Delete", racer)
-				err = s.Delete(t.Context(), key, d.Version)
+				err = s.Delete(ctx, key, d.Version)
 			} else {
-				_, err = s.Put(t.Context(), key, []byte("v"), d.Version)
+				_, err = s.Put(ctx, key, []byte("v"), d.Version)
 			}
 			switch {
 			case err == nil:
@@ -656,8 +656,8 @@ func (h storeSuite) testConcurrency(t *testing.T) {
 		const rounds = 2000
 		var created atomic.Int64
 		var failures failures
-		race(t, rounds, func(racer, round int) bool {
-			if _, err := s.Put(t.Context(), fmt.Sprintf("%sr%d-%05d", p, racer, round), []byte("v"), 0); err != nil {
+		race(t, rounds, func(ctx context.Context, racer, round int) bool {
+			if _, err := s.Put(ctx, fmt.Sprintf("%sr%d-%05d", p, racer, round), []byte("v"), 0); err != nil {
 				return failures.add("racer %d, round %d: Put of a new key: %v", racer, round, err)
 			}
 			created.Add(1)

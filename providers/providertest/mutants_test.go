@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // The suites are tested by mutation: each mutant below is a provider that
@@ -62,6 +64,32 @@ func TestMutantsAreWellFormed(t *testing.T) {
 	}
 	if n := len(seen); n < 40 {
 		t.Errorf("%d mutants, want at least 40", n)
+	}
+}
+
+// TestMutationScoreIsDocumented checks that the mutation score in the
+// package doc counts the mutants of the table: TestMutants checks that
+// each is caught.
+func TestMutationScoreIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^//\s+(\w+)\s+(\d+/\d+)`).FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = m[2]
+	}
+	counts := map[string]int{}
+	for _, m := range allMutants() {
+		counts[m.iface]++
+		counts["total"]++
+	}
+	want := map[string]string{}
+	for iface, n := range counts {
+		want[iface] = fmt.Sprintf("%d/%d", n, n)
+	}
+	if diff := cmp.Diff(want, documented); diff != "" {
+		t.Errorf("mutation score in the package doc (-mutants +documented):\n%s", diff)
 	}
 }
 

@@ -25,30 +25,49 @@ type BalancerHarness struct {
 // TestBalancer checks the providers.Balancer contract, and the
 // WeightShifter contract when the balancer implements it. Targets are
 // checked with a scheduler, by TestScheduler.
+//
+// Each rule group is a subtest of its own (EnsureRoute, Health,
+// DeleteRoute, Concurrency, Context, WeightShifter), runnable alone with
+// -run.
 func TestBalancer(t *testing.T, h BalancerHarness) {
-	spec := func(app, process string) providers.RouteSpec {
-		if h.Spec != nil {
-			return h.Spec(app, process)
-		}
-		return providers.RouteSpec{App: app, Process: process, Port: 8080, Protocol: providers.HTTP}
-	}
-	// setup returns the balancer and a route of a new app, deleted when
-	// the case ends.
-	setup := func(t *testing.T) (providers.Balancer, providers.Route, providers.RouteSpec) {
-		b := h.New(t)
-		s := spec(uniqueName(), "web")
-		rt, err := b.EnsureRoute(t.Context(), s)
-		must(t, "EnsureRoute", err)
-		t.Cleanup(func() {
-			ctx, cancel := cleanupContext()
-			defer cancel()
-			b.DeleteRoute(ctx, rt.ID)
-		})
-		return b, rt, s
-	}
+	s := balancerSuite{h}
+	t.Run("EnsureRoute", s.testEnsureRoute)
+	t.Run("Health", s.testHealth)
+	t.Run("DeleteRoute", s.testDeleteRoute)
+	t.Run("Concurrency", s.testConcurrency)
+	t.Run("Context", s.testContext)
+	t.Run("WeightShifter", s.testWeightShifter)
+}
 
-	t.Run("EnsureRoute/the same spec returns the same route", func(t *testing.T) {
-		b, rt, s := setup(t)
+// balancerSuite is the harness the Balancer rule groups share.
+type balancerSuite struct{ BalancerHarness }
+
+// spec returns the harness's route spec for an app's process.
+func (h balancerSuite) spec(app, process string) providers.RouteSpec {
+	if h.Spec != nil {
+		return h.Spec(app, process)
+	}
+	return providers.RouteSpec{App: app, Process: process, Port: 8080, Protocol: providers.HTTP}
+}
+
+// setup returns the balancer and a route of a new app, deleted when the
+// case ends.
+func (h balancerSuite) setup(t *testing.T) (providers.Balancer, providers.Route, providers.RouteSpec) {
+	b := h.New(t)
+	s := h.spec(uniqueName(), "web")
+	rt, err := b.EnsureRoute(t.Context(), s)
+	must(t, "EnsureRoute", err)
+	t.Cleanup(func() {
+		ctx, cancel := cleanupContext()
+		defer cancel()
+		b.DeleteRoute(ctx, rt.ID)
+	})
+	return b, rt, s
+}
+
+func (h balancerSuite) testEnsureRoute(t *testing.T) {
+	t.Run("the same spec returns the same route", func(t *testing.T) {
+		b, rt, s := h.setup(t)
 		again, err := b.EnsureRoute(t.Context(), s)
 		must(t, "second EnsureRoute", err)
 		if diff := cmp.Diff(rt, again); diff != "" {
@@ -56,8 +75,8 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 		}
 	})
 
-	t.Run("EnsureRoute/the route has an ID, an endpoint and a binding to the process port", func(t *testing.T) {
-		_, rt, s := setup(t)
+	t.Run("the route has an ID, an endpoint and a binding to the process port", func(t *testing.T) {
+		_, rt, s := h.setup(t)
 		if rt.ID == "" || rt.Endpoint == "" {
 			t.Errorf("EnsureRoute = %+v, want an ID and an Endpoint", rt)
 		}
@@ -69,8 +88,8 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 		}
 	})
 
-	t.Run("EnsureRoute/a changed spec updates the route in place", func(t *testing.T) {
-		b, rt, s := setup(t)
+	t.Run("a changed spec updates the route in place", func(t *testing.T) {
+		b, rt, s := h.setup(t)
 		s.Health = providers.HealthCheck{Path: "/healthz", Interval: 10 * time.Second, Timeout: 5 * time.Second, Healthy: 2, Unhealthy: 3}
 		s.DeregistrationDelay = 5 * time.Second
 		updated, err := b.EnsureRoute(t.Context(), s)
@@ -80,9 +99,9 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 		}
 	})
 
-	t.Run("EnsureRoute/distinct processes get distinct routes and bindings", func(t *testing.T) {
-		b, rt, s := setup(t)
-		other, err := b.EnsureRoute(t.Context(), spec(s.App, "admin"))
+	t.Run("distinct processes get distinct routes and bindings", func(t *testing.T) {
+		b, rt, s := h.setup(t)
+		other, err := b.EnsureRoute(t.Context(), h.spec(s.App, "admin"))
 		must(t, "EnsureRoute of another process", err)
 		t.Cleanup(func() {
 			ctx, cancel := cleanupContext()
@@ -94,7 +113,7 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 		}
 	})
 
-	t.Run("EnsureRoute/invalid specs return ErrInvalid", func(t *testing.T) {
+	t.Run("invalid specs return ErrInvalid", func(t *testing.T) {
 		b := h.New(t)
 		app := uniqueName()
 		for _, tc := range []struct {
@@ -110,25 +129,29 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 			{"unknown protocol", func(s *providers.RouteSpec) { s.Protocol = "gopher" }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				s := spec(app, "web")
+				s := h.spec(app, "web")
 				tc.change(&s)
 				_, err := b.EnsureRoute(t.Context(), s)
 				wantErr(t, "EnsureRoute", err, providers.ErrInvalid)
 			})
 		}
 	})
+}
 
-	t.Run("Health/a route without tasks has no targets", func(t *testing.T) {
-		b, rt, _ := setup(t)
+func (h balancerSuite) testHealth(t *testing.T) {
+	t.Run("a route without tasks has no targets", func(t *testing.T) {
+		b, rt, _ := h.setup(t)
 		got, err := b.Health(t.Context(), rt.ID)
 		must(t, "Health", err)
 		if len(got) != 0 {
 			t.Errorf("Health of a new route = %+v, want no targets", got)
 		}
 	})
+}
 
-	t.Run("DeleteRoute/is idempotent and leaves the route unknown", func(t *testing.T) {
-		b, rt, _ := setup(t)
+func (h balancerSuite) testDeleteRoute(t *testing.T) {
+	t.Run("is idempotent and leaves the route unknown", func(t *testing.T) {
+		b, rt, _ := h.setup(t)
 		must(t, "DeleteRoute", b.DeleteRoute(t.Context(), rt.ID))
 		if err := b.DeleteRoute(t.Context(), rt.ID); err != nil {
 			t.Errorf("second DeleteRoute: %v, want nil", err)
@@ -137,8 +160,8 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 		wantErr(t, "Health of a deleted route", err, providers.ErrNotFound)
 	})
 
-	t.Run("DeleteRoute/a deleted route can be ensured again", func(t *testing.T) {
-		b, rt, s := setup(t)
+	t.Run("a deleted route can be ensured again", func(t *testing.T) {
+		b, rt, s := h.setup(t)
 		must(t, "DeleteRoute", b.DeleteRoute(t.Context(), rt.ID))
 		again, err := b.EnsureRoute(t.Context(), s)
 		must(t, "EnsureRoute after DeleteRoute", err)
@@ -146,10 +169,12 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 			t.Errorf("Health of the re-created route: %v", err)
 		}
 	})
+}
 
-	t.Run("Concurrency/concurrent EnsureRoute of one spec makes one route", func(t *testing.T) {
+func (h balancerSuite) testConcurrency(t *testing.T) {
+	t.Run("concurrent EnsureRoute of one spec makes one route", func(t *testing.T) {
 		b := h.New(t)
-		s := spec(uniqueName(), "web")
+		s := h.spec(uniqueName(), "web")
 		const callers = 10
 		got := make([]providers.Route, callers)
 		var wg sync.WaitGroup
@@ -173,9 +198,11 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 			}
 		}
 	})
+}
 
-	t.Run("Context/canceled context fails every method with context.Canceled", func(t *testing.T) {
-		b, rt, s := setup(t)
+func (h balancerSuite) testContext(t *testing.T) {
+	t.Run("canceled context fails every method with context.Canceled", func(t *testing.T) {
+		b, rt, s := h.setup(t)
 		type method struct {
 			name string
 			call func(ctx context.Context) error
@@ -200,115 +227,115 @@ func TestBalancer(t *testing.T, h BalancerHarness) {
 			t.Errorf("Health after a canceled DeleteRoute: %v, want the route still there", err)
 		}
 	})
+}
 
-	t.Run("WeightShifter", func(t *testing.T) {
-		if _, ok := h.New(t).(providers.WeightShifter); !ok {
-			t.Skip("the balancer does not implement providers.WeightShifter")
+func (h balancerSuite) testWeightShifter(t *testing.T) {
+	if _, ok := h.New(t).(providers.WeightShifter); !ok {
+		t.Skip("the balancer does not implement providers.WeightShifter")
+	}
+	shifter := func(t *testing.T) (providers.WeightShifter, providers.Route) {
+		b, rt, _ := h.setup(t)
+		return b.(providers.WeightShifter), rt
+	}
+	weights := func(t *testing.T, w providers.WeightShifter, id string) map[string]int {
+		t.Helper()
+		got, err := w.Weights(t.Context(), id)
+		must(t, "Weights", err)
+		return got
+	}
+
+	t.Run("Weights/a new route sends everything to the default set", func(t *testing.T) {
+		w, rt := shifter(t)
+		if diff := cmp.Diff(map[string]int{"": 100}, weights(t, w, rt.ID)); diff != "" {
+			t.Errorf("Weights (-want +got):\n%s", diff)
 		}
-		shifter := func(t *testing.T) (providers.WeightShifter, providers.Route) {
-			b, rt, _ := setup(t)
-			return b.(providers.WeightShifter), rt
+	})
+
+	t.Run("EnsureTargetSet/is idempotent and binds a set of its own with no weight", func(t *testing.T) {
+		w, rt := shifter(t)
+		first, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "EnsureTargetSet", err)
+		second, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "second EnsureTargetSet", err)
+		if diff := cmp.Diff(first, second); diff != "" {
+			t.Errorf("second EnsureTargetSet (-first +second):\n%s", diff)
 		}
-		weights := func(t *testing.T, w providers.WeightShifter, id string) map[string]int {
-			t.Helper()
-			got, err := w.Weights(t.Context(), id)
-			must(t, "Weights", err)
-			return got
+		if first.Target == rt.Binding.Target || first.Kind != rt.Binding.Kind || first.Port != rt.Binding.Port {
+			t.Errorf("set binding %+v, want the route binding's kind and port and a target of its own (route binding %+v)", first, rt.Binding)
 		}
+		if diff := cmp.Diff(map[string]int{"": 100, "g": 0}, weights(t, w, rt.ID)); diff != "" {
+			t.Errorf("Weights (-want +got):\n%s", diff)
+		}
+	})
 
-		t.Run("Weights/a new route sends everything to the default set", func(t *testing.T) {
-			w, rt := shifter(t)
-			if diff := cmp.Diff(map[string]int{"": 100}, weights(t, w, rt.ID)); diff != "" {
-				t.Errorf("Weights (-want +got):\n%s", diff)
-			}
-		})
+	t.Run("EnsureTargetSet/invalid set names return ErrInvalid", func(t *testing.T) {
+		w, rt := shifter(t)
+		for _, set := range []string{"", "long", "G", "1a"} {
+			_, err := w.EnsureTargetSet(t.Context(), rt.ID, set)
+			wantErr(t, "EnsureTargetSet("+set+")", err, providers.ErrInvalid)
+		}
+	})
 
-		t.Run("EnsureTargetSet/is idempotent and binds a set of its own with no weight", func(t *testing.T) {
-			w, rt := shifter(t)
-			first, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "EnsureTargetSet", err)
-			second, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "second EnsureTargetSet", err)
-			if diff := cmp.Diff(first, second); diff != "" {
-				t.Errorf("second EnsureTargetSet (-first +second):\n%s", diff)
+	t.Run("SetWeights/splits traffic between sets", func(t *testing.T) {
+		w, rt := shifter(t)
+		_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "EnsureTargetSet", err)
+		for _, want := range []map[string]int{{"": 90, "g": 10}, {"": 50, "g": 50}, {"": 0, "g": 100}, {"": 100, "g": 0}} {
+			must(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, want))
+			if diff := cmp.Diff(want, weights(t, w, rt.ID)); diff != "" {
+				t.Errorf("Weights after SetWeights(%v) (-want +got):\n%s", want, diff)
 			}
-			if first.Target == rt.Binding.Target || first.Kind != rt.Binding.Kind || first.Port != rt.Binding.Port {
-				t.Errorf("set binding %+v, want the route binding's kind and port and a target of its own (route binding %+v)", first, rt.Binding)
-			}
-			if diff := cmp.Diff(map[string]int{"": 100, "g": 0}, weights(t, w, rt.ID)); diff != "" {
-				t.Errorf("Weights (-want +got):\n%s", diff)
-			}
-		})
+		}
+	})
 
-		t.Run("EnsureTargetSet/invalid set names return ErrInvalid", func(t *testing.T) {
-			w, rt := shifter(t)
-			for _, set := range []string{"", "long", "G", "1a"} {
-				_, err := w.EnsureTargetSet(t.Context(), rt.ID, set)
-				wantErr(t, "EnsureTargetSet("+set+")", err, providers.ErrInvalid)
-			}
-		})
+	t.Run("SetWeights/weights out of 0-100 or not summing to 100 return ErrInvalid and change nothing", func(t *testing.T) {
+		w, rt := shifter(t)
+		_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "EnsureTargetSet", err)
+		for _, bad := range []map[string]int{{"": 90}, {"": 50, "g": 51}, {"": 101, "g": -1}, {"": 0, "g": 0}} {
+			wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, bad), providers.ErrInvalid)
+		}
+		if diff := cmp.Diff(map[string]int{"": 100, "g": 0}, weights(t, w, rt.ID)); diff != "" {
+			t.Errorf("Weights after refused changes (-want +got):\n%s", diff)
+		}
+	})
 
-		t.Run("SetWeights/splits traffic between sets", func(t *testing.T) {
-			w, rt := shifter(t)
-			_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "EnsureTargetSet", err)
-			for _, want := range []map[string]int{{"": 90, "g": 10}, {"": 50, "g": 50}, {"": 0, "g": 100}, {"": 100, "g": 0}} {
-				must(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, want))
-				if diff := cmp.Diff(want, weights(t, w, rt.ID)); diff != "" {
-					t.Errorf("Weights after SetWeights(%v) (-want +got):\n%s", want, diff)
-				}
-			}
-		})
+	t.Run("SetWeights/an unknown set returns ErrNotFound", func(t *testing.T) {
+		w, rt := shifter(t)
+		wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 90, "x": 10}), providers.ErrNotFound)
+	})
 
-		t.Run("SetWeights/weights out of 0-100 or not summing to 100 return ErrInvalid and change nothing", func(t *testing.T) {
-			w, rt := shifter(t)
-			_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "EnsureTargetSet", err)
-			for _, bad := range []map[string]int{{"": 90}, {"": 50, "g": 51}, {"": 101, "g": -1}, {"": 0, "g": 0}} {
-				wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, bad), providers.ErrInvalid)
-			}
-			if diff := cmp.Diff(map[string]int{"": 100, "g": 0}, weights(t, w, rt.ID)); diff != "" {
-				t.Errorf("Weights after refused changes (-want +got):\n%s", diff)
-			}
-		})
+	t.Run("DeleteTargetSet/a weighted set returns ErrConflict", func(t *testing.T) {
+		w, rt := shifter(t)
+		_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "EnsureTargetSet", err)
+		must(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 80, "g": 20}))
+		wantErr(t, "DeleteTargetSet of a weighted set", w.DeleteTargetSet(t.Context(), rt.ID, "g"), providers.ErrConflict)
+		if diff := cmp.Diff(map[string]int{"": 80, "g": 20}, weights(t, w, rt.ID)); diff != "" {
+			t.Errorf("Weights after the refused delete (-want +got):\n%s", diff)
+		}
+	})
 
-		t.Run("SetWeights/an unknown set returns ErrNotFound", func(t *testing.T) {
-			w, rt := shifter(t)
-			wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 90, "x": 10}), providers.ErrNotFound)
-		})
+	t.Run("DeleteTargetSet/removes a set without weight and is idempotent", func(t *testing.T) {
+		w, rt := shifter(t)
+		_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		must(t, "EnsureTargetSet", err)
+		must(t, "DeleteTargetSet", w.DeleteTargetSet(t.Context(), rt.ID, "g"))
+		if err := w.DeleteTargetSet(t.Context(), rt.ID, "g"); err != nil {
+			t.Errorf("second DeleteTargetSet: %v, want nil", err)
+		}
+		if diff := cmp.Diff(map[string]int{"": 100}, weights(t, w, rt.ID)); diff != "" {
+			t.Errorf("Weights after DeleteTargetSet (-want +got):\n%s", diff)
+		}
+	})
 
-		t.Run("DeleteTargetSet/a weighted set returns ErrConflict", func(t *testing.T) {
-			w, rt := shifter(t)
-			_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "EnsureTargetSet", err)
-			must(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 80, "g": 20}))
-			wantErr(t, "DeleteTargetSet of a weighted set", w.DeleteTargetSet(t.Context(), rt.ID, "g"), providers.ErrConflict)
-			if diff := cmp.Diff(map[string]int{"": 80, "g": 20}, weights(t, w, rt.ID)); diff != "" {
-				t.Errorf("Weights after the refused delete (-want +got):\n%s", diff)
-			}
-		})
-
-		t.Run("DeleteTargetSet/removes a set without weight and is idempotent", func(t *testing.T) {
-			w, rt := shifter(t)
-			_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			must(t, "EnsureTargetSet", err)
-			must(t, "DeleteTargetSet", w.DeleteTargetSet(t.Context(), rt.ID, "g"))
-			if err := w.DeleteTargetSet(t.Context(), rt.ID, "g"); err != nil {
-				t.Errorf("second DeleteTargetSet: %v, want nil", err)
-			}
-			if diff := cmp.Diff(map[string]int{"": 100}, weights(t, w, rt.ID)); diff != "" {
-				t.Errorf("Weights after DeleteTargetSet (-want +got):\n%s", diff)
-			}
-		})
-
-		t.Run("WeightShifter/an unknown route returns ErrNotFound", func(t *testing.T) {
-			w, rt := shifter(t)
-			must(t, "DeleteRoute", w.(providers.Balancer).DeleteRoute(t.Context(), rt.ID))
-			_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
-			wantErr(t, "EnsureTargetSet", err, providers.ErrNotFound)
-			wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 100}), providers.ErrNotFound)
-			_, err = w.Weights(t.Context(), rt.ID)
-			wantErr(t, "Weights", err, providers.ErrNotFound)
-		})
+	t.Run("WeightShifter/an unknown route returns ErrNotFound", func(t *testing.T) {
+		w, rt := shifter(t)
+		must(t, "DeleteRoute", w.(providers.Balancer).DeleteRoute(t.Context(), rt.ID))
+		_, err := w.EnsureTargetSet(t.Context(), rt.ID, "g")
+		wantErr(t, "EnsureTargetSet", err, providers.ErrNotFound)
+		wantErr(t, "SetWeights", w.SetWeights(t.Context(), rt.ID, map[string]int{"": 100}), providers.ErrNotFound)
+		_, err = w.Weights(t.Context(), rt.ID)
+		wantErr(t, "Weights", err, providers.ErrNotFound)
 	})
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,4 +138,116 @@ func (w waiter) until(t *testing.T, what string, check func(ctx context.Context)
 // indent formats lines for failure messages.
 func indent(lines []string) string {
 	return "\t" + strings.Join(lines, "\n\t")
+}
+
+// Races. A rule that checks that an operation is atomic runs racers
+// goroutines, each repeating the operation for up to raceRounds rounds;
+// it ends at raceTime for a slow backend. A window of a few instructions
+// between a check and a write is found because a racer is preempted (by
+// the Go scheduler or the operating system) inside it now and then, while
+// another racer runs the same round: with thousands of rounds that
+// happens several times. The rule's time is bounded by the rounds and
+// raceTime; raceTime is a budget, never an assertion.
+const (
+	raceRounds = 50000
+	raceTime   = 5 * time.Second
+	racers     = 4
+)
+
+// parallel makes sure goroutines of the calling test run in parallel:
+// it raises GOMAXPROCS to 2 for the rest of the test when it is lower.
+func parallel(t *testing.T) {
+	if prev := runtime.GOMAXPROCS(0); prev < 2 {
+		runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+}
+
+// race runs f(ctx, racer, round) in racers goroutines released together,
+// each for rounds 0, 1, ... until f returns false, rounds rounds are done
+// or raceTime has passed, and returns when every racer has stopped. ctx
+// is the test's context.
+func race(t *testing.T, rounds int, f func(ctx context.Context, racer, round int) bool) {
+	raceWith(t, t.Context(), rounds, f)
+}
+
+// raceYielding is race with a yieldingContext: racers also interleave
+// wherever the provider consults its context. It suits a race of few
+// rounds (each an expensive call) over a window that spans a provider's
+// own calls; a race of many cheap rounds is better served by race, whose
+// racers the scheduler preempts at arbitrary instructions.
+func raceYielding(t *testing.T, rounds int, f func(ctx context.Context, racer, round int) bool) {
+	raceWith(t, yieldingContext{t.Context()}, rounds, f)
+}
+
+func raceWith(t *testing.T, ctx context.Context, rounds int, f func(ctx context.Context, racer, round int) bool) {
+	parallel(t)
+	deadline := time.Now().Add(raceTime)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range racers {
+		wg.Go(func() {
+			<-start
+			for round := 0; round < rounds && (round%64 != 0 || time.Now().Before(deadline)); round++ {
+				if !f(ctx, r, round) {
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+// yieldingContext is a context whose Done and Err yield the processor
+// before they answer, so that another racer runs at every point where a
+// provider consults its context, as it may on a busy machine.
+type yieldingContext struct{ context.Context }
+
+// Done implements context.Context.
+func (c yieldingContext) Done() <-chan struct{} {
+	runtime.Gosched()
+	return c.Context.Done()
+}
+
+// Err implements context.Context.
+func (c yieldingContext) Err() error {
+	runtime.Gosched()
+	return c.Context.Err()
+}
+
+// failures collects the failures of racing goroutines, which must not
+// call t.Fatal; the first few are reported.
+type failures struct {
+	mu   sync.Mutex
+	msgs []string
+	n    int
+}
+
+// add records a failure and returns false, to stop the racer.
+func (f *failures) add(format string, args ...any) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if len(f.msgs) < 5 {
+		f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+	}
+	return false
+}
+
+// none reports whether no failure was recorded: racers stop at the first.
+func (f *failures) none() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n == 0
+}
+
+// report fails t with the recorded failures.
+func (f *failures) report(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n > 0 {
+		t.Errorf("%d failures, the first:\n%s", f.n, indent(f.msgs))
+	}
 }

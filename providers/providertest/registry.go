@@ -32,20 +32,44 @@ const missingDigest = "sha256:00000000000000000000000000000000000000000000000000
 // TestRegistry checks the providers.Registry contract, and the
 // ImageLister and ImageDeleter contracts when the registry implements
 // them.
+//
+// Each rule group is a subtest of its own (EnsureRepository, Resolve,
+// Credentials, Concurrency, Context, ImageLister, ImageDeleter), runnable
+// alone with -run.
 func TestRegistry(t *testing.T, h RegistryHarness) {
-	setup := func(t *testing.T) (providers.Registry, providers.Repository) {
-		reg := h.New(t)
-		repo, err := reg.EnsureRepository(t.Context(), uniqueName())
-		must(t, "EnsureRepository", err)
-		if d, ok := reg.(providers.ImageDeleter); ok {
-			t.Cleanup(func() { deleteImages(reg, d, repo.Name) })
-		}
-		return reg, repo
-	}
-	type pinned struct{ Repository, Digest string }
-	pin := func(img providers.Image) pinned { return pinned{img.Repository, img.Digest} }
+	s := registrySuite{h}
+	t.Run("EnsureRepository", s.testEnsureRepository)
+	t.Run("Resolve", s.testResolve)
+	t.Run("Credentials", s.testCredentials)
+	t.Run("Concurrency", s.testConcurrency)
+	t.Run("Context", s.testContext)
+	t.Run("ImageLister", s.testImageLister)
+	t.Run("ImageDeleter", s.testImageDeleter)
+}
 
-	t.Run("EnsureRepository/is idempotent", func(t *testing.T) {
+// registrySuite is the harness the Registry rule groups share.
+type registrySuite struct{ RegistryHarness }
+
+// setup returns the registry and a repository of the case's own, whose
+// images are deleted when the case ends if the registry can.
+func (h registrySuite) setup(t *testing.T) (providers.Registry, providers.Repository) {
+	reg := h.New(t)
+	repo, err := reg.EnsureRepository(t.Context(), uniqueName())
+	must(t, "EnsureRepository", err)
+	if d, ok := reg.(providers.ImageDeleter); ok {
+		t.Cleanup(func() { deleteImages(reg, d, repo.Name) })
+	}
+	return reg, repo
+}
+
+// pinned is what a resolved reference pins: the image's repository and
+// digest.
+type pinned struct{ Repository, Digest string }
+
+func pin(img providers.Image) pinned { return pinned{img.Repository, img.Digest} }
+
+func (h registrySuite) testEnsureRepository(t *testing.T) {
+	t.Run("is idempotent", func(t *testing.T) {
 		reg := h.New(t)
 		name := uniqueName()
 		first, err := reg.EnsureRepository(t.Context(), name)
@@ -60,16 +84,18 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 		}
 	})
 
-	t.Run("EnsureRepository/invalid names return ErrInvalid", func(t *testing.T) {
+	t.Run("invalid names return ErrInvalid", func(t *testing.T) {
 		reg := h.New(t)
 		for _, name := range []string{"", "Upper", "has space", "-leading", "trailing-", "double//slash", "colon:name", "at@name"} {
 			_, err := reg.EnsureRepository(t.Context(), name)
 			wantErr(t, "EnsureRepository("+name+")", err, providers.ErrInvalid)
 		}
 	})
+}
 
-	t.Run("Resolve/a tag resolves to the pushed image", func(t *testing.T) {
-		reg, repo := setup(t)
+func (h registrySuite) testResolve(t *testing.T) {
+	t.Run("a tag resolves to the pushed image", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		digest := h.Push(t, reg, repo.Name, "v1")
 		img, err := reg.Resolve(t.Context(), repo.Name+":v1")
 		must(t, "Resolve", err)
@@ -83,8 +109,8 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 		}
 	})
 
-	t.Run("Resolve/every reference form pins the same image", func(t *testing.T) {
-		reg, repo := setup(t)
+	t.Run("every reference form pins the same image", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		digest := h.Push(t, reg, repo.Name, "v1")
 		want := pinned{repo.URI, digest}
 		for _, ref := range []string{
@@ -104,14 +130,19 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 		}
 	})
 
-	t.Run("Resolve/a re-pushed tag resolves to the new image", func(t *testing.T) {
-		reg, repo := setup(t)
+	t.Run("a re-pushed tag resolves to the new image", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		first := h.Push(t, reg, repo.Name, "v1")
+		img, err := reg.Resolve(t.Context(), repo.Name+":v1")
+		must(t, "Resolve before the re-push", err)
+		if diff := cmp.Diff(pinned{repo.URI, first}, pin(img)); diff != "" {
+			t.Errorf("Resolve before the re-push (-want +got):\n%s", diff)
+		}
 		second := h.Push(t, reg, repo.Name, "v1")
 		if first == second {
 			t.Fatalf("harness Push returned digest %s twice; every push must have content of its own", first)
 		}
-		img, err := reg.Resolve(t.Context(), repo.Name+":v1")
+		img, err = reg.Resolve(t.Context(), repo.Name+":v1")
 		must(t, "Resolve", err)
 		if diff := cmp.Diff(pinned{repo.URI, second}, pin(img)); diff != "" {
 			t.Errorf("Resolve after re-push (-want +got):\n%s", diff)
@@ -123,8 +154,8 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 		}
 	})
 
-	t.Run("Resolve/missing repository, tag or digest returns ErrNotFound", func(t *testing.T) {
-		reg, repo := setup(t)
+	t.Run("missing repository, tag or digest returns ErrNotFound", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		h.Push(t, reg, repo.Name, "v1")
 		for _, ref := range []string{
 			uniqueName() + ":v1",
@@ -137,8 +168,8 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 		}
 	})
 
-	t.Run("Resolve/malformed references return ErrInvalid", func(t *testing.T) {
-		reg, repo := setup(t)
+	t.Run("malformed references return ErrInvalid", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		for _, ref := range []string{
 			"",
 			repo.Name + ":",
@@ -152,17 +183,21 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 			wantErr(t, "Resolve("+ref+")", err, providers.ErrInvalid)
 		}
 	})
+}
 
-	t.Run("Credentials/an ensured repository has credentials that have not expired", func(t *testing.T) {
-		reg, repo := setup(t)
+func (h registrySuite) testCredentials(t *testing.T) {
+	t.Run("an ensured repository has credentials that have not expired", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		c, err := reg.Credentials(t.Context(), repo.Name)
 		must(t, "Credentials", err)
 		if !c.Expires.IsZero() && !c.Expires.After(time.Now()) {
 			t.Errorf("Credentials expire at %v, already past", c.Expires)
 		}
 	})
+}
 
-	t.Run("Concurrency/concurrent EnsureRepository of one name all return it", func(t *testing.T) {
+func (h registrySuite) testConcurrency(t *testing.T) {
+	t.Run("concurrent EnsureRepository of one name all return it", func(t *testing.T) {
 		reg := h.New(t)
 		name := uniqueName()
 		const callers = 10
@@ -184,9 +219,11 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 			}
 		}
 	})
+}
 
-	t.Run("Context/canceled context fails every method with context.Canceled", func(t *testing.T) {
-		reg, repo := setup(t)
+func (h registrySuite) testContext(t *testing.T) {
+	t.Run("canceled context fails every method with context.Canceled", func(t *testing.T) {
+		reg, repo := h.setup(t)
 		digest := h.Push(t, reg, repo.Name, "v1")
 		calls := []struct {
 			method string
@@ -215,69 +252,69 @@ func TestRegistry(t *testing.T, h RegistryHarness) {
 			t.Errorf("Resolve after a canceled DeleteImage: %v, want the image still there", err)
 		}
 	})
+}
 
-	t.Run("ImageLister", func(t *testing.T) {
-		if _, ok := h.New(t).(providers.ImageLister); !ok {
-			t.Skip("the registry does not implement providers.ImageLister")
+func (h registrySuite) testImageLister(t *testing.T) {
+	if _, ok := h.New(t).(providers.ImageLister); !ok {
+		t.Skip("the registry does not implement providers.ImageLister")
+	}
+	t.Run("ListImages/lists the repository's images ordered by digest", func(t *testing.T) {
+		reg, repo := h.setup(t)
+		var want []string
+		for _, tag := range []string{"a", "b", "c"} {
+			want = append(want, h.Push(t, reg, repo.Name, tag))
 		}
-		t.Run("ListImages/lists the repository's images ordered by digest", func(t *testing.T) {
-			reg, repo := setup(t)
-			var want []string
-			for _, tag := range []string{"a", "b", "c"} {
-				want = append(want, h.Push(t, reg, repo.Name, tag))
+		slices.Sort(want)
+		imgs, err := reg.(providers.ImageLister).ListImages(t.Context(), repo.Name)
+		must(t, "ListImages", err)
+		var got []string
+		for _, img := range imgs {
+			got = append(got, img.Digest)
+			if img.Repository != repo.URI {
+				t.Errorf("listed image %s has Repository %q, want %q", img.Digest, img.Repository, repo.URI)
 			}
-			slices.Sort(want)
-			imgs, err := reg.(providers.ImageLister).ListImages(t.Context(), repo.Name)
-			must(t, "ListImages", err)
-			var got []string
-			for _, img := range imgs {
-				got = append(got, img.Digest)
-				if img.Repository != repo.URI {
-					t.Errorf("listed image %s has Repository %q, want %q", img.Digest, img.Repository, repo.URI)
-				}
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("ListImages digests (-want +got):\n%s", diff)
-			}
-		})
-		t.Run("ListImages/missing repository returns ErrNotFound", func(t *testing.T) {
-			reg := h.New(t)
-			_, err := reg.(providers.ImageLister).ListImages(t.Context(), uniqueName())
-			wantErr(t, "ListImages of a missing repository", err, providers.ErrNotFound)
-		})
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ListImages digests (-want +got):\n%s", diff)
+		}
 	})
+	t.Run("ListImages/missing repository returns ErrNotFound", func(t *testing.T) {
+		reg := h.New(t)
+		_, err := reg.(providers.ImageLister).ListImages(t.Context(), uniqueName())
+		wantErr(t, "ListImages of a missing repository", err, providers.ErrNotFound)
+	})
+}
 
-	t.Run("ImageDeleter", func(t *testing.T) {
-		if _, ok := h.New(t).(providers.ImageDeleter); !ok {
-			t.Skip("the registry does not implement providers.ImageDeleter")
+func (h registrySuite) testImageDeleter(t *testing.T) {
+	if _, ok := h.New(t).(providers.ImageDeleter); !ok {
+		t.Skip("the registry does not implement providers.ImageDeleter")
+	}
+	t.Run("DeleteImage/removes the image and its tags, and only them", func(t *testing.T) {
+		reg, repo := h.setup(t)
+		gone := h.Push(t, reg, repo.Name, "gone")
+		kept := h.Push(t, reg, repo.Name, "kept")
+		must(t, "DeleteImage", reg.(providers.ImageDeleter).DeleteImage(t.Context(), repo.Name, gone))
+		_, err := reg.Resolve(t.Context(), repo.Name+"@"+gone)
+		wantErr(t, "Resolve of the deleted digest", err, providers.ErrNotFound)
+		_, err = reg.Resolve(t.Context(), repo.Name+":gone")
+		wantErr(t, "Resolve of the deleted image's tag", err, providers.ErrNotFound)
+		img, err := reg.Resolve(t.Context(), repo.Name+":kept")
+		must(t, "Resolve of the other image", err)
+		if img.Digest != kept {
+			t.Errorf("the other image's tag resolves to %s, want %s", img.Digest, kept)
 		}
-		t.Run("DeleteImage/removes the image and its tags, and only them", func(t *testing.T) {
-			reg, repo := setup(t)
-			gone := h.Push(t, reg, repo.Name, "gone")
-			kept := h.Push(t, reg, repo.Name, "kept")
-			must(t, "DeleteImage", reg.(providers.ImageDeleter).DeleteImage(t.Context(), repo.Name, gone))
-			_, err := reg.Resolve(t.Context(), repo.Name+"@"+gone)
-			wantErr(t, "Resolve of the deleted digest", err, providers.ErrNotFound)
-			_, err = reg.Resolve(t.Context(), repo.Name+":gone")
-			wantErr(t, "Resolve of the deleted image's tag", err, providers.ErrNotFound)
-			img, err := reg.Resolve(t.Context(), repo.Name+":kept")
-			must(t, "Resolve of the other image", err)
-			if img.Digest != kept {
-				t.Errorf("the other image's tag resolves to %s, want %s", img.Digest, kept)
-			}
-		})
-		t.Run("DeleteImage/deleting a missing image returns nil", func(t *testing.T) {
-			reg, repo := setup(t)
-			d := reg.(providers.ImageDeleter)
-			digest := h.Push(t, reg, repo.Name, "v1")
-			must(t, "DeleteImage", d.DeleteImage(t.Context(), repo.Name, digest))
-			if err := d.DeleteImage(t.Context(), repo.Name, digest); err != nil {
-				t.Errorf("second DeleteImage: %v, want nil", err)
-			}
-			if err := d.DeleteImage(t.Context(), repo.Name, missingDigest); err != nil {
-				t.Errorf("DeleteImage of a digest never pushed: %v, want nil", err)
-			}
-		})
+	})
+	t.Run("DeleteImage/deleting a missing image returns nil", func(t *testing.T) {
+		reg, repo := h.setup(t)
+		d := reg.(providers.ImageDeleter)
+		digest := h.Push(t, reg, repo.Name, "v1")
+		must(t, "DeleteImage", d.DeleteImage(t.Context(), repo.Name, digest))
+		if err := d.DeleteImage(t.Context(), repo.Name, digest); err != nil {
+			t.Errorf("second DeleteImage: %v, want nil", err)
+		}
+		if err := d.DeleteImage(t.Context(), repo.Name, missingDigest); err != nil {
+			t.Errorf("DeleteImage of a digest never pushed: %v, want nil", err)
+		}
 	})
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -19,23 +21,49 @@ import (
 // TestStore checks the providers.Store contract. newStore is called once
 // per case and may return a shared store: every case works under a key
 // prefix of its own and deletes its keys when it ends.
+//
+// Each rule group is a subtest of its own (Get, Put, Keys, Delete, List,
+// Concurrency, Context), runnable alone with -run.
 func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
-	setup := func(t *testing.T) (providers.Store, string) {
-		s := newStore(t)
-		prefix := "providertest/" + uniqueName() + "/"
-		t.Cleanup(func() { clearPrefix(s, prefix) })
-		return s, prefix
-	}
-	equateEmpty := cmpopts.EquateEmpty()
+	h := storeSuite{newStore: newStore}
+	t.Run("Get", h.testGet)
+	t.Run("Put", h.testPut)
+	t.Run("Keys", h.testKeys)
+	t.Run("Delete", h.testDelete)
+	t.Run("List", h.testList)
+	t.Run("Concurrency", h.testConcurrency)
+	t.Run("Context", h.testContext)
+}
 
-	t.Run("Get/missing key returns ErrNotFound", func(t *testing.T) {
-		s, p := setup(t)
+// storeSuite is the harness the Store rule groups share.
+type storeSuite struct {
+	newStore func(t *testing.T) providers.Store
+}
+
+// setup returns the store and a key prefix of the case's own, cleared
+// when the case ends.
+func (h storeSuite) setup(t *testing.T) (providers.Store, string) {
+	s := h.newStore(t)
+	prefix := "providertest/" + uniqueName() + "/"
+	t.Cleanup(func() { clearPrefix(s, prefix) })
+	return s, prefix
+}
+
+var equateEmpty = cmpopts.EquateEmpty()
+
+// listSuffixes are key suffixes whose byte order differs from any
+// case-folding or locale-aware collation.
+var listSuffixes = []string{"a", "a b", "a-b", "a/b", "aa", "B", "b", "0", "Z", "~", "é", "-", "_", "日本"}
+
+func (h storeSuite) testGet(t *testing.T) {
+	t.Run("missing key returns ErrNotFound", func(t *testing.T) {
+		s, p := h.setup(t)
 		_, err := s.Get(t.Context(), p+"missing")
 		wantErr(t, "Get of a missing key", err, providers.ErrNotFound)
 	})
 
-	t.Run("Get/returns the value and the version Put returned", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("returns the value and the version Put returned", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "hello", 0)
 		want := providers.Doc{Key: p + "k", Value: []byte("hello"), Version: v}
 		if diff := cmp.Diff(want, getOK(t, s, p+"k")); diff != "" {
@@ -43,8 +71,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Get/returned value is the caller's to modify", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("returned value is the caller's to modify", func(t *testing.T) {
+		s, p := h.setup(t)
 		putOK(t, s, p+"k", "hello", 0)
 		d := getOK(t, s, p+"k")
 		copy(d.Value, "HELLO")
@@ -52,17 +80,19 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 			t.Errorf("value after modifying a returned copy (-want +got):\n%s", diff)
 		}
 	})
+}
 
-	t.Run("Put/create-only on a missing key creates it with a positive version", func(t *testing.T) {
-		s, p := setup(t)
+func (h storeSuite) testPut(t *testing.T) {
+	t.Run("create-only on a missing key creates it with a positive version", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "v1", 0)
 		if v <= 0 {
 			t.Errorf("Put returned version %d, want a positive one", v)
 		}
 	})
 
-	t.Run("Put/create-only on an existing key returns ErrConflict and keeps the document", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("create-only on an existing key returns ErrConflict and keeps the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "first", 0)
 		_, err := s.Put(t.Context(), p+"k", []byte("second"), 0)
 		wantErr(t, "second create-only Put", err, providers.ErrConflict)
@@ -72,8 +102,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/matching version replaces the value with a greater version", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("matching version replaces the value with a greater version", func(t *testing.T) {
+		s, p := h.setup(t)
 		v1 := putOK(t, s, p+"k", "first", 0)
 		v2 := putOK(t, s, p+"k", "second", v1)
 		if v2 <= v1 {
@@ -85,8 +115,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/stale version returns ErrConflict and keeps the document", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("stale version returns ErrConflict and keeps the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		v1 := putOK(t, s, p+"k", "first", 0)
 		v2 := putOK(t, s, p+"k", "second", v1)
 		_, err := s.Put(t.Context(), p+"k", []byte("third"), v1)
@@ -97,16 +127,16 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/positive version on a missing key returns ErrConflict", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("positive version on a missing key returns ErrConflict", func(t *testing.T) {
+		s, p := h.setup(t)
 		_, err := s.Put(t.Context(), p+"k", []byte("v"), 1)
 		wantErr(t, "Put at version 1 of a missing key", err, providers.ErrConflict)
 		_, err = s.Get(t.Context(), p+"k")
 		wantErr(t, "Get after the conflict", err, providers.ErrNotFound)
 	})
 
-	t.Run("Put/AnyVersion creates a missing key", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("AnyVersion creates a missing key", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "v", providers.AnyVersion)
 		want := providers.Doc{Key: p + "k", Value: []byte("v"), Version: v}
 		if diff := cmp.Diff(want, getOK(t, s, p+"k")); diff != "" {
@@ -114,8 +144,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/AnyVersion overwrites whatever version is stored", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("AnyVersion overwrites whatever version is stored", func(t *testing.T) {
+		s, p := h.setup(t)
 		v1 := putOK(t, s, p+"k", "first", 0)
 		v2 := putOK(t, s, p+"k", "second", providers.AnyVersion)
 		if v2 <= v1 {
@@ -127,8 +157,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/versions strictly increase", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("versions strictly increase", func(t *testing.T) {
+		s, p := h.setup(t)
 		var versions []int64
 		v := int64(0)
 		for i := range 8 {
@@ -144,8 +174,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/the caller may reuse the value's buffer", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("the caller may reuse the value's buffer", func(t *testing.T) {
+		s, p := h.setup(t)
 		buf := []byte("hello")
 		putOK(t, s, p+"k", string(buf), 0)
 		if _, err := s.Put(t.Context(), p+"k2", buf, 0); err != nil {
@@ -157,7 +187,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Put/values round-trip byte for byte", func(t *testing.T) {
+	t.Run("values round-trip byte for byte", func(t *testing.T) {
 		all := make([]byte, 256)
 		for i := range all {
 			all[i] = byte(i)
@@ -173,7 +203,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 			{"large", []byte(strings.Repeat("0123456789abcdef", 4096))},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				s, p := setup(t)
+				s, p := h.setup(t)
 				v, err := s.Put(t.Context(), p+"k", tc.value, 0)
 				must(t, "Put", err)
 				want := providers.Doc{Key: p + "k", Value: tc.value, Version: v}
@@ -183,9 +213,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 			})
 		}
 	})
+}
 
-	t.Run("Keys/invalid keys return ErrInvalid from every method", func(t *testing.T) {
-		s, _ := setup(t)
+func (h storeSuite) testKeys(t *testing.T) {
+	t.Run("invalid keys return ErrInvalid from every method", func(t *testing.T) {
+		s, _ := h.setup(t)
 		for _, tc := range []struct {
 			name string
 			key  string
@@ -210,8 +242,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Keys/keys up to MaxKeyLen bytes with slashes, spaces and any Unicode are accepted", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("keys up to MaxKeyLen bytes with slashes, spaces and any Unicode are accepted", func(t *testing.T) {
+		s, p := h.setup(t)
 		long := p + strings.Repeat("x", providers.MaxKeyLen-len(p))
 		for _, key := range []string{long, p + "a/b/c", p + "with space", p + "ünïcødé/日本/🚀", p + "punct!@#$%^&*()[]{}:;'\",<>?|\\=+~`"} {
 			v := putOK(t, s, key, "v", 0)
@@ -221,17 +253,19 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 			}
 		}
 	})
+}
 
-	t.Run("Delete/matching version removes the document", func(t *testing.T) {
-		s, p := setup(t)
+func (h storeSuite) testDelete(t *testing.T) {
+	t.Run("matching version removes the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "v", 0)
 		must(t, "Delete", s.Delete(t.Context(), p+"k", v))
 		_, err := s.Get(t.Context(), p+"k")
 		wantErr(t, "Get after Delete", err, providers.ErrNotFound)
 	})
 
-	t.Run("Delete/stale version returns ErrConflict and keeps the document", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("stale version returns ErrConflict and keeps the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		v1 := putOK(t, s, p+"k", "first", 0)
 		v2 := putOK(t, s, p+"k", "second", v1)
 		wantErr(t, "Delete at a stale version", s.Delete(t.Context(), p+"k", v1), providers.ErrConflict)
@@ -241,28 +275,28 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Delete/positive version on a missing key returns ErrNotFound", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("positive version on a missing key returns ErrNotFound", func(t *testing.T) {
+		s, p := h.setup(t)
 		wantErr(t, "Delete at version 1 of a missing key", s.Delete(t.Context(), p+"k", 1), providers.ErrNotFound)
 	})
 
-	t.Run("Delete/AnyVersion removes the document", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("AnyVersion removes the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		putOK(t, s, p+"k", "v", 0)
 		must(t, "Delete", s.Delete(t.Context(), p+"k", providers.AnyVersion))
 		_, err := s.Get(t.Context(), p+"k")
 		wantErr(t, "Get after Delete", err, providers.ErrNotFound)
 	})
 
-	t.Run("Delete/AnyVersion on a missing key returns nil", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("AnyVersion on a missing key returns nil", func(t *testing.T) {
+		s, p := h.setup(t)
 		if err := s.Delete(t.Context(), p+"k", providers.AnyVersion); err != nil {
 			t.Errorf("Delete of a missing key: %v, want nil", err)
 		}
 	})
 
-	t.Run("Delete/ifVersion 0 returns ErrInvalid and keeps the document", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("ifVersion 0 returns ErrInvalid and keeps the document", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "v", 0)
 		wantErr(t, "Delete at version 0 of an existing key", s.Delete(t.Context(), p+"k", 0), providers.ErrInvalid)
 		wantErr(t, "Delete at version 0 of a missing key", s.Delete(t.Context(), p+"missing", 0), providers.ErrInvalid)
@@ -272,8 +306,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("Delete/a deleted key can be created again", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("a deleted key can be created again", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "first", 0)
 		must(t, "Delete", s.Delete(t.Context(), p+"k", v))
 		v2 := putOK(t, s, p+"k", "second", 0)
@@ -283,8 +317,38 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("List/prefix without keys returns an empty final page", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("a key created again never reuses a version it had before", func(t *testing.T) {
+		s, p := h.setup(t)
+		var before []int64
+		v := putOK(t, s, p+"k", "first", 0)
+		before = append(before, v)
+		v = putOK(t, s, p+"k", "second", v)
+		before = append(before, v)
+		must(t, "Delete", s.Delete(t.Context(), p+"k", v))
+		again := putOK(t, s, p+"k", "again", 0)
+		if again <= slices.Max(before) {
+			t.Errorf("the key created again has version %d; it had versions %v before it was deleted, want a greater one", again, before)
+		}
+		// A writer still holding a version from before the delete must
+		// not overwrite the new document, nor delete it.
+		for _, stale := range before {
+			if _, err := s.Put(t.Context(), p+"k", []byte("stale write"), stale); !errors.Is(err, providers.ErrConflict) {
+				t.Errorf("Put at version %d, from before the delete: got error %v, want one matching ErrConflict", stale, err)
+			}
+			if err := s.Delete(t.Context(), p+"k", stale); !errors.Is(err, providers.ErrConflict) {
+				t.Errorf("Delete at version %d, from before the delete: got error %v, want one matching ErrConflict", stale, err)
+			}
+		}
+		want := providers.Doc{Key: p + "k", Value: []byte("again"), Version: again}
+		if diff := cmp.Diff(want, getOK(t, s, p+"k")); diff != "" {
+			t.Errorf("document after writes at stale versions (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func (h storeSuite) testList(t *testing.T) {
+	t.Run("prefix without keys returns an empty final page", func(t *testing.T) {
+		s, p := h.setup(t)
 		page, err := s.List(t.Context(), p, providers.ListOptions{})
 		must(t, "List", err)
 		if diff := cmp.Diff(providers.DocPage{}, page, equateEmpty); diff != "" {
@@ -292,15 +356,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	// Suffixes whose byte order differs from any case-folding or
-	// locale-aware collation.
-	suffixes := []string{"a", "a b", "a-b", "a/b", "aa", "B", "b", "0", "Z", "~", "é", "-", "_", "日本"}
-
-	t.Run("List/lists keys in ascending byte order with values and versions", func(t *testing.T) {
-		s, p := setup(t)
-		want := make([]providers.Doc, 0, len(suffixes))
-		for _, i := range rand.Perm(len(suffixes)) {
-			k := p + suffixes[i]
+	t.Run("lists keys in ascending byte order with values and versions", func(t *testing.T) {
+		s, p := h.setup(t)
+		want := make([]providers.Doc, 0, len(listSuffixes))
+		for _, i := range rand.Perm(len(listSuffixes)) {
+			k := p + listSuffixes[i]
 			want = append(want, providers.Doc{Key: k, Value: []byte("value of " + k), Version: putOK(t, s, k, "value of "+k, 0)})
 		}
 		slices.SortFunc(want, func(a, b providers.Doc) int { return strings.Compare(a.Key, b.Key) })
@@ -310,12 +370,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("List/Reverse lists keys in descending byte order", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("Reverse lists keys in descending byte order", func(t *testing.T) {
+		s, p := h.setup(t)
 		var want []string
-		for _, i := range rand.Perm(len(suffixes)) {
-			putOK(t, s, p+suffixes[i], "v", 0)
-			want = append(want, p+suffixes[i])
+		for _, i := range rand.Perm(len(listSuffixes)) {
+			putOK(t, s, p+listSuffixes[i], "v", 0)
+			want = append(want, p+listSuffixes[i])
 		}
 		slices.Sort(want)
 		slices.Reverse(want)
@@ -325,8 +385,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("List/prefix isolation: a/ lists neither a nor ab", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("prefix isolation: a/ lists neither a nor ab", func(t *testing.T) {
+		s, p := h.setup(t)
 		for _, k := range []string{"a", "ab", "a/1", "a/2/x", "a0", "b/1"} {
 			putOK(t, s, p+k, "v", 0)
 		}
@@ -342,8 +402,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("List/pages cover every key once, in order, within Limit", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("pages cover every key once, in order, within Limit", func(t *testing.T) {
+		s, p := h.setup(t)
 		var keys []string
 		for i := range 7 {
 			k := fmt.Sprintf("%sk%02d", p, i)
@@ -375,54 +435,91 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		}
 	})
 
-	t.Run("List/keys existing throughout a paged listing appear exactly once", func(t *testing.T) {
-		s, p := setup(t)
-		versions := map[string]int64{}
-		for _, k := range []string{"k0", "k1", "k2", "k3", "k4", "k5"} {
-			versions[k] = putOK(t, s, p+k, "v", 0)
+	t.Run("keys existing throughout a paged listing appear exactly once", func(t *testing.T) {
+		// Between the first page and the next ones, one change is made
+		// behind the cursor (among keys already listed) or ahead of it. A
+		// token that counts keys instead of naming a position repeats or
+		// skips keys when a key behind the cursor comes or goes.
+		type change struct {
+			name string
+			// do changes the store; listed are the keys of the first
+			// page, ahead the keys not listed yet, in listing order. It
+			// returns the key it deleted, if any.
+			do func(t *testing.T, s providers.Store, listed, ahead []string) (deleted string)
+		}
+		changes := []change{
+			{"a listed key is deleted", func(t *testing.T, s providers.Store, listed, _ []string) string {
+				must(t, "Delete", s.Delete(t.Context(), listed[0], providers.AnyVersion))
+				return listed[0]
+			}},
+			{"a key is created behind the cursor", func(t *testing.T, s providers.Store, listed, _ []string) string {
+				putOK(t, s, between(listed[0], listed[1]), "new", 0)
+				return ""
+			}},
+			{"a listed key is updated", func(t *testing.T, s providers.Store, listed, _ []string) string {
+				putOK(t, s, listed[1], "updated", providers.AnyVersion)
+				return ""
+			}},
+			{"a key ahead is deleted", func(t *testing.T, s providers.Store, _, ahead []string) string {
+				must(t, "Delete", s.Delete(t.Context(), ahead[1], providers.AnyVersion))
+				return ahead[1]
+			}},
+			{"a key is created ahead of the cursor", func(t *testing.T, s providers.Store, _, ahead []string) string {
+				putOK(t, s, between(ahead[0], ahead[1]), "new", 0)
+				return ""
+			}},
+			{"a key ahead is updated", func(t *testing.T, s providers.Store, _, ahead []string) string {
+				putOK(t, s, ahead[1], "updated", providers.AnyVersion)
+				return ""
+			}},
 		}
 		for _, reverse := range []bool{false, true} {
-			opts := providers.ListOptions{Limit: 2, Reverse: reverse}
-			page, err := s.List(t.Context(), p, opts)
-			must(t, "List first page", err)
-			seen := docKeys(page.Docs)
-			// Change the store between pages: a key is deleted, one is
-			// created, one is updated, then later pages are read.
-			victim, newcomer := "k4", "k25"
-			if reverse {
-				victim, newcomer = "k1", "k15"
+			for _, ch := range changes {
+				t.Run(fmt.Sprintf("Reverse=%v/%s", reverse, ch.name), func(t *testing.T) {
+					s, p := h.setup(t)
+					var keys []string
+					for i := range 6 {
+						keys = append(keys, fmt.Sprintf("%sk%d", p, i))
+						putOK(t, s, keys[i], "v", 0)
+					}
+					if reverse {
+						slices.Reverse(keys)
+					}
+					opts := providers.ListOptions{Limit: 2, Reverse: reverse}
+					page, err := s.List(t.Context(), p, opts)
+					must(t, "List first page", err)
+					if diff := cmp.Diff(keys[:2], docKeys(page.Docs)); diff != "" || page.Next == "" {
+						t.Fatalf("first page of Limit 2 (-want +got):\n%s\nNext %q", diff, page.Next)
+					}
+					seen := docKeys(page.Docs)
+					deleted := ch.do(t, s, keys[:2], keys[2:])
+					for page.Next != "" && len(seen) < 100 {
+						opts.Token = page.Next
+						page, err = s.List(t.Context(), p, opts)
+						must(t, "List next page", err)
+						seen = append(seen, docKeys(page.Docs)...)
+					}
+					counts := map[string]int{}
+					for _, k := range seen {
+						counts[k]++
+					}
+					for _, k := range keys {
+						if k != deleted && counts[k] != 1 {
+							t.Errorf("key %q, which existed throughout the listing, listed %d times; want once (listed: %q)", k, counts[k], seen)
+						}
+					}
+					for k, n := range counts {
+						if n > 1 && !slices.Contains(keys, k) {
+							t.Errorf("key %q listed %d times (listed: %q)", k, n, seen)
+						}
+					}
+				})
 			}
-			must(t, "Delete between pages", s.Delete(t.Context(), p+victim, providers.AnyVersion))
-			putOK(t, s, p+newcomer, "v", 0)
-			versions["k3"] = putOK(t, s, p+"k3", "updated", versions["k3"])
-			for page.Next != "" {
-				opts.Token = page.Next
-				page, err = s.List(t.Context(), p, opts)
-				must(t, "List next page", err)
-				seen = append(seen, docKeys(page.Docs)...)
-			}
-			counts := map[string]int{}
-			for _, k := range seen {
-				counts[strings.TrimPrefix(k, p)]++
-			}
-			for k, n := range counts {
-				if n > 1 {
-					t.Errorf("Reverse=%v: key %q listed %d times", reverse, k, n)
-				}
-			}
-			for _, k := range []string{"k0", "k2", "k3", "k5"} {
-				if counts[k] != 1 {
-					t.Errorf("Reverse=%v: key %q, which existed throughout the listing, listed %d times; want once (listed: %q)", reverse, k, counts[k], seen)
-				}
-			}
-			// Restore for the other direction.
-			putOK(t, s, p+victim, "v", providers.AnyVersion)
-			must(t, "Delete", s.Delete(t.Context(), p+newcomer, providers.AnyVersion))
 		}
 	})
 
-	t.Run("List/a token from another listing returns ErrInvalid", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("a token from another listing returns ErrInvalid", func(t *testing.T) {
+		s, p := h.setup(t)
 		for _, k := range []string{"a/1", "a/2", "a/3", "b/1", "b/2", "b/3"} {
 			putOK(t, s, p+k, "v", 0)
 		}
@@ -438,71 +535,145 @@ func TestStore(t *testing.T, newStore func(t *testing.T) providers.Store) {
 		_, err = s.List(t.Context(), p+"a/", providers.ListOptions{Limit: 1, Token: "not a token from this store"})
 		wantErr(t, "List with a malformed token", err, providers.ErrInvalid)
 	})
+}
 
-	t.Run("Concurrency/racing Puts at the same version: exactly one wins", func(t *testing.T) {
-		s, p := setup(t)
-		for _, tc := range []struct {
-			name string
-			prep func() int64 // returns the version every racer uses
-		}{
-			{"create-only", func() int64 { return 0 }},
-			{"conditional update", func() int64 { return putOK(t, s, p+"conditional update", "initial", 0) }},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				key := p + tc.name
-				at := tc.prep()
-				const racers = 20
-				var wg sync.WaitGroup
-				errs := make([]error, racers)
-				versions := make([]int64, racers)
-				for i := range racers {
-					wg.Go(func() {
-						versions[i], errs[i] = s.Put(t.Context(), key, fmt.Appendf(nil, "racer %d", i), at)
-					})
+func (h storeSuite) testConcurrency(t *testing.T) {
+	t.Run("racing Puts at the same version: exactly one wins", func(t *testing.T) {
+		t.Run("create-only", func(t *testing.T) {
+			// Every racer creates the keys of rounds 0, 1, ... in turn.
+			s, p := h.setup(t)
+			const rounds = raceRounds / 5 // each leaves a key to clean up
+			key := func(round int) string { return fmt.Sprintf("%sround-%d", p, round) }
+			winners := make([]atomic.Int64, rounds) // racer+1 by round
+			versions := make([]atomic.Int64, rounds)
+			var failures failures
+			race(t, rounds, func(ctx context.Context, racer, round int) bool {
+				v, err := s.Put(ctx, key(round), fmt.Appendf(nil, "racer %d", racer), 0)
+				switch {
+				case err == nil && !winners[round].CompareAndSwap(0, int64(racer)+1):
+					return failures.add("round %d: racers %d and %d both created %q", round, winners[round].Load()-1, racer, key(round))
+				case err == nil:
+					versions[round].Store(v)
+				case !errors.Is(err, providers.ErrConflict):
+					return failures.add("round %d: racer %d: got error %v, want nil or one matching ErrConflict", round, racer, err)
 				}
-				wg.Wait()
-				winner := -1
-				for i, err := range errs {
-					switch {
-					case err == nil && winner >= 0:
-						t.Errorf("racers %d and %d both won", winner, i)
-					case err == nil:
-						winner = i
-					case !errors.Is(err, providers.ErrConflict):
-						t.Errorf("racer %d: got error %v, want nil or one matching ErrConflict", i, err)
+				return failures.none()
+			})
+			failures.report(t)
+			if w := winners[0].Load(); w > 0 {
+				want := providers.Doc{Key: key(0), Value: fmt.Appendf(nil, "racer %d", w-1), Version: versions[0].Load()}
+				if diff := cmp.Diff(want, getOK(t, s, key(0))); diff != "" {
+					t.Errorf("document of the racer that won (-want +got):\n%s", diff)
+				}
+			}
+		})
+		t.Run("conditional update", func(t *testing.T) {
+			// Every racer increments a counter: Get, then Put at the
+			// version read. Each version read is put at by one racer
+			// only, and no increment is lost.
+			s, p := h.setup(t)
+			key := p + "counter"
+			putOK(t, s, key, "0", 0)
+			var mu sync.Mutex
+			won := map[int64]int{} // version put at -> racer
+			var failures failures
+			race(t, raceRounds, func(ctx context.Context, racer, round int) bool {
+				d, err := s.Get(ctx, key)
+				if err != nil {
+					return failures.add("racer %d: Get: %v", racer, err)
+				}
+				n, err := strconv.Atoi(string(d.Value))
+				if err != nil {
+					return failures.add("racer %d: the counter holds %q", racer, d.Value)
+				}
+				_, err = s.Put(ctx, key, []byte(strconv.Itoa(n+1)), d.Version)
+				switch {
+				case err == nil:
+					mu.Lock()
+					defer mu.Unlock()
+					if other, ok := won[d.Version]; ok {
+						return failures.add("racers %d and %d both put at version %d", other, racer, d.Version)
 					}
+					won[d.Version] = racer
+				case !errors.Is(err, providers.ErrConflict):
+					return failures.add("racer %d: Put at version %d: got error %v, want nil or one matching ErrConflict", racer, d.Version, err)
 				}
-				if winner < 0 {
-					t.Fatalf("no racer won")
-				}
-				want := providers.Doc{Key: key, Value: fmt.Appendf(nil, "racer %d", winner), Version: versions[winner]}
-				if diff := cmp.Diff(want, getOK(t, s, key)); diff != "" {
-					t.Errorf("stored document (-want +got):\n%s", diff)
-				}
+				return failures.none()
 			})
-		}
+			failures.report(t)
+			if diff := cmp.Diff(strconv.Itoa(len(won)), string(getOK(t, s, key).Value)); diff != "" {
+				t.Errorf("counter after %d successful increments (-want +got):\n%s", len(won), diff)
+			}
+		})
 	})
 
-	t.Run("Concurrency/concurrent Puts of distinct keys all succeed", func(t *testing.T) {
-		s, p := setup(t)
-		const writers = 20
-		var wg sync.WaitGroup
-		for i := range writers {
-			wg.Go(func() {
-				if _, err := s.Put(t.Context(), fmt.Sprintf("%sk%02d", p, i), []byte("v"), 0); err != nil {
-					t.Errorf("Put %d: %v", i, err)
+	t.Run("racing conditional Deletes and Puts at the same version: exactly one wins", func(t *testing.T) {
+		// Every racer reads a key and deletes it or replaces it at the
+		// version read (creating it when it is missing): each version is
+		// consumed by one racer only.
+		s, p := h.setup(t)
+		key := p + "k"
+		var mu sync.Mutex
+		won := map[int64]string{} // version -> what consumed it
+		var failures failures
+		race(t, raceRounds, func(ctx context.Context, racer, round int) bool {
+			d, err := s.Get(ctx, key)
+			if errors.Is(err, providers.ErrNotFound) {
+				_, err = s.Put(ctx, key, []byte("v"), 0)
+				if err != nil && !errors.Is(err, providers.ErrConflict) {
+					return failures.add("racer %d: create-only Put: %v", racer, err)
 				}
-			})
-		}
-		wg.Wait()
-		got, _ := listAll(t, s, p, providers.ListOptions{})
-		if len(got) != writers {
-			t.Errorf("List after %d concurrent creates: %d documents (%q)", writers, len(got), docKeys(got))
-		}
+				return failures.none()
+			}
+			if err != nil {
+				return failures.add("racer %d: Get: %v", racer, err)
+			}
+			op := fmt.Sprintf("racer %d's Put", racer)
+			if (racer+round)%2 == 0 {
+				op = fmt.Sprintf("racer %d's Delete", racer)
+				err = s.Delete(ctx, key, d.Version)
+			} else {
+				_, err = s.Put(ctx, key, []byte("v"), d.Version)
+			}
+			switch {
+			case err == nil:
+				mu.Lock()
+				defer mu.Unlock()
+				if other, ok := won[d.Version]; ok {
+					return failures.add("%s and %s both succeeded at version %d", other, op, d.Version)
+				}
+				won[d.Version] = op
+			case !errors.Is(err, providers.ErrConflict) && !errors.Is(err, providers.ErrNotFound):
+				return failures.add("%s at version %d: got error %v, want nil or one matching ErrConflict or ErrNotFound", op, d.Version, err)
+			}
+			return failures.none()
+		})
+		failures.report(t)
 	})
 
-	t.Run("Context/canceled context fails every method with context.Canceled", func(t *testing.T) {
-		s, p := setup(t)
+	t.Run("concurrent Puts of distinct keys all succeed", func(t *testing.T) {
+		s, p := h.setup(t)
+		const rounds = 2000
+		var created atomic.Int64
+		var failures failures
+		race(t, rounds, func(ctx context.Context, racer, round int) bool {
+			if _, err := s.Put(ctx, fmt.Sprintf("%sr%d-%05d", p, racer, round), []byte("v"), 0); err != nil {
+				return failures.add("racer %d, round %d: Put of a new key: %v", racer, round, err)
+			}
+			created.Add(1)
+			return failures.none()
+		})
+		failures.report(t)
+		got, _ := listAll(t, s, p, providers.ListOptions{Limit: 1000})
+		if int64(len(got)) != created.Load() {
+			t.Errorf("List after %d concurrent creates of distinct keys: %d documents", created.Load(), len(got))
+		}
+	})
+}
+
+func (h storeSuite) testContext(t *testing.T) {
+	t.Run("canceled context fails every method with context.Canceled", func(t *testing.T) {
+		s, p := h.setup(t)
 		v := putOK(t, s, p+"k", "v", 0)
 		for _, tc := range []struct {
 			method string
@@ -569,6 +740,12 @@ func listAll(t *testing.T, s providers.Store, prefix string, opts providers.List
 	}
 	t.Fatalf("List %q: no end after 1000 pages", prefix)
 	return nil, nil
+}
+
+// between returns a key that sorts between a and b, which are keys
+// differing in their last byte.
+func between(a, b string) string {
+	return min(a, b) + "5"
 }
 
 // clearPrefix deletes every key under prefix, best effort.

@@ -83,13 +83,38 @@
 //
 // Hooks intercept any provider method with a typed function that receives
 // the original implementation as next, in the manner of controller-runtime's
-// interceptor package, and Hooks.Call intercepts every method at once. The
-// scripted behaviours (Fail, Throttle, CrashLoop, FailHealth, NeverConverge,
-// ExitCode) cover the common cases without writing a hook. Typed Balancer
-// hooks and scripted faults apply to every balancer of the rack; a
-// recorded Call names its balancer in Call.Balancer. Calls records
+// interceptor package, and Hooks.Call intercepts every method at once.
+// Hooks compose in layers: Options.Hooks is the first layer and each
+// Rack.AddHooks adds one around the layers before it, so the layer added
+// last runs outermost (first), and its next runs the layer added before
+// it. AddHooks returns a function that removes its layer; Rack.SetHooks
+// replaces every layer with one.
+//
+// The scripted behaviours cover the common cases without writing a hook,
+// and each returns a function that undoes it (pass it to t.Cleanup, or call
+// it mid-test to let the rack recover):
+//
+//   - Fail and Throttle fail the next n calls of one method;
+//   - CrashLoop and FailHealth target one release, by release ID or image
+//     digest;
+//   - NeverConverge stalls every rollout of an app (the SDK's rollback
+//     too), NeverConvergeRelease only the rollouts of one release, so "R2
+//     never converges but the rollback to R1 does" needs no hook;
+//   - ExitCode scripts one-off tasks.
+//
+// Typed Balancer hooks and scripted faults apply to every balancer of the
+// rack; a recorded Call names its balancer in Call.Balancer. Calls records
 // every provider call in order, with its key arguments and its error;
 // secret values never appear in a recorded call's printed form.
+//
+// # Another Logs provider
+//
+// A test may plug another Logs provider into the SDK's rack (a log backend
+// under test, or a wrapper around the fake's). Options.TaskLogs sends the
+// tasks' output there instead of to the rack's own Logs, so what the SDK
+// reads back, DeployError.LastLogLines included, holds it. Package
+// convoxtest builds a convox.Rack from a fake Rack (Rack.TaskLogs as its
+// Logs) in one call.
 //
 // Every method honors a canceled context by returning the context's error,
 // and a Rack is safe for concurrent use. The clock is Options.Now, time.Now

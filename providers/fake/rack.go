@@ -145,19 +145,19 @@ func New(opts *Options) *Rack {
 		o = *opts
 	}
 	r := &Rack{
-		now:           o.Now,
-		breaker:       o.CircuitBreaker,
-		registryHost:  o.RegistryHost,
-		layers:        []*hookLayer{{h: o.Hooks}},
-		hooks:         o.Hooks,
-		faults:        map[string][]*fault{},
-		taskLogs:      o.TaskLogs,
-		repos:         map[string]*repo{},
-		apps:          map[string]*app{},
-		oneoffs:       map[string]*oneoffs{},
-		logs:          map[string][]providers.LogEntry{},
-		tails:         map[*tail]bool{},
-		docs:          map[string]providers.Doc{},
+		now:          o.Now,
+		breaker:      o.CircuitBreaker,
+		registryHost: o.RegistryHost,
+		layers:       []*hookLayer{{h: o.Hooks}},
+		hooks:        o.Hooks,
+		faults:       map[string][]*fault{},
+		taskLogs:     o.TaskLogs,
+		repos:        map[string]*repo{},
+		apps:         map[string]*app{},
+		oneoffs:      map[string]*oneoffs{},
+		logs:         map[string][]providers.LogEntry{},
+		tails:        map[*tail]bool{},
+		docs:         map[string]providers.Doc{},
 	}
 	if r.now == nil {
 		r.now = time.Now

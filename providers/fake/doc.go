@@ -37,7 +37,9 @@
 //
 //  1. start: Count new tasks of every process of the release are created,
 //     pending; tasks with a Port join their bound target sets as initial.
-//     An app scripted with NeverConverge stays at this step forever.
+//     A rollout scripted with NeverConverge (of its app) or
+//     NeverConvergeRelease (of its release) stays at this step until the
+//     script is undone.
 //  2. run: the pending tasks start. Each writes its start line and becomes
 //     running; bound targets turn healthy (unhealthy with FailHealth).
 //     If the image was never pushed, or the release or image digest is

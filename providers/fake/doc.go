@@ -22,11 +22,12 @@
 //     the Scheduler accepts bindings of all of them, so one process bound
 //     to routes of two balancers — an app moving from "elb" to "alb" — has
 //     its tasks as targets of both, each balancer reporting their health;
-//   - every task writes to Logs under Stream = task ID, with Process and
-//     Release set: a start line "starting <command>" when it runs, and for a
-//     crash-looping release "panic: boom" before it stops with ExitCode 2
-//     and Reason "exit status 2"; a one-off task (TaskRunner) writes its
-//     scripted output lines and stops with its scripted exit code.
+//   - every task writes to Logs (or to Options.TaskLogs) under Stream =
+//     task ID, with Process and Release set: a start line "starting
+//     <command>" when it runs, and for a crash-looping release "panic:
+//     boom" before it stops with ExitCode 2 and Reason "exit status 2"; a
+//     one-off task (TaskRunner) writes its scripted output lines and stops
+//     with its scripted exit code.
 //
 // # The rollout step model
 //

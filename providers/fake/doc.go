@@ -22,11 +22,12 @@
 //     the Scheduler accepts bindings of all of them, so one process bound
 //     to routes of two balancers — an app moving from "elb" to "alb" — has
 //     its tasks as targets of both, each balancer reporting their health;
-//   - every task writes to Logs under Stream = task ID, with Process and
-//     Release set: a start line "starting <command>" when it runs, and for a
-//     crash-looping release "panic: boom" before it stops with ExitCode 2
-//     and Reason "exit status 2"; a one-off task (TaskRunner) writes its
-//     scripted output lines and stops with its scripted exit code.
+//   - every task writes to Logs (or to Options.TaskLogs) under Stream =
+//     task ID, with Process and Release set: a start line "starting
+//     <command>" when it runs, and for a crash-looping release "panic:
+//     boom" before it stops with ExitCode 2 and Reason "exit status 2"; a
+//     one-off task (TaskRunner) writes its scripted output lines and stops
+//     with its scripted exit code.
 //
 // # The rollout step model
 //
@@ -37,7 +38,9 @@
 //
 //  1. start: Count new tasks of every process of the release are created,
 //     pending; tasks with a Port join their bound target sets as initial.
-//     An app scripted with NeverConverge stays at this step forever.
+//     A rollout scripted with NeverConverge (of its app) or
+//     NeverConvergeRelease (of its release) stays at this step until the
+//     script is undone.
 //  2. run: the pending tasks start. Each writes its start line and becomes
 //     running; bound targets turn healthy (unhealthy with FailHealth).
 //     If the image was never pushed, or the release or image digest is
@@ -83,13 +86,38 @@
 //
 // Hooks intercept any provider method with a typed function that receives
 // the original implementation as next, in the manner of controller-runtime's
-// interceptor package, and Hooks.Call intercepts every method at once. The
-// scripted behaviours (Fail, Throttle, CrashLoop, FailHealth, NeverConverge,
-// ExitCode) cover the common cases without writing a hook. Typed Balancer
-// hooks and scripted faults apply to every balancer of the rack; a
-// recorded Call names its balancer in Call.Balancer. Calls records
+// interceptor package, and Hooks.Call intercepts every method at once.
+// Hooks compose in layers: Options.Hooks is the first layer and each
+// Rack.AddHooks adds one around the layers before it, so the layer added
+// last runs outermost (first), and its next runs the layer added before
+// it. AddHooks returns a function that removes its layer; Rack.SetHooks
+// replaces every layer with one.
+//
+// The scripted behaviours cover the common cases without writing a hook,
+// and each returns a function that undoes it (pass it to t.Cleanup, or call
+// it mid-test to let the rack recover):
+//
+//   - Fail and Throttle fail the next n calls of one method;
+//   - CrashLoop and FailHealth target one release, by release ID or image
+//     digest;
+//   - NeverConverge stalls every rollout of an app (the SDK's rollback
+//     too), NeverConvergeRelease only the rollouts of one release, so "R2
+//     never converges but the rollback to R1 does" needs no hook;
+//   - ExitCode scripts one-off tasks.
+//
+// Typed Balancer hooks and scripted faults apply to every balancer of the
+// rack; a recorded Call names its balancer in Call.Balancer. Calls records
 // every provider call in order, with its key arguments and its error;
 // secret values never appear in a recorded call's printed form.
+//
+// # Another Logs provider
+//
+// A test may plug another Logs provider into the SDK's rack (a log backend
+// under test, or a wrapper around the fake's). Options.TaskLogs sends the
+// tasks' output there instead of to the rack's own Logs, so what the SDK
+// reads back, DeployError.LastLogLines included, holds it. Package
+// convoxtest builds a convox.Rack from a fake Rack (Rack.TaskLogs as its
+// Logs) in one call.
 //
 // Every method honors a canceled context by returning the context's error,
 // and a Rack is safe for concurrent use. The clock is Options.Now, time.Now

@@ -17,7 +17,7 @@ func Example() {
 	img := rack.Push("web", "v1", &fake.ImageConfig{Cmd: []string{"serve"}})
 
 	failed := false
-	rack.SetHooks(fake.Hooks{Scheduler: fake.SchedulerHooks{
+	remove := rack.AddHooks(fake.Hooks{Scheduler: fake.SchedulerHooks{
 		Apply: func(ctx context.Context, d providers.Desired, next func(context.Context, providers.Desired) (providers.Rollout, error)) (providers.Rollout, error) {
 			if !failed {
 				failed = true
@@ -26,6 +26,7 @@ func Example() {
 			return next(ctx, d)
 		},
 	}})
+	defer remove()
 
 	d := providers.Desired{
 		App: "web", Release: "r1", Token: "r1-a", Image: img,
@@ -60,11 +61,12 @@ func Example() {
 
 // Scripted behaviours need no hook: here a release crash-loops and the
 // stopped tasks and their last log line explain why it never completes.
+// The script's undo ends it: the next tasks run.
 func ExampleRack_CrashLoop() {
 	ctx := context.Background()
 	rack := fake.New(nil)
 	img := rack.Push("web", "v2", &fake.ImageConfig{Cmd: []string{"serve"}})
-	rack.CrashLoop("r2")
+	undo := rack.CrashLoop("r2")
 
 	d := providers.Desired{
 		App: "web", Release: "r2", Token: "r2", Image: img,
@@ -80,8 +82,15 @@ func ExampleRack_CrashLoop() {
 	fmt.Println("rollout:", st.Rollouts[0].State, "| release:", st.Release == "")
 	fmt.Println("task:", tk.ID, tk.State, *tk.ExitCode, tk.Reason)
 	fmt.Println("last line:", page.Entries[len(page.Entries)-1].Message)
+
+	undo()
+	for range 4 { // start again, run, drain, complete
+		st, _ = rack.Scheduler().Status(ctx, "web")
+	}
+	fmt.Println("after undo:", st.Rollouts[0].State, "| release:", st.Release)
 	// Output:
 	// rollout: in-progress | release: true
 	// task: web-web-1 stopped 2 exit status 2
 	// last line: panic: boom
+	// after undo: completed | release: r2
 }

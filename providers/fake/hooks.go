@@ -69,6 +69,11 @@ func (v Value) Format(f fmt.State, verb rune) { fmt.Fprint(f, v.String()) }
 // Order of one call: it is recorded (Rack.Calls), then Hooks.Call, then the
 // typed hook, then the implementation, which first returns the context's
 // error if ctx is done and then applies a scripted Fail or Throttle.
+//
+// A rack's hooks are layers (Options.Hooks, then each Rack.AddHooks): the
+// Call hooks of every layer run first, the layer added last outermost, then
+// the typed hooks of the method in the same order. A hook's next runs the
+// next layer's hook, or the implementation after the first layer.
 type Hooks struct {
 	// Call intercepts every method of every provider of the rack.
 	Call func(ctx context.Context, c Call, next func(context.Context) error) error

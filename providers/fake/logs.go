@@ -71,11 +71,15 @@ func (r *Rack) appendLogs(entries []providers.LogEntry) {
 	}
 }
 
-// taskLog writes one line of a task; r.mu is held.
+// taskLog writes one line of a task to the rack's logs, or queues it for
+// Options.TaskLogs; r.mu is held.
 func (r *Rack) taskLog(t *task, msg string) {
-	r.appendLogs([]providers.LogEntry{{
-		Time: r.now(), App: t.App, Stream: t.ID, Process: t.Process, Release: t.Release, Message: msg,
-	}})
+	e := providers.LogEntry{Time: r.now(), App: t.App, Stream: t.ID, Process: t.Process, Release: t.Release, Message: msg}
+	if r.taskLogs != nil {
+		r.outbox = append(r.outbox, e)
+		return
+	}
+	r.appendLogs([]providers.LogEntry{e})
 }
 
 func matchEntry(q providers.LogQuery, e providers.LogEntry, useStart bool) bool {

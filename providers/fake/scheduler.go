@@ -256,7 +256,17 @@ func (r *Rack) newTask(appName string, p providers.Process, release string, img 
 	return t
 }
 
-func (r *Rack) crashes(release, digest string) bool { return r.crash[release] || r.crash[digest] }
+// crashes reports whether tasks of the release crash on start; r.mu is
+// held.
+func (r *Rack) crashes(release, digest string) bool {
+	return anyMatch(r.crash, "", release, digest)
+}
+
+// stalls reports whether a rollout of the app stays at the start step;
+// r.mu is held.
+func (r *Rack) stalls(a *app, ro *rollout) bool {
+	return anyMatch(r.neverConverge, a.name, ro.d.Release, ro.d.Image.Digest)
+}
 
 // stopTask stops a task; r.mu is held. code nil means unknown.
 func (r *Rack) stopTask(t *task, code *int, reason string) {
@@ -294,7 +304,7 @@ func (a *app) stopLive(r *Rack, stop func(*task) (bool, *int, string)) {
 
 // unhealthy reports whether a task's targets are failing health checks.
 func (r *Rack) unhealthy(t *task) bool {
-	return t.State == providers.TaskRunning && len(t.bindings) > 0 && r.failHealth[t.Release]
+	return t.State == providers.TaskRunning && len(t.bindings) > 0 && anyMatch(r.failHealth, "", t.Release, t.image.Digest)
 }
 
 // isStaged reports whether a task belongs to the app's staged release.
@@ -396,7 +406,7 @@ func (r *Rack) advanceServing(a *app) {
 	}
 	switch ro.step {
 	case stepAccepted:
-		if r.neverConverge[a.name] {
+		if r.stalls(a, ro) {
 			return
 		}
 		r.startTasks(a, ro)
@@ -439,7 +449,7 @@ func (r *Rack) advanceStaged(a *app) {
 	}
 	switch ro.step {
 	case stepAccepted:
-		if r.neverConverge[a.name] {
+		if r.stalls(a, ro) {
 			return
 		}
 		r.startTasks(a, ro)

@@ -48,10 +48,11 @@ func (s *Scheduler) runTask(ctx context.Context, spec providers.RunSpec) (provid
 	p := spec.Process
 	p.Port = 0
 	t := r.newTask(spec.App, p, spec.Release, spec.Image, commandOf(spec.Image, spec.Process, spec.Command))
-	if sc, ok := r.exits[spec.Token]; ok && spec.Token != "" {
-		t.script = &sc
-	} else if sc, ok := r.exits[strings.Join(t.command, " ")]; ok {
-		t.script = &sc
+	if spec.Token != "" {
+		t.script = r.exitScriptFor(spec.Token)
+	}
+	if t.script == nil {
+		t.script = r.exitScriptFor(strings.Join(t.command, " "))
 	}
 	t.crash = t.script == nil && r.crashes(spec.Release, spec.Image.Digest)
 	o.tasks[t.ID] = t

@@ -91,6 +91,7 @@ func TestUsageErrorsExitTwoBeforeAnyCall(t *testing.T) {
 		{"relative path", []string{"-path", "shop"}, nil, `-path "shop"`},
 		{"bad port", []string{"-path", "/x", "-port", "0"}, nil, "-port 0"},
 		{"two modes", []string{"-status", "-delete"}, nil, "exclude each other"},
+		{"setup and another mode", []string{"-setup", "-rollback"}, nil, "exclude each other"},
 		{"malformed environment value", []string{"-path", "/x"}, map[string]string{"CONVOX_AWS_PUBLIC_IP": "sometimes"}, `CONVOX_AWS_PUBLIC_IP="sometimes"`},
 		{"registry endpoint with a path", []string{"-path", "/x", "-registry-endpoint", "http://127.0.0.1:5000/v2"}, nil, "want http(s)://HOST[:PORT]"},
 		{"positional argument", []string{"deploy"}, nil, `unexpected argument "deploy"`},
@@ -366,6 +367,15 @@ func TestDeployOnTheHarness(t *testing.T) {
 	}
 
 	h.push(t, "v1")
+	// Deploys need the table, which only -setup creates.
+	if r := h.run(t, false, deployArgs("v1")...); r.code != exitFailed || !strings.Contains(r.stderr, "-setup") {
+		t.Fatalf("deploy before -setup: want exit %d naming -setup, got %v", exitFailed, r)
+	}
+	for range 2 { // idempotent
+		if r := h.run(t, false, "-setup"); r.code != exitOK || r.stdout != "table "+h.name+" ready\n" {
+			t.Fatalf("-setup: %v", r)
+		}
+	}
 	r := h.run(t, true, deployArgs("v1")...)
 	if r.code != exitOK {
 		t.Fatalf("deploy v1: %v", r)

@@ -1,0 +1,128 @@
+package awstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// MotoIAMAdminEnv names the environment variable holding the access key
+// of the administrator of moto's IAM enforcing process, as
+// "ACCESS_KEY_ID:SECRET". scripts/moto creates that user with the
+// process's first actions (INITIAL_NO_AUTH_ACTION_COUNT) and sets it.
+const MotoIAMAdminEnv = "CONVOX_TEST_MOTO_IAM_ADMIN"
+
+// MotoIAM returns the configuration of the administrator of moto's IAM
+// enforcing process (MotoIAMEnv), which may call every action, or skips
+// the test when that process is not running. Every request to that
+// process must be signed by a user whose policies allow it.
+func MotoIAM(t testing.TB) aws.Config {
+	t.Helper()
+	endpoint, admin := os.Getenv(MotoIAMEnv), os.Getenv(MotoIAMAdminEnv)
+	if endpoint == "" || admin == "" {
+		t.Skipf("%s or %s is unset: this test needs moto with IAM enforcement; run scripts/test, or eval \"$(scripts/moto start)\" first", MotoIAMEnv, MotoIAMAdminEnv)
+	}
+	id, secret, ok := strings.Cut(admin, ":")
+	if !ok {
+		t.Fatalf("%s is not ACCESS_KEY_ID:SECRET", MotoIAMAdminEnv)
+	}
+	cfg := ConfigFor(endpoint)
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(id, secret, "")
+	return cfg
+}
+
+// NewIAMUser creates an IAM user named name holding exactly policy (one
+// inline policy) through admin, and returns a configuration signed with a
+// new access key of that user.
+func NewIAMUser(t testing.TB, admin aws.Config, name string, policy []byte) aws.Config {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := Query(ctx, admin, "iam", url.Values{"Action": {"CreateUser"}, "UserName": {name}}); err != nil {
+		t.Fatalf("CreateUser %s: %v", name, err)
+	}
+	if _, err := Query(ctx, admin, "iam", url.Values{"Action": {"PutUserPolicy"}, "UserName": {name}, "PolicyName": {name}, "PolicyDocument": {string(policy)}}); err != nil {
+		t.Fatalf("PutUserPolicy %s: %v", name, err)
+	}
+	body, err := Query(ctx, admin, "iam", url.Values{"Action": {"CreateAccessKey"}, "UserName": {name}})
+	if err != nil {
+		t.Fatalf("CreateAccessKey %s: %v", name, err)
+	}
+	var out struct {
+		ID     string `xml:"CreateAccessKeyResult>AccessKey>AccessKeyId"`
+		Secret string `xml:"CreateAccessKeyResult>AccessKey>SecretAccessKey"`
+	}
+	if err := xml.Unmarshal(body, &out); err != nil || out.ID == "" {
+		t.Fatalf("CreateAccessKey %s: no key in %q (%v)", name, body, err)
+	}
+	cfg := admin.Copy()
+	cfg.APIOptions = nil
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(out.ID, out.Secret, "")
+	return cfg
+}
+
+// queryVersions are the API versions of the query-protocol services
+// Query calls.
+var queryVersions = map[string]string{"iam": "2010-05-08", "ec2": "2016-11-15"}
+
+// Query makes one call of a query-protocol AWS API (service "iam" or
+// "ec2") to cfg's endpoint, signed with cfg's credentials, for the few
+// test set-up calls whose SDK clients the module does not otherwise need.
+// params holds Action and its parameters. It returns the response body,
+// or an error with the body when the status is not 200.
+func Query(ctx context.Context, cfg aws.Config, service string, params url.Values) ([]byte, error) {
+	version, ok := queryVersions[service]
+	if !ok {
+		return nil, fmt.Errorf("awstest.Query: unknown service %q", service)
+	}
+	params = cloneValues(params)
+	params.Set("Version", version)
+	body := []byte(params.Encode())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, aws.ToString(cfg.BaseEndpoint)+"/", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	creds, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), service, cfg.Region, time.Now()); err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("%s %s: status %d: %s", service, params.Get("Action"), resp.StatusCode, out)
+	}
+	return out, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}

@@ -11,13 +11,17 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // MotoIAMAdminEnv names the environment variable holding the access key
@@ -125,4 +129,36 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// Denials records the operations an endpoint refused with HTTP 403 (as
+// moto refuses an action a caller's policies do not allow, on every
+// protocol). It is safe for concurrent use.
+type Denials struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+// AddTo installs the recorder in a middleware stack; its signature fits
+// aws.Config.APIOptions.
+func (d *Denials) AddTo(stack *middleware.Stack) error {
+	return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("awstest.Denials",
+		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleDeserialize(ctx, in)
+			if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp.StatusCode == http.StatusForbidden {
+				d.mu.Lock()
+				d.ops = append(d.ops, middleware.GetOperationName(ctx))
+				d.mu.Unlock()
+			}
+			return out, md, err
+		}), middleware.After)
+}
+
+// Ops returns the refused operations, sorted, each once.
+func (d *Denials) Ops() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := slices.Clone(d.ops)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -32,40 +32,15 @@ func emulator(t *testing.T, e awstest.Emulator) *dynamodb.Client {
 	return db
 }
 
-// newStore returns a store of the shared table in a fresh namespace.
-//
-// On moto, its writes are made one at a time. DynamoDB documents that
-// "Individual write operations such as UpdateItem are atomic and always
-// operate on the most recent version of the item, regardless of
-// concurrency" (Best practices for handling concurrent updates in
-// DynamoDB); moto evaluates a condition and writes in two steps, so two
-// racing conditional writes can both succeed there.
+// newStore returns a store of the shared table in a fresh namespace; on
+// moto, its writes are made atomic (see awstest.AtomicWrites).
 func newStore(t *testing.T, e awstest.Emulator) providers.Store {
 	t.Helper()
 	s := dynamostore.New(emulator(t, e), testTable, &dynamostore.Options{Namespace: awstest.Name(t, "ns")})
 	if e.Backend == awstest.Moto {
-		return &atomicWrites{Store: s}
+		return awstest.AtomicWrites(s)
 	}
 	return s
-}
-
-// atomicWrites makes each write of a store atomic by running one at a
-// time.
-type atomicWrites struct {
-	providers.Store
-	mu sync.Mutex
-}
-
-func (a *atomicWrites) Put(ctx context.Context, key string, value []byte, ifVersion int64) (int64, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.Store.Put(ctx, key, value, ifVersion)
-}
-
-func (a *atomicWrites) Delete(ctx context.Context, key string, ifVersion int64) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.Store.Delete(ctx, key, ifVersion)
 }
 
 func TestConformance(t *testing.T) {

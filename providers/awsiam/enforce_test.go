@@ -1,0 +1,158 @@
+package awsiam_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/convox-go/convox/internal/awstest"
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/awsiam"
+	"github.com/convox-go/convox/providers/cwlogs"
+	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/kinesislogs"
+	"github.com/convox-go/convox/providers/providertest"
+)
+
+// enforced is one provider's suite run on moto with IAM enforced, as a
+// user holding exactly awsiam.Policy(permissions).
+type enforced struct {
+	name        string
+	prefix      string   // the IAM service prefix of the provider's actions
+	permissions []string // the provider's Permissions()
+	// run runs the provider's suite with the user's configuration; admin
+	// may call every action, for set-up the provider leaves to others.
+	run func(t *testing.T, user, admin aws.Config)
+	// denied is an action outside the policy that the user calls once, to
+	// show that enforcement is on: it must be refused.
+	denied func(ctx context.Context, user aws.Config) error
+	// unused are the actions of the policy that the suite does not call,
+	// each with the reason it stays in the policy.
+	unused map[string]string
+}
+
+func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *testing.T) {
+	admin := awstest.MotoIAM(t)
+	for _, tc := range []enforced{
+		{
+			name: "dynamostore", prefix: "dynamodb", permissions: dynamostore.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				table := awstest.Name(t, "iamtable")
+				// Creating the table is set-up for an administrator
+				// (examples/aws -setup), not the store's to do.
+				if err := dynamostore.EnsureTable(t.Context(), dynamodb.NewFromConfig(admin), table); err != nil {
+					t.Fatalf("EnsureTable as the administrator: %v", err)
+				}
+				s := awstest.AtomicWrites(dynamostore.New(dynamodb.NewFromConfig(user), table, &dynamostore.Options{Namespace: awstest.Name(t, "ns")}))
+				providertest.TestStore(t, func(*testing.T) providers.Store { return s })
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := dynamodb.NewFromConfig(user).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("any")})
+				return err
+			},
+		},
+		{
+			name: "cwlogs", prefix: "logs", permissions: cwlogs.Permissions(),
+			run: func(t *testing.T, user, _ aws.Config) {
+				l := cwlogs.New(cloudwatchlogs.NewFromConfig(user), &cwlogs.Options{TailLookback: 2 * time.Hour, TailPollInterval: 100 * time.Millisecond})
+				providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := cloudwatchlogs.NewFromConfig(user).DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String("any")})
+				return err
+			},
+		},
+		{
+			name: "kinesislogs", prefix: "kinesis", permissions: kinesislogs.Permissions(),
+			run: func(t *testing.T, user, _ aws.Config) {
+				client := kinesis.NewFromConfig(user)
+				stream := awstest.Name(t, "iamlogs")
+				if err := kinesislogs.EnsureStream(t.Context(), client, stream, &kinesislogs.StreamOptions{Shards: 2}); err != nil {
+					t.Fatalf("EnsureStream: %v", err)
+				}
+				l := kinesislogs.New(client, stream, nil)
+				providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := kinesis.NewFromConfig(user).ListStreams(ctx, &kinesis.ListStreamsInput{})
+				return err
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy, err := awsiam.Policy(tc.permissions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			user := awstest.NewIAMUser(t, admin, awstest.Name(t, tc.name[:min(len(tc.name), 13)]), policy)
+			calls, denials := awstest.NewCounter(), &awstest.Denials{}
+			user.APIOptions = append(user.APIOptions, calls.AddTo, denials.AddTo)
+
+			t.Run("an action outside the policy is denied", func(t *testing.T) {
+				err := tc.denied(t.Context(), user)
+				if err == nil || !strings.Contains(err.Error(), "403") {
+					t.Fatalf("call outside the policy: err = %v, want an HTTP 403 denial", err)
+				}
+			})
+			refused := denials.Ops()
+			calls.Reset()
+
+			t.Run("suite", func(t *testing.T) { tc.run(t, user, admin) })
+
+			if got := denials.Ops(); len(got) > len(refused) {
+				t.Errorf("operations denied to the suite: %v", slices.DeleteFunc(got, func(op string) bool { return slices.Contains(refused, op) }))
+			}
+			called := calls.Counts()
+			unused := map[string]bool{}
+			for _, a := range tc.permissions {
+				op, ok := strings.CutPrefix(a, tc.prefix+":")
+				if !ok || called[op] == 0 {
+					unused[a] = true
+				}
+			}
+			want := map[string]bool{}
+			for a := range tc.unused {
+				want[a] = true
+			}
+			if diff := cmp.Diff(want, unused); diff != "" {
+				t.Errorf("actions of the policy the suite does not call (-documented +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestIAMUsersAreCreatedWithTheirPolicy checks the harness itself: a user
+// may call what its policy allows and nothing else.
+func TestIAMUsersAreCreatedWithTheirPolicy(t *testing.T) {
+	admin := awstest.MotoIAM(t)
+	policy, err := awsiam.Policy([]string{"iam:GetUser"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := awstest.Name(t, "iamcheck")
+	user := awstest.NewIAMUser(t, admin, name, policy)
+	if _, err := awstest.Query(t.Context(), user, "iam", url.Values{"Action": {"GetUser"}, "UserName": {name}}); err != nil {
+		t.Errorf("an allowed action: %v", err)
+	}
+	_, err = awstest.Query(t.Context(), user, "iam", url.Values{"Action": {"ListUsers"}})
+	if err == nil || !strings.Contains(err.Error(), "status 403") {
+		t.Errorf("an action outside the policy: err = %v, want status 403", err)
+	}
+	unsigned := admin.Copy()
+	unsigned.Credentials = aws.AnonymousCredentials{}
+	if _, err := awstest.Query(t.Context(), unsigned, "iam", url.Values{"Action": {"ListUsers"}}); err == nil {
+		t.Error("an unsigned call succeeded: enforcement is off")
+	} else if errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}

@@ -162,3 +162,46 @@ func (d *Denials) Ops() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// Subnets creates a VPC with two subnets in two availability zones
+// through the EC2 API at cfg (moto's; kumo has no EC2), as a load
+// balancer needs, and returns the subnets' and the VPC's default security
+// group's IDs.
+func Subnets(t testing.TB, cfg aws.Config) (subnets []string, securityGroup string) {
+	t.Helper()
+	ctx := context.Background()
+	body, err := Query(ctx, cfg, "ec2", url.Values{"Action": {"CreateVpc"}, "CidrBlock": {"10.0.0.0/16"}})
+	if err != nil {
+		t.Fatalf("CreateVpc: %v", err)
+	}
+	var vpc struct {
+		ID string `xml:"vpc>vpcId"`
+	}
+	if err := xml.Unmarshal(body, &vpc); err != nil || vpc.ID == "" {
+		t.Fatalf("CreateVpc: no VPC in %q (%v)", body, err)
+	}
+	for i, zone := range []string{Region + "a", Region + "b"} {
+		body, err := Query(ctx, cfg, "ec2", url.Values{"Action": {"CreateSubnet"}, "VpcId": {vpc.ID}, "CidrBlock": {fmt.Sprintf("10.0.%d.0/24", i)}, "AvailabilityZone": {zone}})
+		if err != nil {
+			t.Fatalf("CreateSubnet: %v", err)
+		}
+		var sn struct {
+			ID string `xml:"subnet>subnetId"`
+		}
+		if err := xml.Unmarshal(body, &sn); err != nil || sn.ID == "" {
+			t.Fatalf("CreateSubnet: no subnet in %q (%v)", body, err)
+		}
+		subnets = append(subnets, sn.ID)
+	}
+	body, err = Query(ctx, cfg, "ec2", url.Values{"Action": {"DescribeSecurityGroups"}, "Filter.1.Name": {"vpc-id"}, "Filter.1.Value.1": {vpc.ID}})
+	if err != nil {
+		t.Fatalf("DescribeSecurityGroups: %v", err)
+	}
+	var sgs struct {
+		IDs []string `xml:"securityGroupInfo>item>groupId"`
+	}
+	if err := xml.Unmarshal(body, &sgs); err != nil || len(sgs.IDs) == 0 {
+		t.Fatalf("DescribeSecurityGroups: no group in %q (%v)", body, err)
+	}
+	return subnets, sgs.IDs[0]
+}

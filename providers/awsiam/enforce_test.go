@@ -12,14 +12,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox/internal/awstest"
 	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/awsiam"
 	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/elbbalancer"
 	"github.com/convox-go/convox/providers/kinesislogs"
 	"github.com/convox-go/convox/providers/providertest"
 )
@@ -86,6 +90,44 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			denied: func(ctx context.Context, user aws.Config) error {
 				_, err := kinesis.NewFromConfig(user).ListStreams(ctx, &kinesis.ListStreamsInput{})
 				return err
+			},
+		},
+		{
+			name: "albbalancer", prefix: "elasticloadbalancing", permissions: albbalancer.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				subnets, sg := awstest.Subnets(t, admin) // the network is the account's, not the balancer's
+				b := albbalancer.New(elbv2.NewFromConfig(user), &albbalancer.Options{
+					LoadBalancer: awstest.Name(t, "alb"), Subnets: subnets, SecurityGroups: []string{sg}, Domain: "apps.example.com",
+				})
+				providertest.TestBalancer(t, providertest.BalancerHarness{New: func(*testing.T) providers.Balancer { return b }})
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := elbv2.NewFromConfig(user).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/any/0")})
+				return err
+			},
+			unused: map[string]string{
+				"elasticloadbalancing:AddListenerCertificates":        "HTTPS routes with a certificate of their own; the suite routes HTTP (TestCertificatesOfHTTPSRoutes calls it)",
+				"elasticloadbalancing:AddTags":                        "authorization only when creating tagged resources (CreateLoadBalancer, CreateTargetGroup with Tags), and re-tagging a target group whose port changed",
+				"elasticloadbalancing:DescribeLoadBalancerAttributes": "HTTP2 routes only; the suite has none",
+				"elasticloadbalancing:ModifyLoadBalancerAttributes":   "HTTP2 routes only; the suite has none",
+				"elasticloadbalancing:SetRulePriorities":              "moving rules when a route must take a priority between existing ones; the suite's routes never need it",
+			},
+		},
+		{
+			name: "elbbalancer", prefix: "elasticloadbalancing", permissions: elbbalancer.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				subnets, sg := awstest.Subnets(t, admin)
+				b := elbbalancer.New(elb.NewFromConfig(user), &elbbalancer.Options{Subnets: subnets, SecurityGroups: []string{sg}})
+				providertest.TestBalancer(t, providertest.BalancerHarness{New: func(*testing.T) providers.Balancer { return b }})
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := elb.NewFromConfig(user).DescribeLoadBalancerPolicies(ctx, &elb.DescribeLoadBalancerPoliciesInput{})
+				return err
+			},
+			unused: map[string]string{
+				"elasticloadbalancing:AddTags":                     "authorization only when creating a tagged load balancer (CreateLoadBalancer with Tags)",
+				"elasticloadbalancing:CreateLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
+				"elasticloadbalancing:DeleteLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
 			},
 		},
 	} {

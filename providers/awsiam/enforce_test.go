@@ -12,18 +12,22 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/internal/awstest"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/awsiam"
 	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/ecsscheduler"
 	"github.com/convox-go/convox/providers/elbbalancer"
+	"github.com/convox-go/convox/providers/fake"
 	"github.com/convox-go/convox/providers/kinesislogs"
 	"github.com/convox-go/convox/providers/providertest"
 )
@@ -128,6 +132,50 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				"elasticloadbalancing:AddTags":                     "authorization only when creating a tagged load balancer (CreateLoadBalancer with Tags)",
 				"elasticloadbalancing:CreateLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
 				"elasticloadbalancing:DeleteLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
+			},
+		},
+		{
+			// moto runs no ECS task, so the scheduler suite cannot pass
+			// there; a deploy through the root client exercises Apply,
+			// Status and the compensation, and must end at its wait limit.
+			name: "ecsscheduler", prefix: "ecs", permissions: ecsscheduler.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				subnets, sg := awstest.Subnets(t, admin)
+				app := awstest.Name(t, "shop")
+				sch := ecsscheduler.New(ecs.NewFromConfig(user), &ecsscheduler.Options{
+					Cluster: app, Subnets: subnets, SecurityGroups: []string{sg},
+					ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
+				})
+				others := fake.New(nil)
+				others.Push(app, "v1", &fake.ImageConfig{Entrypoint: []string{"/app/worker"}})
+				c, err := convox.New(convox.Rack{Registry: others.Registry(), Scheduler: sch, Balancer: others.Balancer(), Logs: others.Logs(), Store: others.Store()},
+					&convox.Options{PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond, Timeout: 3 * time.Second, CompensateTimeout: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.CreateApp(t.Context(), app, nil); err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil)
+				var de *convox.DeployError
+				if !errors.As(err, &de) || de.Step != convox.StepWait {
+					t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError at the wait", err)
+				}
+				if err := sch.Delete(t.Context(), app); err != nil {
+					t.Errorf("Delete: %v", err)
+				}
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := ecs.NewFromConfig(user).ListClusters(ctx, &ecs.ListClustersInput{})
+				return err
+			},
+			unused: map[string]string{
+				"ecs:DescribeTasks": "describing tasks (stopped ones of a failed deploy, one-off tasks); moto runs none (the ecstest suites call it)",
+				"ecs:RunTask":       "one-off tasks (TaskRunner); moto fails RunTask with task-level Fargate memory, valid on AWS (the ecstest suites call it)",
+				"ecs:StopTask":      "stopping one-off tasks (TaskRunner), as RunTask",
+				"ecs:TagResource":   "authorization only: ECS requires it to create a service or task definition with tags",
+				"ecs:UpdateService": "a second release of a service; this deploy has one release (the ecstest suites call it)",
+				"iam:PassRole":      "authorization only: registering a task definition passes the execution role; moto does not check it",
 			},
 		},
 	} {

@@ -12,11 +12,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/internal/awstest"
@@ -25,6 +27,7 @@ import (
 	"github.com/convox-go/convox/providers/awsiam"
 	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/ecrregistry"
 	"github.com/convox-go/convox/providers/ecsscheduler"
 	"github.com/convox-go/convox/providers/elbbalancer"
 	"github.com/convox-go/convox/providers/fake"
@@ -132,6 +135,33 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				"elasticloadbalancing:AddTags":                     "authorization only when creating a tagged load balancer (CreateLoadBalancer with Tags)",
 				"elasticloadbalancing:CreateLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
 				"elasticloadbalancing:DeleteLoadBalancerListeners": "a route whose listener changes; the suite never changes one (TestEnsureRouteChangesOnlyWhatDiffers calls it)",
+			},
+		},
+		{
+			name: "ecrregistry", prefix: "ecr", permissions: ecrregistry.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				// Pushing images is for another principal (a CI job's):
+				// the administrator pushes.
+				images := awstest.NewECRImages(t, ecr.NewFromConfig(admin), awstest.Moto)
+				user.APIOptions = append(user.APIOptions, awstest.TokensValidFor12Hours)
+				reg := ecrregistry.New(ecr.NewFromConfig(user), &ecrregistry.Options{Transport: images.Transport()})
+				providertest.TestRegistry(t, providertest.RegistryHarness{
+					New: func(*testing.T) providers.Registry { return reg },
+					Push: func(t *testing.T, _ providers.Registry, repo, tag string) string {
+						img, err := random.Image(64, 1)
+						if err != nil {
+							t.Fatal(err)
+						}
+						return images.Push(t, repo, tag, img)
+					},
+				})
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := ecr.NewFromConfig(user).PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String("any"), ImageManifest: aws.String("{}")})
+				return err
+			},
+			unused: map[string]string{
+				"ecr:GetDownloadUrlForLayer": "authorization only: ECR checks it for blob downloads over the registry data path, which moto does not serve (the suite's data path is an in-process registry)",
 			},
 		},
 		{

@@ -9,7 +9,9 @@
 //		-subnets subnet-0a,subnet-0b -security-groups sg-0abc \
 //		-execution-role arn:aws:iam::123456789012:role/ecsTaskExecutionRole
 //
-// A deploy ensures the DynamoDB table, creates the app when it is missing,
+// Once per account and table, an administrator runs the program with
+// -setup, which creates the DynamoDB table. A deploy creates the app when
+// it is missing,
 // resolves the image (already pushed to ECR, for example with docker push or
 // crane) to its digest, and deploys it: the load balancer's rule and target
 // group, the ECS service, then a wait until the tasks run and are healthy
@@ -33,6 +35,7 @@
 //	-status    the app, its active release, endpoint and release history
 //	-rollback  roll back to the last healthy release (one call; a new release copying it)
 //	-delete    delete the app's ECS services, routes, log group and history
+//	-setup     create the DynamoDB table when it is missing (once)
 //
 // # Exit codes
 //
@@ -60,7 +63,7 @@
 //	-execution-role ARN      CONVOX_AWS_EXECUTION_ROLE     role ECS pulls images and writes logs with
 //	-load-balancer NAME|ARN  CONVOX_AWS_LOAD_BALANCER      shared ALB; a name is created when missing (default "convox")
 //	-domain DOMAIN           CONVOX_AWS_DOMAIN             the process answers on <app>-<process>.DOMAIN
-//	-table NAME              CONVOX_AWS_TABLE              DynamoDB table, created when missing (default "convox")
+//	-table NAME              CONVOX_AWS_TABLE              DynamoDB table, created by -setup (default "convox")
 //	-namespace NAME          CONVOX_AWS_NAMESPACE          this rack's documents in the table (default "convox")
 //	-registry-endpoint URL   CONVOX_AWS_REGISTRY_ENDPOINT  see "Registry endpoint" below
 //
@@ -88,8 +91,10 @@
 //
 // # IAM permissions
 //
-// The caller needs the actions each provider package documents (see
-// providers/ecrregistry, ecsscheduler, albbalancer, cwlogs and dynamostore):
+// Every mode but -setup needs exactly the actions the provider packages
+// list (providers/ecrregistry, ecsscheduler, albbalancer, cwlogs and
+// dynamostore), the policy providers/awsiam prints for them; a test runs the
+// program against an emulator enforcing that policy:
 //
 //	ecr:GetAuthorizationToken, ecr:BatchGetImage, ecr:GetDownloadUrlForLayer
 //	ecs:CreateCluster, ecs:RegisterTaskDefinition, ecs:DescribeTaskDefinition,
@@ -106,8 +111,10 @@
 //	first time an account creates a load balancer)
 //	logs:CreateLogGroup, logs:CreateLogStream, logs:PutLogEvents,
 //	logs:FilterLogEvents, logs:DeleteLogGroup (-delete)
-//	dynamodb:DescribeTable, dynamodb:CreateTable (deploys ensure the table),
 //	dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query
+//
+// -setup needs dynamodb:DescribeTable and dynamodb:CreateTable besides: it
+// is separate so that the deploying principal cannot create tables.
 //
 // The execution role needs ecr:GetAuthorizationToken, ecr:BatchGetImage,
 // ecr:GetDownloadUrlForLayer, logs:CreateLogGroup, logs:CreateLogStream and
@@ -133,8 +140,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers/dynamostore"
 )
 
 // Exit codes.
@@ -173,6 +182,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Region == "" {
 		fmt.Fprintln(stderr, "aws: no AWS region is configured: set AWS_REGION, or a region in your AWS profile")
 		return exitUsage
+	}
+	if s.mode == modeSetup {
+		if err := dynamostore.EnsureTable(ctx, dynamodb.NewFromConfig(cfg), s.table); err != nil {
+			fmt.Fprintf(stderr, "aws: DynamoDB table %s: %v\n", s.table, err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "table %s ready\n", s.table)
+		return exitOK
 	}
 	r, err := openRack(ctx, cfg, s)
 	if err != nil {
@@ -219,7 +236,12 @@ type program struct {
 // deploy creates the app when it is missing and deploys the image.
 func (p *program) deploy(ctx context.Context) error {
 	if _, err := p.c.GetApp(ctx, p.s.app); errors.Is(err, convox.ErrNotFound) {
-		if _, err := p.c.CreateApp(ctx, p.s.app, nil); err != nil && !errors.Is(err, convox.ErrAlreadyExists) {
+		_, err := p.c.CreateApp(ctx, p.s.app, nil)
+		if errors.Is(err, convox.ErrNotFound) {
+			// Creating a document finds nothing only when its table is missing.
+			return fmt.Errorf("%w\n(create the DynamoDB table %s once with -setup)", err, p.s.table)
+		}
+		if err != nil && !errors.Is(err, convox.ErrAlreadyExists) {
 			return err
 		}
 	} else if err != nil {

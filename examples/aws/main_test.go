@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +39,12 @@ import (
 	"github.com/convox-go/convox/internal/awstest"
 	"github.com/convox-go/convox/internal/ecstest"
 	"github.com/convox-go/convox/internal/elbtest"
+	"github.com/convox-go/convox/providers/albbalancer"
+	"github.com/convox-go/convox/providers/awsiam"
+	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/ecrregistry"
+	"github.com/convox-go/convox/providers/ecsscheduler"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -91,6 +97,7 @@ func TestUsageErrorsExitTwoBeforeAnyCall(t *testing.T) {
 		{"relative path", []string{"-path", "shop"}, nil, `-path "shop"`},
 		{"bad port", []string{"-path", "/x", "-port", "0"}, nil, "-port 0"},
 		{"two modes", []string{"-status", "-delete"}, nil, "exclude each other"},
+		{"setup and another mode", []string{"-setup", "-rollback"}, nil, "exclude each other"},
 		{"malformed environment value", []string{"-path", "/x"}, map[string]string{"CONVOX_AWS_PUBLIC_IP": "sometimes"}, `CONVOX_AWS_PUBLIC_IP="sometimes"`},
 		{"registry endpoint with a path", []string{"-path", "/x", "-registry-endpoint", "http://127.0.0.1:5000/v2"}, nil, "want http(s)://HOST[:PORT]"},
 		{"positional argument", []string{"deploy"}, nil, `unexpected argument "deploy"`},
@@ -172,6 +179,13 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	endpoint := awstest.Endpoint(t) // skips without the emulator
+	return newHarnessAt(t, endpoint, awstest.ConfigFor(endpoint))
+}
+
+// newHarnessAt returns a harness whose AWS services but ECS are at
+// endpoint; the test makes its own calls there with cfg.
+func newHarnessAt(t *testing.T, endpoint string, cfg aws.Config) *harness {
+	t.Helper()
 	h := &harness{endpoint: endpoint, name: awstest.Name(t, "awsex")}
 	h.bin = filepath.Join(t.TempDir(), "aws")
 	build := exec.CommandContext(t.Context(), "go", "build", "-o", h.bin, ".")
@@ -181,7 +195,6 @@ func newHarness(t *testing.T) *harness {
 	h.ecs = ecstest.New(t, &ecstest.Options{AutoStep: true})
 	h.data = httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(h.data.Close)
-	cfg := awstest.ConfigFor(endpoint)
 	h.ecr = ecr.NewFromConfig(cfg)
 	h.elbv2 = elbv2.NewFromConfig(cfg)
 	h.att = &elbtest.Attacher{ECS: ecs.NewFromConfig(awstest.ConfigFor(h.ecs.URL)), Cluster: h.name, ELBv2: h.elbv2}
@@ -235,11 +248,13 @@ func (h *harness) push(t *testing.T, tag string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ecr.PutImage(t.Context(), &ecr.PutImageInput{RepositoryName: aws.String(h.name), ImageManifest: aws.String(string(manifest)), ImageTag: aws.String(tag)}); err != nil {
-		t.Fatal(err)
-	}
 	d, err := img.Digest()
 	if err != nil {
+		t.Fatal(err)
+	}
+	// imageDigest is "The image digest of the image manifest corresponding
+	// to the image" (PutImage); moto computes another digest without it.
+	if _, err := h.ecr.PutImage(t.Context(), &ecr.PutImageInput{RepositoryName: aws.String(h.name), ImageManifest: aws.String(string(manifest)), ImageTag: aws.String(tag), ImageDigest: aws.String(d.String())}); err != nil {
 		t.Fatal(err)
 	}
 	return d.String()
@@ -366,6 +381,15 @@ func TestDeployOnTheHarness(t *testing.T) {
 	}
 
 	h.push(t, "v1")
+	// Deploys need the table, which only -setup creates.
+	if r := h.run(t, false, deployArgs("v1")...); r.code != exitFailed || !strings.Contains(r.stderr, "-setup") {
+		t.Fatalf("deploy before -setup: want exit %d naming -setup, got %v", exitFailed, r)
+	}
+	for range 2 { // idempotent
+		if r := h.run(t, false, "-setup"); r.code != exitOK || r.stdout != "table "+h.name+" ready\n" {
+			t.Fatalf("-setup: %v", r)
+		}
+	}
 	r := h.run(t, true, deployArgs("v1")...)
 	if r.code != exitOK {
 		t.Fatalf("deploy v1: %v", r)
@@ -500,4 +524,68 @@ func (h *harness) interruptWhileWaiting(t *testing.T, args ...string) (int, stri
 		t.Fatalf("the deploy never reported waiting; stderr:\n%s", stderr.String())
 	}
 	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// setEnv replaces (or adds) variables of the harness's environment.
+func (h *harness) setEnv(kv ...string) {
+	for _, v := range kv {
+		key, _, _ := strings.Cut(v, "=")
+		h.env = slices.DeleteFunc(h.env, func(e string) bool { return strings.HasPrefix(e, key+"=") })
+		h.env = append(h.env, v)
+	}
+}
+
+// TestDeployWithTheCombinedPolicyUnderIAMEnforcement runs the program on
+// moto with IAM enforced: -setup as an administrator, then a deploy, a
+// status and a delete as a user holding exactly the policy providers/awsiam
+// prints for the program's five providers. ECS stays on the ecstest server,
+// which runs tasks (the ECS actions are enforced by the awsiam tests).
+func TestDeployWithTheCombinedPolicyUnderIAMEnforcement(t *testing.T) {
+	admin := awstest.MotoIAM(t)
+	policy, err := awsiam.Policy(ecrregistry.Permissions(), ecsscheduler.Permissions(), albbalancer.Permissions(), cwlogs.Permissions(), dynamostore.Permissions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := awstest.NewIAMUser(t, admin, awstest.Name(t, "deployer"), policy)
+	h := newHarnessAt(t, aws.ToString(admin.BaseEndpoint), admin)
+	subnets, sg := awstest.Subnets(t, admin)
+	h.setEnv("CONVOX_AWS_SUBNETS="+strings.Join(subnets, ","), "CONVOX_AWS_SECURITY_GROUPS="+sg)
+	keys := func(cfg aws.Config) []string {
+		c, err := cfg.Credentials.Retrieve(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []string{"AWS_ACCESS_KEY_ID=" + c.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + c.SecretAccessKey}
+	}
+
+	h.setEnv(keys(admin)...)
+	if r := h.run(t, false, "-setup"); r.code != exitOK {
+		t.Fatalf("-setup as the administrator: %v", r)
+	}
+	h.setEnv(keys(user)...)
+	h.push(t, "v1")
+	for _, step := range []struct {
+		name   string
+		attach bool
+		args   []string
+	}{
+		{"deploy", true, []string{"-image", h.name + ":v1", "-path", "/shop", "-health-path", "/health", "-poll-interval", "20ms", "-timeout", "30s"}},
+		{"status", false, []string{"-status"}},
+		{"delete", false, []string{"-delete"}},
+	} {
+		r := h.run(t, step.attach, step.args...)
+		if r.code != exitOK {
+			t.Fatalf("%s as the user holding the combined policy: %v", step.name, r)
+		}
+		for _, denial := range []string{"AccessDenied", "StatusCode: 403"} {
+			if strings.Contains(r.stderr, denial) {
+				t.Errorf("%s: a call was denied:\n%s", step.name, r.stderr)
+			}
+		}
+	}
+	// The user holds nothing else: creating a table is refused.
+	h.setEnv("CONVOX_AWS_TABLE=" + h.name + "-other")
+	if r := h.run(t, false, "-setup"); r.code != exitFailed || !strings.Contains(r.stderr, "403") {
+		t.Errorf("-setup as the user: want exit %d with a 403 denial, got %v", exitFailed, r)
+	}
 }

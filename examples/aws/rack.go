@@ -31,19 +31,15 @@ type rack struct {
 	alb *albbalancer.Balancer
 }
 
-// openRack builds the rack from cfg and the settings. In deploy mode it
-// creates the DynamoDB table when missing; the other modes use it as it is.
+// openRack builds the rack from cfg and the settings. The DynamoDB table
+// must exist (-setup creates it), so that a run needs no more than the
+// providers' own permissions.
 // With a registry endpoint, deploys and rollbacks ask ECR once for the
 // registry host (GetAuthorizationToken, whose token the registry caches for
 // its own data-path requests), so that only requests for that host are
 // redirected.
 func openRack(ctx context.Context, cfg aws.Config, s settings) (*rack, error) {
 	db := dynamodb.NewFromConfig(cfg)
-	if s.mode == modeDeploy {
-		if err := dynamostore.EnsureTable(ctx, db, s.table); err != nil {
-			return nil, fmt.Errorf("DynamoDB table %s: %w", s.table, err)
-		}
-	}
 	var regOpts ecrregistry.Options
 	var redirect *hostRedirect
 	if s.registryEndpoint != "" {

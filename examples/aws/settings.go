@@ -20,6 +20,7 @@ const (
 	modeStatus   mode = "status"
 	modeRollback mode = "rollback"
 	modeDelete   mode = "delete"
+	modeSetup    mode = "setup"
 )
 
 // settings is everything the program reads from its flags and environment.
@@ -94,7 +95,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	}
 	fs := flag.NewFlagSet("aws", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var status, rollback, del bool
+	var status, rollback, del, setup bool
 	fs.StringVar(&s.app, "app", "", "the app to deploy (created when missing)")
 	fs.StringVar(&s.image, "image", "", "the image to deploy, already pushed to ECR: `REPO:TAG`, REPO@sha256:..., or the full ECR URI")
 	fs.StringVar(&s.process, "process", s.process, "the process name")
@@ -112,12 +113,13 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.StringVar(&s.executionRole, "execution-role", "", "`ARN` of the role ECS pulls images and writes logs with (required on AWS)")
 	fs.StringVar(&s.loadBalancer, "load-balancer", s.loadBalancer, "name or ARN of the shared application load balancer (a name is created when missing)")
 	fs.StringVar(&s.domain, "domain", "", "the process answers on the host <app>-<process>.`DOMAIN`")
-	fs.StringVar(&s.table, "table", s.table, "the DynamoDB table of apps and release history (created when missing)")
+	fs.StringVar(&s.table, "table", s.table, "the DynamoDB table of apps and release history (created by -setup)")
 	fs.StringVar(&s.namespace, "namespace", "", "this rack's documents in the table (default \"convox\")")
 	fs.StringVar(&s.registryEndpoint, "registry-endpoint", "", "send this program's registry data-path requests for the ECR host to this `URL` instead (a pull-through mirror, an emulator); see the package documentation")
 	fs.BoolVar(&status, "status", false, "print the app, its endpoint and its releases instead of deploying")
 	fs.BoolVar(&rollback, "rollback", false, "roll the app back to its last healthy release instead of deploying")
 	fs.BoolVar(&del, "delete", false, "delete the app (its services, routes, logs and history) instead of deploying")
+	fs.BoolVar(&setup, "setup", false, "create the DynamoDB table when missing, once, instead of deploying (needs dynamodb:DescribeTable and dynamodb:CreateTable, which deploys do not)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHeader)
 		fs.PrintDefaults()
@@ -151,19 +153,22 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	for _, m := range []struct {
 		on bool
 		m  mode
-	}{{status, modeStatus}, {rollback, modeRollback}, {del, modeDelete}} {
+	}{{status, modeStatus}, {rollback, modeRollback}, {del, modeDelete}, {setup, modeSetup}} {
 		if m.on {
 			s.mode, n = m.m, n+1
 		}
 	}
 	if n > 1 {
-		return s, usagef("-status, -rollback and -delete exclude each other")
+		return s, usagef("-status, -rollback, -delete and -setup exclude each other")
 	}
 	return s, s.validate()
 }
 
 // validate checks what can be checked before any call.
 func (s *settings) validate() error {
+	if s.mode == modeSetup {
+		return nil // only the table matters
+	}
 	if s.app == "" {
 		return usagef("no app: give -app NAME or set CONVOX_APP")
 	}

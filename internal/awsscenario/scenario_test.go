@@ -23,6 +23,7 @@ import (
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/internal/awstest"
 	"github.com/convox-go/convox/internal/ecstest"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/ecrregistry"
 	"github.com/convox-go/convox/providers/ecsscheduler"
 	"github.com/convox-go/convox/providers/fake"
@@ -37,8 +38,15 @@ func (r reroute) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// TestCrashLoopingDeployIsRolledBackOnECS deploys through ECR on each
+// emulator and ECS on the package ecstest server, which runs tasks (no
+// emulator does).
 func TestCrashLoopingDeployIsRolledBackOnECS(t *testing.T) {
-	cfg := awstest.Config(t) // skips without the emulator
+	awstest.Emulators(t, crashLoopingDeployIsRolledBack)
+}
+
+func crashLoopingDeployIsRolledBack(t *testing.T, e awstest.Emulator) {
+	cfg := e.Config()
 	app := awstest.Name(t, "shop")
 
 	data := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
@@ -62,7 +70,10 @@ func TestCrashLoopingDeployIsRolledBackOnECS(t *testing.T) {
 			t.Fatal(err)
 		}
 		manifest, _ := img.RawManifest()
-		if _, err := ecrAPI.PutImage(t.Context(), &ecr.PutImageInput{RepositoryName: aws.String(app), ImageManifest: aws.String(string(manifest)), ImageTag: aws.String(tag)}); err != nil {
+		// imageDigest is "The image digest of the image manifest
+		// corresponding to the image" (PutImage); moto computes another
+		// digest without it.
+		if _, err := ecrAPI.PutImage(t.Context(), &ecr.PutImageInput{RepositoryName: aws.String(app), ImageManifest: aws.String(string(manifest)), ImageTag: aws.String(tag), ImageDigest: aws.String(digest(t, img))}); err != nil {
 			t.Fatal(err)
 		}
 		return digest(t, img)
@@ -133,4 +144,66 @@ func digest(t *testing.T, img v1.Image) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// TestADeployOnMotosECSIsNeverReportedHealthy deploys through ECR and ECS
+// on moto, which accepts services but never runs their tasks: the wait
+// must end at its limit with a *DeployError, never with a healthy release.
+func TestADeployOnMotosECSIsNeverReportedHealthy(t *testing.T) {
+	cfg := awstest.EmulatorOf(t, awstest.Moto).Config()
+	app := awstest.Name(t, "shop")
+	data := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(data.Close)
+	target, _ := url.Parse(data.URL)
+	ecrAPI := ecr.NewFromConfig(cfg)
+	reg := ecrregistry.New(ecrAPI, &ecrregistry.Options{Transport: reroute{target}})
+	subnets, sg := awstest.Subnets(t, cfg)
+	sch := ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{Cluster: app, Subnets: subnets, SecurityGroups: []string{sg}})
+
+	others := fake.New(nil)
+	c, err := convox.New(convox.Rack{Registry: reg, Scheduler: sch, Balancer: others.Balancer(), Logs: others.Logs(), Store: others.Store()},
+		&convox.Options{PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond, Timeout: 3 * time.Second, CompensateTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := reg.EnsureRepository(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(data.Listener.Addr().String() + "/" + app + ":v1")
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := img.RawManifest()
+	if _, err := ecrAPI.PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String(app), ImageManifest: aws.String(string(manifest)), ImageTag: aws.String("v1"), ImageDigest: aws.String(digest(t, img))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateApp(ctx, app, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = c.App(app).Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{{Name: "worker", Count: 1, Command: []string{"/app/worker"}}}}, nil)
+	var de *convox.DeployError
+	if !errors.As(err, &de) {
+		t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError", err)
+	}
+	if de.Step != convox.StepWait {
+		t.Errorf("deploy failed at %q (%s), want the wait for running tasks to reach its limit", de.Step, de.Reason)
+	}
+	got, err := c.App(app).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Active != "" {
+		t.Errorf("active release = %q after a deploy whose tasks never ran, want none", got.Active)
+	}
+	// The failed first release is compensated by stopping its processes:
+	// no service of the app is left on ECS.
+	if _, err := sch.Status(ctx, app); !errors.Is(err, providers.ErrNotFound) {
+		t.Errorf("Status after the failed first deploy = %v, want ErrNotFound", err)
+	}
 }

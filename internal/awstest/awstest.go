@@ -1,11 +1,19 @@
 // Package awstest is the shared harness of the AWS provider tests.
 //
-// Emulator tests run against the AWS emulator that scripts/kumo starts on
-// the loopback interface; its endpoint arrives in CONVOX_TEST_AWS_ENDPOINT.
-// When the variable is unset the tests skip with a message that says how to
-// run them, so plain `go test ./...` works offline. Wire-level test servers
-// of the repository (package ecstest) run in-process and need no emulator:
-// ConfigFor points a configuration at any endpoint.
+// Emulator tests run against two independent AWS emulators on the loopback
+// interface: kumo, which scripts/kumo starts (its endpoint arrives in
+// CONVOX_TEST_AWS_ENDPOINT), and moto, which scripts/moto starts
+// (CONVOX_TEST_MOTO_ENDPOINT). Emulators runs a test once per emulator, as
+// subtests named for them; Endpoint and Config give kumo alone. When a
+// variable is unset its tests skip with a message that says how to run
+// them, so plain `go test ./...` works offline. Wire-level test servers of
+// the repository (packages ecstest, elbtest, cwlogstest) run in-process and
+// need no emulator: ConfigFor points a configuration at any endpoint.
+//
+// Where an emulator departs from AWS, the test adapts on that emulator
+// only (switching on Emulator.Backend), with the AWS documentation it
+// departs from quoted in a comment; provider code never special-cases an
+// emulator.
 //
 // A Counter counts API calls by operation name through a client's
 // middleware stack, so that tests measure calls instead of assuming them:
@@ -145,4 +153,68 @@ func (c *Counter) Reset() {
 // String lists the counts, for failure messages.
 func (c *Counter) String() string {
 	return fmt.Sprint(c.Counts())
+}
+
+// MotoEnv names the environment variable holding the endpoint of moto
+// ("http://127.0.0.1:5000"), the second emulator. scripts/test sets it.
+const MotoEnv = "CONVOX_TEST_MOTO_ENDPOINT"
+
+// MotoIAMEnv names the environment variable holding the endpoint of a
+// second moto process reserved for IAM enforcement tests: a test switches
+// enforcement on there (see EnforceIAM), which would deny every other
+// test's unsigned calls on a shared process. scripts/test sets it.
+const MotoIAMEnv = "CONVOX_TEST_MOTO_IAM_ENDPOINT"
+
+// Backend names an AWS emulator.
+type Backend string
+
+// The emulators the tests run on.
+const (
+	// Kumo is sivchari/kumo (scripts/kumo).
+	Kumo Backend = "kumo"
+	// Moto is moto_server (scripts/moto).
+	Moto Backend = "moto"
+)
+
+// env returns the variable holding b's endpoint.
+func (b Backend) env() string {
+	if b == Moto {
+		return MotoEnv
+	}
+	return EndpointEnv
+}
+
+// Emulator is one running emulator.
+type Emulator struct {
+	// Backend says which emulator this is.
+	Backend Backend
+	// Endpoint is its base URL.
+	Endpoint string
+}
+
+// Config returns a configuration for the emulator (see ConfigFor).
+func (e Emulator) Config() aws.Config { return ConfigFor(e.Endpoint) }
+
+// EmulatorOf returns the running emulator b, or skips the test with a
+// message saying how to start it when its endpoint variable is unset.
+func EmulatorOf(t testing.TB, b Backend) Emulator {
+	t.Helper()
+	env := b.env()
+	e := os.Getenv(env)
+	if e == "" {
+		t.Skipf("%s is unset: this test needs the AWS emulator %s; run scripts/test, or eval \"$(scripts/%s start)\" first", env, b, b)
+	}
+	return Emulator{Backend: b, Endpoint: e}
+}
+
+// Emulators runs f once per emulator, kumo then moto, each as a subtest
+// named for its backend that skips when that emulator is not running.
+// The subtests run one after the other.
+func Emulators(t *testing.T, f func(t *testing.T, e Emulator)) {
+	t.Helper()
+	for _, b := range []Backend{Kumo, Moto} {
+		t.Run(string(b), func(t *testing.T) {
+			f(t, EmulatorOf(t, b))
+		})
+	}
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -31,10 +33,18 @@ type position struct {
 	t      int64 // milliseconds; 0 with started false means the beginning
 	seen   map[string]bool
 	events int // events (not IDs) in seen
+	// window says the endpoint was seen returning events out of time
+	// order: the pages of this query are read as whole windows.
+	window bool
 }
 
 func (p *position) reset(t int64) {
 	p.t, p.seen, p.events = t, map[string]bool{}, 0
+}
+
+func (p position) clone() position {
+	p.seen = maps.Clone(p.seen)
+	return p
 }
 
 func digest(kind, s string) string {
@@ -49,6 +59,7 @@ type readToken struct {
 	T     int64    `json:"t"`
 	Seen  []string `json:"s,omitempty"`
 	N     int      `json:"n,omitempty"`
+	W     bool     `json:"w,omitempty"`
 }
 
 // fingerprint identifies a query, Limit aside, for its tokens.
@@ -60,7 +71,7 @@ func fingerprint(q providers.LogQuery) string {
 }
 
 func (p position) token(q providers.LogQuery) string {
-	t := readToken{Query: fingerprint(q), T: p.t, N: p.events}
+	t := readToken{Query: fingerprint(q), T: p.t, N: p.events, W: p.window}
 	for k := range p.seen {
 		t.Seen = append(t.Seen, k)
 	}
@@ -81,7 +92,7 @@ func parseToken(q providers.LogQuery, token string) (position, error) {
 	if t.Query != fingerprint(q) {
 		return position{}, providers.Invalidf("cwlogs: read: the page token belongs to another query")
 	}
-	p := position{t: t.T, seen: map[string]bool{}, events: t.N}
+	p := position{t: t.T, seen: map[string]bool{}, events: t.N, window: t.W}
 	for _, k := range t.Seen {
 		p.seen[k] = true
 	}
@@ -119,7 +130,20 @@ func selectStreams(q providers.LogQuery) (names []string, prefix *string) {
 func rawID(stream, eventID string) string { return stream + ":" + eventID }
 
 // Read implements providers.Logs with FilterLogEvents on the app's group,
-// which interleaves the group's streams in time order.
+// which interleaves the group's streams in time order. The request sets
+// interleaved, which the service has ignored since 2019 ("this parameter
+// is ignored and the value is assumed to be true"), for endpoints that
+// merge the streams only when asked.
+//
+// No event is dropped because an endpoint returns it out of time order:
+// when a response goes back in time (for example one stream after
+// another, unmerged), the page is read again as a whole window, from its
+// start to the last event there is, and merged by time, and the
+// following pages of its token are read the same way. Such a window that
+// needs more than 50 calls, or a full response without a continuation
+// token, is an error wrapping providers.ErrUnavailable, never a short
+// page. An endpoint that ignores interleaved and whose first page happens
+// to be in order cannot be told apart from the service.
 //
 // The query maps onto the request: Start and End onto startTime and
 // endTime (rounded outwards to milliseconds, then applied exactly), Filter
@@ -185,74 +209,130 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 		return nil, "", nil
 	}
 	group := l.Group(q.App)
-	base := cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), FilterPattern: l.filterPattern(q)}
+	// The service ignores interleaved and always merges: "As of June 17,
+	// 2019, this parameter is ignored and the value is assumed to be true."
+	// Sending it is harmless there and asks endpoints that merge only when
+	// told to.
+	//lint:ignore SA1019 deprecated because the service always merges; see above.
+	base := cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), FilterPattern: l.filterPattern(q), Interleaved: aws.Bool(true)}
 	base.LogStreamNames, base.LogStreamNamePrefix = selectStreams(q)
 	if !q.End.IsZero() {
 		base.EndTime = aws.Int64(ceilMillis(q.End) - 1)
 	}
+	r := &pageReader{l: l, q: q, base: base, group: group, limit: limit, cut: pos.t, explicitStart: !q.Start.IsZero()}
+	if !pos.window {
+		r.pos = pos.clone()
+		items, next, err := r.ordered(ctx)
+		if !errors.Is(err, errOutOfOrder) {
+			return items, next, err
+		}
+		pos.window = true
+	}
+	r.pos, r.items = pos, nil
+	return r.windowed(ctx)
+}
 
-	var items []item
+// errOutOfOrder reports a response that went back in time.
+var errOutOfOrder = errors.New("cwlogs: events out of time order")
+
+// pageReader reads one page of Read.
+type pageReader struct {
+	l             *Logs
+	q             providers.LogQuery
+	base          cloudwatchlogs.FilterLogEventsInput
+	group         string
+	limit         int
+	cut           int64 // the position's time when the page began
+	explicitStart bool
+	pos           position
+	items         []item
+}
+
+// consume takes the next event in time order into the page. An event
+// before the page's cut was consumed by an earlier page (or is before
+// Start); one after the cut but before the position is out of order,
+// which consume reports without taking it.
+func (r *pageReader) consume(ev types.FilteredLogEvent) (inOrder bool) {
+	pos := &r.pos
+	ts := aws.ToInt64(ev.Timestamp)
+	key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
+	switch {
+	case ts < r.cut:
+		return true
+	case ts < pos.t:
+		return false
+	case ts == pos.t && pos.seen[key]:
+		return true
+	case ts > pos.t:
+		pos.reset(ts)
+	}
+	pos.seen[key] = true
+	pos.events++
+	e, env := entryOf(r.q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
+	if !match(r.q, e) {
+		return true
+	}
+	id := digest("i", e.ID)
+	if pos.seen[id] {
+		return true
+	}
+	pos.seen[id] = true
+	r.items = append(r.items, item{e, env})
+	return true
+}
+
+// fresh asks for the events from the position on, including those
+// already consumed at its timestamp, which consume skips.
+func (r *pageReader) fresh(limit int) cloudwatchlogs.FilterLogEventsInput {
+	in := r.base
+	if r.pos.t > 0 || r.explicitStart {
+		in.StartTime = aws.Int64(r.pos.t)
+	}
+	in.Limit = aws.Int32(int32(limit))
+	return in
+}
+
+func (r *pageReader) call(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput) (*cloudwatchlogs.FilterLogEventsOutput, error) {
+	out, err := r.l.api.FilterLogEvents(ctx, in)
+	if err != nil {
+		if awserr.Code(err) == "ResourceNotFoundException" {
+			return &cloudwatchlogs.FilterLogEventsOutput{}, nil
+		}
+		return nil, awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", r.group), err)
+	}
+	return out, nil
+}
+
+// ordered reads a page from responses in time order, as the service
+// returns them, stopping at the page's limit. It returns errOutOfOrder
+// when a response goes back in time.
+func (r *pageReader) ordered(ctx context.Context) ([]item, string, error) {
+	pos := &r.pos
 	nextPage := ""
-	consume := func(ev types.FilteredLogEvent) {
-		ts := aws.ToInt64(ev.Timestamp)
-		key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
-		switch {
-		case ts < pos.t:
-			return
-		case ts == pos.t && pos.seen[key]:
-			return
-		case ts > pos.t:
-			pos.reset(ts)
-		}
-		pos.seen[key] = true
-		pos.events++
-		e, env := entryOf(q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
-		if !match(q, e) {
-			return
-		}
-		id := digest("i", e.ID)
-		if pos.seen[id] {
-			return
-		}
-		pos.seen[id] = true
-		items = append(items, item{e, env})
-	}
-
-	// fresh asks for the events from the position on, including those
-	// already consumed at its timestamp, which consume skips.
-	fresh := func() cloudwatchlogs.FilterLogEventsInput {
-		in := base
-		if pos.t > 0 || !q.Start.IsZero() {
-			in.StartTime = aws.Int64(pos.t)
-		}
-		in.Limit = aws.Int32(int32(min(limit-len(items)+pos.events, MaxReadLimit)))
-		return in
-	}
-	in := fresh()
+	in := r.fresh(min(r.limit+pos.events, MaxReadLimit))
 	for calls := 0; ; calls++ {
 		if calls == maxReadCalls {
-			nextPage = pos.token(q)
+			nextPage = pos.token(r.q)
 			break
 		}
 		startT, startN := pos.t, pos.events
-		out, err := l.api.FilterLogEvents(ctx, &in)
+		out, err := r.call(ctx, &in)
 		if err != nil {
-			if awserr.Code(err) == "ResourceNotFoundException" {
-				return nil, "", nil
-			}
-			return nil, "", awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", group), err)
+			return nil, "", err
 		}
 		full := false
 		for _, ev := range out.Events {
-			if len(items) == limit {
+			if len(r.items) == r.limit {
 				// The rest is read again from the position by the next page.
 				full = true
 				break
 			}
-			consume(ev)
+			if !r.consume(ev) {
+				return nil, "", errOutOfOrder
+			}
 		}
-		if full || len(items) == limit {
-			nextPage = pos.token(q)
+		if full || len(r.items) == r.limit {
+			nextPage = pos.token(r.q)
 			break
 		}
 		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
@@ -266,12 +346,58 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 		// A full response without a token of its own: more events may
 		// follow the position; ask again from it.
 		if pos.t == startT && pos.events == startN {
-			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pos.t, providers.ErrUnavailable)
+			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", r.group, MaxReadLimit, pos.t, providers.ErrUnavailable)
 		}
-		in = fresh()
+		in = r.fresh(min(r.limit-len(r.items)+pos.events, MaxReadLimit))
 	}
+	return r.sorted(), nextPage, nil
+}
+
+// windowed reads every event from the position on, following the
+// endpoint's continuation tokens, merges them by time and takes the page
+// from them. Events the page leaves are read again by the next page.
+func (r *pageReader) windowed(ctx context.Context) ([]item, string, error) {
+	var events []types.FilteredLogEvent
+	in := r.fresh(MaxReadLimit)
+	for calls := 0; ; calls++ {
+		if calls == maxReadCalls {
+			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order, and merging them takes more than %d calls: %w", r.group, maxReadCalls, providers.ErrUnavailable)
+		}
+		out, err := r.call(ctx, &in)
+		if err != nil {
+			return nil, "", err
+		}
+		events = append(events, out.Events...)
+		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
+			in.NextToken = out.NextToken
+			continue
+		}
+		if len(out.Events) >= int(aws.ToInt32(in.Limit)) {
+			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order and a full response without a continuation token: %w", r.group, providers.ErrUnavailable)
+		}
+		break
+	}
+	slices.SortStableFunc(events, func(a, b types.FilteredLogEvent) int {
+		return cmp.Or(cmp.Compare(aws.ToInt64(a.Timestamp), aws.ToInt64(b.Timestamp)),
+			strings.Compare(aws.ToString(a.LogStreamName), aws.ToString(b.LogStreamName)),
+			strings.Compare(aws.ToString(a.EventId), aws.ToString(b.EventId)))
+	})
+	nextPage := ""
+	for _, ev := range events {
+		if len(r.items) == r.limit {
+			nextPage = r.pos.token(r.q)
+			break
+		}
+		r.consume(ev) // in time order now
+	}
+	return r.sorted(), nextPage, nil
+}
+
+// sorted returns the page's items ordered by time, then ID.
+func (r *pageReader) sorted() []item {
+	items := r.items
 	slices.SortStableFunc(items, func(a, b item) int {
 		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
 	})
-	return items, nextPage, nil
+	return items
 }

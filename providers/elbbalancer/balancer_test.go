@@ -463,3 +463,15 @@ func TestBalancerIsNotAWeightShifter(t *testing.T) {
 		t.Error("a classic load balancer claims to split traffic")
 	}
 }
+
+// TestConformanceOnMoto runs the balancer suite on moto's classic ELB,
+// an implementation independent of the package's own test server.
+func TestConformanceOnMoto(t *testing.T) {
+	e := awstest.EmulatorOf(t, awstest.Moto)
+	cfg := e.Config()
+	subnets, sg := awstest.Subnets(t, cfg)
+	b := elbbalancer.New(elb.NewFromConfig(cfg), &elbbalancer.Options{Subnets: subnets, SecurityGroups: []string{sg}})
+	providertest.TestBalancer(t, providertest.BalancerHarness{
+		New: func(t *testing.T) providers.Balancer { return b },
+	})
+}

@@ -13,10 +13,10 @@ import (
 )
 
 // emulator returns a client of the emulator's Kinesis and a new stream of
-// two shards, or skips the test when the emulator is not running.
-func emulator(t *testing.T) (*kinesis.Client, string) {
+// two shards.
+func emulator(t *testing.T, e awstest.Emulator) (*kinesis.Client, string) {
 	t.Helper()
-	client := kinesis.NewFromConfig(awstest.Config(t))
+	client := kinesis.NewFromConfig(e.Config())
 	stream := awstest.Name(t, "logs")
 	if err := kinesislogs.EnsureStream(t.Context(), client, stream, &kinesislogs.StreamOptions{Shards: 2}); err != nil {
 		t.Fatalf("EnsureStream: %v", err)
@@ -25,7 +25,9 @@ func emulator(t *testing.T) (*kinesis.Client, string) {
 }
 
 func TestConformance(t *testing.T) {
-	client, stream := emulator(t)
-	l := kinesislogs.New(client, stream, nil)
-	providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
+		client, stream := emulator(t, e)
+		l := kinesislogs.New(client, stream, nil)
+		providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+	})
 }

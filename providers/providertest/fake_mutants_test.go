@@ -230,13 +230,13 @@ func (b *balancerMutant) SetWeights(ctx context.Context, routeID string, weights
 func (b *balancerMutant) Weights(ctx context.Context, routeID string) (map[string]int, error) {
 	w, err := b.Balancer.Weights(ctx, routeID)
 	if b.bug == "weights-omit-unweighted-sets" {
-		maps := map[string]int{}
+		weighted := map[string]int{}
 		for set, n := range w {
 			if n > 0 {
-				maps[set] = n
+				weighted[set] = n
 			}
 		}
-		return maps, err
+		return weighted, err
 	}
 	return w, err
 }

@@ -3,6 +3,7 @@ package providertest_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,7 +149,7 @@ func runMutant(t *testing.T, name, group string) ([]string, []byte) {
 	if err == nil {
 		t.Fatalf("the suite passed on mutant %q\noutput:\n%s", name, tail(out, 30))
 	}
-	if _, ok := err.(*exec.ExitError); !ok {
+	if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) {
 		t.Fatalf("running the suite on mutant %q: %v", name, err)
 	}
 	var failed []string

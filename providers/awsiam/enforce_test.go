@@ -86,6 +86,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 		{
 			name: "kinesislogs", prefix: "kinesis", permissions: kinesislogs.Permissions(),
 			run: func(t *testing.T, user, _ aws.Config) {
+				user.APIOptions = append(user.APIOptions, awstest.OneAtATime("PutRecords"))
 				client := kinesis.NewFromConfig(user)
 				stream := awstest.Name(t, "iamlogs")
 				if err := kinesislogs.EnsureStream(t.Context(), client, stream, &kinesislogs.StreamOptions{Shards: 2}); err != nil {

@@ -147,8 +147,9 @@ func digest(t *testing.T, img v1.Image) string {
 }
 
 // TestADeployOnMotosECSIsNeverReportedHealthy deploys through ECR and ECS
-// on moto, which accepts services but never runs their tasks: the wait
-// must end at its limit with a *DeployError, never with a healthy release.
+// on moto, which accepts services but never runs their tasks: the deploy
+// must end at its time limit with a *DeployError, never with a healthy
+// release.
 func TestADeployOnMotosECSIsNeverReportedHealthy(t *testing.T) {
 	cfg := awstest.EmulatorOf(t, awstest.Moto).Config()
 	app := awstest.Name(t, "shop")
@@ -191,8 +192,10 @@ func TestADeployOnMotosECSIsNeverReportedHealthy(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError", err)
 	}
-	if de.Step != convox.StepWait {
-		t.Errorf("deploy failed at %q (%s), want the wait for running tasks to reach its limit", de.Step, de.Reason)
+	// The deploy fails at its time limit: in the wait for running tasks,
+	// or earlier on a loaded machine; never with a healthy release.
+	if de.Step != convox.StepWait && de.Step != convox.StepApply {
+		t.Errorf("deploy failed at %q (%s), want the apply or the wait to reach the time limit", de.Step, de.Reason)
 	}
 	got, err := c.App(app).Get(ctx)
 	if err != nil {

@@ -2,7 +2,10 @@ package awstest
 
 import (
 	"context"
+	"slices"
 	"sync"
+
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/convox-go/convox/providers"
 )
@@ -31,4 +34,26 @@ func (a *atomicWrites) Delete(ctx context.Context, key string, ifVersion int64) 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.Store.Delete(ctx, key, ifVersion)
+}
+
+// OneAtATime returns a client option (for aws.Config.APIOptions) that
+// lets one call of the named operations run at a time, over every client
+// built with the configuration it is added to. It is for moto's Kinesis,
+// whose PutRecords numbers records without a lock ("this function is not
+// safe for concurrency", in its source), so that two concurrent calls can
+// give two records one sequence number and keep one; Kinesis gives each
+// record its own: "Each data record has a sequence number that is unique
+// per partition-key within its shard".
+func OneAtATime(ops ...string) func(*middleware.Stack) error {
+	var mu sync.Mutex
+	return func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.OneAtATime",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if slices.Contains(ops, middleware.GetOperationName(ctx)) {
+					mu.Lock()
+					defer mu.Unlock()
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	}
 }

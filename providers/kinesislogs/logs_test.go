@@ -16,7 +16,11 @@ import (
 // two shards.
 func emulator(t *testing.T, e awstest.Emulator) (*kinesis.Client, string) {
 	t.Helper()
-	client := kinesis.NewFromConfig(e.Config())
+	cfg := e.Config()
+	if e.Backend == awstest.Moto {
+		cfg.APIOptions = append(cfg.APIOptions, awstest.OneAtATime("PutRecords"))
+	}
+	client := kinesis.NewFromConfig(cfg)
 	stream := awstest.Name(t, "logs")
 	if err := kinesislogs.EnsureStream(t.Context(), client, stream, &kinesislogs.StreamOptions{Shards: 2}); err != nil {
 		t.Fatalf("EnsureStream: %v", err)

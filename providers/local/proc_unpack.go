@@ -60,33 +60,6 @@ func hasher(want v1.Hash) (hash.Hash, error) {
 	return sha256.New(), nil
 }
 
-// readBlobVerified reads a small blob (a manifest, an index or a
-// configuration) from file and checks it against its digest before
-// returning it: a mismatch is ErrInvalid naming the digest.
-func readBlobVerified(file string, want v1.Hash) ([]byte, error) {
-	h, err := hasher(want)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSmallBlob+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxSmallBlob {
-		return nil, providers.Invalidf("blob %s is larger than %d bytes, the limit of a manifest or configuration", want, maxSmallBlob)
-	}
-	h.Write(b)
-	if got := want.Algorithm + ":" + hex.EncodeToString(h.Sum(nil)); got != want.String() {
-		return nil, errCorrupt(want, got)
-	}
-	return b, nil
-}
-
 // digestReader hashes what is read through it.
 type digestReader struct {
 	r io.Reader

@@ -372,7 +372,11 @@ func (r *Rack) Close() error {
 		}
 		if r.regSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r.regSrv.Shutdown(ctx)
+			if r.regSrv.Shutdown(ctx) != nil {
+				// Requests still running after the grace period (a stalled
+				// upload, say) are cut off, so none outlives Close.
+				r.regSrv.Close()
+			}
 			cancel()
 		}
 		if r.logs != nil {

@@ -348,8 +348,10 @@ func (s *Scheduler) isLocalImage(img providers.Image) bool {
 	if h := stripPort(host); h != "127.0.0.1" && h != "localhost" {
 		return false
 	}
+	// An image this rack holds in a corrupt state is still its own: the
+	// corruption is reported, rather than a pull from elsewhere tried.
 	_, err := s.reg.v1Image(img)
-	return err == nil
+	return err == nil || errors.Is(err, providers.ErrInvalid)
 }
 
 // loadImage returns the image to unpack: from this rack's registry, or

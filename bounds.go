@@ -122,27 +122,24 @@ func (r *releaseDoc) validate(lim providers.Limits) error {
 	return providers.ValidateDescription(r.Description)
 }
 
-// describeKeys renders a generated description such as "env set [A B]",
-// shortened to fit providers.MaxDescription ("env set [A B] and 3 more").
+// describeKeys renders a generated description such as "env set A B",
+// shortened to fit providers.MaxDescription ("env set A B and 3 more").
 func describeKeys(prefix string, keys []string) string {
 	var b strings.Builder
-	b.WriteString(prefix + " [")
+	b.WriteString(prefix)
 	for i, k := range keys {
-		if i > 0 {
-			k = " " + k
-		}
-		// Keep room for what must follow key i: "]" after the last one,
-		// "] and N more" after another.
-		reserve := "]"
+		k = " " + k
+		// Keep room for what must follow key i: " and N more" after any
+		// but the last.
+		reserve := ""
 		if i < len(keys)-1 {
-			reserve = fmt.Sprintf("] and %d more", len(keys)-i-1)
+			reserve = fmt.Sprintf(" and %d more", len(keys)-i-1)
 		}
 		if b.Len()+len(k)+len(reserve) > providers.MaxDescription {
-			fmt.Fprintf(&b, "] and %d more", len(keys)-i)
+			fmt.Fprintf(&b, " and %d more", len(keys)-i)
 			return b.String()
 		}
 		b.WriteString(k)
 	}
-	b.WriteString("]")
 	return b.String()
 }

@@ -279,7 +279,7 @@ func TestGeneratedDescriptionsFitTheLimit(t *testing.T) {
 			t.Fatalf("SetEnv of 500 variables: %v", err)
 		}
 		d := rel.Description
-		if len(d) > providers.MaxDescription || !strings.HasPrefix(d, "env set [VARIABLE_WITH_A_LONG_NAME_000 ") || !strings.HasSuffix(d, " more") {
+		if len(d) > providers.MaxDescription || !strings.HasPrefix(d, "env set VARIABLE_WITH_A_LONG_NAME_000 ") || !strings.HasSuffix(d, " more") {
 			t.Errorf("description = %q (%d bytes), want a shortened list within %d bytes", d, len(d), providers.MaxDescription)
 		}
 	})

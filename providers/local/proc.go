@@ -46,10 +46,17 @@ func (c *rootfsCache) refused(digest string, load func() (v1.Image, error)) erro
 		return err
 	}
 	img, lerr := load()
+	if errors.Is(lerr, providers.ErrNotFound) {
+		// The registry sets a corrupt blob aside: until the image is
+		// pushed again, the corruption is still why it cannot run.
+		return err
+	}
 	if lerr != nil {
 		return lerr
 	}
-	if verr := verifyLayers(img); verr != nil {
+	if verr := verifyLayers(img); errors.Is(verr, providers.ErrNotFound) {
+		return err
+	} else if verr != nil {
 		return fmt.Errorf("unpack image %s: %w", digest, verr)
 	}
 	c.mu.Lock()

@@ -38,14 +38,24 @@ const (
 )
 
 // corruptBlobError reports a blob whose content does not match its
-// digest; it matches providers.ErrInvalid.
+// digest; it matches providers.ErrInvalid. File and hint are optional: the
+// registry names the file it read and what repairs it.
 type corruptBlobError struct {
 	want v1.Hash
 	got  string
+	file string
+	hint string
 }
 
 func (e *corruptBlobError) Error() string {
-	return fmt.Sprintf("blob %s is corrupt: its content hashes to %s: %v", e.want, e.got, providers.ErrInvalid)
+	msg := fmt.Sprintf("blob %s is corrupt: its content hashes to %s", e.want, e.got)
+	if e.file != "" {
+		msg += " (file " + e.file + ")"
+	}
+	if e.hint != "" {
+		msg += "; " + e.hint
+	}
+	return msg + ": " + providers.ErrInvalid.Error()
 }
 
 func (e *corruptBlobError) Unwrap() error { return providers.ErrInvalid }

@@ -347,7 +347,7 @@ func (r *Registry) corrupt(repo string, h v1.Hash, f *os.File, got string) error
 	const fix = "push the image again (with a tool that skips images the registry has, delete the image first)"
 	r.log.Error("registry blob is corrupt: its content does not match its digest; "+fix,
 		"digest", h.String(), "file", path, "contentDigest", got, "movedTo", moved)
-	return fmt.Errorf("blob %s (file %s) is corrupt: its content has digest %s; %s: %w", h, path, got, fix, providers.ErrInvalid)
+	return &corruptBlobError{want: h, got: got, file: path, hint: fix}
 }
 
 // readBlob returns the content of blob h of repo, at most limit bytes,

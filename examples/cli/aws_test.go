@@ -52,10 +52,10 @@ func TestAWSRack(t *testing.T) {
 		t.Errorf("deploy of an image ECR does not have: %v", r)
 	}
 	r = e.run("build", appDir(t), "-a", app)
-	if r.code != 1 || !strings.Contains(r.stderr, "build pushes to the local rack's registry only") {
+	if r.code != 1 || !strings.Contains(r.stderr, "convox build: pushes to the local rack's registry only") {
 		t.Errorf("build on AWS: %v", r)
 	}
-	e.ok("apps", "delete", app)
+	e.ok("apps", "delete", app, "--yes")
 	e.jsonOut(&apps, "apps", "list")
 	if len(apps) != 0 {
 		t.Errorf("apps after delete: %+v", apps)

@@ -7,10 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -33,18 +31,10 @@ type position struct {
 	t      int64 // milliseconds; 0 with started false means the beginning
 	seen   map[string]bool
 	events int // events (not IDs) in seen
-	// window says the endpoint was seen returning events out of time
-	// order: the pages of this query are read as whole windows.
-	window bool
 }
 
 func (p *position) reset(t int64) {
 	p.t, p.seen, p.events = t, map[string]bool{}, 0
-}
-
-func (p position) clone() position {
-	p.seen = maps.Clone(p.seen)
-	return p
 }
 
 func digest(kind, s string) string {
@@ -59,7 +49,6 @@ type readToken struct {
 	T     int64    `json:"t"`
 	Seen  []string `json:"s,omitempty"`
 	N     int      `json:"n,omitempty"`
-	W     bool     `json:"w,omitempty"`
 }
 
 // fingerprint identifies a query, Limit aside, for its tokens.
@@ -71,7 +60,7 @@ func fingerprint(q providers.LogQuery) string {
 }
 
 func (p position) token(q providers.LogQuery) string {
-	t := readToken{Query: fingerprint(q), T: p.t, N: p.events, W: p.window}
+	t := readToken{Query: fingerprint(q), T: p.t, N: p.events}
 	for k := range p.seen {
 		t.Seen = append(t.Seen, k)
 	}
@@ -92,7 +81,7 @@ func parseToken(q providers.LogQuery, token string) (position, error) {
 	if t.Query != fingerprint(q) {
 		return position{}, providers.Invalidf("cwlogs: read: the page token belongs to another query")
 	}
-	p := position{t: t.T, seen: map[string]bool{}, events: t.N, window: t.W}
+	p := position{t: t.T, seen: map[string]bool{}, events: t.N}
 	for _, k := range t.Seen {
 		p.seen[k] = true
 	}
@@ -133,17 +122,9 @@ func rawID(stream, eventID string) string { return stream + ":" + eventID }
 // which interleaves the group's streams in time order. The request sets
 // interleaved, which the service has ignored since 2019 ("this parameter
 // is ignored and the value is assumed to be true"), for endpoints that
-// merge the streams only when asked.
-//
-// No event is dropped because an endpoint returns it out of time order:
-// when a response goes back in time (for example one stream after
-// another, unmerged), the page is read again as a whole window, from its
-// start to the last event there is, and merged by time, and the
-// following pages of its token are read the same way. Such a window that
-// needs more than 50 calls, or a full response without a continuation
-// token, is an error wrapping providers.ErrUnavailable, never a short
-// page. An endpoint that ignores interleaved and whose first page happens
-// to be in order cannot be told apart from the service.
+// merge the streams only when asked. An endpoint that returns a group's
+// streams unmerged is not supported: events before the read position are
+// skipped as already read.
 //
 // The query maps onto the request: Start and End onto startTime and
 // endTime (rounded outwards to milliseconds, then applied exactly), Filter
@@ -219,120 +200,69 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 	if !q.End.IsZero() {
 		base.EndTime = aws.Int64(ceilMillis(q.End) - 1)
 	}
-	r := &pageReader{l: l, q: q, base: base, group: group, limit: limit, cut: pos.t, explicitStart: !q.Start.IsZero()}
-	if !pos.window {
-		r.pos = pos.clone()
-		items, next, err := r.ordered(ctx)
-		if !errors.Is(err, errOutOfOrder) {
-			return items, next, err
-		}
-		pos.window = true
-	}
-	r.pos, r.items = pos, nil
-	return r.windowed(ctx)
-}
 
-// errOutOfOrder reports a response that went back in time.
-var errOutOfOrder = errors.New("cwlogs: events out of time order")
-
-// pageReader reads one page of Read.
-type pageReader struct {
-	l             *Logs
-	q             providers.LogQuery
-	base          cloudwatchlogs.FilterLogEventsInput
-	group         string
-	limit         int
-	cut           int64 // the position's time when the page began
-	explicitStart bool
-	pos           position
-	items         []item
-}
-
-// consume takes the next event in time order into the page. An event
-// before the page's cut was consumed by an earlier page (or is before
-// Start); one after the cut but before the position is out of order,
-// which consume reports without taking it.
-func (r *pageReader) consume(ev types.FilteredLogEvent) (inOrder bool) {
-	pos := &r.pos
-	ts := aws.ToInt64(ev.Timestamp)
-	key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
-	switch {
-	case ts < r.cut:
-		return true
-	case ts < pos.t:
-		return false
-	case ts == pos.t && pos.seen[key]:
-		return true
-	case ts > pos.t:
-		pos.reset(ts)
-	}
-	pos.seen[key] = true
-	pos.events++
-	e, env := entryOf(r.q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
-	if !match(r.q, e) {
-		return true
-	}
-	id := digest("i", e.ID)
-	if pos.seen[id] {
-		return true
-	}
-	pos.seen[id] = true
-	r.items = append(r.items, item{e, env})
-	return true
-}
-
-// fresh asks for the events from the position on, including those
-// already consumed at its timestamp, which consume skips.
-func (r *pageReader) fresh(limit int) cloudwatchlogs.FilterLogEventsInput {
-	in := r.base
-	if r.pos.t > 0 || r.explicitStart {
-		in.StartTime = aws.Int64(r.pos.t)
-	}
-	in.Limit = aws.Int32(int32(limit))
-	return in
-}
-
-func (r *pageReader) call(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput) (*cloudwatchlogs.FilterLogEventsOutput, error) {
-	out, err := r.l.api.FilterLogEvents(ctx, in)
-	if err != nil {
-		if awserr.Code(err) == "ResourceNotFoundException" {
-			return &cloudwatchlogs.FilterLogEventsOutput{}, nil
-		}
-		return nil, awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", r.group), err)
-	}
-	return out, nil
-}
-
-// ordered reads a page from responses in time order, as the service
-// returns them, stopping at the page's limit. It returns errOutOfOrder
-// when a response goes back in time.
-func (r *pageReader) ordered(ctx context.Context) ([]item, string, error) {
-	pos := &r.pos
+	var items []item
 	nextPage := ""
-	in := r.fresh(min(r.limit+pos.events, MaxReadLimit))
+	consume := func(ev types.FilteredLogEvent) {
+		ts := aws.ToInt64(ev.Timestamp)
+		key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
+		switch {
+		case ts < pos.t:
+			return
+		case ts == pos.t && pos.seen[key]:
+			return
+		case ts > pos.t:
+			pos.reset(ts)
+		}
+		pos.seen[key] = true
+		pos.events++
+		e, env := entryOf(q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
+		if !match(q, e) {
+			return
+		}
+		id := digest("i", e.ID)
+		if pos.seen[id] {
+			return
+		}
+		pos.seen[id] = true
+		items = append(items, item{e, env})
+	}
+
+	// fresh asks for the events from the position on, including those
+	// already consumed at its timestamp, which consume skips.
+	fresh := func() cloudwatchlogs.FilterLogEventsInput {
+		in := base
+		if pos.t > 0 || !q.Start.IsZero() {
+			in.StartTime = aws.Int64(pos.t)
+		}
+		in.Limit = aws.Int32(int32(min(limit-len(items)+pos.events, MaxReadLimit)))
+		return in
+	}
+	in := fresh()
 	for calls := 0; ; calls++ {
 		if calls == maxReadCalls {
-			nextPage = pos.token(r.q)
+			nextPage = pos.token(q)
 			break
 		}
 		startT, startN := pos.t, pos.events
-		out, err := r.call(ctx, &in)
+		out, err := l.api.FilterLogEvents(ctx, &in)
 		if err != nil {
-			return nil, "", err
+			if awserr.Code(err) == "ResourceNotFoundException" {
+				return nil, "", nil
+			}
+			return nil, "", awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", group), err)
 		}
 		full := false
 		for _, ev := range out.Events {
-			if len(r.items) == r.limit {
+			if len(items) == limit {
 				// The rest is read again from the position by the next page.
 				full = true
 				break
 			}
-			if !r.consume(ev) {
-				return nil, "", errOutOfOrder
-			}
+			consume(ev)
 		}
-		if full || len(r.items) == r.limit {
-			nextPage = pos.token(r.q)
+		if full || len(items) == limit {
+			nextPage = pos.token(q)
 			break
 		}
 		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
@@ -346,58 +276,12 @@ func (r *pageReader) ordered(ctx context.Context) ([]item, string, error) {
 		// A full response without a token of its own: more events may
 		// follow the position; ask again from it.
 		if pos.t == startT && pos.events == startN {
-			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", r.group, MaxReadLimit, pos.t, providers.ErrUnavailable)
+			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pos.t, providers.ErrUnavailable)
 		}
-		in = r.fresh(min(r.limit-len(r.items)+pos.events, MaxReadLimit))
+		in = fresh()
 	}
-	return r.sorted(), nextPage, nil
-}
-
-// windowed reads every event from the position on, following the
-// endpoint's continuation tokens, merges them by time and takes the page
-// from them. Events the page leaves are read again by the next page.
-func (r *pageReader) windowed(ctx context.Context) ([]item, string, error) {
-	var events []types.FilteredLogEvent
-	in := r.fresh(MaxReadLimit)
-	for calls := 0; ; calls++ {
-		if calls == maxReadCalls {
-			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order, and merging them takes more than %d calls: %w", r.group, maxReadCalls, providers.ErrUnavailable)
-		}
-		out, err := r.call(ctx, &in)
-		if err != nil {
-			return nil, "", err
-		}
-		events = append(events, out.Events...)
-		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
-			in.NextToken = out.NextToken
-			continue
-		}
-		if len(out.Events) >= int(aws.ToInt32(in.Limit)) {
-			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order and a full response without a continuation token: %w", r.group, providers.ErrUnavailable)
-		}
-		break
-	}
-	slices.SortStableFunc(events, func(a, b types.FilteredLogEvent) int {
-		return cmp.Or(cmp.Compare(aws.ToInt64(a.Timestamp), aws.ToInt64(b.Timestamp)),
-			strings.Compare(aws.ToString(a.LogStreamName), aws.ToString(b.LogStreamName)),
-			strings.Compare(aws.ToString(a.EventId), aws.ToString(b.EventId)))
-	})
-	nextPage := ""
-	for _, ev := range events {
-		if len(r.items) == r.limit {
-			nextPage = r.pos.token(r.q)
-			break
-		}
-		r.consume(ev) // in time order now
-	}
-	return r.sorted(), nextPage, nil
-}
-
-// sorted returns the page's items ordered by time, then ID.
-func (r *pageReader) sorted() []item {
-	items := r.items
 	slices.SortStableFunc(items, func(a, b item) int {
 		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
 	})
-	return items
+	return items, nextPage, nil
 }

@@ -11,17 +11,31 @@ import (
 )
 
 // AtomicWrites returns s with its writes (Put and Delete) made one at a
-// time, for DynamoDB on moto. DynamoDB documents that "Individual write
+// time, and its reads (Get and List) kept from seeing a write half done,
+// for DynamoDB on moto. DynamoDB documents that "Individual write
 // operations such as UpdateItem are atomic and always operate on the most
 // recent version of the item, regardless of concurrency" (Best practices
 // for handling concurrent updates in DynamoDB); moto evaluates a condition
 // and writes in two steps, so two racing conditional writes can both
-// succeed there.
+// succeed there, and a read racing a write can see an item without the
+// attributes the write sets.
 func AtomicWrites(s providers.Store) providers.Store { return &atomicWrites{Store: s} }
 
 type atomicWrites struct {
 	providers.Store
-	mu sync.Mutex
+	mu sync.RWMutex
+}
+
+func (a *atomicWrites) Get(ctx context.Context, key string) (providers.Doc, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.Store.Get(ctx, key)
+}
+
+func (a *atomicWrites) List(ctx context.Context, prefix string, opts providers.ListOptions) (providers.DocPage, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.Store.List(ctx, prefix, opts)
 }
 
 func (a *atomicWrites) Put(ctx context.Context, key string, value []byte, ifVersion int64) (int64, error) {

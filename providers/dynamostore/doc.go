@@ -21,7 +21,11 @@
 //     "convox" by default — one value per rack;
 //   - AttrKey ("sk", string, sort key): the document's full key;
 //   - AttrValue ("val", binary): the document's value;
-//   - AttrVersion ("ver", number): the document's version.
+//   - AttrVersion ("ver", number): the document's version;
+//   - AttrWrite ("wid", binary): a random ID of the Put that last wrote the
+//     item. When the SDK retries a Put whose first attempt was applied but
+//     whose answer was lost, the retry's condition fails; the Put then
+//     finds its own ID on the item (one consistent GetItem) and succeeds.
 //
 // Because every document of a namespace shares one partition key value and
 // DynamoDB orders a partition by sort key in UTF-8 byte order, a prefix

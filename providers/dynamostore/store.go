@@ -1,7 +1,9 @@
 package dynamostore
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -27,6 +29,7 @@ const (
 	AttrKey       = "sk"  // sort key (string): the document key
 	AttrValue     = "val" // binary: the document value
 	AttrVersion   = "ver" // number: the document version
+	AttrWrite     = "wid" // binary: a random ID of the Put that wrote the item
 )
 
 // DefaultNamespace is the partition key value of documents when
@@ -170,34 +173,73 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ifVersion int
 	if value == nil {
 		value = []byte{}
 	}
+	// The write ID lets a Put recognize its own write: when the SDK retries
+	// a request whose first attempt was applied but whose answer was lost,
+	// the retry's condition fails on the version that attempt wrote.
+	wid := make([]byte, 16)
+	rand.Read(wid)
 	in := &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       s.itemKey(key),
-		ExpressionAttributeNames:  names(AttrValue, AttrVersion),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":val": &types.AttributeValueMemberB{Value: value}},
-		ReturnValues:              types.ReturnValueUpdatedNew,
+		TableName:                aws.String(s.table),
+		Key:                      s.itemKey(key),
+		ExpressionAttributeNames: names(AttrValue, AttrVersion, AttrWrite),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":val": &types.AttributeValueMemberB{Value: value},
+			":wid": &types.AttributeValueMemberB{Value: wid},
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
 	}
 	initial := max(s.now().UnixMicro(), 1)
 	switch {
 	case ifVersion == 0:
-		in.UpdateExpression = aws.String("SET #val = :val, #ver = :init")
+		in.UpdateExpression = aws.String("SET #val = :val, #ver = :init, #wid = :wid")
 		in.ConditionExpression = aws.String("attribute_not_exists(#ver)")
 		in.ExpressionAttributeValues[":init"] = num(initial)
 	case ifVersion == providers.AnyVersion:
-		in.UpdateExpression = aws.String("SET #val = :val, #ver = if_not_exists(#ver, :init) + :one")
+		in.UpdateExpression = aws.String("SET #val = :val, #ver = if_not_exists(#ver, :init) + :one, #wid = :wid")
 		in.ExpressionAttributeValues[":init"] = num(initial - 1)
 		in.ExpressionAttributeValues[":one"] = num(1)
 	default:
-		in.UpdateExpression = aws.String("SET #val = :val, #ver = #ver + :one")
+		in.UpdateExpression = aws.String("SET #val = :val, #ver = #ver + :one, #wid = :wid")
 		in.ConditionExpression = aws.String("#ver = :expected")
 		in.ExpressionAttributeValues[":expected"] = num(ifVersion)
 		in.ExpressionAttributeValues[":one"] = num(1)
 	}
+	op := fmt.Sprintf("dynamostore: put %q at version %d", key, ifVersion)
 	out, err := s.api.UpdateItem(ctx, in)
-	if err != nil {
-		return 0, awserr.Wrap(fmt.Sprintf("dynamostore: put %q at version %d", key, ifVersion), err)
+	var failed *types.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		if v, ok := s.ownWrite(ctx, key, wid); ok {
+			return v, nil
+		}
 	}
-	ver, ok := out.Attributes[AttrVersion].(*types.AttributeValueMemberN)
+	if err != nil {
+		return 0, awserr.Wrap(op, err)
+	}
+	return parseVersion(key, out.Attributes)
+}
+
+// ownWrite reports whether the item of key was last written by the Put
+// with write ID wid, and its version if so.
+func (s *Store) ownWrite(ctx context.Context, key string, wid []byte) (int64, bool) {
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            s.itemKey(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil || len(out.Item) == 0 {
+		return 0, false
+	}
+	got, ok := out.Item[AttrWrite].(*types.AttributeValueMemberB)
+	if !ok || !bytes.Equal(got.Value, wid) {
+		return 0, false
+	}
+	v, err := parseVersion(key, out.Item)
+	return v, err == nil
+}
+
+// parseVersion reads the version attribute of an item or a response.
+func parseVersion(key string, attrs map[string]types.AttributeValue) (int64, error) {
+	ver, ok := attrs[AttrVersion].(*types.AttributeValueMemberN)
 	if !ok {
 		return 0, fmt.Errorf("dynamostore: put %q: the response has no version", key)
 	}

@@ -84,15 +84,15 @@ func TestPutRequests(t *testing.T) {
 		want      request
 	}{
 		{"create-only requires a missing version and seeds it with the clock in microseconds", 0, request{
-			Update: "SET #val = :val, #ver = :init", Condition: "attribute_not_exists(#ver)",
+			Update: "SET #val = :val, #ver = :init, #wid = :wid", Condition: "attribute_not_exists(#ver)",
 			Values: map[string]string{":init": "1700000000000000"},
 		}},
 		{"a positive version requires that version and increments it", 42, request{
-			Update: "SET #val = :val, #ver = #ver + :one", Condition: "#ver = :expected",
+			Update: "SET #val = :val, #ver = #ver + :one, #wid = :wid", Condition: "#ver = :expected",
 			Values: map[string]string{":expected": "42", ":one": "1"},
 		}},
 		{"AnyVersion has no condition and increments, seeding a new document with the clock", providers.AnyVersion, request{
-			Update: "SET #val = :val, #ver = if_not_exists(#ver, :init) + :one",
+			Update: "SET #val = :val, #ver = if_not_exists(#ver, :init) + :one, #wid = :wid",
 			Values: map[string]string{":init": "1699999999999999", ":one": "1"},
 		}},
 	} {
@@ -117,6 +117,53 @@ func TestPutRequests(t *testing.T) {
 	}
 }
 
+// TestPutRecognizesItsOwnRetriedWrite: when the SDK retries a Put whose
+// first attempt was applied but whose answer was lost, the retry's
+// condition fails on the version the first attempt wrote; the Put then
+// finds its own write ID on the item and succeeds with that version,
+// while an item another Put wrote is still a conflict.
+func TestPutRecognizesItsOwnRetriedWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ifVersion int64
+		ours      bool
+		want      error
+	}{
+		{"a create-only Put whose first attempt was applied succeeds", 0, true, nil},
+		{"a versioned Put whose first attempt was applied succeeds", 3, true, nil},
+		{"a create-only Put of a key another Put wrote is ErrConflict", 0, false, providers.ErrConflict},
+		{"a versioned Put after another Put is ErrConflict", 3, false, providers.ErrConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stored map[string]types.AttributeValue
+			api := &stub{t: t,
+				update: func(in *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
+					// The first attempt is applied, then its answer lost and
+					// the retry's condition fails on what it wrote.
+					stored = item("k", "9")
+					wid := in.ExpressionAttributeValues[":wid"]
+					if !tc.ours {
+						wid = &types.AttributeValueMemberB{Value: []byte("another put's write id")}
+					}
+					stored[dynamostore.AttrWrite] = wid
+					return nil, &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed")}
+				},
+				get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+					return &dynamodb.GetItemOutput{Item: stored}, nil
+				},
+			}
+			s := dynamostore.New(api, "t", &dynamostore.Options{Namespace: "ns"})
+			v, err := s.Put(t.Context(), "k", []byte("v"), tc.ifVersion)
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("Put = %d, %v; want error %v", v, err, tc.want)
+			}
+			if tc.want == nil && v != 9 {
+				t.Errorf("Put returned version %d, want the 9 its first attempt wrote", v)
+			}
+		})
+	}
+}
+
 func TestErrorMapping(t *testing.T) {
 	conditionFailed := &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed")}
 	throttled := &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
@@ -130,7 +177,12 @@ func TestErrorMapping(t *testing.T) {
 		{
 			name: "a failed Put condition is ErrConflict and still unwraps to the SDK error",
 			api: func(t *testing.T) *stub {
-				return &stub{t: t, update: func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) { return nil, conditionFailed }}
+				return &stub{t: t,
+					update: func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) { return nil, conditionFailed },
+					get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+						return &dynamodb.GetItemOutput{Item: item("k", "4")}, nil
+					},
+				}
 			},
 			call: func(ctx context.Context, s *dynamostore.Store) error { _, err := s.Put(ctx, "k", nil, 3); return err },
 			want: providers.ErrConflict,

@@ -4,7 +4,10 @@
 // runs in and its PID namespace (where the OS reports them).
 package holder
 
-import "os"
+import (
+	"os"
+	"sync"
+)
 
 // ID identifies a process. Fields the OS does not report are empty.
 type ID struct {
@@ -18,13 +21,17 @@ type ID struct {
 	PIDNS string `json:"pidns,omitempty"`
 }
 
-// Self returns the ID of the calling process.
-func Self() ID {
+// Self returns the ID of the calling process. It is read from the OS once
+// per process (a few files under /proc): none of it changes while the
+// process runs, and every deploy's lease names its holder.
+func Self() ID { return selfID() }
+
+var selfID = sync.OnceValue(func() ID {
 	host, _ := os.Hostname()
 	id := ID{Host: host, PID: os.Getpid()}
 	id.Start, id.Boot, id.PIDNS = self(id.PID)
 	return id
-}
+})
 
 // Gone reports whether the process id names has provably ended, as seen
 // from the calling process: it ran in this very boot of this host (same

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"strconv"
 	"strings"
@@ -153,6 +154,13 @@ func (t *tailer) groupARN(ctx context.Context) (string, error) {
 	}
 }
 
+// liveTailOptions adjusts the StartLiveTail call: see disableHostPrefix
+// and keepSessionConnection.
+func liveTailOptions(o *cloudwatchlogs.Options) {
+	disableHostPrefix(o)
+	o.APIOptions = append(o.APIOptions, keepSessionConnection)
+}
+
 // disableHostPrefix keeps StartLiveTail on a custom endpoint (an emulator,
 // a test server): the SDK otherwise prefixes its host with "stream-", a
 // name that only the service's own endpoints resolve.
@@ -167,6 +175,35 @@ func disableHostPrefix(o *cloudwatchlogs.Options) {
 			}), middleware.Before)
 	})
 }
+
+// keepSessionConnection keeps a session's HTTP/1.1 connection open after
+// its response has started. The SDK wraps a request body that implements
+// io.WriterTo in a closer whose WriteTo fails with io.EOF once the SDK has
+// closed it, which it does as soon as the response headers arrive;
+// net/http, which reads a body once more after its declared length to
+// check for extra bytes, can do so after that, takes the io.EOF for a
+// failed write and closes the connection, ending the session it carries
+// (one session in twenty on a loaded machine). A body without WriteTo
+// reads as a clean end instead. The body stays seekable, so the SDK can
+// still retry the call.
+func keepSessionConnection(s *middleware.Stack) error {
+	return s.Finalize.Add(middleware.FinalizeMiddlewareFunc("cwlogs.KeepSessionConnection",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			if req, ok := in.Request.(*smithyhttp.Request); ok {
+				if body, ok := req.GetStream().(io.ReadSeeker); ok {
+					r, err := req.SetStream(readSeeker{body})
+					if err != nil {
+						return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+					}
+					in.Request = r
+				}
+			}
+			return next.HandleFinalize(ctx, in)
+		}), middleware.After)
+}
+
+// readSeeker hides every method of a body but Read and Seek.
+type readSeeker struct{ io.ReadSeeker }
 
 // live runs a live tail session until it fails, ends or the loop breaks.
 func (t *tailer) live(ctx context.Context) error {
@@ -187,7 +224,7 @@ func (t *tailer) live(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out, err := t.l.api.StartLiveTail(sctx, in, disableHostPrefix)
+	out, err := t.l.api.StartLiveTail(sctx, in, liveTailOptions)
 	if err != nil {
 		return awserr.Wrap("cwlogs: start live tail of "+t.group, err)
 	}

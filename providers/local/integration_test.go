@@ -333,7 +333,7 @@ func TestCanaryAbortedWhenNewReleaseFailsHealth(t *testing.T) {
 
 	l := startLoad(ep)
 	_, err := tr.web.Deploy(t.Context(), convox.ReleaseSpec{Image: sick, Env: map[string]string{"MESSAGE": "v2"}}, &convox.DeployOptions{
-		Timeout:  5 * time.Second,
+		Timeout:  30 * time.Second, // bounds the test only: the failed health checks end the deploy
 		Strategy: convox.CanarySteps(convox.CanaryStep{Percent: 25, Bake: time.Second}, convox.CanaryStep{Percent: 50, Bake: time.Second}),
 	})
 	l.finish()
@@ -431,7 +431,7 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 			deploy: func(t *testing.T, tr *testRack) error {
 				spec := webSpec("web:v1", "v2")
 				spec.Processes = append(spec.Processes, convox.Process{Name: "admin", Count: 1, Port: 9090, Health: appHealth})
-				_, err := tr.web.Deploy(t.Context(), spec, &convox.DeployOptions{Timeout: 3 * time.Second})
+				_, err := tr.web.Deploy(t.Context(), spec, &convox.DeployOptions{Timeout: 20 * time.Second})
 				return err
 			},
 			check: func(t *testing.T, err error) {

@@ -89,6 +89,7 @@ type Server struct {
 	calls    map[string]int
 	live     LiveTail
 	pageCap  int
+	unmerged bool
 	active   chan struct{} // signaled when a session starts
 }
 
@@ -138,6 +139,18 @@ func (s *Server) SetFilterPageCap(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pageCap = n
+}
+
+// SetUnmerged makes FilterLogEvents return a group's events stream by
+// stream (each stream in time order, the streams one after another) and
+// ignore interleaved, as endpoints that do not merge the streams do; its
+// nextToken then counts the events returned. The service itself always
+// merges ("As of June 17, 2019, this parameter is ignored and the value
+// is assumed to be true").
+func (s *Server) SetUnmerged(unmerged bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unmerged = unmerged
 }
 
 // Calls returns how many times operation op was called.
@@ -470,21 +483,51 @@ func (s *Server) filterLogEvents(body []byte) (any, *apiError) {
 	}
 	events := slices.Clone(g.events)
 	slices.SortFunc(events, func(a, b event) int {
+		if s.unmerged {
+			return cmp.Or(strings.Compare(a.stream, b.stream), cmp.Compare(a.timestamp, b.timestamp), cmp.Compare(a.seq, b.seq))
+		}
 		return cmp.Or(cmp.Compare(a.timestamp, b.timestamp), cmp.Compare(a.seq, b.seq))
 	})
 	out := struct {
 		Events    []filteredEvent `json:"events"`
 		NextToken string          `json:"nextToken,omitempty"`
 	}{Events: []filteredEvent{}}
-	var last event
-	for _, ev := range events {
+	selected := func(ev event) bool {
 		switch {
-		case in.NextToken != "" && (ev.timestamp < after.T || ev.timestamp == after.T && ev.seq <= after.S):
 		case len(in.LogStreamNames) > 0 && !slices.Contains(in.LogStreamNames, ev.stream):
 		case !strings.HasPrefix(ev.stream, in.LogStreamNamePrefix):
 		case in.StartTime != nil && ev.timestamp < *in.StartTime:
 		case in.EndTime != nil && ev.timestamp > *in.EndTime:
 		case !pat.match(ev.message):
+		default:
+			return true
+		}
+		return false
+	}
+	if s.unmerged {
+		// The token counts the selected events already returned.
+		var sel []event
+		for _, ev := range events {
+			if selected(ev) {
+				sel = append(sel, ev)
+			}
+		}
+		from := min(max(after.T, 0), int64(len(sel)))
+		to := min(from+int64(limit), int64(len(sel)))
+		for _, ev := range sel[from:to] {
+			out.Events = append(out.Events, filteredEvent{ev.stream, ev.timestamp, ev.message, ev.ingestion, eventID(ev)})
+		}
+		if to < int64(len(sel)) {
+			raw, _ := json.Marshal(struct{ T, S int64 }{to, 0})
+			out.NextToken = base64.RawURLEncoding.EncodeToString(raw)
+		}
+		return out, nil
+	}
+	var last event
+	for _, ev := range events {
+		switch {
+		case in.NextToken != "" && (ev.timestamp < after.T || ev.timestamp == after.T && ev.seq <= after.S):
+		case !selected(ev):
 		case len(out.Events) == limit:
 			raw, _ := json.Marshal(struct{ T, S int64 }{last.timestamp, last.seq})
 			out.NextToken = base64.RawURLEncoding.EncodeToString(raw)

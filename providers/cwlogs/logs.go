@@ -89,6 +89,9 @@ type Logs struct {
 	opts   Options
 	idBase uint32
 	idSeq  atomic.Uint32
+	// unmerged is set once the endpoint returned events out of time
+	// order: from then on every read sorts (see Read).
+	unmerged atomic.Bool
 }
 
 var (

@@ -34,6 +34,17 @@ func TestConformanceOnTestServer(t *testing.T) {
 	providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
 }
 
+// TestConformanceOnUnmergedServer runs the suite against an endpoint that
+// returns a group's events stream by stream, out of time order, in pages
+// of 50: the reader must not skip an event because of its order.
+func TestConformanceOnUnmergedServer(t *testing.T) {
+	srv, client := testServer(t)
+	srv.SetUnmerged(true)
+	srv.SetFilterPageCap(50)
+	l := cwlogs.New(client, &cwlogs.Options{TailLookback: lookback, TailPollInterval: 50 * time.Millisecond, DisableLiveTail: true})
+	providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
+}
+
 func TestConformanceOnEmulator(t *testing.T) {
 	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
 		client := cloudwatchlogs.NewFromConfig(e.Config())

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -123,8 +125,14 @@ func rawID(stream, eventID string) string { return stream + ":" + eventID }
 // interleaved, which the service has ignored since 2019 ("this parameter
 // is ignored and the value is assumed to be true"), for endpoints that
 // merge the streams only when asked. An endpoint that returns a group's
-// streams unmerged is not supported: events before the read position are
-// skipped as already read.
+// events out of time order anyway is detected (an event arrives behind
+// the read position) and from then on read another way: each page's whole
+// range is read and sorted before it is paged, so no event is skipped
+// because of its order; a range too large to sort that way is reported as
+// providers.ErrUnavailable, never read in part. Detection needs the
+// disorder to show within what a page reads: on such an endpoint, a first
+// page cut short before it shows may miss events that the endpoint returns
+// later than their time.
 //
 // The query maps onto the request: Start and End onto startTime and
 // endTime (rounded outwards to milliseconds, then applied exactly), Filter
@@ -202,68 +210,130 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 	}
 
 	var items []item
-	nextPage := ""
-	consume := func(ev types.FilteredLogEvent) {
-		ts := aws.ToInt64(ev.Timestamp)
-		key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
-		switch {
-		case ts < pos.t:
-			return
-		case ts == pos.t && pos.seen[key]:
-			return
-		case ts > pos.t:
-			pos.reset(ts)
-		}
-		pos.seen[key] = true
-		pos.events++
-		e, env := entryOf(q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
-		if !match(q, e) {
-			return
-		}
-		id := digest("i", e.ID)
-		if pos.seen[id] {
-			return
-		}
-		pos.seen[id] = true
-		items = append(items, item{e, env})
+	var nextPage string
+	err := errDisorder
+	if !l.unmerged.Load() {
+		items, nextPage, err = l.readMerged(ctx, newPager(q, pos, limit), base, group)
 	}
+	if errors.Is(err, errDisorder) {
+		l.unmerged.Store(true)
+		// The endpoint returned the group's events out of time order (it
+		// did not merge the streams): read the whole range from the
+		// page's position and sort it, so that no event is skipped as
+		// behind the position.
+		items, nextPage, err = l.readSorted(ctx, newPager(q, pos, limit), base, group)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	slices.SortStableFunc(items, func(a, b item) int {
+		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
+	})
+	return items, nextPage, nil
+}
 
-	// fresh asks for the events from the position on, including those
-	// already consumed at its timestamp, which consume skips.
-	fresh := func() cloudwatchlogs.FilterLogEventsInput {
-		in := base
-		if pos.t > 0 || !q.Start.IsZero() {
-			in.StartTime = aws.Int64(pos.t)
-		}
-		in.Limit = aws.Int32(int32(min(limit-len(items)+pos.events, MaxReadLimit)))
-		return in
+// errDisorder reports that a FilterLogEvents response held an event
+// behind the read position: the endpoint does not merge the streams.
+var errDisorder = errors.New("cwlogs: events out of time order")
+
+// maxSortedBytes bounds the messages a read of an endpoint that does not
+// merge the streams holds to sort them.
+const maxSortedBytes = 64 << 20
+
+// pager consumes the events of one page in time order.
+type pager struct {
+	q     providers.LogQuery
+	pos   position
+	limit int
+	items []item
+}
+
+// newPager returns a pager reading from pos, which it does not change.
+func newPager(q providers.LogQuery, pos position, limit int) *pager {
+	pos.seen = maps.Clone(pos.seen)
+	return &pager{q: q, pos: pos, limit: limit}
+}
+
+// full reports whether the page holds its limit of entries.
+func (p *pager) full() bool { return len(p.items) == p.limit }
+
+// consume takes one event: it advances the position and keeps the entry
+// when it matches the query and was not returned before. It returns
+// errDisorder for an event behind the position.
+func (p *pager) consume(ev types.FilteredLogEvent) error {
+	ts := aws.ToInt64(ev.Timestamp)
+	key := digest("e", aws.ToString(ev.LogStreamName)+"\x00"+aws.ToString(ev.EventId))
+	switch {
+	case ts < p.pos.t:
+		return errDisorder
+	case ts == p.pos.t && p.pos.seen[key]:
+		return nil
+	case ts > p.pos.t:
+		p.pos.reset(ts)
 	}
-	in := fresh()
+	p.pos.seen[key] = true
+	p.pos.events++
+	e, env := entryOf(p.q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
+	if !match(p.q, e) {
+		return nil
+	}
+	id := digest("i", e.ID)
+	if p.pos.seen[id] {
+		return nil
+	}
+	p.pos.seen[id] = true
+	p.items = append(p.items, item{e, env})
+	return nil
+}
+
+// fresh asks for the events from the position on, including those
+// already consumed at its timestamp, which consume skips.
+func (p *pager) fresh(base cloudwatchlogs.FilterLogEventsInput) cloudwatchlogs.FilterLogEventsInput {
+	in := base
+	if p.pos.t > 0 || !p.q.Start.IsZero() {
+		in.StartTime = aws.Int64(p.pos.t)
+	}
+	in.Limit = aws.Int32(int32(min(p.limit-len(p.items)+p.pos.events, MaxReadLimit)))
+	return in
+}
+
+// filter calls FilterLogEvents; a missing group is reported as nil.
+func (l *Logs) filter(ctx context.Context, group string, in *cloudwatchlogs.FilterLogEventsInput) (*cloudwatchlogs.FilterLogEventsOutput, error) {
+	out, err := l.api.FilterLogEvents(ctx, in)
+	if err != nil {
+		if awserr.Code(err) == "ResourceNotFoundException" {
+			return nil, nil
+		}
+		return nil, awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", group), err)
+	}
+	return out, nil
+}
+
+// readMerged reads one page from an endpoint that returns the group's
+// events in time order, as the service does, consuming them as they come.
+// It returns errDisorder when an event arrives behind the position.
+func (l *Logs) readMerged(ctx context.Context, pg *pager, base cloudwatchlogs.FilterLogEventsInput, group string) ([]item, string, error) {
+	in := pg.fresh(base)
 	for calls := 0; ; calls++ {
 		if calls == maxReadCalls {
-			nextPage = pos.token(q)
-			break
+			return pg.items, pg.pos.token(pg.q), nil
 		}
-		startT, startN := pos.t, pos.events
-		out, err := l.api.FilterLogEvents(ctx, &in)
-		if err != nil {
-			if awserr.Code(err) == "ResourceNotFoundException" {
-				return nil, "", nil
-			}
-			return nil, "", awserr.Wrap(fmt.Sprintf("cwlogs: filter log events of %s", group), err)
+		startT, startN := pg.pos.t, pg.pos.events
+		out, err := l.filter(ctx, group, &in)
+		if err != nil || out == nil {
+			return nil, "", err
 		}
-		full := false
 		for _, ev := range out.Events {
-			if len(items) == limit {
+			if pg.full() {
 				// The rest is read again from the position by the next page.
-				full = true
-				break
+				return pg.items, pg.pos.token(pg.q), nil
 			}
-			consume(ev)
+			if err := pg.consume(ev); err != nil {
+				return nil, "", err
+			}
 		}
-		if full || len(items) == limit {
-			nextPage = pos.token(q)
-			break
+		if pg.full() {
+			return pg.items, pg.pos.token(pg.q), nil
 		}
 		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
 			// The service's own continuation, with the same parameters.
@@ -271,17 +341,65 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) ([]
 			continue
 		}
 		if len(out.Events) < int(aws.ToInt32(in.Limit)) {
-			break // every event there is now was returned
+			return pg.items, "", nil // every event there is now was returned
 		}
 		// A full response without a token of its own: more events may
 		// follow the position; ask again from it.
-		if pos.t == startT && pos.events == startN {
-			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pos.t, providers.ErrUnavailable)
+		if pg.pos.t == startT && pg.pos.events == startN {
+			return nil, "", fmt.Errorf("cwlogs: read %s: more than %d events share the millisecond %d: %w", group, MaxReadLimit, pg.pos.t, providers.ErrUnavailable)
 		}
-		in = fresh()
+		in = pg.fresh(base)
 	}
-	slices.SortStableFunc(items, func(a, b item) int {
-		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
+}
+
+// readSorted reads one page from an endpoint that returns the group's
+// events out of time order: it reads every event from the position on
+// (following the endpoint's tokens, at most maxReadCalls calls and
+// maxSortedBytes of messages), sorts them by time, stream and event ID
+// and consumes them in that order. An endpoint that cuts such a response
+// short without a token, or a range larger than the bounds, is reported
+// as unavailable rather than read in part.
+func (l *Logs) readSorted(ctx context.Context, pg *pager, base cloudwatchlogs.FilterLogEventsInput, group string) ([]item, string, error) {
+	in := pg.fresh(base)
+	in.Limit = aws.Int32(MaxReadLimit)
+	var all []types.FilteredLogEvent
+	size := 0
+	for calls := 0; ; calls++ {
+		if calls == maxReadCalls {
+			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order and the range needs more than %d calls; narrow it with Start and End: %w", group, maxReadCalls, providers.ErrUnavailable)
+		}
+		out, err := l.filter(ctx, group, &in)
+		if err != nil || out == nil {
+			return nil, "", err
+		}
+		for _, ev := range out.Events {
+			size += len(aws.ToString(ev.Message))
+		}
+		if size > maxSortedBytes {
+			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order and the range holds more than %d MiB; narrow it with Start and End: %w", group, maxSortedBytes>>20, providers.ErrUnavailable)
+		}
+		all = append(all, out.Events...)
+		if tok := aws.ToString(out.NextToken); tok != "" && tok != aws.ToString(in.NextToken) {
+			in.NextToken = out.NextToken
+			continue
+		}
+		if len(out.Events) == int(aws.ToInt32(in.Limit)) {
+			return nil, "", fmt.Errorf("cwlogs: read %s: the endpoint returns events out of time order and cut a response short without a token: %w", group, providers.ErrUnavailable)
+		}
+		break
+	}
+	slices.SortStableFunc(all, func(a, b types.FilteredLogEvent) int {
+		return cmp.Or(cmp.Compare(aws.ToInt64(a.Timestamp), aws.ToInt64(b.Timestamp)),
+			strings.Compare(aws.ToString(a.LogStreamName), aws.ToString(b.LogStreamName)),
+			strings.Compare(aws.ToString(a.EventId), aws.ToString(b.EventId)))
 	})
-	return items, nextPage, nil
+	for _, ev := range all {
+		if pg.full() {
+			return pg.items, pg.pos.token(pg.q), nil
+		}
+		if err := pg.consume(ev); err != nil {
+			return nil, "", err
+		}
+	}
+	return pg.items, "", nil
 }

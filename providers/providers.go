@@ -37,6 +37,9 @@ package providers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -658,6 +661,36 @@ type LogQuery struct {
 	Stream  string
 	// Limit bounds the entries of one page; zero means the provider's default.
 	Limit int
+}
+
+// Match reports whether q selects e: e belongs to q.App, its time is in
+// [Start, End) where they are set, its message contains Filter, and its
+// Process, Release and Stream equal those of q that are set. Limit plays
+// no part. Providers apply it to every entry they return, whatever their
+// backend filtered.
+func (q LogQuery) Match(e LogEntry) bool {
+	switch {
+	case e.App != q.App:
+	case !q.Start.IsZero() && e.Time.Before(q.Start):
+	case !q.End.IsZero() && !e.Time.Before(q.End):
+	case q.Filter != "" && !strings.Contains(e.Message, q.Filter):
+	case q.Process != "" && e.Process != q.Process:
+	case q.Release != "" && e.Release != q.Release:
+	case q.Stream != "" && e.Stream != q.Stream:
+	default:
+		return true
+	}
+	return false
+}
+
+// Fingerprint identifies q, Limit aside, for the page tokens of a Read:
+// equal queries have equal fingerprints, so that a provider can refuse a
+// token made for another query. It is 16 hexadecimal digits.
+func (q LogQuery) Fingerprint() string {
+	q.Limit = 0
+	raw, _ := json.Marshal(q)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
 }
 
 // LogPage is one page of a read.

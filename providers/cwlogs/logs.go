@@ -290,21 +290,6 @@ func (l *Logs) filterPattern(q providers.LogQuery) *string {
 	return aws.String(`"` + q.Filter + `"`)
 }
 
-// match applies every field of q to an entry of q.App.
-func match(q providers.LogQuery, e providers.LogEntry) bool {
-	switch {
-	case !q.Start.IsZero() && e.Time.Before(q.Start):
-	case !q.End.IsZero() && !e.Time.Before(q.End):
-	case q.Filter != "" && !strings.Contains(e.Message, q.Filter):
-	case q.Process != "" && e.Process != q.Process:
-	case q.Release != "" && e.Release != q.Release:
-	case q.Stream != "" && e.Stream != q.Stream:
-	default:
-		return true
-	}
-	return false
-}
-
 // ---------------------------------------------------------------------------
 // Write
 

@@ -3,7 +3,6 @@ package cwlogs
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -53,16 +52,8 @@ type readToken struct {
 	N     int      `json:"n,omitempty"`
 }
 
-// fingerprint identifies a query, Limit aside, for its tokens.
-func fingerprint(q providers.LogQuery) string {
-	q.Limit = 0
-	raw, _ := json.Marshal(q)
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
-}
-
 func (p position) token(q providers.LogQuery) string {
-	t := readToken{Query: fingerprint(q), T: p.t, N: p.events}
+	t := readToken{Query: q.Fingerprint(), T: p.t, N: p.events}
 	for k := range p.seen {
 		t.Seen = append(t.Seen, k)
 	}
@@ -80,7 +71,7 @@ func parseToken(q providers.LogQuery, token string) (position, error) {
 	if err != nil {
 		return position{}, providers.Invalidf("cwlogs: read: malformed page token")
 	}
-	if t.Query != fingerprint(q) {
+	if t.Query != q.Fingerprint() {
 		return position{}, providers.Invalidf("cwlogs: read: the page token belongs to another query")
 	}
 	p := position{t: t.T, seen: map[string]bool{}, events: t.N}
@@ -274,7 +265,7 @@ func (p *pager) consume(ev types.FilteredLogEvent) error {
 	p.pos.seen[key] = true
 	p.pos.events++
 	e, env := entryOf(p.q.App, aws.ToString(ev.LogStreamName), ts, aws.ToString(ev.Message), rawID(aws.ToString(ev.LogStreamName), aws.ToString(ev.EventId)))
-	if !match(p.q, e) {
+	if !p.q.Match(e) {
 		return nil
 	}
 	id := digest("i", e.ID)

@@ -257,7 +257,7 @@ func (t *tailer) live(ctx context.Context) error {
 			msg, ts := aws.ToString(r.Message), aws.ToInt64(r.Timestamp)
 			id := aws.ToString(r.LogStreamName) + ":" + digest("", strconv.FormatInt(ts, 10)+"\x00"+msg)
 			e, env := entryOf(t.q.App, aws.ToString(r.LogStreamName), ts, msg, id)
-			if !match(t.q, e) {
+			if !t.q.Match(e) {
 				continue
 			}
 			m := t.mark(key(e, env), ts)

@@ -3,14 +3,11 @@ package fake
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"iter"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/convox-go/convox/providers"
@@ -38,6 +35,15 @@ type tail struct {
 	signal chan struct{}
 }
 
+// match reports whether the tail delivers e: a tail ignores its query's
+// Start (it delivers what is written from its start on, whatever the
+// entries' times).
+func (t *tail) match(e providers.LogEntry) bool {
+	q := t.q
+	q.Start = time.Time{}
+	return q.Match(e)
+}
+
 func compareEntries(a, b providers.LogEntry) int {
 	if c := a.Time.Compare(b.Time); c != 0 {
 		return c
@@ -60,7 +66,7 @@ func (r *Rack) appendLogs(entries []providers.LogEntry) {
 		i, _ := slices.BinarySearchFunc(list, e, compareEntries)
 		r.logs[e.App] = slices.Insert(list, i, e)
 		for t := range r.tails {
-			if matchEntry(t.q, e, false) {
+			if t.match(e) {
 				t.queue = append(t.queue, e)
 				select {
 				case t.signal <- struct{}{}:
@@ -80,21 +86,6 @@ func (r *Rack) taskLog(t *task, msg string) {
 		return
 	}
 	r.appendLogs([]providers.LogEntry{e})
-}
-
-func matchEntry(q providers.LogQuery, e providers.LogEntry, useStart bool) bool {
-	switch {
-	case e.App != q.App:
-	case useStart && !q.Start.IsZero() && e.Time.Before(q.Start):
-	case !q.End.IsZero() && !e.Time.Before(q.End):
-	case q.Filter != "" && !strings.Contains(e.Message, q.Filter):
-	case q.Process != "" && e.Process != q.Process:
-	case q.Release != "" && e.Release != q.Release:
-	case q.Stream != "" && e.Stream != q.Stream:
-	default:
-		return true
-	}
-	return false
 }
 
 // Write implements providers.Logs. Entries without a Time get the rack's
@@ -134,14 +125,6 @@ type logToken struct {
 	ID    string `json:"i"`
 }
 
-// fingerprint identifies a query, Limit aside, for its tokens.
-func fingerprint(q providers.LogQuery) string {
-	q.Limit = 0
-	raw, _ := json.Marshal(q)
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
-}
-
 // Read implements providers.Logs. A zero Limit means DefaultLogLimit; a
 // larger one than MaxLogLimit is lowered to it. Tokens stay valid across
 // changes of Limit.
@@ -176,7 +159,7 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) (pr
 		if err != nil {
 			return providers.LogPage{}, providers.Invalidf("fake logs: read: malformed token")
 		}
-		if tok.Query != fingerprint(q) {
+		if tok.Query != q.Fingerprint() {
 			return providers.LogPage{}, providers.Invalidf("fake logs: read: token belongs to another query")
 		}
 		after = &providers.LogEntry{ID: tok.ID, Time: time.Unix(0, tok.Time)}
@@ -188,12 +171,12 @@ func (l *Logs) read(ctx context.Context, q providers.LogQuery, token string) (pr
 		if after != nil && compareEntries(e, *after) <= 0 {
 			continue
 		}
-		if !matchEntry(q, e, true) {
+		if !q.Match(e) {
 			continue
 		}
 		if len(page.Entries) == limit {
 			last := page.Entries[limit-1]
-			raw, _ := json.Marshal(logToken{Query: fingerprint(q), Time: last.Time.UnixNano(), ID: last.ID})
+			raw, _ := json.Marshal(logToken{Query: q.Fingerprint(), Time: last.Time.UnixNano(), ID: last.ID})
 			page.Next = base64.RawURLEncoding.EncodeToString(raw)
 			break
 		}

@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -243,29 +241,6 @@ type readToken struct {
 	Positions map[string]string `json:"p"`
 }
 
-// fingerprint identifies a query, Limit aside, for its tokens.
-func fingerprint(q providers.LogQuery) string {
-	q.Limit = 0
-	raw, _ := json.Marshal(q)
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
-}
-
-func match(q providers.LogQuery, e providers.LogEntry) bool {
-	switch {
-	case e.App != q.App:
-	case !q.Start.IsZero() && e.Time.Before(q.Start):
-	case !q.End.IsZero() && !e.Time.Before(q.End):
-	case q.Filter != "" && !strings.Contains(e.Message, q.Filter):
-	case q.Process != "" && e.Process != q.Process:
-	case q.Release != "" && e.Release != q.Release:
-	case q.Stream != "" && e.Stream != q.Stream:
-	default:
-		return true
-	}
-	return false
-}
-
 // candidate is a matching entry read from a shard, and the record's
 // sequence number.
 type candidate struct {
@@ -306,7 +281,7 @@ func (l *Logs) Read(ctx context.Context, q providers.LogQuery, token string) (pr
 		return providers.LogPage{}, providers.Invalidf("kinesislogs: read: negative limit %d", q.Limit)
 	}
 	limit := min(cmp.Or(q.Limit, DefaultReadLimit), MaxReadLimit)
-	tok := readToken{Query: fingerprint(q), Positions: map[string]string{}}
+	tok := readToken{Query: q.Fingerprint(), Positions: map[string]string{}}
 	if token != "" {
 		var t readToken
 		raw, err := base64.RawURLEncoding.DecodeString(token)
@@ -362,7 +337,7 @@ func (l *Logs) Read(ctx context.Context, q providers.LogQuery, token string) (pr
 		sr.tip, err = l.scan(ctx, id, sr.last, at, func(r types.Record) bool {
 			seq := aws.ToString(r.SequenceNumber)
 			if rec, ok := decodeRecord(r.Data); ok && !rec.Deleted {
-				if e := rec.entry(); match(q, e) && !deleted(set, marks, q.App, id, seq) {
+				if e := rec.entry(); q.Match(e) && !deleted(set, marks, q.App, id, seq) {
 					if len(sr.found) == limit {
 						return false // the record stays unread
 					}

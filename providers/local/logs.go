@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -329,22 +328,6 @@ type logToken struct {
 	ID    string `json:"i"`
 }
 
-func queryHash(q providers.LogQuery) string {
-	q.Limit = 0
-	b, _ := json.Marshal(q)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
-
-func matches(q providers.LogQuery, e providers.LogEntry) bool {
-	return (q.Start.IsZero() || !e.Time.Before(q.Start)) &&
-		(q.End.IsZero() || e.Time.Before(q.End)) &&
-		(q.Process == "" || e.Process == q.Process) &&
-		(q.Release == "" || e.Release == q.Release) &&
-		(q.Stream == "" || e.Stream == q.Stream) &&
-		strings.Contains(e.Message, q.Filter)
-}
-
 func compareEntries(x, y providers.LogEntry) int {
 	return cmp.Or(x.Time.Compare(y.Time), strings.Compare(x.ID, y.ID))
 }
@@ -374,7 +357,7 @@ func (l *Logs) Read(ctx context.Context, q providers.LogQuery, token string) (pr
 		if err == nil {
 			err = json.Unmarshal(raw, &tok)
 		}
-		if err != nil || tok.Query != queryHash(q) {
+		if err != nil || tok.Query != q.Fingerprint() {
 			return providers.LogPage{}, providers.Invalidf("log token does not continue this query")
 		}
 		after = &providers.LogEntry{Time: time.Unix(0, tok.Time), ID: tok.ID}
@@ -414,7 +397,7 @@ func (l *Logs) Read(ctx context.Context, q providers.LogQuery, token string) (pr
 		}
 		err = readLines(f, p.size, func(line logLine, _ int) {
 			e := providers.LogEntry{ID: line.ID, Time: line.Time, App: q.App, Stream: line.Stream, Process: line.Process, Release: line.Release, Message: line.Message}
-			if matches(q, e) && (after == nil || compareEntries(*after, e) < 0) {
+			if q.Match(e) && (after == nil || compareEntries(*after, e) < 0) {
 				found = append(found, e)
 			}
 		})
@@ -428,7 +411,7 @@ func (l *Logs) Read(ctx context.Context, q providers.LogQuery, token string) (pr
 	if len(found) > limit {
 		found = found[:limit]
 		last := found[limit-1]
-		raw, _ := json.Marshal(logToken{Query: queryHash(q), Time: last.Time.UnixNano(), ID: last.ID})
+		raw, _ := json.Marshal(logToken{Query: q.Fingerprint(), Time: last.Time.UnixNano(), ID: last.ID})
 		page.Next = base64.RawURLEncoding.EncodeToString(raw)
 	}
 	page.Entries = found
@@ -465,7 +448,7 @@ type tailSub struct {
 }
 
 func (s *tailSub) offer(e providers.LogEntry) {
-	if !matches(s.q, e) {
+	if !s.q.Match(e) {
 		return
 	}
 	select {

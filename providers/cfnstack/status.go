@@ -211,20 +211,22 @@ func (s *Stack) status(ctx context.Context, app string, st stackState) (provider
 		out.Rollouts = append(out.Rollouts, r)
 		return nil
 	}
+	// The stack's outputs are those of its last completed template: that
+	// release is the app's (CloudFormation completes an ECS service only
+	// once it reached a steady state), except while a failed rollback
+	// leaves resources between two releases.
+	out.Release = st.Outputs[outputRelease]
 	var err error
 	switch st.Status {
 	case cfntypes.StackStatusCreateComplete, cfntypes.StackStatusUpdateComplete, cfntypes.StackStatusUpdateCompleteCleanupInProgress:
-		// CloudFormation completes an ECS service only once it reached
-		// a steady state, so the stack's release is the app's.
-		out.Release = st.Outputs[outputRelease]
 	case cfntypes.StackStatusCreateInProgress, cfntypes.StackStatusUpdateInProgress:
 		err = current(providers.RolloutInProgress)
-	case cfntypes.StackStatusUpdateRollbackComplete, cfntypes.StackStatusUpdateRollbackCompleteCleanupInProgress:
-		out.Release = st.Outputs[outputRelease]
-		err = current(providers.RolloutFailed)
 	case cfntypes.StackStatusDeleteInProgress:
 		return out, fmt.Errorf("stack %s: %w: it is being deleted", s.StackName(app), providers.ErrNotFound)
-	default: // rolling back, rollback failed, create failed, delete failed
+	case cfntypes.StackStatusUpdateRollbackFailed:
+		out.Release = ""
+		err = current(providers.RolloutFailed)
+	default: // rolling back, rolled back, create failed, delete failed
 		err = current(providers.RolloutFailed)
 	}
 	if err != nil {

@@ -151,14 +151,17 @@ func (r *rack) services(t *testing.T, app string, processes ...string) map[strin
 
 // release is the desired state of one release of the test app.
 func release(app, id, token string, img providers.Image, env map[string]string, web, worker int, binding providers.Binding) providers.Desired {
-	return providers.Desired{
+	d := providers.Desired{
 		App: app, Release: id, Token: token, Image: img, Env: env,
 		Processes: []providers.Process{
 			{Name: "web", Count: web, Port: 8080, CPU: 256, Memory: 512},
 			{Name: "worker", Count: worker, CPU: 256, Memory: 512},
 		},
-		Bindings: map[string][]providers.Binding{"web": {binding}},
 	}
+	if binding.Target != "" {
+		d.Bindings = map[string][]providers.Binding{"web": {binding}}
+	}
+	return d
 }
 
 // TestDeployScaleEnvRollbackDeleteOnMoto drives one app through the

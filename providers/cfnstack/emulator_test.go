@@ -211,8 +211,8 @@ func TestDeployScaleEnvRollbackDeleteOnMoto(t *testing.T) {
 			t.Fatalf("DescribeTargetGroups %s: %v %v", route.Binding.Target, tgs, err)
 		}
 		tg := tgs.TargetGroups[0]
-		if diff := cmp.Diff([]string{providers.ResourceName(app, "web", ""), "/health"}, []string{aws.ToString(tg.TargetGroupName), aws.ToString(tg.HealthCheckPath)}); diff != "" {
-			t.Errorf("target group name and health path (-want +got):\n%s", diff)
+		if diff := cmp.Diff([]string{"/health", "ip"}, []string{aws.ToString(tg.HealthCheckPath), string(tg.TargetType)}); diff != "" {
+			t.Errorf("target group health path and target type (-want +got):\n%s", diff)
 		}
 		rules, err := r.elb.DescribeRules(ctx, &elbv2.DescribeRulesInput{ListenerArn: aws.String(r.listener)})
 		if err != nil {

@@ -278,7 +278,9 @@ func (s *Stack) setRoute(t *template, app, process string, r route) {
 	t.Metadata.Convox.Routes[process] = r
 	health := r.Health
 	tg := targetGroupProps{
-		Name: providers.ResourceName(app, process, ""),
+		// "<app>-<process>-cf": never the name of albbalancer's group of
+		// the same route, so both can exist while an app migrates.
+		Name: providers.ResourceName(app, process, "cf"),
 		// Targets register with their container port: the group's own
 		// port is only a default, fixed so that a port change never
 		// replaces the group (a named group cannot be replaced in place).

@@ -78,13 +78,16 @@ func newRack(t *testing.T, cfnCfg func(*aws.Config)) *rack {
 		ecs: ecs.NewFromConfig(cfg), elb: elbv2.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg),
 		listener: listener, cluster: awstest.Name(t, "cluster"), calls: awstest.NewCounter(),
 	}
+	// The provider's clients count their calls; the clients the test
+	// checks through do not.
 	c := cfg.Copy()
 	c.APIOptions = append(c.APIOptions, r.calls.AddTo)
+	counted := c.Copy()
 	if cfnCfg != nil {
 		cfnCfg(&c)
 	}
 	r.cfn = cloudformation.NewFromConfig(c)
-	r.stack = cfnstack.New(r.cfn, r.ecs, r.elb, &cfnstack.Options{
+	r.stack = cfnstack.New(r.cfn, ecs.NewFromConfig(counted), elbv2.NewFromConfig(counted), &cfnstack.Options{
 		Cluster: r.cluster, Region: awstest.Region, Subnets: subnets, SecurityGroups: []string{sg}, VPC: vpc,
 		HTTPListener: listener, Domain: "apps.example.com", ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
 		PollInterval: 10 * time.Millisecond, MaxPollInterval: 100 * time.Millisecond,

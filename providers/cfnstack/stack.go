@@ -629,12 +629,16 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 		if st.Outputs[outputToken] == d.Token && settled(st.Status) && !rolledBack(st.Status) {
 			return s.rolloutOf(ctx, d.App, st, crt)
 		}
-		op, err := s.operation(ctx, d.App, st)
-		if err != nil {
-			return providers.Rollout{}, err
-		}
-		if op.crt == crt {
-			return s.rolloutOf(ctx, d.App, st, crt)
+		// A completed stack whose outputs carry another token has no
+		// operation of this token; otherwise its events say.
+		if st.Status != cfntypes.StackStatusCreateComplete && st.Status != cfntypes.StackStatusUpdateComplete {
+			op, err := s.operation(ctx, d.App, st)
+			if err != nil {
+				return providers.Rollout{}, err
+			}
+			if op.crt == crt {
+				return s.rolloutOf(ctx, d.App, st, crt)
+			}
 		}
 		if !settled(st.Status) {
 			return providers.Rollout{}, fmt.Errorf("stack %s: %w: %s (another update is in flight)", s.StackName(d.App), providers.ErrConflict, st.Status)

@@ -249,6 +249,10 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				if _, err := st.Status(ctx, app); err != nil {
 					t.Errorf("Status: %v", err)
 				}
+				if _, err := st.Changes(ctx, providers.Desired{App: app, Release: "R3", Token: "t3", Image: img,
+					Processes: []providers.Process{{Name: "worker", Count: 1}}}); err != nil {
+					t.Errorf("Changes: %v", err)
+				}
 				if _, err := st.Events(ctx, app, time.Time{}); err != nil {
 					t.Errorf("Events: %v", err)
 				}
@@ -269,6 +273,9 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			unused: map[string]string{
 				"cloudformation:CancelUpdateStack":                 "CancelRollout of an update in flight; moto completes updates at once and has no CancelUpdateStack (TestAWSRollbacksAreReportedTruthfully calls it)",
 				"cloudformation:ContinueUpdateRollback":            "a stack in UPDATE_ROLLBACK_FAILED; moto never fails a rollback and has no ContinueUpdateRollback (TestAWSRollbacksAreReportedTruthfully calls it)",
+				"cloudformation:DetectStackDrift":                  "Drift; moto has no drift detection (cfnstack's TestDriftReportsChangedResources calls it on a stub)",
+				"cloudformation:DescribeStackDriftDetectionStatus": "Drift, as DetectStackDrift",
+				"cloudformation:DescribeStackResourceDrifts":       "Drift, as DetectStackDrift",
 				"ecs:CreateCluster":                                "called through the ECS client; this check counts cloudformation actions only",
 				"ecs:DescribeServices":                             "called through the ECS client (Status); this check counts cloudformation actions only",
 				"elasticloadbalancing:DescribeRules":               "called through the ELBv2 client (a new route's priority); this check counts cloudformation actions only",

@@ -68,6 +68,22 @@
 // failing service's status reason. Events returns the stack's events, to
 // show as deploy progress.
 //
+// # Plans and drift
+//
+// Changes returns what applying a Desired state would change, from a
+// CloudFormation change set (add, modify with or without replacement,
+// remove, per resource) that it deletes afterwards. Drift runs
+// CloudFormation's drift detection on the app's stack and returns the
+// resources changed or deleted outside it, with the paths of the
+// differing properties (never their values).
+//
+// # Limits
+//
+// A template travels in the request (TemplateBody, at most 51,200 bytes):
+// each process's task definition holds the whole environment, so a large
+// environment times many process types can exceed it, and Apply refuses
+// such a release with ErrInvalid before any change.
+//
 // # Secrets
 //
 // The environment is written into the task definitions of the template:
@@ -95,6 +111,12 @@
 //	cloudformation:GetTemplate
 //	cloudformation:CancelUpdateStack        (CancelRollout)
 //	cloudformation:ContinueUpdateRollback   (ContinueUpdateRollback)
+//	cloudformation:CreateChangeSet          (Changes)
+//	cloudformation:DescribeChangeSet        (Changes)
+//	cloudformation:DeleteChangeSet          (Changes)
+//	cloudformation:DetectStackDrift         (Drift)
+//	cloudformation:DescribeStackDriftDetectionStatus   (Drift)
+//	cloudformation:DescribeStackResourceDrifts         (Drift)
 //	ecs:CreateCluster
 //	ecs:DescribeServices
 //	ecs:RegisterTaskDefinition              (through CloudFormation)

@@ -1,6 +1,7 @@
 package cfnstack_test
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"net/url"
@@ -409,5 +410,71 @@ func TestRouteContract(t *testing.T) {
 	}
 	if _, err := r.cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(r.stack.StackName(app))}); err == nil {
 		t.Errorf("the stack of an app whose last route was deleted still exists")
+	}
+}
+
+// TestChangesPlanWithoutChangingOnMoto checks the plan capability: a new
+// app's plan adds every resource without a change set; an existing app's
+// plan comes from a change set that is deleted afterwards, and nothing
+// changes.
+func TestChangesPlanWithoutChangingOnMoto(t *testing.T) {
+	r := newRack(t, nil)
+	ctx := t.Context()
+	app := awstest.Name(t, "plan")
+	t.Cleanup(func() { r.stack.Delete(context.WithoutCancel(ctx), app) })
+	r1 := release(app, "R1", "t1", imageV1, nil, 1, 1, providers.Binding{})
+
+	r.calls.Reset()
+	changes, err := r.stack.Changes(ctx, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var added []string
+	for _, c := range changes {
+		if c.Action != "Add" {
+			t.Errorf("plan of a new app: %+v, want only Add", c)
+		}
+		added = append(added, c.Type)
+	}
+	slices.Sort(added)
+	want := []string{"AWS::ECS::Service", "AWS::ECS::Service", "AWS::ECS::TaskDefinition", "AWS::ECS::TaskDefinition", "AWS::Logs::LogGroup"}
+	if diff := cmp.Diff(want, added); diff != "" {
+		t.Errorf("resource types a new app's plan adds (-want +got):\n%s", diff)
+	}
+	if w := r.writes(); len(w) != 0 {
+		t.Errorf("plan of a new app wrote %v, want nothing", w)
+	}
+
+	if _, err := r.stack.Apply(ctx, r1); err != nil {
+		t.Fatal(err)
+	}
+	r2 := release(app, "R2", "t2", imageV2, nil, 1, 1, providers.Binding{})
+	r.calls.Reset()
+	changes, err = r.stack.Changes(ctx, r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"CreateChangeSet": 1, "DeleteChangeSet": 1}, r.writes()); diff != "" {
+		t.Errorf("writes of a plan (-want +got):\n%s", diff)
+	}
+	// moto departs from AWS here: its change sets list every resource
+	// of the new template as Add. AWS lists what differs: "Add" for the
+	// new task definitions, "Modify" for the services that use them and
+	// "Remove" for the old task definitions ("Change sets show you how
+	// your changes might impact your running resources", AWS
+	// CloudFormation User Guide, Update stacks using change sets).
+	var resources []string
+	for _, c := range changes {
+		resources = append(resources, c.Resource)
+	}
+	if !slices.Contains(resources, "ServiceOfweb") || !slices.ContainsFunc(resources, func(id string) bool { return strings.HasPrefix(id, "TaskOfwebV") }) {
+		t.Errorf("plan of a new image = %+v, want the web service and a web task definition in it", changes)
+	}
+	sets, err := r.cfn.ListChangeSets(ctx, &cloudformation.ListChangeSetsInput{StackName: aws.String(r.stack.StackName(app))})
+	if err != nil || len(sets.Summaries) != 0 {
+		t.Errorf("change sets after the plan: %+v %v, want none", sets, err)
+	}
+	if got := r.services(t, app, "web")["web"].Image; got != imageV1.Ref() {
+		t.Errorf("web's image after a plan = %s, want R1's (a plan changes nothing)", got)
 	}
 }

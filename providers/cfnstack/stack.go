@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,12 @@ type CloudFormationAPI interface {
 	GetTemplate(ctx context.Context, in *cloudformation.GetTemplateInput, opts ...func(*cloudformation.Options)) (*cloudformation.GetTemplateOutput, error)
 	CancelUpdateStack(ctx context.Context, in *cloudformation.CancelUpdateStackInput, opts ...func(*cloudformation.Options)) (*cloudformation.CancelUpdateStackOutput, error)
 	ContinueUpdateRollback(ctx context.Context, in *cloudformation.ContinueUpdateRollbackInput, opts ...func(*cloudformation.Options)) (*cloudformation.ContinueUpdateRollbackOutput, error)
+	CreateChangeSet(ctx context.Context, in *cloudformation.CreateChangeSetInput, opts ...func(*cloudformation.Options)) (*cloudformation.CreateChangeSetOutput, error)
+	DescribeChangeSet(ctx context.Context, in *cloudformation.DescribeChangeSetInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeChangeSetOutput, error)
+	DeleteChangeSet(ctx context.Context, in *cloudformation.DeleteChangeSetInput, opts ...func(*cloudformation.Options)) (*cloudformation.DeleteChangeSetOutput, error)
+	DetectStackDrift(ctx context.Context, in *cloudformation.DetectStackDriftInput, opts ...func(*cloudformation.Options)) (*cloudformation.DetectStackDriftOutput, error)
+	DescribeStackDriftDetectionStatus(ctx context.Context, in *cloudformation.DescribeStackDriftDetectionStatusInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackDriftDetectionStatusOutput, error)
+	DescribeStackResourceDrifts(ctx context.Context, in *cloudformation.DescribeStackResourceDriftsInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackResourceDriftsOutput, error)
 }
 
 // ECSAPI is the part of the ECS client the provider calls (the cluster on
@@ -591,24 +598,8 @@ func mapKeys[V any](m map[string]V) []string {
 // wait. Applying a token the stack already carries (or whose update is in
 // flight or was rolled back) starts nothing and returns that rollout.
 func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := d.Validate(s.Limits()); err != nil {
+	if err := s.validate(d); err != nil {
 		return providers.Rollout{}, err
-	}
-	if len(d.Release)+1+len(d.Token) > maxRolloutID {
-		return providers.Rollout{}, providers.Invalidf("release %q and token %q together exceed %d characters (the ClientRequestToken limit)", d.Release, d.Token, maxRolloutID)
-	}
-	if d.Image.Repository == "" || d.Image.Digest == "" {
-		return providers.Rollout{}, providers.Invalidf("app %s release %s: the image is not pinned to a digest", d.App, d.Release)
-	}
-	for name, bs := range d.Bindings {
-		if len(bs) > 5 {
-			return providers.Rollout{}, providers.Invalidf("process %s has %d bindings; an ECS service takes at most 5 target groups", name, len(bs))
-		}
-		for _, b := range bs {
-			if !s.AcceptsBinding(b.Kind) || b.Target == "" {
-				return providers.Rollout{}, providers.Invalidf("process %s: binding kind %q is not an ELBv2 target group", name, b.Kind)
-			}
-		}
 	}
 	crt := requestToken(d.Release, d.Token)
 	unlock, err := s.lock(ctx, d.App)
@@ -616,9 +607,6 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 		return providers.Rollout{}, err
 	}
 	defer unlock()
-	if err := s.ensureCluster(ctx); err != nil {
-		return providers.Rollout{}, err
-	}
 	st, err := s.describe(ctx, d.App)
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		return providers.Rollout{}, err
@@ -661,6 +649,9 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 	if err != nil {
 		return providers.Rollout{}, err
 	}
+	if err := s.ensureCluster(ctx); err != nil {
+		return providers.Rollout{}, err
+	}
 	name := s.StackName(d.App)
 	started := time.Now()
 	if exists {
@@ -678,6 +669,32 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 		}
 	}
 	return providers.Rollout{ID: crt, Release: d.Release, Token: d.Token, State: providers.RolloutInProgress, Started: started}, nil
+}
+
+// validate checks d before any call: the shared rules of Desired, what
+// a ClientRequestToken holds, a pinned image and target group bindings.
+func (s *Stack) validate(d providers.Desired) error {
+	if err := d.Validate(s.Limits()); err != nil {
+		return err
+	}
+	if len(d.Release)+1+len(d.Token) > maxRolloutID {
+		return providers.Invalidf("release %q and token %q together exceed %d characters (the ClientRequestToken limit)", d.Release, d.Token, maxRolloutID)
+	}
+	if d.Image.Repository == "" || d.Image.Digest == "" {
+		return providers.Invalidf("app %s release %s: the image is not pinned to a digest", d.App, d.Release)
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.Bindings)) {
+		bs := d.Bindings[name]
+		if len(bs) > 5 {
+			return providers.Invalidf("process %s has %d bindings; an ECS service takes at most 5 target groups", name, len(bs))
+		}
+		for _, b := range bs {
+			if !s.AcceptsBinding(b.Kind) || b.Target == "" {
+				return providers.Invalidf("process %s: binding kind %q is not an ELBv2 target group", name, b.Kind)
+			}
+		}
+	}
+	return nil
 }
 
 // rolloutOf returns the rollout crt as Status reports it.

@@ -73,6 +73,13 @@ func network(t *testing.T, cfg aws.Config) (subnets []string, sg, vpc, listener 
 // CloudFormation client's configuration (its transport).
 func newRack(t *testing.T, cfnCfg func(*aws.Config)) *rack {
 	t.Helper()
+	return newRackWith(t, cfnCfg, nil)
+}
+
+// newRackWith is newRack with a change of the provider's ECS client's
+// configuration too.
+func newRackWith(t *testing.T, cfnCfg, ecsCfg func(*aws.Config)) *rack {
+	t.Helper()
 	cfg := awstest.EmulatorOf(t, awstest.Moto).Config()
 	subnets, sg, vpc, listener := network(t, cfg)
 	r := &rack{
@@ -88,7 +95,11 @@ func newRack(t *testing.T, cfnCfg func(*aws.Config)) *rack {
 		cfnCfg(&c)
 	}
 	r.cfn = cloudformation.NewFromConfig(c)
-	r.stack = cfnstack.New(r.cfn, ecs.NewFromConfig(counted), elbv2.NewFromConfig(counted), &cfnstack.Options{
+	ecsCounted := counted.Copy()
+	if ecsCfg != nil {
+		ecsCfg(&ecsCounted)
+	}
+	r.stack = cfnstack.New(r.cfn, ecs.NewFromConfig(ecsCounted), elbv2.NewFromConfig(counted), &cfnstack.Options{
 		Cluster: r.cluster, Region: awstest.Region, Subnets: subnets, SecurityGroups: []string{sg}, VPC: vpc,
 		HTTPListener: listener, Domain: "apps.example.com", ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
 		PollInterval: 10 * time.Millisecond, MaxPollInterval: 100 * time.Millisecond,

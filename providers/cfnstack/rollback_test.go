@@ -103,6 +103,8 @@ type rewriter struct {
 	log     []event // events played so far, oldest first
 	crt     string
 	entered bool
+	// taken is set once the armed update was taken.
+	taken bool
 	// calls records the intercepted calls with their parameters.
 	calls []string
 }
@@ -122,6 +124,13 @@ func (w *rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	switch action {
 	case "UpdateStack":
+		if w.taken {
+			// A later update (a compensation) reaches moto, which
+			// applies it: the stack is moto's again.
+			w.active, w.log = nil, nil
+			return w.next.RoundTrip(req)
+		}
+		w.taken = true
 		w.crt = form.Get("ClientRequestToken")
 		w.active, w.entered = slices.Clone(w.b.phases), false
 		w.calls = append(w.calls, "UpdateStack")

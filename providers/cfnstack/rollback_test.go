@@ -203,10 +203,9 @@ func (w *rewriter) eventsXML() string {
 		XMLName xml.Name `xml:"DescribeStackEventsResponse"`
 		Members []member `xml:"DescribeStackEventsResult>StackEvents>member"`
 	}
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, e := range w.log {
 		m := member{StackId: w.stack, EventId: fmt.Sprint(i), StackName: w.stack, LogicalResourceId: e.resource, ResourceType: "AWS::ECS::Service",
-			Timestamp: base.Add(time.Duration(i) * time.Second).Format("2006-01-02T15:04:05.000Z"), ResourceStatus: e.status, ResourceStatusReason: e.reason, ClientRequestToken: w.crt}
+			Timestamp: eventTime(i).Format("2006-01-02T15:04:05.000Z"), ResourceStatus: e.status, ResourceStatusReason: e.reason, ClientRequestToken: w.crt}
 		if e.resource == "" {
 			m.LogicalResourceId, m.ResourceType = w.stack, "AWS::CloudFormation::Stack"
 		}
@@ -215,6 +214,11 @@ func (w *rewriter) eventsXML() string {
 	slices.Reverse(out.Members)
 	b, _ := xml.Marshal(out)
 	return string(b)
+}
+
+// eventTime is the time of the i-th played event.
+func eventTime(i int) time.Time {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 }
 
 // observed is what one Status call says, reduced to what the cases check.
@@ -340,6 +344,9 @@ func TestAWSRollbacksAreReportedTruthfully(t *testing.T) {
 					o.Rollout = st.Rollouts[0]
 					if o.Rollout.ID != ro.ID {
 						t.Errorf("newest rollout %+v, want the applied one %s", o.Rollout, ro.ID)
+					}
+					if !o.Rollout.Started.Equal(eventTime(0)) {
+						t.Errorf("rollout %+v started at %s, want the start event's time %s", o.Rollout, o.Rollout.Started, eventTime(0))
 					}
 					o.Rollout.ID, o.Rollout.Started = "", time.Time{}
 				}

@@ -57,8 +57,9 @@ type ELBAPI interface {
 	DescribeRules(ctx context.Context, in *elbv2.DescribeRulesInput, opts ...func(*elbv2.Options)) (*elbv2.DescribeRulesOutput, error)
 }
 
-// Options configure a Stack. Cluster, Subnets and HTTPListener are
-// required (New panics without them: they are programming errors).
+// Options configure a Stack. Cluster, Region, Subnets and HTTPListener
+// are required (New panics without them: they are programming errors);
+// routes need VPC too.
 type Options struct {
 	// Cluster is the ECS cluster the services run in; the first Apply
 	// creates it when missing (CreateCluster is idempotent).
@@ -120,11 +121,11 @@ var (
 	_ providers.BindingAcceptor = (*Stack)(nil)
 )
 
-// New returns a Stack. It panics when opts lacks Cluster, Subnets or
-// HTTPListener.
+// New returns a Stack. It panics when opts lacks Cluster, Region,
+// Subnets or HTTPListener.
 func New(cfn CloudFormationAPI, ecsAPI ECSAPI, elbAPI ELBAPI, opts *Options) *Stack {
-	if opts == nil || opts.Cluster == "" || len(opts.Subnets) == 0 || opts.HTTPListener == "" {
-		panic("cfnstack.New: Options.Cluster, Options.Subnets and Options.HTTPListener are required")
+	if opts == nil || opts.Cluster == "" || opts.Region == "" || len(opts.Subnets) == 0 || opts.HTTPListener == "" {
+		panic("cfnstack.New: Options.Cluster, Options.Region, Options.Subnets and Options.HTTPListener are required")
 	}
 	s := &Stack{cfn: cfn, ecs: ecsAPI, elb: elbAPI, opts: *opts, locks: map[string]chan struct{}{}}
 	s.opts.StackPrefix = cmpOr(s.opts.StackPrefix, s.opts.Cluster)
@@ -324,6 +325,9 @@ func parseRouteID(id string) (app, process string, err error) {
 func (s *Stack) routeOf(spec providers.RouteSpec) (route, error) {
 	if err := providers.ValidateAppProcess(spec.App, spec.Process); err != nil {
 		return route{}, err
+	}
+	if s.opts.VPC == "" {
+		return route{}, providers.Invalidf("route of %s/%s: the provider has no VPC (Options.VPC) for its target group", spec.App, spec.Process)
 	}
 	if spec.Port < 1 || spec.Port > providers.MaxPort {
 		return route{}, providers.Invalidf("route of %s/%s: port %d is not 1 to %d", spec.App, spec.Process, spec.Port, providers.MaxPort)

@@ -102,6 +102,8 @@ type operation struct {
 	// skip lists the resources whose rollback failed (the resources to
 	// skip with ContinueUpdateRollback), sorted.
 	skip []string
+	// started is the time of the operation's first event.
+	started time.Time
 }
 
 // operation reads the events of the stack's latest operation, back to
@@ -126,6 +128,7 @@ func (s *Stack) operation(ctx context.Context, app string, st stackState) (opera
 					if c := aws.ToString(e.ClientRequestToken); c != "" {
 						op.crt = c
 					}
+					op.started = aws.ToTime(e.Timestamp)
 					return false // the operation's start
 				}
 			}
@@ -195,7 +198,7 @@ func (s *Stack) status(ctx context.Context, app string, st stackState) (provider
 		if !ok {
 			return nil // an operation of no rollout (a route change)
 		}
-		r := providers.Rollout{ID: op.crt, Release: rel, Token: tok, State: state}
+		r := providers.Rollout{ID: op.crt, Release: rel, Token: tok, State: state, Started: op.started}
 		switch {
 		case state == providers.RolloutFailed && op.canceled:
 			r.State, r.Reason = providers.RolloutCanceled, "the stack update was canceled (CancelUpdateStack) and rolled back"

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/convox-go/convox/providers"
 )
@@ -398,7 +399,7 @@ func (s *Stack) setProcesses(t *template, d providers.Desired, outputs map[strin
 	return nil
 }
 
-func seconds(d interface{ Seconds() float64 }) int { return int(d.Seconds()) }
+func seconds(d time.Duration) int { return int(d.Seconds()) }
 
 func cmpOr[T comparable](v, def T) T {
 	var zero T

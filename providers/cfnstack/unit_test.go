@@ -61,7 +61,7 @@ func (stubECS) CreateCluster(context.Context, *ecs.CreateClusterInput, ...func(*
 }
 
 func newStub(cfn cfnstack.CloudFormationAPI) *cfnstack.Stack {
-	return cfnstack.New(cfn, stubECS{}, nil, &cfnstack.Options{Cluster: "prod", Subnets: []string{"subnet-1"}, HTTPListener: "arn:listener", PollInterval: 1})
+	return cfnstack.New(cfn, stubECS{}, nil, &cfnstack.Options{Cluster: "prod", Region: "us-east-1", Subnets: []string{"subnet-1"}, HTTPListener: "arn:listener", PollInterval: 1})
 }
 
 func validationError(msg string) error {

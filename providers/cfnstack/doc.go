@@ -93,9 +93,12 @@
 // # Errors
 //
 // Errors wrap a providers sentinel and the SDK error (internal/awserr). A
-// missing stack is providers.ErrNotFound; a stack that refuses the change
-// (an update in flight, UPDATE_ROLLBACK_FAILED) is providers.ErrConflict;
-// a stack operation that failed in EnsureRoute, DeleteRoute or Delete is
+// missing stack is providers.ErrNotFound; a stack that refuses Apply
+// (another rollout in flight, UPDATE_ROLLBACK_FAILED) is
+// providers.ErrConflict; a route change that meets another caller's
+// operation on the stack (an update in flight, the stack created
+// meanwhile) is providers.ErrUnavailable, temporary; a stack operation
+// that failed in EnsureRoute, DeleteRoute or Delete is
 // providers.ErrConflict with the failing resource's reason.
 //
 // # Permissions

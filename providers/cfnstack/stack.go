@@ -222,6 +222,16 @@ func wrapChange(op string, err error) error {
 	return awserr.Wrap(op, err)
 }
 
+// raced maps the error of a route change: another caller's operation on
+// the stack (an update in flight, a stack created meanwhile) is
+// temporary, as the same change succeeds once it ended.
+func raced(op string, err error) error {
+	if busy(err) || awserr.Code(err) == "AlreadyExistsException" {
+		return awserr.As(op+" (another operation on the stack; retry)", providers.ErrUnavailable, err)
+	}
+	return awserr.Wrap(op, err)
+}
+
 // template returns the stack's current template.
 func (s *Stack) template(ctx context.Context, app string) (*template, error) {
 	out, err := s.cfn.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String(s.StackName(app))})
@@ -479,12 +489,12 @@ func (s *Stack) change(ctx context.Context, app string, t *template, exists bool
 			err = nil
 		}
 		if err != nil {
-			return stackState{}, wrapChange("update stack "+name, err)
+			return stackState{}, raced("update stack "+name, err)
 		}
 	} else {
 		_, err = s.cfn.CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String(name), TemplateBody: aws.String(body), ClientRequestToken: tok})
 		if err != nil {
-			return stackState{}, wrapChange("create stack "+name, err)
+			return stackState{}, raced("create stack "+name, err)
 		}
 	}
 	st, err := s.wait(ctx, app)

@@ -299,8 +299,10 @@ func (s *Stack) setRoute(t *template, app, process string, r route) {
 	if r.Host != "" {
 		conds = append(conds, ruleCondition{Field: "host-header", Values: []string{r.Host}})
 	}
-	if r.Path != "" {
-		conds = append(conds, ruleCondition{Field: "path-pattern", Values: []string{strings.TrimSuffix(r.Path, "/") + "/*"}})
+	if p := strings.TrimSuffix(r.Path, "/"); p != "" {
+		conds = append(conds, ruleCondition{Field: "path-pattern", Values: []string{p, p + "/*"}})
+	} else if r.Path == "/" {
+		conds = append(conds, ruleCondition{Field: "path-pattern", Values: []string{"/*"}})
 	}
 	listener := s.opts.HTTPListener
 	if r.Protocol != providers.HTTP {

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 
@@ -24,6 +25,7 @@ type stubCFN struct {
 	describeStacks func(*cloudformation.DescribeStacksInput) (*cloudformation.DescribeStacksOutput, error)
 	getTemplate    func(*cloudformation.GetTemplateInput) (*cloudformation.GetTemplateOutput, error)
 	updateStack    func(*cloudformation.UpdateStackInput) (*cloudformation.UpdateStackOutput, error)
+	createStack    func(*cloudformation.CreateStackInput) (*cloudformation.CreateStackOutput, error)
 	detect         func(*cloudformation.DetectStackDriftInput) (*cloudformation.DetectStackDriftOutput, error)
 	detectStatus   func(*cloudformation.DescribeStackDriftDetectionStatusInput) (*cloudformation.DescribeStackDriftDetectionStatusOutput, error)
 	drifts         func(*cloudformation.DescribeStackResourceDriftsInput) (*cloudformation.DescribeStackResourceDriftsOutput, error)
@@ -39,6 +41,10 @@ func (s *stubCFN) GetTemplate(_ context.Context, in *cloudformation.GetTemplateI
 
 func (s *stubCFN) UpdateStack(_ context.Context, in *cloudformation.UpdateStackInput, _ ...func(*cloudformation.Options)) (*cloudformation.UpdateStackOutput, error) {
 	return s.updateStack(in)
+}
+
+func (s *stubCFN) CreateStack(_ context.Context, in *cloudformation.CreateStackInput, _ ...func(*cloudformation.Options)) (*cloudformation.CreateStackOutput, error) {
+	return s.createStack(in)
 }
 
 func (s *stubCFN) DetectStackDrift(_ context.Context, in *cloudformation.DetectStackDriftInput, _ ...func(*cloudformation.Options)) (*cloudformation.DetectStackDriftOutput, error) {
@@ -193,4 +199,47 @@ func TestDriftReportsChangedResources(t *testing.T) {
 	if _, err := s.Drift(t.Context(), "shop"); !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "ServiceOfweb") {
 		t.Errorf("Drift when detection fails = %v, want ErrUnavailable with CloudFormation's reason", err)
 	}
+}
+
+func TestARouteChangeMeetingAnotherOperationIsTemporary(t *testing.T) {
+	existing := func(*cloudformation.DescribeStacksInput) (*cloudformation.DescribeStacksOutput, error) {
+		return &cloudformation.DescribeStacksOutput{Stacks: []cfntypes.Stack{{StackId: aws.String("id"), StackStatus: cfntypes.StackStatusUpdateComplete}}}, nil
+	}
+	for _, tc := range []struct {
+		name string
+		cfn  *stubCFN
+	}{
+		{"an update in flight", &stubCFN{
+			describeStacks: existing,
+			getTemplate: func(*cloudformation.GetTemplateInput) (*cloudformation.GetTemplateOutput, error) {
+				return &cloudformation.GetTemplateOutput{TemplateBody: aws.String(`{"AWSTemplateFormatVersion":"2010-09-09","Metadata":{"Convox":{"App":"shop","Routes":{"web":{"Port":80,"Protocol":"http","Host":"old.example.com","Health":{},"DeregistrationDelay":0,"Priority":7}}}},"Resources":{}}`)}, nil
+			},
+			updateStack: func(*cloudformation.UpdateStackInput) (*cloudformation.UpdateStackOutput, error) {
+				return nil, validationError("Stack:arn:stack/prod-shop is in UPDATE_IN_PROGRESS state and can not be updated.")
+			},
+		}},
+		{"the stack created meanwhile", &stubCFN{
+			describeStacks: func(*cloudformation.DescribeStacksInput) (*cloudformation.DescribeStacksOutput, error) {
+				return nil, validationError("Stack with id prod-shop does not exist")
+			},
+			createStack: func(*cloudformation.CreateStackInput) (*cloudformation.CreateStackOutput, error) {
+				return nil, &smithy.GenericAPIError{Code: "AlreadyExistsException", Message: "Stack [prod-shop] already exists"}
+			},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cfnstack.New(tc.cfn, stubECS{}, stubELB{}, &cfnstack.Options{Cluster: "prod", Region: "us-east-1", Subnets: []string{"subnet-1"}, HTTPListener: "arn:listener", VPC: "vpc-1", PollInterval: 1})
+			_, err := s.EnsureRoute(t.Context(), providers.RouteSpec{App: "shop", Process: "web", Port: 8080, Host: "new.example.com"})
+			if !providers.IsTemporary(err) {
+				t.Errorf("EnsureRoute = %v, want a temporary error", err)
+			}
+		})
+	}
+}
+
+// stubELB lists no rules on the listener.
+type stubELB struct{ cfnstack.ELBAPI }
+
+func (stubELB) DescribeRules(context.Context, *elbv2.DescribeRulesInput, ...func(*elbv2.Options)) (*elbv2.DescribeRulesOutput, error) {
+	return &elbv2.DescribeRulesOutput{}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/awsiam"
+	"github.com/convox-go/convox/providers/cfnstack"
 	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
 	"github.com/convox-go/convox/providers/ecrregistry"
@@ -139,6 +140,7 @@ func TestPermissionsMatchDocs(t *testing.T) {
 		{"cwlogs returns its documented actions", "cwlogs", cwlogs.Permissions()},
 		{"kinesislogs returns its documented actions", "kinesislogs", kinesislogs.Permissions()},
 		{"dynamostore returns its documented actions", "dynamostore", dynamostore.Permissions()},
+		{"cfnstack returns its documented actions", "cfnstack", cfnstack.Permissions()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

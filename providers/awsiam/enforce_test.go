@@ -2,7 +2,9 @@ package awsiam_test
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -10,12 +12,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -25,6 +29,7 @@ import (
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/awsiam"
+	"github.com/convox-go/convox/providers/cfnstack"
 	"github.com/convox-go/convox/providers/cwlogs"
 	"github.com/convox-go/convox/providers/dynamostore"
 	"github.com/convox-go/convox/providers/ecrregistry"
@@ -211,6 +216,91 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				"iam:PassRole":      "authorization only: registering a task definition passes the execution role; moto does not check it",
 			},
 		},
+		{
+			// The stack mode's suite cannot run whole on moto (see
+			// cfnstack's TestBalancerConformance and
+			// TestSchedulerConformance); a route, two releases, a status,
+			// target health, a route removal and a delete call every
+			// action moto's CloudFormation checks.
+			name: "cfnstack", prefix: "cloudformation", permissions: cfnstack.Permissions(),
+			run: func(t *testing.T, user, admin aws.Config) {
+				ctx := t.Context()
+				subnets, sg := awstest.Subnets(t, admin)
+				vpc, listener := cfnNetwork(t, admin, subnets, sg)
+				app := awstest.Name(t, "stack")
+				st := cfnstack.New(cloudformation.NewFromConfig(user), ecs.NewFromConfig(user), elbv2.NewFromConfig(user), &cfnstack.Options{
+					Cluster: app, Region: awstest.Region, Subnets: subnets, SecurityGroups: []string{sg}, VPC: vpc,
+					HTTPListener: listener, Domain: "apps.example.com", ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
+					PollInterval: 10 * time.Millisecond,
+				})
+				img := providers.Image{Repository: "123456789012.dkr.ecr.us-east-1.amazonaws.com/web", Digest: "sha256:" + strings.Repeat("a", 64)}
+				rt, err := st.EnsureRoute(ctx, providers.RouteSpec{App: app, Process: "web", Port: 8080, Protocol: providers.HTTP})
+				if err != nil {
+					t.Fatalf("EnsureRoute: %v", err)
+				}
+				for i, count := range []int{1, 2} {
+					d := providers.Desired{App: app, Release: fmt.Sprintf("R%d", i+1), Token: fmt.Sprintf("t%d", i+1), Image: img,
+						Processes: []providers.Process{{Name: "web", Count: count, Port: 8080}, {Name: "worker", Count: 1}},
+						Bindings:  map[string][]providers.Binding{"web": {rt.Binding}}}
+					if _, err := st.Apply(ctx, d); err != nil {
+						t.Fatalf("Apply %s: %v", d.Release, err)
+					}
+				}
+				if _, err := st.Status(ctx, app); err != nil {
+					t.Errorf("Status: %v", err)
+				}
+				if _, err := st.Changes(ctx, providers.Desired{App: app, Release: "R3", Token: "t3", Image: img,
+					Processes: []providers.Process{{Name: "worker", Count: 1}}}); err != nil {
+					t.Errorf("Changes: %v", err)
+				}
+				if _, err := st.Events(ctx, app, time.Time{}); err != nil {
+					t.Errorf("Events: %v", err)
+				}
+				if _, err := st.Health(ctx, rt.ID); err != nil {
+					t.Errorf("Health: %v", err)
+				}
+				if err := st.DeleteRoute(ctx, rt.ID); err != nil {
+					t.Errorf("DeleteRoute: %v", err)
+				}
+				if err := st.Delete(ctx, app); err != nil {
+					t.Errorf("Delete: %v", err)
+				}
+			},
+			denied: func(ctx context.Context, user aws.Config) error {
+				_, err := cloudformation.NewFromConfig(user).ListStacks(ctx, &cloudformation.ListStacksInput{})
+				return err
+			},
+			unused: map[string]string{
+				"cloudformation:CancelUpdateStack":                 "CancelRollout of an update in flight; moto completes updates at once and has no CancelUpdateStack (TestAWSRollbacksAreReportedTruthfully calls it)",
+				"cloudformation:ContinueUpdateRollback":            "a stack in UPDATE_ROLLBACK_FAILED; moto never fails a rollback and has no ContinueUpdateRollback (TestAWSRollbacksAreReportedTruthfully calls it)",
+				"cloudformation:DetectStackDrift":                  "Drift; moto has no drift detection (cfnstack's TestDriftReportsChangedResources calls it on a stub)",
+				"cloudformation:DescribeStackDriftDetectionStatus": "Drift, as DetectStackDrift",
+				"cloudformation:DescribeStackResourceDrifts":       "Drift, as DetectStackDrift",
+				"ecs:CreateCluster":                                "called through the ECS client; this check counts cloudformation actions only",
+				"ecs:DescribeServices":                             "called through the ECS client (Status); this check counts cloudformation actions only",
+				"elasticloadbalancing:DescribeRules":               "called through the ELBv2 client (a new route's priority); this check counts cloudformation actions only",
+				"elasticloadbalancing:DescribeTargetHealth":        "called through the ELBv2 client (Health); this check counts cloudformation actions only",
+				"ecs:RegisterTaskDefinition":                       cfnAuthorizationOnly,
+				"ecs:DeregisterTaskDefinition":                     cfnAuthorizationOnly,
+				"ecs:DescribeTaskDefinition":                       cfnAuthorizationOnly,
+				"ecs:CreateService":                                cfnAuthorizationOnly,
+				"ecs:UpdateService":                                cfnAuthorizationOnly,
+				"ecs:DeleteService":                                cfnAuthorizationOnly,
+				"elasticloadbalancing:DescribeTargetGroups":        cfnAuthorizationOnly,
+				"elasticloadbalancing:CreateTargetGroup":           cfnAuthorizationOnly,
+				"elasticloadbalancing:ModifyTargetGroup":           cfnAuthorizationOnly,
+				"elasticloadbalancing:ModifyTargetGroupAttributes": cfnAuthorizationOnly,
+				"elasticloadbalancing:DeleteTargetGroup":           cfnAuthorizationOnly,
+				"elasticloadbalancing:CreateRule":                  cfnAuthorizationOnly,
+				"elasticloadbalancing:ModifyRule":                  cfnAuthorizationOnly,
+				"elasticloadbalancing:DeleteRule":                  cfnAuthorizationOnly,
+				"logs:CreateLogGroup":                              cfnAuthorizationOnly,
+				"logs:DeleteLogGroup":                              cfnAuthorizationOnly,
+				"logs:PutRetentionPolicy":                          cfnAuthorizationOnly,
+				"logs:DescribeLogGroups":                           cfnAuthorizationOnly,
+				"iam:PassRole":                                     cfnAuthorizationOnly,
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			policy, err := awsiam.Policy(tc.permissions)
@@ -278,4 +368,39 @@ func TestIAMUsersAreCreatedWithTheirPolicy(t *testing.T) {
 	} else if errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
+}
+
+// cfnAuthorizationOnly is why the stack's resource actions stay in
+// cfnstack's policy though the suite calls none of them.
+const cfnAuthorizationOnly = "authorization only: CloudFormation acts on the stack's resources with the caller's credentials; moto's CloudFormation provisions them without checking"
+
+// cfnNetwork makes, as the administrator, what the stack mode expects to
+// exist: the subnets' VPC (returned) and a load balancer with an HTTP
+// listener (its ARN returned).
+func cfnNetwork(t *testing.T, admin aws.Config, subnets []string, sg string) (vpc, listener string) {
+	t.Helper()
+	ctx := t.Context()
+	body, err := awstest.Query(ctx, admin, "ec2", url.Values{"Action": {"DescribeSubnets"}, "SubnetId.1": {subnets[0]}})
+	if err != nil {
+		t.Fatalf("DescribeSubnets: %v", err)
+	}
+	var sn struct {
+		VPC string `xml:"subnetSet>item>vpcId"`
+	}
+	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
+		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
+	}
+	elb := elbv2.NewFromConfig(admin)
+	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "cfnalb")), Subnets: subnets, SecurityGroups: []string{sg}})
+	if err != nil {
+		t.Fatalf("CreateLoadBalancer: %v", err)
+	}
+	l, err := elb.CreateListener(ctx, &elbv2.CreateListenerInput{
+		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Port: aws.Int32(80), Protocol: elbv2types.ProtocolEnumHttp,
+		DefaultActions: []elbv2types.Action{{Type: elbv2types.ActionTypeEnumFixedResponse, FixedResponseConfig: &elbv2types.FixedResponseActionConfig{StatusCode: aws.String("404")}}},
+	})
+	if err != nil {
+		t.Fatalf("CreateListener: %v", err)
+	}
+	return sn.VPC, aws.ToString(l.Listeners[0].ListenerArn)
 }

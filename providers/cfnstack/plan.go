@@ -1,0 +1,201 @@
+package cfnstack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+
+	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/poll"
+	"github.com/convox-go/convox/providers"
+)
+
+// Change is one resource change CloudFormation would make.
+type Change struct {
+	// Action is CloudFormation's: "Add", "Modify", "Remove", ...
+	Action string
+	// Resource is the logical ID and Type the CloudFormation type.
+	Resource string
+	Type     string
+	// Replacement says whether a Modify replaces the resource: "True",
+	// "False" or "Conditional"; empty for other actions.
+	Replacement string
+}
+
+// cleanupTimeout bounds the deletion of a plan's change set after the
+// caller's context ended.
+const cleanupTimeout = 30 * time.Second
+
+// Changes returns what applying d would change in the app's stack, as
+// CloudFormation computes it: it creates a change set of the template
+// Apply would send (CreateChangeSet), reads it (DescribeChangeSet) and
+// deletes it (DeleteChangeSet), changing nothing. For an app without a
+// stack every resource of the template is an Add, and no change set is
+// made. The changes are ordered by resource.
+func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, error) {
+	if err := s.validate(d); err != nil {
+		return nil, err
+	}
+	st, err := s.describe(ctx, d.App)
+	if errors.Is(err, providers.ErrNotFound) {
+		t := s.newTemplate(d.App)
+		if err := s.setProcesses(t, d, nil); err != nil {
+			return nil, err
+		}
+		var out []Change
+		for _, id := range slices.Sorted(maps.Keys(t.Resources)) {
+			out = append(out, Change{Action: "Add", Resource: id, Type: t.Resources[id].(resource).Type})
+		}
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.template(ctx, d.App)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setProcesses(t, d, st.Outputs); err != nil {
+		return nil, err
+	}
+	body, err := t.body()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(body))
+	name := "convox-plan-" + hex.EncodeToString(sum[:8])
+	stack := s.StackName(d.App)
+	if _, err := s.cfn.CreateChangeSet(ctx, &cloudformation.CreateChangeSetInput{
+		StackName: aws.String(stack), ChangeSetName: aws.String(name), TemplateBody: aws.String(body),
+		ChangeSetType: cfntypes.ChangeSetTypeUpdate,
+	}); err != nil {
+		return nil, wrapChange("create change set of stack "+stack, err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		s.cfn.DeleteChangeSet(cctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
+	}()
+	b := poll.Backoff{Initial: s.opts.PollInterval, Max: s.opts.MaxPollInterval}
+	var out []Change
+	in := &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)}
+	for page := 0; page < maxEventPages; {
+		cs, err := s.cfn.DescribeChangeSet(ctx, in)
+		if err != nil {
+			return nil, awserr.Wrap("describe change set of stack "+stack, err)
+		}
+		switch cs.Status {
+		case cfntypes.ChangeSetStatusCreatePending, cfntypes.ChangeSetStatusCreateInProgress:
+			if err := b.Wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case cfntypes.ChangeSetStatusFailed:
+			reason := aws.ToString(cs.StatusReason)
+			if strings.Contains(reason, "didn't contain changes") || strings.Contains(reason, "No updates are to be performed") {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("change set of stack %s: %w: %s", stack, providers.ErrInvalid, reason)
+		}
+		for _, c := range cs.Changes {
+			rc := c.ResourceChange
+			if rc == nil {
+				continue
+			}
+			ch := Change{Action: string(rc.Action), Resource: aws.ToString(rc.LogicalResourceId), Type: aws.ToString(rc.ResourceType)}
+			if rc.Action == cfntypes.ChangeActionModify {
+				ch.Replacement = string(rc.Replacement)
+			}
+			out = append(out, ch)
+		}
+		if cs.NextToken == nil {
+			break
+		}
+		in.NextToken = cs.NextToken
+		page++
+	}
+	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.Resource, b.Resource) })
+	return out, nil
+}
+
+// Drift is one resource of an app's stack that differs from its template.
+type Drift struct {
+	// Resource is the logical ID and Type the CloudFormation type.
+	Resource string
+	Type     string
+	// Status is "MODIFIED" or "DELETED".
+	Status string
+	// Properties lists the paths of the properties that differ, each with
+	// how ("/DesiredCount NOT_EQUAL"); values are left out, as they may be
+	// environment values.
+	Properties []string
+}
+
+// Drift detects the drift of the app's stack (DetectStackDrift, waiting
+// for DescribeStackDriftDetectionStatus) and returns its modified and
+// deleted resources (DescribeStackResourceDrifts), ordered by resource. A
+// detection that fails returns an error with CloudFormation's reason.
+func (s *Stack) Drift(ctx context.Context, app string) ([]Drift, error) {
+	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
+		return nil, err
+	}
+	stack := s.StackName(app)
+	det, err := s.cfn.DetectStackDrift(ctx, &cloudformation.DetectStackDriftInput{StackName: aws.String(stack)})
+	if err != nil {
+		if missing(err) {
+			return nil, awserr.As("detect drift of stack "+stack, providers.ErrNotFound, err)
+		}
+		return nil, wrapChange("detect drift of stack "+stack, err)
+	}
+	b := poll.Backoff{Initial: s.opts.PollInterval, Max: s.opts.MaxPollInterval}
+	for {
+		st, err := s.cfn.DescribeStackDriftDetectionStatus(ctx, &cloudformation.DescribeStackDriftDetectionStatusInput{StackDriftDetectionId: det.StackDriftDetectionId})
+		if err != nil {
+			return nil, awserr.Wrap("drift detection status of stack "+stack, err)
+		}
+		if st.DetectionStatus == cfntypes.StackDriftDetectionStatusDetectionFailed {
+			return nil, fmt.Errorf("drift detection of stack %s: %w: %s", stack, providers.ErrUnavailable, aws.ToString(st.DetectionStatusReason))
+		}
+		if st.DetectionStatus == cfntypes.StackDriftDetectionStatusDetectionComplete {
+			break
+		}
+		if err := b.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var out []Drift
+	in := &cloudformation.DescribeStackResourceDriftsInput{
+		StackName:                       aws.String(stack),
+		StackResourceDriftStatusFilters: []cfntypes.StackResourceDriftStatus{cfntypes.StackResourceDriftStatusModified, cfntypes.StackResourceDriftStatusDeleted},
+	}
+	for range maxEventPages {
+		res, err := s.cfn.DescribeStackResourceDrifts(ctx, in)
+		if err != nil {
+			return nil, awserr.Wrap("resource drifts of stack "+stack, err)
+		}
+		for _, r := range res.StackResourceDrifts {
+			d := Drift{Resource: aws.ToString(r.LogicalResourceId), Type: aws.ToString(r.ResourceType), Status: string(r.StackResourceDriftStatus)}
+			for _, p := range r.PropertyDifferences {
+				d.Properties = append(d.Properties, aws.ToString(p.PropertyPath)+" "+string(p.DifferenceType))
+			}
+			slices.Sort(d.Properties)
+			out = append(out, d)
+		}
+		if res.NextToken == nil {
+			break
+		}
+		in.NextToken = res.NextToken
+	}
+	slices.SortFunc(out, func(a, b Drift) int { return strings.Compare(a.Resource, b.Resource) })
+	return out, nil
+}

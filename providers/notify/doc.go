@@ -1,5 +1,5 @@
 // Package notify delivers deploy notifications to people and systems. It
-// has three implementations of providers.Notifier:
+// has four implementations of providers.Notifier:
 //
 //   - Slack posts a readable message to a Slack incoming webhook: the app,
 //     the release and the previous one, the outcome (started, succeeded,
@@ -12,6 +12,9 @@
 //     VerifySignature.
 //   - GitHub records each deploy as a GitHub deployment of a repository
 //     and sets its status (in_progress, success, failure, inactive).
+//   - GitLab records each deploy as a deployment of a GitLab environment
+//     (running, then success, failed or canceled) with the release's commit
+//     SHA and ref, and sets a commit status on that commit.
 //
 // Add them to a rack; the convox client bounds each call with
 // Options.NotifyTimeout and reports a failing notifier as an event without
@@ -23,6 +26,7 @@
 //			notify.Slack{WebhookURL: os.Getenv("SLACK_WEBHOOK_URL")},
 //			notify.Webhook{URL: "https://deploys.example.com/hook", Secret: secret},
 //			notify.GitHub{Owner: "acme", Repo: "web", Token: token, Environment: "production", Ref: refOf},
+//			notify.GitLab{Project: "acme/web", Token: glToken, Environment: "production", Commit: commitOf},
 //		},
 //	}
 //

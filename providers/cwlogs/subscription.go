@@ -282,3 +282,15 @@ func (l *Logs) ensureRole(ctx context.Context, destination, kind string) (arn st
 	}
 	return arn, created, nil
 }
+
+// SubscriptionEntry maps one event of a subscription payload (a
+// CloudWatch Logs "DATA_MESSAGE" for the log stream logStream of the
+// app's group) back to the entry Write stored, as Read would return it:
+// the process and stream from the stream name (ParseStreamName), and the
+// ID, release and message from the envelope; an event without one (a line
+// the awslogs driver wrote) gets the ID "<log stream>:<event ID>", no
+// release, and its message as it is.
+func SubscriptionEntry(app, logStream, eventID string, timestamp int64, message string) providers.LogEntry {
+	e, _ := entryOf(app, logStream, timestamp, message, rawID(logStream, eventID))
+	return e
+}

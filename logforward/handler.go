@@ -31,7 +31,9 @@ type Sink interface {
 type SinkFunc func(ctx context.Context, entries []providers.LogEntry) error
 
 // Send calls f.
-func (f SinkFunc) Send(ctx context.Context, entries []providers.LogEntry) error { return f(ctx, entries) }
+func (f SinkFunc) Send(ctx context.Context, entries []providers.LogEntry) error {
+	return f(ctx, entries)
+}
 
 // DefaultMaxBatch is Options.MaxBatch's default.
 const DefaultMaxBatch = 10000

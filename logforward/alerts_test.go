@@ -66,8 +66,8 @@ func TestAlerts(t *testing.T) {
 			[]string{"web panic: 50 matching lines in web (first from t0)"}},
 		{"later lines within the window raise none; after it, one more", [][]providers.LogEntry{
 			{line("web", "t1", "panic: a", 0)},
-			{line("web", "t2", "panic: b", 14 * time.Minute)},
-			{line("web", "t3", "panic: c", 15 * time.Minute)},
+			{line("web", "t2", "panic: b", 14*time.Minute)},
+			{line("web", "t3", "panic: c", 15*time.Minute)},
 		}, []string{"web panic: 1 matching line in web (first from t1)", "web panic: 1 matching line in web (first from t3)"}},
 		{"each process and each rule alerts on its own", [][]providers.LogEntry{{
 			line("web", "t1", "panic: a", 0), line("worker", "t2", "panic: b", 0), line("worker", "t2", "fatal: out of memory", 0),

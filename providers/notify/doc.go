@@ -30,6 +30,27 @@
 //		},
 //	}
 //
+// # Slack-compatible chat
+//
+// Mattermost and Rocket.Chat, which took HipChat's place, accept Slack's
+// incoming webhook payload: point Slack.WebhookURL at their incoming
+// webhook. Both show the message's "text" (the headline: app, outcome,
+// releases) and the attachment's color, and both ignore Slack's Block Kit
+// "blocks", so the summary, the reason and the time appear in Slack only;
+// Mattermost also shows the attachment's "fallback" (the same headline)
+// in notifications. The headline stays far below their limits (Mattermost
+// splits posts over 16383 characters; Rocket.Chat refuses messages over
+// its Message_MaxAllowedSize, 5000 by default): each name in it is cut to
+// 200 characters. Microsoft Teams' incoming webhooks take Adaptive Cards
+// instead, a different payload, and have no notifier here.
+//
+// # Log alerts
+//
+// A notification of kind providers.NotifyLogAlert (from package
+// logforward) reports matching log lines: Slack shows it as a red "log
+// alert" with the summary and the first line, Webhook delivers it like any
+// kind, and GitHub and GitLab, which record deployments, skip it.
+//
 // # Errors
 //
 // Notify returns nil once the endpoint accepted the notification (a 2xx

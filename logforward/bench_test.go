@@ -61,7 +61,11 @@ func (p *putRecorder) PutLogEvents(_ context.Context, in *cloudwatchlogs.PutLogE
 // is a panic. Each PutLogEvents call becomes one payload, as CloudWatch
 // Logs delivers the events of one call together (at most 10,000 events
 // and 1 MiB, the call's limits).
-func workload(b *testing.B, n int) []logforward.Payload {
+func workload(b *testing.B, n int) []logforward.Payload { return workloadIn(b, n, n) }
+
+// workloadIn is workload with the entries written perWrite at a time, as a
+// program flushing its lines every so often would write them.
+func workloadIn(b *testing.B, n, perWrite int) []logforward.Payload {
 	b.Helper()
 	api := &putRecorder{}
 	l := cwlogs.New(api, nil)
@@ -76,8 +80,10 @@ func workload(b *testing.B, n int) []logforward.Payload {
 		}
 		entries[i] = providers.LogEntry{App: "web", Process: proc, Stream: fmt.Sprintf("%s-task-%d", proc, i%5), Release: "R42", Message: msg, Time: t0.Add(time.Duration(i) * time.Millisecond)}
 	}
-	if err := l.Write(context.Background(), entries); err != nil {
-		b.Fatal(err)
+	for start := 0; start < n; start += perWrite {
+		if err := l.Write(context.Background(), entries[start:min(start+perWrite, n)]); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var out []logforward.Payload
 	id := 0
@@ -173,7 +179,15 @@ func BenchmarkHandler(b *testing.B) {
 // mapping's BatchSize records (100, the default, up to 10,000), within
 // Lambda's 6 MB invocation limit (records travel base64-encoded).
 func BenchmarkCost100k(b *testing.B) {
-	payloads := workload(b, 100000)
+	for _, w := range []struct {
+		name     string
+		perWrite int
+	}{{"write-all-at-once", 100000}, {"write-1000-per-call", 1000}, {"write-100-per-call", 100}} {
+		b.Run(w.name, func(b *testing.B) { cost(b, workloadIn(b, 100000, w.perWrite)) })
+	}
+}
+
+func cost(b *testing.B, payloads []logforward.Payload) {
 	var gz, plain, b64 int
 	var sizes []int
 	for _, p := range payloads {

@@ -176,3 +176,35 @@ func TestSlackReportsChatErrors(t *testing.T) {
 		t.Errorf("Notify = %v, want an invalid error with Mattermost's message and without the hook's key", err)
 	}
 }
+
+// TestDeploymentNotifiersSkipLogAlerts checks that the notifiers that
+// record deployments make no request for a log alert and report no error,
+// so that a rack's notifiers can all receive the forwarder's alerts.
+func TestDeploymentNotifiersSkipLogAlerts(t *testing.T) {
+	alert := providers.Notification{Kind: providers.NotifyLogAlert, App: "web", Release: "R2", Summary: "panic: 3 matching lines in worker"}
+	ref := func(providers.Notification) string { return "main" }
+	commit := func(providers.Notification) (notify.GitLabCommit, bool) {
+		return notify.GitLabCommit{SHA: shaR2, Ref: "main"}, true
+	}
+	for _, tt := range []struct {
+		name string
+		n    func(*http.Client) providers.Notifier
+	}{
+		{"github", func(c *http.Client) providers.Notifier {
+			return notify.GitHub{Owner: "acme", Repo: "web", Token: "t0ken", Ref: ref, Client: c}
+		}},
+		{"gitlab", func(c *http.Client) providers.Notifier {
+			return notify.GitLab{Project: "acme/web", Token: glToken, Commit: commit, Client: c}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &transport{replies: []reply{{status: http.StatusInternalServerError}}}
+			if err := tt.n(tr.client()).Notify(t.Context(), alert); err != nil {
+				t.Errorf("Notify = %v, want nil", err)
+			}
+			if n := len(tr.attempts()); n != 0 {
+				t.Errorf("%d requests, want none", n)
+			}
+		})
+	}
+}

@@ -188,9 +188,12 @@ func BenchmarkCost100k(b *testing.B) {
 }
 
 func cost(b *testing.B, payloads []logforward.Payload) {
-	var gz, plain, b64 int
+	var gz, plain, b64, ingest int
 	var sizes []int
 	for _, p := range payloads {
+		for _, e := range p.LogEvents {
+			ingest += len(e.Message) + cwlogs.EventOverhead
+		}
 		data := logforward.Encode(p)
 		js, _ := json.Marshal(p)
 		gz += len(data)
@@ -205,6 +208,7 @@ func cost(b *testing.B, payloads []logforward.Payload) {
 		b.ReportMetric(float64(b64), "invoke-bytes/100k")
 		b.ReportMetric(float64(gz), "gzip-bytes/100k")
 		b.ReportMetric(float64(plain), "json-bytes/100k")
+		b.ReportMetric(float64(ingest), "ingest-bytes/100k")
 	})
 	for _, batch := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("kinesis-batch-%d", batch), func(b *testing.B) {

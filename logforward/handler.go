@@ -23,7 +23,8 @@ type Sink interface {
 	// report the entries' records as failed, so that Lambda delivers them
 	// again (to every sink: delivery is at least once), except an error
 	// matching providers.ErrInvalid, which says they can never be
-	// accepted: they are logged and dropped.
+	// accepted: they are logged and dropped. The handler does not modify
+	// entries after Send returns, so a sink may keep them.
 	Send(ctx context.Context, entries []providers.LogEntry) error
 }
 
@@ -219,7 +220,7 @@ func (h *Handler) HandleKinesis(ctx context.Context, ev events.KinesisEvent) (ev
 			if err := h.flush(ctx, pending); err != nil {
 				return fail(err)
 			}
-			pending, first = pending[:0], -1
+			pending, first = nil, -1 // a sink may keep the slice it got
 		}
 	}
 	if len(pending) > 0 {

@@ -105,9 +105,10 @@ func newHandler(t *testing.T, opts logforward.Options) *logforward.Handler {
 }
 
 func TestLambdaEntryPointWithTheAWSDocumentationsPayload(t *testing.T) {
-	// testdata/cloudwatch-logs-docs.json is the CloudWatch Logs event of
-	// the AWS Lambda documentation ("Using Lambda with CloudWatch Logs"),
-	// a DATA_MESSAGE of group "testLogGroup" and stream "testLogStream".
+	// testdata/cloudwatch-logs-docs.json is the example CloudWatch Logs
+	// event of the AWS Lambda documentation ("Using Lambda with CloudWatch
+	// Logs"), as aws-lambda-go's events/testdata keeps it: a DATA_MESSAGE
+	// of group "testLogGroup" and stream "testLogStream".
 	doc, err := os.ReadFile("testdata/cloudwatch-logs-docs.json")
 	if err != nil {
 		t.Fatal(err)

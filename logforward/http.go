@@ -49,8 +49,9 @@ type Line struct {
 // Retry-After (up to MaxBackoff). Redirects are not followed. 400, 413
 // and 422 answers mean the service will never take the batch: Send
 // returns an error matching providers.ErrInvalid, so the handler drops it;
-// 401, 403 and 404 match providers.ErrPermission and the entries come
-// again. The entries' IDs let the service discard the duplicates of an
+// any other answer (401, 403, 404, a redirect, ...) matches
+// providers.ErrPermission, is not retried by Send, and the entries come
+// again with the next delivery. The entries' IDs let the service discard the duplicates of an
 // at-least-once delivery.
 //
 // URL and Header may hold credentials: String and errors show neither.

@@ -108,10 +108,24 @@
 //	logs:DescribeLogGroups   Tail (the group's ARN)
 //	logs:StartLiveTail       Tail (optional: without it Tail polls)
 //	logs:DeleteLogGroup      Delete
+//	logs:PutSubscriptionFilter        Subscribe
+//	logs:DescribeSubscriptionFilters  Subscriptions
+//	logs:DeleteSubscriptionFilter     Unsubscribe
+//	iam:CreateRole           Subscribe to Kinesis or Firehose without a RoleARN (on roles under /convox/)
+//	iam:GetRole              the same, when the destination's role exists
+//	iam:PutRolePolicy        the same (the role's inline policy)
+//	iam:PassRole             Subscribe to Kinesis or Firehose (passing the role to CloudWatch Logs)
+//
+// The subscription actions apply to the log groups; a program that names
+// RoleARN in every subscription needs none of the iam actions but
+// iam:PassRole on those roles.
 //
 // # Capabilities
 //
-// Logs implements providers.Logs and the optional providers.LogTailer. A
+// Logs implements providers.Logs and the optional providers.LogTailer and
+// providers.LogSubscriber (subscription filters forwarding an app's logs
+// to a Lambda function, a Kinesis stream or a Firehose stream; see
+// Logs.Subscribe). A
 // live tail against a custom endpoint (Options of the client with a
 // BaseEndpoint, as for an emulator or a VPC endpoint) is sent with the
 // SDK's endpoint host prefix disabled (smithyhttp.DisableEndpointHostPrefix,

@@ -80,6 +80,10 @@ type Options struct {
 	// Logger receives diagnostics (a tail switching to polling, and why);
 	// nil discards them.
 	Logger *slog.Logger
+	// IAM, when set, lets Subscribe create the role a Kinesis or Firehose
+	// destination needs (see Logs.Subscribe); nil means subscriptions to
+	// those destinations must name a role.
+	IAM IAMAPI
 }
 
 // Logs is a providers.Logs and providers.LogTailer on CloudWatch Logs. It

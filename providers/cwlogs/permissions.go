@@ -13,5 +13,12 @@ func Permissions() []string {
 		"logs:DescribeLogGroups",
 		"logs:StartLiveTail",
 		"logs:DeleteLogGroup",
+		"logs:PutSubscriptionFilter",
+		"logs:DescribeSubscriptionFilters",
+		"logs:DeleteSubscriptionFilter",
+		"iam:CreateRole",
+		"iam:GetRole",
+		"iam:PutRolePolicy",
+		"iam:PassRole",
 	}
 }

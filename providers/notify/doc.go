@@ -1,5 +1,5 @@
 // Package notify delivers deploy notifications to people and systems. It
-// has three implementations of providers.Notifier:
+// has four implementations of providers.Notifier:
 //
 //   - Slack posts a readable message to a Slack incoming webhook: the app,
 //     the release and the previous one, the outcome (started, succeeded,
@@ -12,6 +12,9 @@
 //     VerifySignature.
 //   - GitHub records each deploy as a GitHub deployment of a repository
 //     and sets its status (in_progress, success, failure, inactive).
+//   - GitLab records each deploy as a deployment of a GitLab environment
+//     (running, then success, failed or canceled) with the release's commit
+//     SHA and ref, and sets a commit status on that commit.
 //
 // Add them to a rack; the convox client bounds each call with
 // Options.NotifyTimeout and reports a failing notifier as an event without
@@ -23,8 +26,30 @@
 //			notify.Slack{WebhookURL: os.Getenv("SLACK_WEBHOOK_URL")},
 //			notify.Webhook{URL: "https://deploys.example.com/hook", Secret: secret},
 //			notify.GitHub{Owner: "acme", Repo: "web", Token: token, Environment: "production", Ref: refOf},
+//			notify.GitLab{Project: "acme/web", Token: glToken, Environment: "production", Commit: commitOf},
 //		},
 //	}
+//
+// # Slack-compatible chat
+//
+// Mattermost and Rocket.Chat, which took HipChat's place, accept Slack's
+// incoming webhook payload: point Slack.WebhookURL at their incoming
+// webhook. Both show the message's "text" (the headline: app, outcome,
+// releases) and the attachment's color, and both ignore Slack's Block Kit
+// "blocks", so the summary, the reason and the time appear in Slack only;
+// Mattermost also shows the attachment's "fallback" (the same headline)
+// in notifications. The headline stays far below their limits (Mattermost
+// splits posts over 16383 characters; Rocket.Chat refuses messages over
+// its Message_MaxAllowedSize, 5000 by default): each name in it is cut to
+// 200 characters. Microsoft Teams' incoming webhooks take Adaptive Cards
+// instead, a different payload, and have no notifier here.
+//
+// # Log alerts
+//
+// A notification of kind providers.NotifyLogAlert (from package
+// logforward) reports matching log lines: Slack shows it as a red "log
+// alert" with the summary and the first line, Webhook delivers it like any
+// kind, and GitHub and GitLab, which record deployments, skip it.
 //
 // # Errors
 //

@@ -30,7 +30,8 @@ const MaxGitHubDescription = 140
 //	deploy-failed     failure      "R2 failed, rolled back to R1: <reason>"
 //	rollback          success      "Rolled back to R2 from R1"
 //
-// and a rollback also sets inactive on the deployment of n.Previous, when
+// (a log alert is not a deployment: Notify does nothing for it), and a
+// rollback also sets inactive on the deployment of n.Previous, when
 // one is found (GitHub does not mark production deployments inactive by
 // itself). Descriptions are cut to MaxGitHubDescription characters.
 //
@@ -125,6 +126,8 @@ func (g GitHub) Notify(ctx context.Context, n providers.Notification) error {
 		if n.Previous != "" {
 			desc += " from " + n.Previous
 		}
+	case providers.NotifyLogAlert:
+		return nil // not a deployment
 	default:
 		return fmt.Errorf("%s: %w: unknown notification kind", what, providers.ErrInvalid)
 	}

@@ -211,6 +211,8 @@ type exchange struct {
 	// secrets are removed from response text kept in errors, should an
 	// endpoint echo them.
 	secrets []string
+	// onHeader, when set, receives the headers of a 2xx response.
+	onHeader func(http.Header)
 }
 
 // do sends the request and returns the body of a 2xx response. Failures:
@@ -250,6 +252,9 @@ func (x exchange) do(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%w: read response: %w", providers.ErrUnavailable, x.redact(err))
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if x.onHeader != nil {
+			x.onHeader(resp.Header)
+		}
 		return data, nil
 	}
 	herr := &HTTPError{StatusCode: resp.StatusCode, Message: message(data, x.secrets), RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}

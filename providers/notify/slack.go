@@ -102,8 +102,11 @@ type slackMessage struct {
 }
 
 type slackAttachment struct {
-	Color  string       `json:"color"`
-	Blocks []slackBlock `json:"blocks"`
+	// Fallback is the plain headline, for clients that show no blocks
+	// (Mattermost's documentation requires it).
+	Fallback string       `json:"fallback"`
+	Color    string       `json:"color"`
+	Blocks   []slackBlock `json:"blocks"`
 }
 
 type slackBlock struct {
@@ -131,6 +134,8 @@ func outcome(k providers.NotificationKind) (string, string) {
 		return "failed", colorFailed
 	case providers.NotifyRollback:
 		return "rollback", colorRollback
+	case providers.NotifyLogAlert:
+		return "log alert", colorFailed
 	default:
 		return string(k), colorOther
 	}
@@ -167,6 +172,12 @@ func headline(n providers.Notification, md bool) string {
 		s := app + ": rolled back to " + rel
 		if n.Previous != "" {
 			s += " from " + prev
+		}
+		return s
+	case providers.NotifyLogAlert:
+		s := app + ": log alert"
+		if n.Release != "" {
+			s += " in " + rel
 		}
 		return s
 	default:
@@ -214,7 +225,7 @@ func slackMessageFor(n providers.Notification) slackMessage {
 	}
 	return slackMessage{
 		Text:        headline(n, false),
-		Attachments: []slackAttachment{{Color: color, Blocks: blocks}},
+		Attachments: []slackAttachment{{Fallback: headline(n, false), Color: color, Blocks: blocks}},
 	}
 }
 

@@ -65,7 +65,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a started deploy is blue and names the release it replaces",
 			n:    providers.Notification{Kind: providers.NotifyDeployStarted, App: "web", Release: "R2", Previous: "R1", Summary: "image web:v2, env FOO changed", Time: t0},
-			want: `{"text": "web: deploying R2 (replacing R1)", "attachments": [{"color": "#439fe0", "blocks": [
+			want: `{"text": "web: deploying R2 (replacing R1)", "attachments": [{"fallback": "web: deploying R2 (replacing R1)", "color": "#439fe0", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: deploying \u0060R2\u0060 (replacing \u0060R1\u0060)"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -78,7 +78,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a first deploy has no previous release, summary or time",
 			n:    providers.Notification{Kind: providers.NotifyDeployStarted, App: "web", Release: "R1"},
-			want: `{"text": "web: deploying R1", "attachments": [{"color": "#439fe0", "blocks": [
+			want: `{"text": "web: deploying R1", "attachments": [{"fallback": "web: deploying R1", "color": "#439fe0", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: deploying \u0060R1\u0060"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -88,7 +88,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a success is green",
 			n:    providers.Notification{Kind: providers.NotifyDeploySucceeded, App: "web", Release: "R2", Previous: "R1", Summary: "R2 is active and healthy", Time: t0},
-			want: `{"text": "web: R2 deployed", "attachments": [{"color": "#2eb886", "blocks": [
+			want: `{"text": "web: R2 deployed", "attachments": [{"fallback": "web: R2 deployed", "color": "#2eb886", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: \u0060R2\u0060 deployed"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -101,7 +101,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a rolled-back failure is red, says where it went back to and gives the reason",
 			n:    failed,
-			want: `{"text": "web: deploy of R2 failed; rolled back to R1", "attachments": [{"color": "#a30200", "blocks": [
+			want: `{"text": "web: deploy of R2 failed; rolled back to R1", "attachments": [{"fallback": "web: deploy of R2 failed; rolled back to R1", "color": "#a30200", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: deploy of \u0060R2\u0060 failed; rolled back to \u0060R1\u0060"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -116,7 +116,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a failure that was not rolled back says so",
 			n:    providers.Notification{Kind: providers.NotifyDeployFailed, App: "web", Release: "R2", Previous: "R1", Reason: "compensation failed"},
-			want: `{"text": "web: deploy of R2 failed; not rolled back", "attachments": [{"color": "#a30200", "blocks": [
+			want: `{"text": "web: deploy of R2 failed; not rolled back", "attachments": [{"fallback": "web: deploy of R2 failed; not rolled back", "color": "#a30200", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: deploy of \u0060R2\u0060 failed; not rolled back"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -129,7 +129,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a rolled-back first deploy has nowhere to name",
 			n:    providers.Notification{Kind: providers.NotifyDeployFailed, App: "web", Release: "R1", RolledBack: true},
-			want: `{"text": "web: deploy of R1 failed; rolled back", "attachments": [{"color": "#a30200", "blocks": [
+			want: `{"text": "web: deploy of R1 failed; rolled back", "attachments": [{"fallback": "web: deploy of R1 failed; rolled back", "color": "#a30200", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: deploy of \u0060R1\u0060 failed; rolled back"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -140,7 +140,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "a rollback is amber and names both releases",
 			n:    providers.Notification{Kind: providers.NotifyRollback, App: "web", Release: "R1", Previous: "R2"},
-			want: `{"text": "web: rolled back to R1 from R2", "attachments": [{"color": "#daa038", "blocks": [
+			want: `{"text": "web: rolled back to R1 from R2", "attachments": [{"fallback": "web: rolled back to R1 from R2", "color": "#daa038", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: rolled back to \u0060R1\u0060 from \u0060R2\u0060"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},
@@ -151,7 +151,7 @@ func TestSlackMessage(t *testing.T) {
 		{
 			name: "mrkdwn control characters in the notification are escaped",
 			n:    providers.Notification{Kind: providers.NotifyDeploySucceeded, App: "web", Release: "R2", Summary: "a <b> & c", Reason: "<!channel>"},
-			want: `{"text": "web: R2 deployed", "attachments": [{"color": "#2eb886", "blocks": [
+			want: `{"text": "web: R2 deployed", "attachments": [{"fallback": "web: R2 deployed", "color": "#2eb886", "blocks": [
 				{"type": "section", "text": {"type": "mrkdwn", "text": "*web*: \u0060R2\u0060 deployed"}},
 				{"type": "section", "fields": [
 					{"type": "mrkdwn", "text": "*App*\nweb"},

@@ -12,7 +12,7 @@ import (
 // (providers.Limits and the Validate methods), where every scheduler
 // checks them on entry too; the root checks the same rules with the
 // bounds of the app's scheduler before it writes anything or calls a
-// provider, so that bad input is an ErrInvalid without a side effect.
+// provider, so that bad input is an providers.ErrInvalid without a side effect.
 
 // limits returns the bounds of the selection's scheduler: its own when it
 // implements providers.Bounded, the defaults otherwise.

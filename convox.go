@@ -27,17 +27,45 @@
 //
 // # Errors
 //
-// Every error returned by a Client method is an *Error (or, for a failed
-// deploy, a *DeployError) carrying the operation, the app and a Code. The
-// provider sentinels are re-exported (ErrNotFound, ErrConflict, ...), so
+// Failures are classified by the sentinel errors of package providers,
+// the one vocabulary of the SDK: every error a Client returns wraps the
+// sentinel of its cause (providers.ErrNotFound, ErrConflict, ErrInvalid,
+// ErrUnhealthy, ...) or a context error, and the provider's raw cause (a
+// smithy.APIError on AWS) stays reachable with errors.As:
 //
-//	errors.Is(err, convox.ErrConflict)     // another deploy holds the app
-//	errors.As(err, &deployErr)             // step, reason, stopped tasks, last log lines
-//	convox.IsTemporary(err)                // throttled or unavailable: retry later
+//	errors.Is(err, providers.ErrConflict)  // another deploy holds the app
+//	providers.IsTemporary(err)             // throttled or unavailable: retry later
+//	errors.Is(err, context.Canceled)       // the deploy was canceled
 //
-// all work, and the provider's raw cause (a smithy.APIError on AWS) stays
-// reachable with errors.As. Waits retry only temporary errors and stop at
-// once on any other.
+// The deploy calls (Deploy, Promote, Rollback, Scale, SetEnv, UnsetEnv,
+// Deployment.Wait, and each result of DeployMany) fail with a
+// *DeployError: the step it stopped at, the reason, and whether anything
+// changed. DeployError.Changed false means nothing that serves or routes
+// the app was touched, so the call can be repeated as is; otherwise
+// RolledBack says whether the previous release serves again. Every other
+// call fails with an *Error naming the call and its app.
+//
+// # Retries
+//
+// The Client retries provider errors that providers.IsTemporary reports
+// (throttled, unavailable), never others, and returns the last error when
+// it gives up:
+//
+//   - Store calls and Registry.Resolve: up to 8 attempts, backing off from
+//     100ms to 2s, within the caller's ctx.
+//   - Inside a deploy (Balancer.EnsureRoute, Scheduler.Apply, and the
+//     Scheduler.Status and Balancer.Health observations of its wait):
+//     until the deploy's timeout (DeployOptions.Timeout), backing off from
+//     Options.PollInterval to Options.MaxPollInterval; each retry is an
+//     EventRetry. An error that is not temporary stops the deploy at once,
+//     which then compensates.
+//   - Compensation (restoring the previous release after a failure):
+//     every error but providers.ErrInvalid, until Options.CompensateTimeout.
+//   - Logs reads: a following Logs iteration retries temporary errors
+//     until its ctx ends; a one-shot read does not retry.
+//
+// Calls made by the Client's waits draw on one rate limiter per provider
+// (Options.RateLimit), shared by all its deploys.
 //
 // # Events
 //
@@ -49,7 +77,6 @@
 package convox
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -60,91 +87,19 @@ import (
 	"time"
 
 	"github.com/convox-go/convox/internal/limiter"
-	"github.com/convox-go/convox/providers"
 )
 
-// Re-exported provider sentinels; test errors with errors.Is.
-var (
-	ErrNotFound      = providers.ErrNotFound
-	ErrAlreadyExists = providers.ErrAlreadyExists
-	ErrConflict      = providers.ErrConflict
-	ErrInvalid       = providers.ErrInvalid
-	ErrPermission    = providers.ErrPermission
-	ErrThrottled     = providers.ErrThrottled
-	ErrUnavailable   = providers.ErrUnavailable
-	ErrUnimplemented = providers.ErrUnimplemented
-)
-
-// ErrDeployFailed matches every *DeployError.
-var ErrDeployFailed = errors.New("deploy failed")
-
-// IsTemporary reports whether err is worth retrying later (throttled or unavailable).
-func IsTemporary(err error) bool { return providers.IsTemporary(err) }
-
-// Code classifies an error.
-type Code string
-
-// Error codes.
-const (
-	CodeNotFound      Code = "not_found"
-	CodeAlreadyExists Code = "already_exists"
-	CodeConflict      Code = "conflict"
-	CodeInvalid       Code = "invalid"
-	CodePermission    Code = "permission"
-	CodeThrottled     Code = "throttled"
-	CodeUnavailable   Code = "unavailable"
-	CodeUnimplemented Code = "unimplemented"
-	CodeCanceled      Code = "canceled"
-	CodeTimeout       Code = "timeout"
-	CodeDeployFailed  Code = "deploy_failed"
-	CodeUnknown       Code = "unknown"
-)
-
-// CodeOf returns the Code that classifies err.
-func CodeOf(err error) Code {
-	var e *Error
-	if errors.As(err, &e) && e.Code != "" {
-		return e.Code
-	}
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrDeployFailed):
-		return CodeDeployFailed
-	case errors.Is(err, context.Canceled):
-		return CodeCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return CodeTimeout
-	case errors.Is(err, ErrNotFound):
-		return CodeNotFound
-	case errors.Is(err, ErrAlreadyExists):
-		return CodeAlreadyExists
-	case errors.Is(err, ErrConflict):
-		return CodeConflict
-	case errors.Is(err, ErrInvalid):
-		return CodeInvalid
-	case errors.Is(err, ErrPermission):
-		return CodePermission
-	case errors.Is(err, ErrThrottled):
-		return CodeThrottled
-	case errors.Is(err, ErrUnavailable):
-		return CodeUnavailable
-	case errors.Is(err, ErrUnimplemented):
-		return CodeUnimplemented
-	}
-	return CodeUnknown
-}
-
-// Error is the error returned by Client methods.
+// Error is the error of a Client call outside the deploy calls (which
+// return a *DeployError): it names the call, the app and the release it
+// failed on. Classify it with errors.Is against the sentinels of package
+// providers, which every cause wraps.
 type Error struct {
-	// Op is the method that failed ("CreateApp", "Promote", ...).
+	// Op is the method that failed ("CreateApp", "Logs", ...).
 	Op string
 	// App and Release name what it failed on, when known.
 	App     string
 	Release string
-	// Code classifies the failure.
-	Code Code
-	// Err is the cause; it wraps a provider sentinel where one applies.
+	// Err is the cause; it wraps a providers sentinel or a context error.
 	Err error
 }
 
@@ -173,7 +128,7 @@ func wrapErr(op, app, release string, err error) error {
 	if errors.As(err, &e) || errors.As(err, &d) {
 		return err
 	}
-	return &Error{Op: op, App: app, Release: release, Code: CodeOf(err), Err: err}
+	return &Error{Op: op, App: app, Release: release, Err: err}
 }
 
 // Options configure a Client. The zero value (or nil) gives defaults.

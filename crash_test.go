@@ -440,7 +440,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		}
 	case crashCancel:
 		switch err := web.Cancel(ctx); {
-		case errors.Is(err, convox.ErrNotFound):
+		case errors.Is(err, providers.ErrNotFound):
 			outcome = crashNothing
 		case err != nil:
 			t.Fatalf("%s: Cancel: %v", name, err)
@@ -451,7 +451,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 			t.Fatalf("%s: deploy right after reopening: %v", name, err)
 		}
 	}
-	if err := web.Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+	if err := web.Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("%s: a Cancel afterwards = %v, want ErrNotFound: a lease is still held", name, err)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -64,7 +66,7 @@ func ExampleDeployError() {
 		fmt.Println("rolled back to:", de.Previous, de.RolledBack)
 		fmt.Println("last line:", de.LastLogLines[len(de.LastLogLines)-1].Message)
 	}
-	app, _ := c.GetApp(ctx, "web")
+	app, _ := c.App("web").Get(ctx)
 	fmt.Println("active:", app.Active)
 	// Output:
 	// step: wait
@@ -111,7 +113,7 @@ func ExampleRack_Check() {
 	r := fake.New(nil)
 	rack := convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: r.Store()}
 	err := rack.Check(convox.CapWeightShifter)
-	fmt.Println(errors.Is(err, convox.ErrUnimplemented))
+	fmt.Println(errors.Is(err, providers.ErrUnimplemented))
 	// Output:
 	// true
 }

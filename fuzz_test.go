@@ -40,7 +40,7 @@ func FuzzCreateRelease(f *testing.F) {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, convox.ErrInvalid) && !errors.Is(err, convox.ErrNotFound) {
+		if !errors.Is(err, providers.ErrInvalid) && !errors.Is(err, providers.ErrNotFound) {
 			t.Fatalf("CreateRelease = %v, want ErrInvalid or ErrNotFound", err)
 		}
 		for _, call := range r.Calls() {
@@ -78,7 +78,7 @@ func FuzzLogFilter(f *testing.F) {
 		}
 		got := 0
 		for e, err := range c.App("web").Logs(ctx, convox.LogQuery{Filter: filter}) {
-			if err != nil && len(filter) > providers.MaxLogFilter && errors.Is(err, convox.ErrInvalid) {
+			if err != nil && len(filter) > providers.MaxLogFilter && errors.Is(err, providers.ErrInvalid) {
 				return // over the bound: refused before any read
 			}
 			if err != nil {

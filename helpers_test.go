@@ -113,7 +113,7 @@ func (w *world) deployV1(ctx context.Context) *convox.Release {
 
 func (w *world) active(ctx context.Context) string {
 	w.t.Helper()
-	app, err := w.c.GetApp(ctx, "web")
+	app, err := w.c.App("web").Get(ctx)
 	if err != nil {
 		w.t.Fatalf("GetApp: %v", err)
 	}

@@ -33,7 +33,7 @@ type LogQuery struct {
 // polling for new lines, backing off while idle, until ctx ends (which ends
 // the iteration without an error); lines are yielded once each even when
 // pages overlap. An error is yielded once, last; a query over the bounds
-// of providers.LogQuery.Validate yields ErrInvalid before any call.
+// of providers.LogQuery.Validate yields providers.ErrInvalid before any call.
 func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, error] {
 	return func(yield func(LogEntry, error) bool) {
 		pq := providers.LogQuery{App: a.name, Filter: q.Filter, Process: q.Process, Release: q.Release, Stream: q.Stream}
@@ -65,7 +65,7 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, er
 				if q.Follow && ctx.Err() != nil {
 					return
 				}
-				if !IsTemporary(err) || !q.Follow {
+				if !providers.IsTemporary(err) || !q.Follow {
 					yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
 					return
 				}

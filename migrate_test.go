@@ -187,7 +187,7 @@ func TestPruneImages(t *testing.T) {
 		rk.Registry = plainRegistry{r.Registry()}
 		c, _ := convox.New(rk, nil)
 		c.CreateApp(t.Context(), "web", nil)
-		if _, err := c.App("web").PruneImages(t.Context(), nil); !errors.Is(err, convox.ErrUnimplemented) {
+		if _, err := c.App("web").PruneImages(t.Context(), nil); !errors.Is(err, providers.ErrUnimplemented) {
 			t.Errorf("PruneImages = %v, want ErrUnimplemented", err)
 		}
 	})

@@ -159,12 +159,12 @@ func TestStrategies(t *testing.T) {
 				rk := fakeRack(r)
 				rk.Balancer = plainBalancer{r.Balancer()}
 				return rk
-			}, convox.ErrUnimplemented},
+			}, providers.ErrUnimplemented},
 			{"a scheduler without Stager", func(r *fake.Rack) convox.Rack {
 				rk := fakeRack(r)
 				rk.Scheduler = plainScheduler{r.Scheduler()}
 				return rk
-			}, convox.ErrUnimplemented},
+			}, providers.ErrUnimplemented},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestStrategies(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			for _, s := range []convox.Strategy{convox.Canary(), convox.Canary(50, 10), convox.Canary(100), convox.Canary(0)} {
-				if _, err := w.c.App("web").Promote(ctx, "R1", &convox.DeployOptions{Strategy: s}); !errors.Is(err, convox.ErrInvalid) {
+				if _, err := w.c.App("web").Promote(ctx, "R1", &convox.DeployOptions{Strategy: s}); !errors.Is(err, providers.ErrInvalid) {
 					t.Errorf("%v: Promote = %v, want ErrInvalid", s, err)
 				}
 			}

@@ -83,7 +83,7 @@ func TestNewClientDeploys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)
 		}
-		app, err := c.GetApp(ctx, "web")
+		app, err := c.App("web").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
 )
 
@@ -190,7 +192,7 @@ func openHolder(ctx context.Context, dir, cmd string, status io.Writer, wait tim
 // inUse reports whether err is local.Open's "another program has the
 // directory open".
 func inUse(err error) bool {
-	return errors.Is(err, convox.ErrUnavailable) && strings.Contains(err.Error(), "in use by another program")
+	return errors.Is(err, providers.ErrUnavailable) && strings.Contains(err.Error(), "in use by another program")
 }
 
 var pidInError = regexp.MustCompile(`\(pid (\d+)\)`)

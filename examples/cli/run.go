@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 )
 
 // runOpts are the flags of run.
@@ -70,7 +72,7 @@ With --json the output is collected into the JSON document instead.`,
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return errors.New("interrupted; the one-off process was stopped")
-			case errors.Is(err, convox.ErrNotFound):
+			case errors.Is(err, providers.ErrNotFound):
 				return explainRun(context.WithoutCancel(ctx), err, a, o.release)
 			case err != nil:
 				return err

@@ -52,7 +52,7 @@ func TestDeployOnThisStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := c2.GetApp(ctx, "web")
+		app, err := c2.App("web").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

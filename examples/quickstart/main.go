@@ -267,7 +267,7 @@ func withEnv(img v1.Image, vars ...string) (v1.Image, error) {
 
 // expect GETs the app's endpoint and checks the response.
 func expect(ctx context.Context, out io.Writer, c *convox.Client, want string) error {
-	app, err := c.GetApp(ctx, "web")
+	app, err := c.App("web").Get(ctx)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func Example() {
 		if _, err := c.App(name).Deploy(ctx, convox.ReleaseSpec{Image: name + ":v1", Processes: web}, nil); err != nil {
 			log.Fatal(err)
 		}
-		app, err := c.GetApp(ctx, name)
+		app, err := c.App(name).Get(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -409,10 +409,10 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 				return err
 			},
 			check: func(t *testing.T, err error) {
-				if !errors.Is(err, convox.ErrInvalid) || !strings.Contains(err.Error(), "no entrypoint or command") {
+				if !errors.Is(err, providers.ErrInvalid) || !strings.Contains(err.Error(), "no entrypoint or command") {
 					t.Errorf("got %v, want an invalid-argument error naming the missing entrypoint or command", err)
 				}
-				if errors.Is(err, convox.ErrDeployFailed) {
+				if errors.As(err, new(*convox.DeployError)) {
 					t.Errorf("got a deploy error %v; the release should have been refused before any change", err)
 				}
 			},
@@ -445,7 +445,7 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 				if diff := cmp.Diff(deployOutcome{Step: convox.StepRoutes, RolledBack: true, Previous: "R1", Reason: inUse}, outcomeOf(de, inUse)); diff != "" {
 					t.Errorf("deploy error (-want +got):\n%s", diff)
 				}
-				if !errors.Is(err, convox.ErrConflict) {
+				if !errors.Is(err, providers.ErrConflict) {
 					t.Errorf("got %v, want an error matching ErrConflict", err)
 				}
 			},

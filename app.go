@@ -49,27 +49,14 @@ type App struct {
 	NextEndpoints map[string]string
 }
 
-// HealthCheck says how a process is judged healthy.
-type HealthCheck = providers.HealthCheck
-
-// Protocol is a route's listener protocol.
-type Protocol = providers.Protocol
-
-// Route protocols.
-const (
-	HTTP  = providers.HTTP
-	HTTPS = providers.HTTPS
-	HTTP2 = providers.HTTP2
-)
-
 // RouteConfig is the balancer configuration of a process with a port.
-// Zero fields take defaults (HTTP, the app's default host and path).
+// Zero fields take defaults (providers.HTTP, the app's default host and path).
 type RouteConfig struct {
-	Protocol            Protocol      `json:"protocol,omitempty"`
-	Host                string        `json:"host,omitempty"`
-	Path                string        `json:"path,omitempty"`
-	Certificate         string        `json:"certificate,omitempty"`
-	DeregistrationDelay time.Duration `json:"deregistrationDelay,omitempty"`
+	Protocol            providers.Protocol `json:"protocol,omitempty"`
+	Host                string             `json:"host,omitempty"`
+	Path                string             `json:"path,omitempty"`
+	Certificate         string             `json:"certificate,omitempty"`
+	DeregistrationDelay time.Duration      `json:"deregistrationDelay,omitempty"`
 }
 
 // Process is one process type of a release.
@@ -88,7 +75,7 @@ type Process struct {
 	// is routed by the app's balancer. Zero means no traffic.
 	Port int `json:"port,omitempty"`
 	// Health checks the process's targets (path "/" and provider defaults when zero).
-	Health HealthCheck `json:"health"`
+	Health providers.HealthCheck `json:"health"`
 	// Route configures the balancer for a process with a port.
 	Route RouteConfig `json:"route"`
 }
@@ -456,33 +443,45 @@ func (a *AppClient) baseEnv(ctx context.Context) (map[string]string, map[string]
 	return plain, secret, base.ID, nil
 }
 
-// Task is one running or recently stopped instance of a process.
-type Task = providers.Task
+// Tasks yields the app's running and recently stopped tasks as its
+// scheduler reports them in one observation, running first, each group
+// ordered by process then ID. An app never deployed (or deleted) has none.
+// An error is yielded once, last.
+func (a *AppClient) Tasks(ctx context.Context) iter.Seq2[providers.Task, error] {
+	return func(yield func(providers.Task, error) bool) {
+		ts, err := a.tasks(ctx)
+		if err != nil {
+			yield(providers.Task{}, wrapErr("Tasks", a.name, "", err))
+			return
+		}
+		for _, t := range ts {
+			if !yield(t, nil) {
+				return
+			}
+		}
+	}
+}
 
-// Tasks returns the app's running and recently stopped tasks as its
-// scheduler reports them, running first, each group ordered by process
-// then ID.
-func (a *AppClient) Tasks(ctx context.Context) ([]Task, error) {
-	const op = "Tasks"
+func (a *AppClient) tasks(ctx context.Context) ([]providers.Task, error) {
 	_, sel, err := a.load(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, err
 	}
 	st, err := sel.scheduler.Status(ctx, a.name)
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil, nil // never deployed, or deleted: no tasks
 	}
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, err
 	}
 	ts := slices.Clone(st.Tasks)
-	rank := func(t Task) int {
+	rank := func(t providers.Task) int {
 		if t.State == providers.TaskStopped {
 			return 1
 		}
 		return 0
 	}
-	slices.SortStableFunc(ts, func(x, y Task) int {
+	slices.SortStableFunc(ts, func(x, y providers.Task) int {
 		if r := rank(x) - rank(y); r != 0 {
 			return r
 		}

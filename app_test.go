@@ -68,7 +68,7 @@ func TestBadInputHasNoSideEffects(t *testing.T) {
 		}, providers.ErrInvalid},
 		{"https without a certificate is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
-			spec.Processes[0].Route.Protocol = convox.HTTPS
+			spec.Processes[0].Route.Protocol = providers.HTTPS
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
 		}, providers.ErrInvalid},
@@ -225,7 +225,7 @@ type plainScheduler struct{ providers.Scheduler }
 
 func TestRackCheck(t *testing.T) {
 	r := fake.New(nil)
-	full := fakeRack(r)
+	full := r.ConvoxRack()
 	plain := full
 	plain.Balancer = plainBalancer{r.Balancer()}
 	plain.Scheduler = plainScheduler{r.Scheduler()}
@@ -260,7 +260,7 @@ func TestRackCheck(t *testing.T) {
 			w := newWorld(t, nil)
 			ctx := t.Context()
 			w.deployV1(ctx)
-			rk := fakeRack(w.rack)
+			rk := w.rack.ConvoxRack()
 			rk.Scheduler = plainScheduler{w.rack.Scheduler()}
 			c, err := convox.New(rk, nil)
 			if err != nil {
@@ -285,7 +285,7 @@ func TestNamedProviders(t *testing.T) {
 		ctx := t.Context()
 		elb := fake.New(&fake.Options{BalancerName: "elb"})
 		alb := fake.New(&fake.Options{BalancerName: "alb"})
-		rk := fakeRack(elb)
+		rk := elb.ConvoxRack()
 		rk.Balancer = nil
 		rk.Balancers = []convox.Named[providers.Balancer]{{Name: "elb", Provider: elb.Balancer()}, {Name: "alb", Provider: alb.Balancer()}}
 		c, err := convox.New(rk, &convox.Options{PollInterval: time.Second})
@@ -511,9 +511,9 @@ func TestTasks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, nil)
 		ctx := t.Context()
-		if ts, err := func() ([]convox.Task, error) {
+		if ts, err := func() ([]providers.Task, error) {
 			w.c.CreateApp(ctx, "web", nil)
-			return w.c.App("web").Tasks(ctx)
+			return collect(w.c.App("web").Tasks(ctx))
 		}(); err != nil || len(ts) != 0 {
 			t.Fatalf("Tasks before any deploy = %v, %v; want none", ts, err)
 		}
@@ -521,7 +521,7 @@ func TestTasks(t *testing.T) {
 		if _, err := w.c.App("web").Deploy(ctx, webSpec("web:v1"), nil); err != nil {
 			t.Fatal(err)
 		}
-		ts, err := w.c.App("web").Tasks(ctx)
+		ts, err := collect(w.c.App("web").Tasks(ctx))
 		if err != nil {
 			t.Fatal(err)
 		}

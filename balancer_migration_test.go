@@ -22,7 +22,7 @@ import (
 // default) and "alb", both served by the fake scheduler.
 func twoBalancers(t *testing.T) *world {
 	w := newWorld(t, &fake.Options{Balancers: []string{"alb"}})
-	rk := fakeRack(w.rack)
+	rk := w.rack.ConvoxRack()
 	rk.Balancer = nil
 	rk.Balancers = []convox.Named[providers.Balancer]{{Name: "elb", Provider: w.rack.Balancer()}, {Name: "alb", Provider: w.rack.BalancerNamed("alb")}}
 	c, err := convox.New(rk, &convox.Options{PollInterval: time.Second, OnEvent: w.record})
@@ -207,7 +207,7 @@ func TestBalancerMigrationOnTheLocalRack(t *testing.T) {
 	}
 	c.CreateApp(ctx, "web", nil)
 	web := c.App("web")
-	spec := convox.ReleaseSpec{Image: "web:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}}
+	spec := convox.ReleaseSpec{Image: "web:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}}
 	if _, err := web.Deploy(ctx, spec, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -87,11 +87,11 @@ func validateProcesses(app string, ps []Process, lim providers.Limits) error {
 	}
 	for _, p := range ps {
 		switch p.Route.Protocol {
-		case "", HTTP, HTTPS, HTTP2:
+		case "", providers.HTTP, providers.HTTPS, providers.HTTP2:
 		default:
 			return providers.Invalidf("process %s: unknown protocol %q", p.Name, p.Route.Protocol)
 		}
-		if (p.Route.Protocol == HTTPS || p.Route.Protocol == HTTP2) && p.Route.Certificate == "" {
+		if (p.Route.Protocol == providers.HTTPS || p.Route.Protocol == providers.HTTP2) && p.Route.Certificate == "" {
 			return providers.Invalidf("process %s: protocol %s needs a certificate", p.Name, p.Route.Protocol)
 		}
 		if p.Route.DeregistrationDelay < 0 || p.Route.DeregistrationDelay > providers.MaxDeregistrationDelay {

@@ -183,7 +183,7 @@ func (l lowered) Limits() providers.Limits { return l.lim }
 func TestCopiedValuesAreValidatedToo(t *testing.T) {
 	r := fake.New(&fake.Options{Limits: providers.Limits{MaxCount: 1000}})
 	ctx := t.Context()
-	before, err := convox.New(fakeRack(r), nil)
+	before, err := convox.New(r.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestCopiedValuesAreValidatedToo(t *testing.T) {
 		t.Fatalf("a count within the rack's limit of 1000: %v", err)
 	}
 
-	rack := fakeRack(r)
+	rack := r.ConvoxRack()
 	rack.Scheduler = lowered{r.Scheduler(), providers.Limits{MaxCount: 64}}
 	after, err := convox.New(rack, nil)
 	if err != nil {

@@ -135,7 +135,7 @@ func serverSpec(tag string) convox.ReleaseSpec {
 		Image: "web:" + tag,
 		Processes: []convox.Process{{
 			Name: "web", Count: 1, Port: 8080,
-			Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
+			Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
 		}},
 	}
 }
@@ -421,7 +421,7 @@ func TestTwoCLIsDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushMessageImages(t, ctx, rack, tags...)
-	c, err := convox.New(convox.Rack{Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(), Logs: rack.Logs(), Store: rack.Store()}, nil)
+	c, err := convox.New(rack.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,10 +52,7 @@ func crashRackOptions() *local.Options {
 
 func crashClient(t *testing.T, rack *local.Rack, onEvent func(convox.Event)) *convox.Client {
 	t.Helper()
-	c, err := convox.New(convox.Rack{
-		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
-		Logs: rack.Logs(), Store: rack.Store(),
-	}, &convox.Options{
+	c, err := convox.New(rack.ConvoxRack(), &convox.Options{
 		OnEvent:      onEvent,
 		PollInterval: 50 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond,
 		Timeout: time.Minute, LeaseTTL: crashLeaseTTL,
@@ -493,7 +490,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 	}
 
 	// Only the active release runs, in processes of this rack.
-	tasks, err := web.Tasks(ctx)
+	tasks, err := collect(web.Tasks(ctx))
 	if err != nil {
 		t.Fatalf("%s: Tasks: %v", name, err)
 	}

@@ -34,7 +34,7 @@ type FailFastPolicy struct {
 	MaxStopped int
 	// AllowEarlyExits disables aborting at the first task of the new
 	// release that exits with a non-zero code within its process's health
-	// grace window (HealthCheck.Grace, or DefaultGrace when unset).
+	// grace window (providers.HealthCheck.Grace, or DefaultGrace when unset).
 	AllowEarlyExits bool
 	// MaxUnhealthy aborts the deploy once targets of the new release have
 	// been reported unhealthy in this many consecutive observations (the
@@ -105,7 +105,8 @@ func (d *Deployment) Done() <-chan struct{} { return d.done }
 
 // Wait waits for the deployment to finish. It returns nil only when the
 // promoted release is the active one and healthy; otherwise a *DeployError.
-// If ctx ends first, Wait returns ctx's error and the deployment goes on.
+// If ctx ends first, Wait returns a *DeployError with InProgress set that
+// matches ctx's error, and the deployment goes on.
 func (d *Deployment) Wait(ctx context.Context) error {
 	select {
 	case <-d.done:
@@ -159,9 +160,11 @@ var errTimedOut = errors.New("deploy timed out")
 var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deployer: %w", providers.ErrConflict)
 
 // Promote starts promoting a release: it takes the app's deploy lease (a
-// concurrent deployer gets an error matching providers.ErrConflict) and returns a
-// Deployment that ensures routes, applies the release to the scheduler and
-// waits for it in the background. Bad input fails here, before any change.
+// concurrent deployer gets a *DeployError at StepLease matching
+// providers.ErrConflict) and returns a Deployment that ensures routes,
+// applies the release to the scheduler and waits for it in the
+// background, detached from ctx. Bad input fails here with a *DeployError
+// that changed nothing.
 // A deploy left in flight by a deployer that is gone (its lease expired,
 // or its process provably ended on this host) is compensated first, before
 // Promote returns: what it replaced serves again, then this one starts.
@@ -1024,7 +1027,7 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 
 // lastLines returns up to n of the release's most recent process log
 // lines since start, skipping the platform's own.
-func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []LogEntry {
+func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []providers.LogEntry {
 	// Diagnostics must not eat the compensation's time.
 	ctx, cancel := context.WithTimeout(ctx, c.opts.NotifyTimeout)
 	defer cancel()
@@ -1036,7 +1039,7 @@ func (c *Client) lastLines(ctx context.Context, app, release string, start time.
 	if err != nil {
 		return nil
 	}
-	var lines []LogEntry
+	var lines []providers.LogEntry
 	token := ""
 	for range 1000 {
 		page, err := sel.logs.Read(ctx, providers.LogQuery{App: app, Release: release, Start: start.Add(-time.Minute)}, token)
@@ -1073,8 +1076,8 @@ func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
 	if err != nil {
 		return
 	}
-	e := LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
-	if err := sel.logs.Write(ctx, []LogEntry{e}); err != nil {
+	e := providers.LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
+	if err := sel.logs.Write(ctx, []providers.LogEntry{e}); err != nil {
 		c.log.Warn("convox: write platform log", "app", app, "err", err)
 	}
 }

@@ -333,7 +333,7 @@ func TestDeployFailure(t *testing.T) {
 // of timeouts and cancellation) instead of failing fast.
 var waitOut = convox.FailFastPolicy{MaxUnhealthy: -1}
 
-func hasMessage(es []convox.LogEntry, msg string) bool {
+func hasMessage(es []providers.LogEntry, msg string) bool {
 	for _, e := range es {
 		if e.Message == msg {
 			return true
@@ -396,7 +396,7 @@ func TestCancel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			other, err := convox.New(fakeRack(w.rack), &convox.Options{Holder: "other"})
+			other, err := convox.New(w.rack.ConvoxRack(), &convox.Options{Holder: "other"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -642,7 +642,7 @@ func (slowNotifier) Notify(ctx context.Context, n providers.Notification) error 
 func TestSlowNotifierDoesNotFailOrStallDeploys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := fake.New(nil)
-		rk := fakeRack(r)
+		rk := r.ConvoxRack()
 		rk.Notifiers = []providers.Notifier{slowNotifier{}, r.Notifier()}
 		var failed int
 		c, err := convox.New(rk, &convox.Options{PollInterval: time.Second, NotifyTimeout: 2 * time.Second, OnEvent: func(e convox.Event) {

@@ -169,7 +169,7 @@ func TestDeployErrorContract(t *testing.T) {
 // withEvents returns a client over w's rack that also passes every event
 // to fn.
 func withEvents(w *world, fn func(convox.Event)) *convox.Client {
-	c, err := convox.New(fakeRack(w.rack), &convox.Options{
+	c, err := convox.New(w.rack.ConvoxRack(), &convox.Options{
 		OnEvent:      func(e convox.Event) { w.record(e); fn(e) },
 		PollInterval: time.Second, MaxPollInterval: 5 * time.Second,
 	})

@@ -22,7 +22,7 @@ func FuzzCreateRelease(f *testing.F) {
 	f.Add("web:v1", "A=B", "web", 1<<40, 8080)
 	f.Fuzz(func(t *testing.T, image, envName, process string, count, port int) {
 		r := fake.New(nil)
-		c, err := convox.New(fakeRack(r), nil)
+		c, err := convox.New(r.ConvoxRack(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +59,13 @@ func FuzzLogFilter(f *testing.F) {
 	f.Add("ü", "über|uber")
 	f.Fuzz(func(t *testing.T, filter, lines string) {
 		r := fake.New(nil)
-		c, _ := convox.New(fakeRack(r), nil)
+		c, _ := convox.New(r.ConvoxRack(), nil)
 		ctx := t.Context()
 		c.CreateApp(ctx, "web", nil)
 		msgs := strings.Split(lines, "|")
-		var es []convox.LogEntry
+		var es []providers.LogEntry
 		for _, m := range msgs {
-			es = append(es, convox.LogEntry{App: "web", Stream: "s", Process: "web", Message: m})
+			es = append(es, providers.LogEntry{App: "web", Stream: "s", Process: "web", Message: m})
 		}
 		if err := r.Logs().Write(ctx, es); err != nil {
 			t.Fatal(err)

@@ -162,7 +162,7 @@ func (p Process) withDefaults() Process {
 			p.Health.Path = "/"
 		}
 		if p.Route.Protocol == "" {
-			p.Route.Protocol = HTTP
+			p.Route.Protocol = providers.HTTP
 		}
 	}
 	return p
@@ -410,8 +410,14 @@ func (a *AppClient) Releases(ctx context.Context) iter.Seq2[*Release, error] {
 }
 
 // Deploy creates a release from spec, promotes it and waits. It returns
-// the release once it is active and healthy; otherwise a *DeployError,
-// after the previous release was restored.
+// the release once it is active and healthy. Every failure is a
+// *DeployError: one with Changed false stopped before anything changed
+// (bad input, an image that does not resolve, a store refusing the
+// release, another deploy holding the app); otherwise the previous release
+// was restored (RolledBack) or could not be. The deploy itself is detached
+// from ctx: if ctx ends while it runs, Deploy returns a *DeployError with
+// InProgress set and the deploy goes on to its end, bounded by its
+// timeout (see the package doc, # Deploys and contexts).
 func (a *AppClient) Deploy(ctx context.Context, spec ReleaseSpec, opts *DeployOptions) (*Release, error) {
 	doc, err := a.createRelease(ctx, spec, "")
 	if err != nil {
@@ -604,8 +610,8 @@ type DeployError struct {
 	// failure (or, on a first deploy, the failed release's processes were
 	// stopped).
 	RolledBack bool
-	// Canceled is true when the deploy was canceled (Cancel, or its caller's
-	// program asked through the store) and compensated.
+	// Canceled is true when the deploy was canceled: by Cancel (then it
+	// was compensated), or by its caller's ctx before it was promoted.
 	Canceled bool
 	// InProgress is true when the caller stopped waiting (its ctx ended)
 	// while the deploy goes on in the background, bounded by its timeout;

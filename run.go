@@ -76,7 +76,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	}
 	a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("started one-off task %s of %s", task.ID, process)})
 	t := &tailer{logs: sel.logs, q: providers.LogQuery{App: a.name, Stream: task.ID}}
-	write := func(e LogEntry) bool {
+	write := func(e providers.LogEntry) bool {
 		if o.Output != nil {
 			fmt.Fprintln(o.Output, e.Message)
 		}

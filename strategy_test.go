@@ -116,7 +116,7 @@ func TestStrategies(t *testing.T) {
 			if a, s := w.active(ctx), w.serving(ctx); a != "R1" || s != "R1" {
 				t.Errorf("active %s serving %s, want R1", a, s)
 			}
-			ts, _ := w.c.App("web").Tasks(ctx)
+			ts, _ := collect(w.c.App("web").Tasks(ctx))
 			for _, task := range ts {
 				if task.Release == "R2" && task.State != providers.TaskStopped {
 					t.Errorf("staged task %s of R2 still %s", task.ID, task.State)
@@ -156,12 +156,12 @@ func TestStrategies(t *testing.T) {
 			want error
 		}{
 			{"a balancer without WeightShifter (a classic ELB)", func(r *fake.Rack) convox.Rack {
-				rk := fakeRack(r)
+				rk := r.ConvoxRack()
 				rk.Balancer = plainBalancer{r.Balancer()}
 				return rk
 			}, providers.ErrUnimplemented},
 			{"a scheduler without Stager", func(r *fake.Rack) convox.Rack {
-				rk := fakeRack(r)
+				rk := r.ConvoxRack()
 				rk.Scheduler = plainScheduler{r.Scheduler()}
 				return rk
 			}, providers.ErrUnimplemented},

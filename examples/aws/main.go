@@ -255,7 +255,7 @@ func (p *program) deploy(ctx context.Context) error {
 		Env:   p.s.env,
 		Processes: []convox.Process{{
 			Name: p.s.process, Count: p.s.count, Port: p.s.port,
-			Health: convox.HealthCheck{Path: p.s.healthPath},
+			Health: providers.HealthCheck{Path: p.s.healthPath},
 			Route:  convox.RouteConfig{Path: p.s.path},
 		}},
 		Description: "deployed by examples/aws",

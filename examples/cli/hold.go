@@ -305,10 +305,7 @@ func listenPrivate(dir, sock string) (net.Listener, error) {
 
 // providers returns the rack's providers.
 func (h *holder) providers() convox.Rack {
-	return convox.Rack{
-		Registry: h.rack.Registry(), Scheduler: h.rack.Scheduler(), Balancer: h.rack.Balancer(),
-		Logs: h.rack.Logs(), Store: h.rack.Store(),
-	}
+	return h.rack.ConvoxRack()
 }
 
 // close stops accepting commands, lets running forwarded commands finish

@@ -118,7 +118,7 @@ type taskJSON struct {
 	Reason   string     `json:"reason"`
 }
 
-func toTaskJSON(t convox.Task) taskJSON {
+func toTaskJSON(t providers.Task) taskJSON {
 	out := taskJSON{ID: t.ID, Process: t.Process, Release: t.Release, State: string(t.State), Address: t.Address, ExitCode: t.ExitCode, Reason: t.Reason}
 	if !t.Started.IsZero() {
 		s := t.Started

@@ -139,14 +139,19 @@ that stop when it exits.`,
 			if err != nil {
 				return err
 			}
-			var tasks []convox.Task
+			var tasks []providers.Task
 			if s.notServed() {
 				fmt.Fprintln(s.std.Stderr, notServedHint(a.Name()))
 				if !s.g.json {
 					return nil
 				}
-			} else if tasks, err = a.Tasks(ctx); err != nil {
-				return err
+			} else {
+				for t, err := range a.Tasks(ctx) {
+					if err != nil {
+						return err
+					}
+					tasks = append(tasks, t)
+				}
 			}
 			if s.g.json {
 				out := []taskJSON{}

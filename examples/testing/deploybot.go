@@ -59,9 +59,7 @@ func orNone(s string) string {
 // newFakeClient returns a client on the fake rack r with options opts
 // (nil for the defaults).
 func newFakeClient(r *fake.Rack, opts *convox.Options) (*convox.Client, error) {
-	return convox.New(convox.Rack{
-		Registry: r.Registry(), Scheduler: r.Scheduler(), Balancer: r.Balancer(), Logs: r.Logs(), Store: r.Store(),
-	}, opts)
+	return convox.New(r.ConvoxRack(), opts)
 }
 
 // setUp creates the app on r's client and deploys its first release, v1.

@@ -195,7 +195,7 @@ func TestBalancerMigrationOnECS(t *testing.T) {
 			}
 			web := c.App(app)
 			r1, err := web.Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{
-				{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+				{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}},
 			}}, nil)
 			if err != nil {
 				t.Fatalf("deploy on %s: %v", tc.from, err)

@@ -106,7 +106,7 @@ func deploy(t *testing.T, r *awsRack, c *convox.Client, app, balancer string, ro
 		t.Fatal(err)
 	}
 	rel, err := c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{
-		{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}, Route: route},
+		{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}, Route: route},
 	}}, nil)
 	if err != nil {
 		t.Fatalf("Deploy %s: %v", app, err)

@@ -57,7 +57,7 @@ func TestDeployThroughECSAndAClassicLoadBalancer(t *testing.T) {
 	if _, err := c.CreateApp(ctx, "shop", nil); err != nil {
 		t.Fatal(err)
 	}
-	spec := convox.ReleaseSpec{Image: "shop:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}}}}
+	spec := convox.ReleaseSpec{Image: "shop:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}}}}
 
 	rel, err := c.App("shop").Deploy(ctx, spec, nil)
 	if err != nil {

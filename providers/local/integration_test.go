@@ -30,7 +30,7 @@ import (
 // app in testdata/server, and HTTP requests through the app's endpoint.
 
 // appHealth checks the test app's health path often, so deploys finish quickly.
-var appHealth = convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
+var appHealth = providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
 
 // testRack is a local rack with a client and the app "web" created on it.
 type testRack struct {
@@ -55,10 +55,7 @@ func openRack(t *testing.T, opts *local.Options) *testRack {
 			t.Errorf("close rack: %v", err)
 		}
 	})
-	c, err := convox.New(convox.Rack{
-		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
-		Logs: rack.Logs(), Store: rack.Store(),
-	}, &convox.Options{
+	c, err := convox.New(rack.ConvoxRack(), &convox.Options{
 		PollInterval: 100 * time.Millisecond, MaxPollInterval: 500 * time.Millisecond,
 		Timeout: 30 * time.Second, CompensateTimeout: 30 * time.Second,
 	})

@@ -76,11 +76,10 @@ func TestDeployOfACorruptLayerFailsFast(t *testing.T) {
 			if app.Deploying != "" {
 				t.Errorf("a deploy of %s is still in flight", app.Deploying)
 			}
-			tasks, err := tr.web.Tasks(ctx)
-			if err != nil && !errors.Is(err, providers.ErrNotFound) {
-				t.Fatal(err)
-			}
-			for _, task := range tasks {
+			for task, err := range tr.web.Tasks(ctx) {
+				if err != nil {
+					t.Fatal(err)
+				}
 				if task.Release == de.Release {
 					t.Errorf("task %s of the corrupt release %s: %s (%s)", task.ID, de.Release, task.State, task.Reason)
 				}

@@ -410,7 +410,7 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 					t.Errorf("got %v, want an invalid-argument error naming the missing entrypoint or command", err)
 				}
 				if errors.As(err, new(*convox.DeployError)) {
-					t.Errorf("got a deploy error %v; the release should have been refused before any change", err)
+					t.Errorf("got a deploy error %v; CreateRelease refuses the release before any deploy", err)
 				}
 			},
 		},

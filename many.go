@@ -144,7 +144,7 @@ type GroupResult struct {
 	App string
 	// Release is the deployed release when the deploy succeeded.
 	Release *Release
-	// Err is the deploy's error; nil on success.
+	// Err is the deploy's error, a *DeployError; nil on success.
 	Err error
 	// Skipped is true when the deploy never started (all-or-nothing after a failure).
 	Skipped bool

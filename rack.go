@@ -19,7 +19,9 @@ type Named[T any] struct {
 	Provider T
 }
 
-// Rack is the bundle of providers a Client deploys on.
+// Rack is the bundle of providers a Client deploys on. The local and fake
+// racks give theirs ready-made (local.Rack.ConvoxRack,
+// fake.Rack.ConvoxRack); a rack on AWS lists its providers here.
 //
 // Each kind can be given once in its single field, or several times by name
 // in its plural field; an app selects a named provider through AppSpec and

@@ -31,35 +31,35 @@ func TestDeployErrorContract(t *testing.T) {
 	cases := []struct {
 		name string
 		// run deploys on an app "web" whose R1 (web:v1) is active.
-		run      func(ctx context.Context, w *world) error
+		run      func(ctx context.Context, t *testing.T, w *world) error
 		sentinel error
 		want     want
 		// says is a part of the error's message.
 		says string
 	}{
-		{"bad input fails at prepare and changes nothing", func(ctx context.Context, w *world) error {
+		{"bad input fails at prepare and changes nothing", func(ctx context.Context, t *testing.T, w *world) error {
 			spec := webSpec("web:v1")
 			spec.Processes[0].Count = -1
 			_, err := w.c.App("web").Deploy(ctx, spec, nil)
 			return err
 		}, providers.ErrInvalid, want{Step: convox.StepPrepare}, "nothing changed"},
-		{"a missing image fails at resolve and changes nothing", func(ctx context.Context, w *world) error {
+		{"a missing image fails at resolve and changes nothing", func(ctx context.Context, t *testing.T, w *world) error {
 			_, err := w.c.App("web").Deploy(ctx, webSpec("web:v9"), nil)
 			return err
 		}, providers.ErrNotFound, want{Step: convox.StepResolve}, "failed at resolve"},
-		{"a registry that stays unavailable fails at resolve after its retries", func(ctx context.Context, w *world) error {
+		{"a registry that stays unavailable fails at resolve after its retries", func(ctx context.Context, t *testing.T, w *world) error {
 			w.push("v2")
 			w.rack.Fail("Registry.Resolve", unavailable, 100)
 			_, err := w.c.App("web").Deploy(ctx, webSpec("web:v2"), nil)
 			return err
 		}, providers.ErrUnavailable, want{Step: convox.StepResolve}, "nothing changed"},
-		{"a store refusing the release fails at create and changes nothing", func(ctx context.Context, w *world) error {
+		{"a store refusing the release fails at create and changes nothing", func(ctx context.Context, t *testing.T, w *world) error {
 			w.push("v2")
 			w.rack.Fail("Store.Put", fmt.Errorf("fake: %w", providers.ErrPermission), 1)
 			_, err := w.c.App("web").Deploy(ctx, webSpec("web:v2"), nil)
 			return err
 		}, providers.ErrPermission, want{Step: convox.StepCreate}, "failed at create"},
-		{"a deploy in progress fails the next at lease", func(ctx context.Context, w *world) error {
+		{"a deploy in progress fails the next at lease", func(ctx context.Context, t *testing.T, w *world) error {
 			w.push("v2")
 			rel, err := w.c.App("web").CreateRelease(ctx, webSpec("web:v2"))
 			if err != nil {
@@ -75,13 +75,13 @@ func TestDeployErrorContract(t *testing.T) {
 			}
 			return err
 		}, providers.ErrConflict, want{Step: convox.StepLease}, "nothing changed"},
-		{"a crash loop fails at wait, changed and rolled back", func(ctx context.Context, w *world) error {
+		{"a crash loop fails at wait, changed and rolled back", func(ctx context.Context, t *testing.T, w *world) error {
 			v2 := w.push("v2")
 			w.rack.CrashLoop(v2.Digest)
 			_, err := w.c.App("web").Deploy(ctx, webSpec("web:v2"), nil)
 			return err
 		}, providers.ErrUnhealthy, want{Step: convox.StepWait, Changed: true, RolledBack: true}, "rolled back to R1"},
-		{"a canceled deploy is reported as canceled", func(ctx context.Context, w *world) error {
+		{"a canceled deploy is reported as canceled", func(ctx context.Context, t *testing.T, w *world) error {
 			w.push("v2")
 			waiting := make(chan struct{})
 			var once sync.Once
@@ -104,7 +104,7 @@ func TestDeployErrorContract(t *testing.T) {
 			}
 			return dep.Wait(ctx)
 		}, context.Canceled, want{Step: convox.StepWait, Changed: true, RolledBack: true, Canceled: true}, "canceled at wait; rolled back to R1"},
-		{"a caller that stops waiting sees the deploy in progress", func(ctx context.Context, w *world) error {
+		{"a caller that stops waiting sees the deploy in progress", func(ctx context.Context, t *testing.T, w *world) error {
 			w.push("v2")
 			wctx, cancel := context.WithCancel(ctx)
 			var dep *convox.Deployment
@@ -126,11 +126,11 @@ func TestDeployErrorContract(t *testing.T) {
 			}
 			return err
 		}, context.Canceled, want{Step: convox.StepWait, Changed: true, InProgress: true}, "the deploy goes on"},
-		{"a rollback without a target release fails at prepare", func(ctx context.Context, w *world) error {
+		{"a rollback without a target release fails at prepare", func(ctx context.Context, t *testing.T, w *world) error {
 			_, err := w.c.App("web").Rollback(ctx, convox.PreviousHealthy(), nil)
 			return err
 		}, providers.ErrNotFound, want{Step: convox.StepPrepare}, "nothing changed"},
-		{"scaling a missing process fails at prepare", func(ctx context.Context, w *world) error {
+		{"scaling a missing process fails at prepare", func(ctx context.Context, t *testing.T, w *world) error {
 			_, err := w.c.App("web").Scale(ctx, "nope", 1, nil)
 			return err
 		}, providers.ErrNotFound, want{Step: convox.StepPrepare}, "nothing changed"},
@@ -141,7 +141,7 @@ func TestDeployErrorContract(t *testing.T) {
 				w := newWorld(t, nil)
 				ctx := t.Context()
 				w.deployV1(ctx)
-				err := tc.run(ctx, w)
+				err := tc.run(ctx, t, w)
 				var de *convox.DeployError
 				if !errors.As(err, &de) {
 					t.Fatalf("err = %v, want a *DeployError", err)

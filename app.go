@@ -34,7 +34,8 @@ type App struct {
 	Created   time.Time
 	// Active is the release serving now ("" before the first successful deploy).
 	Active string
-	// LastHealthy is the newest release that served healthily.
+	// LastHealthy is the newest release that served healthily, the active
+	// one included; the LastHealthy rollback target restores it.
 	LastHealthy string
 	// Latest is the newest release created.
 	Latest string
@@ -48,27 +49,14 @@ type App struct {
 	NextEndpoints map[string]string
 }
 
-// HealthCheck says how a process is judged healthy.
-type HealthCheck = providers.HealthCheck
-
-// Protocol is a route's listener protocol.
-type Protocol = providers.Protocol
-
-// Route protocols.
-const (
-	HTTP  = providers.HTTP
-	HTTPS = providers.HTTPS
-	HTTP2 = providers.HTTP2
-)
-
 // RouteConfig is the balancer configuration of a process with a port.
-// Zero fields take defaults (HTTP, the app's default host and path).
+// Zero fields take defaults (providers.HTTP, the app's default host and path).
 type RouteConfig struct {
-	Protocol            Protocol      `json:"protocol,omitempty"`
-	Host                string        `json:"host,omitempty"`
-	Path                string        `json:"path,omitempty"`
-	Certificate         string        `json:"certificate,omitempty"`
-	DeregistrationDelay time.Duration `json:"deregistrationDelay,omitempty"`
+	Protocol            providers.Protocol `json:"protocol,omitempty"`
+	Host                string             `json:"host,omitempty"`
+	Path                string             `json:"path,omitempty"`
+	Certificate         string             `json:"certificate,omitempty"`
+	DeregistrationDelay time.Duration      `json:"deregistrationDelay,omitempty"`
 }
 
 // Process is one process type of a release.
@@ -87,7 +75,7 @@ type Process struct {
 	// is routed by the app's balancer. Zero means no traffic.
 	Port int `json:"port,omitempty"`
 	// Health checks the process's targets (path "/" and provider defaults when zero).
-	Health HealthCheck `json:"health"`
+	Health providers.HealthCheck `json:"health"`
 	// Route configures the balancer for a process with a port.
 	Route RouteConfig `json:"route"`
 }
@@ -98,7 +86,7 @@ type Process struct {
 //
 // Decoding (JSON, text, gob) accepts a real value, so a program can read
 // secrets from its own configuration, but refuses "<redacted>" with an
-// error matching ErrInvalid: a redacted encoding never turns back into a
+// error matching providers.ErrInvalid: a redacted encoding never turns back into a
 // secret that would then be deployed.
 //
 // Where secret values rest: the store holds them in clear in each release
@@ -179,7 +167,7 @@ func (a *AppClient) Name() string { return a.name }
 // CreateApp records a new app using the providers selected by spec (nil:
 // the rack's defaults). The name is checked against what every backend
 // accepts (see providers.ValidateName) before anything is created; an
-// existing app returns an error matching ErrAlreadyExists.
+// existing app returns an error matching providers.ErrAlreadyExists.
 func (c *Client) CreateApp(ctx context.Context, name string, spec *AppSpec) (*App, error) {
 	const op = "CreateApp"
 	if err := providers.ValidateName("app", name, providers.MaxAppName); err != nil {
@@ -198,9 +186,14 @@ func (c *Client) CreateApp(ctx context.Context, name string, spec *AppSpec) (*Ap
 	if err != nil {
 		return nil, wrapErr(op, name, "", err)
 	}
-	v, err := c.rack.store.Put(ctx, appKey(name), b, 0)
-	if errors.Is(err, ErrConflict) {
-		return nil, &Error{Op: op, App: name, Code: CodeAlreadyExists, Err: fmt.Errorf("app %q: %w", name, ErrAlreadyExists)}
+	var v int64
+	err = c.retryStore(ctx, func() error {
+		var err error
+		v, err = c.rack.store.Put(ctx, appKey(name), b, 0)
+		return err
+	})
+	if errors.Is(err, providers.ErrConflict) {
+		return nil, &Error{Op: op, App: name, Err: fmt.Errorf("app %q: %w", name, providers.ErrAlreadyExists)}
 	}
 	if err != nil {
 		return nil, wrapErr(op, name, "", err)
@@ -208,25 +201,6 @@ func (c *Client) CreateApp(ctx context.Context, name string, spec *AppSpec) (*Ap
 	doc.version = v
 	c.emit(Event{Type: EventAppCreated, App: name, Message: "app created"})
 	return doc.app(), nil
-}
-
-// GetApp returns the app; a missing app matches ErrNotFound.
-func (c *Client) GetApp(ctx context.Context, name string) (*App, error) {
-	doc, err := c.loadApp(ctx, name)
-	if err != nil {
-		return nil, wrapErr("GetApp", name, "", err)
-	}
-	app := doc.app()
-	// The app document's latest sequence can lag behind a release whose
-	// creation failed midway; the listing is the truth.
-	latest, err := c.App(name).latestDoc(ctx)
-	if err != nil {
-		return nil, wrapErr("GetApp", name, "", err)
-	}
-	if latest != nil {
-		app.Latest = releaseID(latest.Seq)
-	}
-	return app, nil
 }
 
 // Apps yields every app in name order.
@@ -242,7 +216,13 @@ func (c *Client) Apps(ctx context.Context) iter.Seq2[*App, error] {
 				yield(nil, wrapErr("Apps", "", "", fmt.Errorf("decode %s: %w", d.Key, err)))
 				return
 			}
-			if !yield(doc.app(), nil) {
+			doc.version = d.Version
+			app, err := c.appOf(ctx, &doc)
+			if err != nil {
+				yield(nil, wrapErr("Apps", doc.Name, "", err))
+				return
+			}
+			if !yield(app, nil) {
 				return
 			}
 		}
@@ -252,7 +232,7 @@ func (c *Client) Apps(ctx context.Context) iter.Seq2[*App, error] {
 // DeleteApp tears down the app's scheduler, balancer and logs resources
 // and its release history. Every step is idempotent, so a delete that
 // failed midway can be run again. An app with a deploy in flight returns
-// an error matching ErrConflict; a missing app matches ErrNotFound.
+// an error matching providers.ErrConflict; a missing app matches providers.ErrNotFound.
 func (c *Client) DeleteApp(ctx context.Context, name string) error {
 	const op = "DeleteApp"
 	doc, err := c.loadApp(ctx, name)
@@ -260,7 +240,7 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 		return wrapErr(op, name, "", err)
 	}
 	if doc.Lease != nil && !doc.Lease.expired(time.Now()) {
-		return &Error{Op: op, App: name, Code: CodeConflict, Err: fmt.Errorf("%w: a deploy of %s is in progress; cancel it first", ErrConflict, doc.Lease.Release)}
+		return &Error{Op: op, App: name, Err: fmt.Errorf("%w: a deploy of %s is in progress; cancel it first", providers.ErrConflict, doc.Lease.Release)}
 	}
 	sel, err := c.rack.selectFor(doc.Spec)
 	if err != nil {
@@ -296,11 +276,11 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 		if err != nil {
 			return wrapErr(op, name, "", err)
 		}
-		if err := c.rack.store.Delete(ctx, d.Key, providers.AnyVersion); err != nil {
+		if err := c.retryStore(ctx, func() error { return c.rack.store.Delete(ctx, d.Key, providers.AnyVersion) }); err != nil {
 			return wrapErr(op, name, "", err)
 		}
 	}
-	if err := c.rack.store.Delete(ctx, appKey(name), doc.version); err != nil {
+	if err := c.retryStore(ctx, func() error { return c.rack.store.Delete(ctx, appKey(name), doc.version) }); err != nil {
 		return wrapErr(op, name, "", err)
 	}
 	c.emit(Event{Type: EventAppDeleted, App: name, Message: "app deleted"})
@@ -317,8 +297,59 @@ func (a *AppClient) load(ctx context.Context) (*appDoc, selection, error) {
 	return app, sel, err
 }
 
-// Get returns the app.
-func (a *AppClient) Get(ctx context.Context) (*App, error) { return a.c.GetApp(ctx, a.name) }
+// Get returns the app; a missing app matches providers.ErrNotFound.
+func (a *AppClient) Get(ctx context.Context) (*App, error) {
+	doc, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, wrapErr("Get", a.name, "", err)
+	}
+	app, err := a.c.appOf(ctx, doc)
+	if err != nil {
+		return nil, wrapErr("Get", a.name, "", err)
+	}
+	// The app document's latest sequence can lag behind a release whose
+	// creation failed midway; the listing is the truth.
+	latest, err := a.latestDoc(ctx)
+	if err != nil {
+		return nil, wrapErr("Get", a.name, "", err)
+	}
+	if latest != nil {
+		app.Latest = releaseID(latest.Seq)
+	}
+	return app, nil
+}
+
+// appOf returns the App a document describes. Its endpoints are those of
+// the active release's processes that run with a port: an app that serves
+// nothing lists none.
+func (c *Client) appOf(ctx context.Context, doc *appDoc) (*App, error) {
+	app := doc.app()
+	if doc.Active == "" {
+		app.Endpoints, app.NextEndpoints = nil, nil
+		return app, nil
+	}
+	rel, err := c.loadRelease(ctx, doc.Name, doc.Active)
+	if err != nil {
+		return nil, err
+	}
+	serving := map[string]bool{}
+	for _, p := range rel.Processes {
+		serving[p.Name] = p.Port > 0 && p.Count > 0
+	}
+	keep := func(m map[string]string) map[string]string {
+		for p := range m {
+			if !serving[p] {
+				delete(m, p)
+			}
+		}
+		if len(m) == 0 {
+			return nil
+		}
+		return m
+	}
+	app.Endpoints, app.NextEndpoints = keep(app.Endpoints), keep(app.NextEndpoints)
+	return app, nil
+}
 
 // Check reports, before any side effect, whether the app's providers offer
 // every capability (see Rack.Check).
@@ -333,21 +364,20 @@ func (a *AppClient) Check(ctx context.Context, caps ...Capability) error {
 // Scale deploys a new release, copied from the latest, in which process
 // runs count instances. A rollback therefore restores the formation too.
 func (a *AppClient) Scale(ctx context.Context, process string, count int, opts *DeployOptions) (*Release, error) {
-	const op = "Scale"
 	if count < 0 {
-		return nil, wrapErr(op, a.name, "", providers.Invalidf("count %d for %s is negative", count, process))
+		return nil, deployErr(a.name, "", StepPrepare, providers.Invalidf("count %d for %s is negative", count, process))
 	}
 	latest, err := a.latestRelease(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	if latest == nil {
-		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: the app has no release to scale; deploy one first", ErrNotFound))
+		return nil, deployErr(a.name, "", StepPrepare, fmt.Errorf("%w: the app has no release to scale; deploy one first", providers.ErrNotFound))
 	}
 	procs := slices.Clone(latest.Processes)
 	i := slices.IndexFunc(procs, func(p Process) bool { return p.Name == process })
 	if i < 0 {
-		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: release %s has no process %q", ErrNotFound, latest.ID, process))
+		return nil, deployErr(a.name, "", StepPrepare, fmt.Errorf("%w: release %s has no process %q", providers.ErrNotFound, latest.ID, process))
 	}
 	procs[i].Count = count
 	return a.Deploy(ctx, ReleaseSpec{Processes: procs, Description: fmt.Sprintf("scale %s=%d", process, count)}, opts)
@@ -358,7 +388,7 @@ func (a *AppClient) Scale(ctx context.Context, process string, count int, opts *
 func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets map[string]Secret, opts *DeployOptions) (*Release, error) {
 	plain, secret, _, err := a.baseEnv(ctx)
 	if err != nil {
-		return nil, wrapErr("SetEnv", a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	var keys []string
 	for k, v := range env {
@@ -379,13 +409,13 @@ func (a *AppClient) SetEnv(ctx context.Context, env map[string]string, secrets m
 func (a *AppClient) UnsetEnv(ctx context.Context, keys []string, opts *DeployOptions) (*Release, error) {
 	plain, secret, base, err := a.baseEnv(ctx)
 	if err != nil {
-		return nil, wrapErr("UnsetEnv", a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	for _, k := range keys {
 		_, inPlain := plain[k]
 		_, inSecret := secret[k]
 		if !inPlain && !inSecret {
-			return nil, wrapErr("UnsetEnv", a.name, "", fmt.Errorf("%w: release %s has no variable %q", ErrNotFound, base, k))
+			return nil, deployErr(a.name, "", StepPrepare, fmt.Errorf("%w: release %s has no variable %q", providers.ErrNotFound, base, k))
 		}
 		delete(plain, k)
 		delete(secret, k)
@@ -401,7 +431,7 @@ func (a *AppClient) baseEnv(ctx context.Context) (map[string]string, map[string]
 		return nil, nil, "", err
 	}
 	if base == nil {
-		return nil, nil, "", fmt.Errorf("%w: the app has no release; deploy one first", ErrNotFound)
+		return nil, nil, "", fmt.Errorf("%w: the app has no release; deploy one first", providers.ErrNotFound)
 	}
 	plain, secret := maps.Clone(base.Env), maps.Clone(base.Secrets)
 	if plain == nil {
@@ -413,33 +443,45 @@ func (a *AppClient) baseEnv(ctx context.Context) (map[string]string, map[string]
 	return plain, secret, base.ID, nil
 }
 
-// Task is one running or recently stopped instance of a process.
-type Task = providers.Task
+// Tasks yields the app's running and recently stopped tasks as its
+// scheduler reports them in one observation, running first, each group
+// ordered by process then ID. An app never deployed (or deleted) has none.
+// An error is yielded once, last.
+func (a *AppClient) Tasks(ctx context.Context) iter.Seq2[providers.Task, error] {
+	return func(yield func(providers.Task, error) bool) {
+		ts, err := a.tasks(ctx)
+		if err != nil {
+			yield(providers.Task{}, wrapErr("Tasks", a.name, "", err))
+			return
+		}
+		for _, t := range ts {
+			if !yield(t, nil) {
+				return
+			}
+		}
+	}
+}
 
-// Tasks returns the app's running and recently stopped tasks as its
-// scheduler reports them, running first, each group ordered by process
-// then ID.
-func (a *AppClient) Tasks(ctx context.Context) ([]Task, error) {
-	const op = "Tasks"
+func (a *AppClient) tasks(ctx context.Context) ([]providers.Task, error) {
 	_, sel, err := a.load(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, err
 	}
 	st, err := sel.scheduler.Status(ctx, a.name)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, providers.ErrNotFound) {
 		return nil, nil // never deployed, or deleted: no tasks
 	}
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, err
 	}
 	ts := slices.Clone(st.Tasks)
-	rank := func(t Task) int {
+	rank := func(t providers.Task) int {
 		if t.State == providers.TaskStopped {
 			return 1
 		}
 		return 0
 	}
-	slices.SortStableFunc(ts, func(x, y Task) int {
+	slices.SortStableFunc(ts, func(x, y providers.Task) int {
 		if r := rank(x) - rank(y); r != 0 {
 			return r
 		}

@@ -29,71 +29,71 @@ func TestBadInputHasNoSideEffects(t *testing.T) {
 		{"app name with capitals is invalid", func(ctx context.Context, w *world) error {
 			_, err := w.c.CreateApp(ctx, "Web", nil)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"app name longer than the AWS-derived limit is invalid", func(ctx context.Context, w *world) error {
 			_, err := w.c.CreateApp(ctx, long, nil)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"app on an unknown named balancer is invalid", func(ctx context.Context, w *world) error {
 			_, err := w.c.CreateApp(ctx, "web", &convox.AppSpec{Balancer: "alb"})
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"release of a missing app is not found", func(ctx context.Context, w *world) error {
 			_, err := w.c.App("nope").CreateRelease(ctx, webSpec("web:v1"))
 			return err
-		}, convox.ErrNotFound},
+		}, providers.ErrNotFound},
 		{"process name too long for derived resource names is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
 			spec.Processes[0].Name = "averyverylongname"
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"negative count is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
 			spec.Processes[0].Count = -1
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"a variable both plain and secret is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
 			spec.Secrets = map[string]convox.Secret{"MODE": "x"}
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"malformed env name is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
 			spec.Env = map[string]string{"1BAD": "x"}
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"https without a certificate is invalid", func(ctx context.Context, w *world) error {
 			spec := webSpec("web:v1")
-			spec.Processes[0].Route.Protocol = convox.HTTPS
+			spec.Processes[0].Route.Protocol = providers.HTTPS
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"a missing image tag is not found", func(ctx context.Context, w *world) error {
 			_, err := w.c.App("web").CreateRelease(ctx, webSpec("web:missing"))
 			return err
-		}, convox.ErrNotFound},
+		}, providers.ErrNotFound},
 		{"an image without entrypoint or command for a process without command is invalid", func(ctx context.Context, w *world) error {
 			w.rack.Push("web", "bare", &fake.ImageConfig{})
 			spec := webSpec("web:bare")
 			_, err := w.c.App("web").CreateRelease(ctx, spec)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"promoting a missing release is not found", func(ctx context.Context, w *world) error {
 			_, err := w.c.App("web").Promote(ctx, "R9", nil)
 			return err
-		}, convox.ErrNotFound},
+		}, providers.ErrNotFound},
 		{"a malformed release ID is invalid", func(ctx context.Context, w *world) error {
 			_, err := w.c.App("web").Promote(ctx, "latest", nil)
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 		{"the first release needs an image", func(ctx context.Context, w *world) error {
 			_, err := w.c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Processes: webSpec("").Processes})
 			return err
-		}, convox.ErrInvalid},
+		}, providers.ErrInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,9 +108,17 @@ func TestBadInputHasNoSideEffects(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
+			// A deploy call reports a *DeployError that changed nothing;
+			// any other call an *Error naming the call.
+			var de *convox.DeployError
 			var ce *convox.Error
-			if !errors.As(err, &ce) || ce.Code == "" || ce.Op == "" {
-				t.Errorf("err = %#v, want a *convox.Error with op and code", err)
+			switch {
+			case errors.As(err, &de):
+				if de.Changed || de.App != "web" {
+					t.Errorf("err = %#v, want a *DeployError of web that changed nothing", err)
+				}
+			case !errors.As(err, &ce) || ce.Op == "":
+				t.Errorf("err = %#v, want a *convox.Error naming the call", err)
 			}
 			for _, c := range w.rack.Calls() {
 				switch c.Name() {
@@ -142,10 +150,10 @@ func TestApps(t *testing.T) {
 			t.Errorf("apps (-want +got):\n%s", diff)
 		}
 		_, err := w.c.CreateApp(ctx, "mid", nil)
-		if !errors.Is(err, convox.ErrAlreadyExists) || convox.CodeOf(err) != convox.CodeAlreadyExists {
+		if !errors.Is(err, providers.ErrAlreadyExists) {
 			t.Errorf("duplicate CreateApp = %v, want ErrAlreadyExists", err)
 		}
-		a, err := w.c.GetApp(ctx, "alpha")
+		a, err := w.c.App("alpha").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +161,7 @@ func TestApps(t *testing.T) {
 		if diff := cmp.Diff(want, a.Providers); diff != "" {
 			t.Errorf("resolved providers (-want +got):\n%s", diff)
 		}
-		if _, err := w.c.GetApp(ctx, "nope"); !errors.Is(err, convox.ErrNotFound) || convox.CodeOf(err) != convox.CodeNotFound {
+		if _, err := w.c.App("nope").Get(ctx); !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("GetApp(nope) = %v, want ErrNotFound", err)
 		}
 	})
@@ -163,11 +171,11 @@ func TestApps(t *testing.T) {
 			w := newWorld(t, nil)
 			ctx := t.Context()
 			w.deployV1(ctx)
-			app, _ := w.c.GetApp(ctx, "web")
+			app, _ := w.c.App("web").Get(ctx)
 			if err := w.c.DeleteApp(ctx, "web"); err != nil {
 				t.Fatalf("DeleteApp: %v", err)
 			}
-			if _, err := w.c.GetApp(ctx, "web"); !errors.Is(err, convox.ErrNotFound) {
+			if _, err := w.c.App("web").Get(ctx); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("app still exists: %v", err)
 			}
 			if _, err := w.rack.Scheduler().Status(ctx, "web"); !errors.Is(err, providers.ErrNotFound) {
@@ -184,7 +192,7 @@ func TestApps(t *testing.T) {
 			if len(logs.Entries) != 0 {
 				t.Errorf("logs keep %d entries", len(logs.Entries))
 			}
-			if err := w.c.DeleteApp(ctx, "web"); !errors.Is(err, convox.ErrNotFound) {
+			if err := w.c.DeleteApp(ctx, "web"); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("second DeleteApp = %v, want ErrNotFound", err)
 			}
 		})
@@ -196,10 +204,10 @@ func TestApps(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			w.rack.Fail("Logs.Delete", fmt.Errorf("fake: %w", providers.ErrUnavailable), 1)
-			if err := w.c.DeleteApp(ctx, "web"); !errors.Is(err, convox.ErrUnavailable) {
+			if err := w.c.DeleteApp(ctx, "web"); !errors.Is(err, providers.ErrUnavailable) {
 				t.Fatalf("first DeleteApp = %v, want ErrUnavailable", err)
 			}
-			if _, err := w.c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v1"}); !errors.Is(err, convox.ErrConflict) {
+			if _, err := w.c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v1"}); !errors.Is(err, providers.ErrConflict) {
 				t.Errorf("release of an app being deleted = %v, want ErrConflict", err)
 			}
 			if err := w.c.DeleteApp(ctx, "web"); err != nil {
@@ -217,7 +225,7 @@ type plainScheduler struct{ providers.Scheduler }
 
 func TestRackCheck(t *testing.T) {
 	r := fake.New(nil)
-	full := fakeRack(r)
+	full := r.ConvoxRack()
 	plain := full
 	plain.Balancer = plainBalancer{r.Balancer()}
 	plain.Scheduler = plainScheduler{r.Scheduler()}
@@ -229,14 +237,14 @@ func TestRackCheck(t *testing.T) {
 	}{
 		{"a complete rack passes", full, nil, nil},
 		{"the fake offers every capability", full, []convox.Capability{convox.CapTaskRunner, convox.CapCanceler, convox.CapBatchStatus, convox.CapWeightShifter, convox.CapLogTailer, convox.CapImageLister, convox.CapImageDeleter}, nil},
-		{"a balancer without weights refuses weighted strategies", plain, []convox.Capability{convox.CapWeightShifter}, convox.ErrUnimplemented},
-		{"a scheduler without one-off tasks refuses runs", plain, []convox.Capability{convox.CapTaskRunner}, convox.ErrUnimplemented},
-		{"a rack without a store is invalid", convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs()}, nil, convox.ErrInvalid},
+		{"a balancer without weights refuses weighted strategies", plain, []convox.Capability{convox.CapWeightShifter}, providers.ErrUnimplemented},
+		{"a scheduler without one-off tasks refuses runs", plain, []convox.Capability{convox.CapTaskRunner}, providers.ErrUnimplemented},
+		{"a rack without a store is invalid", convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs()}, nil, providers.ErrInvalid},
 		{"two providers with one name are invalid", convox.Rack{
 			Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: r.Store(),
 			Balancers: []convox.Named[providers.Balancer]{{Name: "a", Provider: r.Balancer()}, {Name: "a", Provider: r.Balancer()}},
-		}, nil, convox.ErrInvalid},
-		{"an unknown capability is invalid", full, []convox.Capability{"Teleport"}, convox.ErrInvalid},
+		}, nil, providers.ErrInvalid},
+		{"an unknown capability is invalid", full, []convox.Capability{"Teleport"}, providers.ErrInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,7 +260,7 @@ func TestRackCheck(t *testing.T) {
 			w := newWorld(t, nil)
 			ctx := t.Context()
 			w.deployV1(ctx)
-			rk := fakeRack(w.rack)
+			rk := w.rack.ConvoxRack()
 			rk.Scheduler = plainScheduler{w.rack.Scheduler()}
 			c, err := convox.New(rk, nil)
 			if err != nil {
@@ -260,7 +268,7 @@ func TestRackCheck(t *testing.T) {
 			}
 			w.rack.ResetCalls()
 			_, err = c.App("web").Run(ctx, "web", []string{"true"}, nil)
-			if !errors.Is(err, convox.ErrUnimplemented) {
+			if !errors.Is(err, providers.ErrUnimplemented) {
 				t.Errorf("Run = %v, want ErrUnimplemented", err)
 			}
 			for _, call := range w.rack.Calls() {
@@ -277,7 +285,7 @@ func TestNamedProviders(t *testing.T) {
 		ctx := t.Context()
 		elb := fake.New(&fake.Options{BalancerName: "elb"})
 		alb := fake.New(&fake.Options{BalancerName: "alb"})
-		rk := fakeRack(elb)
+		rk := elb.ConvoxRack()
 		rk.Balancer = nil
 		rk.Balancers = []convox.Named[providers.Balancer]{{Name: "elb", Provider: elb.Balancer()}, {Name: "alb", Provider: alb.Balancer()}}
 		c, err := convox.New(rk, &convox.Options{PollInterval: time.Second})
@@ -290,8 +298,8 @@ func TestNamedProviders(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		first, _ := c.GetApp(ctx, "first")
-		second, _ := c.GetApp(ctx, "second")
+		first, _ := c.App("first").Get(ctx)
+		second, _ := c.App("second").Get(ctx)
 		if diff := cmp.Diff([]string{"elb", "alb"}, []string{first.Providers.Balancer, second.Providers.Balancer}); diff != "" {
 			t.Errorf("balancers: the first named is the default (-want +got):\n%s", diff)
 		}
@@ -338,7 +346,7 @@ func TestRun(t *testing.T) {
 		if diff := cmp.Diff("migrating\nfailed: table exists\n", out.String()); diff != "" {
 			t.Errorf("output (-want +got):\n%s", diff)
 		}
-		if _, err := w.c.App("web").Run(ctx, "nope", nil, nil); !errors.Is(err, convox.ErrNotFound) {
+		if _, err := w.c.App("web").Run(ctx, "nope", nil, nil); !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("Run of a missing process = %v, want ErrNotFound", err)
 		}
 	})
@@ -503,9 +511,9 @@ func TestTasks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, nil)
 		ctx := t.Context()
-		if ts, err := func() ([]convox.Task, error) {
+		if ts, err := func() ([]providers.Task, error) {
 			w.c.CreateApp(ctx, "web", nil)
-			return w.c.App("web").Tasks(ctx)
+			return collect(w.c.App("web").Tasks(ctx))
 		}(); err != nil || len(ts) != 0 {
 			t.Fatalf("Tasks before any deploy = %v, %v; want none", ts, err)
 		}
@@ -513,7 +521,7 @@ func TestTasks(t *testing.T) {
 		if _, err := w.c.App("web").Deploy(ctx, webSpec("web:v1"), nil); err != nil {
 			t.Fatal(err)
 		}
-		ts, err := w.c.App("web").Tasks(ctx)
+		ts, err := collect(w.c.App("web").Tasks(ctx))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -54,18 +54,18 @@ func (a *AppClient) StartBalancerMigration(ctx context.Context, to string, opts 
 	case to == app.Spec.Balancer:
 		err = providers.Invalidf("app %q already uses balancer %q", a.name, to)
 	case app.Migration != nil:
-		err = fmt.Errorf("%w: app %q is already migrating to balancer %q", ErrConflict, a.name, app.Migration.To)
+		err = fmt.Errorf("%w: app %q is already migrating to balancer %q", providers.ErrConflict, a.name, app.Migration.To)
 	case app.Active == "":
-		err = fmt.Errorf("%w: app %q has no active release to move", ErrNotFound, a.name)
+		err = fmt.Errorf("%w: app %q has no active release to move", providers.ErrNotFound, a.name)
 	case app.Lease != nil && !app.Lease.expired(time.Now()):
-		err = fmt.Errorf("%w: a deploy of %s is in progress", ErrConflict, app.Lease.Release)
+		err = fmt.Errorf("%w: a deploy of %s is in progress", providers.ErrConflict, app.Lease.Release)
 	}
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
 	if _, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Migration != nil {
-			return fmt.Errorf("%w: app %q is already migrating to balancer %q", ErrConflict, a.name, d.Migration.To)
+			return fmt.Errorf("%w: app %q is already migrating to balancer %q", providers.ErrConflict, a.name, d.Migration.To)
 		}
 		d.Migration = &migrationDoc{To: to, Started: time.Now().UTC()}
 		return nil
@@ -100,10 +100,10 @@ func (a *AppClient) FinishBalancerMigration(ctx context.Context, opts *DeployOpt
 	var m *BalancerMigration
 	app, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Migration == nil {
-			return fmt.Errorf("%w: app %q has no balancer migration in progress", ErrNotFound, a.name)
+			return fmt.Errorf("%w: app %q has no balancer migration in progress", providers.ErrNotFound, a.name)
 		}
 		if d.Lease != nil && !d.Lease.expired(time.Now()) {
-			return fmt.Errorf("%w: a deploy of %s is in progress", ErrConflict, d.Lease.Release)
+			return fmt.Errorf("%w: a deploy of %s is in progress", providers.ErrConflict, d.Lease.Release)
 		}
 		m = &BalancerMigration{App: a.name, From: d.Spec.Balancer, To: d.Migration.To, Endpoints: endpoints(d.Migration.Routes), OldEndpoints: endpoints(d.Routes)}
 		for _, p := range slices.Sorted(maps.Keys(d.Routes)) {
@@ -132,7 +132,7 @@ func (a *AppClient) AbortBalancerMigration(ctx context.Context, opts *DeployOpti
 	const op = "AbortBalancerMigration"
 	app, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Migration == nil {
-			return fmt.Errorf("%w: app %q has no balancer migration in progress", ErrNotFound, a.name)
+			return fmt.Errorf("%w: app %q has no balancer migration in progress", providers.ErrNotFound, a.name)
 		}
 		for _, p := range slices.Sorted(maps.Keys(d.Migration.Routes)) {
 			d.Retired = append(d.Retired, d.Migration.Routes[p])

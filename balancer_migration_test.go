@@ -22,7 +22,7 @@ import (
 // default) and "alb", both served by the fake scheduler.
 func twoBalancers(t *testing.T) *world {
 	w := newWorld(t, &fake.Options{Balancers: []string{"alb"}})
-	rk := fakeRack(w.rack)
+	rk := w.rack.ConvoxRack()
 	rk.Balancer = nil
 	rk.Balancers = []convox.Named[providers.Balancer]{{Name: "elb", Provider: w.rack.Balancer()}, {Name: "alb", Provider: w.rack.BalancerNamed("alb")}}
 	c, err := convox.New(rk, &convox.Options{PollInterval: time.Second, OnEvent: w.record})
@@ -65,7 +65,7 @@ func TestBalancerMigration(t *testing.T) {
 			if got := []int{healthy(t, elb, "web-web"), healthy(t, alb, "web-web")}; !cmp.Equal(got, []int{2, 2}) {
 				t.Errorf("healthy targets on elb, alb = %v, want 2 each", got)
 			}
-			app, _ := w.c.GetApp(ctx, "web")
+			app, _ := w.c.App("web").Get(ctx)
 			if app.MigratingTo != "alb" || app.NextEndpoints["web"] != m.Endpoints["web"] {
 				t.Errorf("app %+v does not show the migration", app)
 			}
@@ -78,7 +78,7 @@ func TestBalancerMigration(t *testing.T) {
 			if got := []int{healthy(t, elb, "web-web"), healthy(t, alb, "web-web")}; !cmp.Equal(got, []int{2, 2}) {
 				t.Errorf("after a deploy, healthy targets on elb, alb = %v, want 2 each", got)
 			}
-			if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v1"}, &convox.DeployOptions{Strategy: convox.Canary(10)}); !errors.Is(err, convox.ErrConflict) {
+			if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v1"}, &convox.DeployOptions{Strategy: convox.Canary(10)}); !errors.Is(err, providers.ErrConflict) {
 				t.Errorf("canary during a migration = %v, want ErrConflict", err)
 			}
 
@@ -91,7 +91,7 @@ func TestBalancerMigration(t *testing.T) {
 			if n := healthy(t, alb, "web-web"); n != 2 {
 				t.Errorf("%d healthy targets on alb, want 2", n)
 			}
-			app, _ = w.c.GetApp(ctx, "web")
+			app, _ = w.c.App("web").Get(ctx)
 			if app.Providers.Balancer != "alb" || app.Endpoints["web"] != m.Endpoints["web"] || app.MigratingTo != "" {
 				t.Errorf("app after finish = %+v", app)
 			}
@@ -122,7 +122,7 @@ func TestBalancerMigration(t *testing.T) {
 			if n := healthy(t, w.rack.Balancer(), "web-web"); n != 2 {
 				t.Errorf("%d healthy targets on elb, want 2", n)
 			}
-			app, _ := w.c.GetApp(ctx, "web")
+			app, _ := w.c.App("web").Get(ctx)
 			if app.Providers.Balancer != "elb" || app.MigratingTo != "" {
 				t.Errorf("app after abort = %+v", app)
 			}
@@ -137,15 +137,15 @@ func TestBalancerMigration(t *testing.T) {
 			for _, tc := range []struct {
 				to   string
 				want error
-			}{{"nlb", convox.ErrInvalid}, {"elb", convox.ErrInvalid}, {"", convox.ErrInvalid}} {
+			}{{"nlb", providers.ErrInvalid}, {"elb", providers.ErrInvalid}, {"", providers.ErrInvalid}} {
 				if _, err := w.c.App("web").StartBalancerMigration(ctx, tc.to, nil); !errors.Is(err, tc.want) {
 					t.Errorf("Start(%q) = %v, want %v", tc.to, err, tc.want)
 				}
 			}
-			if _, err := w.c.App("web").FinishBalancerMigration(ctx, nil); !errors.Is(err, convox.ErrNotFound) {
+			if _, err := w.c.App("web").FinishBalancerMigration(ctx, nil); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("Finish without a migration = %v, want ErrNotFound", err)
 			}
-			if err := w.c.App("web").AbortBalancerMigration(ctx, nil); !errors.Is(err, convox.ErrNotFound) {
+			if err := w.c.App("web").AbortBalancerMigration(ctx, nil); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("Abort without a migration = %v, want ErrNotFound", err)
 			}
 		})
@@ -207,7 +207,7 @@ func TestBalancerMigrationOnTheLocalRack(t *testing.T) {
 	}
 	c.CreateApp(ctx, "web", nil)
 	web := c.App("web")
-	spec := convox.ReleaseSpec{Image: "web:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}}
+	spec := convox.ReleaseSpec{Image: "web:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}}
 	if _, err := web.Deploy(ctx, spec, nil); err != nil {
 		t.Fatal(err)
 	}

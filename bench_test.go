@@ -12,7 +12,7 @@ import (
 // benchClient returns a client over a fake rack polling without pauses.
 func benchClient(b *testing.B) (*convox.Client, *fake.Rack) {
 	r := fake.New(nil)
-	c, err := convox.New(fakeRack(r), &convox.Options{PollInterval: 1, MaxPollInterval: 1, RateLimit: -1})
+	c, err := convox.New(r.ConvoxRack(), &convox.Options{PollInterval: 1, MaxPollInterval: 1, RateLimit: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // (providers.Limits and the Validate methods), where every scheduler
 // checks them on entry too; the root checks the same rules with the
 // bounds of the app's scheduler before it writes anything or calls a
-// provider, so that bad input is an ErrInvalid without a side effect.
+// provider, so that bad input is an providers.ErrInvalid without a side effect.
 
 // limits returns the bounds of the selection's scheduler: its own when it
 // implements providers.Bounded, the defaults otherwise.
@@ -87,11 +87,11 @@ func validateProcesses(app string, ps []Process, lim providers.Limits) error {
 	}
 	for _, p := range ps {
 		switch p.Route.Protocol {
-		case "", HTTP, HTTPS, HTTP2:
+		case "", providers.HTTP, providers.HTTPS, providers.HTTP2:
 		default:
 			return providers.Invalidf("process %s: unknown protocol %q", p.Name, p.Route.Protocol)
 		}
-		if (p.Route.Protocol == HTTPS || p.Route.Protocol == HTTP2) && p.Route.Certificate == "" {
+		if (p.Route.Protocol == providers.HTTPS || p.Route.Protocol == providers.HTTP2) && p.Route.Certificate == "" {
 			return providers.Invalidf("process %s: protocol %s needs a certificate", p.Name, p.Route.Protocol)
 		}
 		if p.Route.DeregistrationDelay < 0 || p.Route.DeregistrationDelay > providers.MaxDeregistrationDelay {

@@ -157,7 +157,7 @@ func TestBadInputIsRefusedBeforeAnySideEffect(t *testing.T) {
 			}
 			w.rack.ResetCalls()
 			err := tc.run(ctx, w.c)
-			if !errors.Is(err, convox.ErrInvalid) {
+			if !errors.Is(err, providers.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 			if diff := cmp.Diff([]string(nil), sideEffects(w.rack.Calls())); diff != "" {
@@ -183,7 +183,7 @@ func (l lowered) Limits() providers.Limits { return l.lim }
 func TestCopiedValuesAreValidatedToo(t *testing.T) {
 	r := fake.New(&fake.Options{Limits: providers.Limits{MaxCount: 1000}})
 	ctx := t.Context()
-	before, err := convox.New(fakeRack(r), nil)
+	before, err := convox.New(r.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestCopiedValuesAreValidatedToo(t *testing.T) {
 		t.Fatalf("a count within the rack's limit of 1000: %v", err)
 	}
 
-	rack := fakeRack(r)
+	rack := r.ConvoxRack()
 	rack.Scheduler = lowered{r.Scheduler(), providers.Limits{MaxCount: 64}}
 	after, err := convox.New(rack, nil)
 	if err != nil {
@@ -226,7 +226,7 @@ func TestCopiedValuesAreValidatedToo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r.ResetCalls()
 			err := tc.run()
-			if !errors.Is(err, convox.ErrInvalid) {
+			if !errors.Is(err, providers.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), "500") {
@@ -253,7 +253,7 @@ func TestCountsWithinTheLimitDeploy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Deploy with count 100 on a rack whose limit is 100: %v", err)
 		}
-		if _, err := w.c.App("web").Scale(ctx, "web", 101, nil); !errors.Is(err, convox.ErrInvalid) {
+		if _, err := w.c.App("web").Scale(ctx, "web", 101, nil); !errors.Is(err, providers.ErrInvalid) {
 			t.Fatalf("Scale to 101 = %v, want ErrInvalid", err)
 		}
 		if got := w.active(ctx); got != rel.ID {

@@ -135,7 +135,7 @@ func serverSpec(tag string) convox.ReleaseSpec {
 		Image: "web:" + tag,
 		Processes: []convox.Process{{
 			Name: "web", Count: 1, Port: 8080,
-			Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
+			Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
 		}},
 	}
 }
@@ -231,8 +231,8 @@ func TestTwoProcessesDeployHelperProcess(t *testing.T) {
 	switch {
 	case err == nil:
 		fmt.Printf("%swon %s\n", concurrentLine, rel.ID)
-	case errors.Is(err, convox.ErrConflict):
-		fmt.Printf("%slost %s\n", concurrentLine, convox.CodeOf(err))
+	case errors.Is(err, providers.ErrConflict):
+		fmt.Printf("%slost conflict\n", concurrentLine)
 	default:
 		fmt.Printf("%sfailed %s\n", concurrentLine, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
@@ -324,8 +324,8 @@ func TestTwoProcessesDeploy(t *testing.T) {
 				}
 				winner = r.name
 			case "lost":
-				if arg != string(convox.CodeConflict) {
-					t.Errorf("round %d: process %s lost with code %s, want %s", round, r.name, arg, convox.CodeConflict)
+				if arg != "conflict" {
+					t.Errorf("round %d: process %s lost with %s, want conflict", round, r.name, arg)
 				}
 				loser = r.name
 			case "conflicts":
@@ -383,7 +383,7 @@ func TestTwoProcessesDeploy(t *testing.T) {
 		if app.Active != ids[lastWinner] || app.Deploying != "" {
 			t.Errorf("round %d: active %s, deploying %q; want %s (%s) and nothing in flight", round, app.Active, app.Deploying, ids[lastWinner], lastWinner)
 		}
-		if err := web.Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+		if err := web.Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("round %d: Cancel = %v, want ErrNotFound: a deploy lease is left", round, err)
 		}
 	}
@@ -421,7 +421,7 @@ func TestTwoCLIsDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushMessageImages(t, ctx, rack, tags...)
-	c, err := convox.New(convox.Rack{Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(), Logs: rack.Logs(), Store: rack.Store()}, nil)
+	c, err := convox.New(rack.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,8 +482,8 @@ func TestTwoCLIsDeploy(t *testing.T) {
 				var doc struct {
 					Error struct{ Code, Message string }
 				}
-				if err := json.Unmarshal([]byte(o.stdout), &doc); err != nil || doc.Error.Code != string(convox.CodeConflict) {
-					t.Fatalf("round %d: deploy of %s%d failed with %+v, want error code %s", round, n, round, o, convox.CodeConflict)
+				if err := json.Unmarshal([]byte(o.stdout), &doc); err != nil || doc.Error.Code != "conflict" {
+					t.Fatalf("round %d: deploy of %s%d failed with %+v, want error code conflict", round, n, round, o)
 				}
 				loser, took[1] = n, o.took
 			default:
@@ -525,14 +525,14 @@ func TestTwoCLIsDeploy(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("release statuses by image tag (-want +got):\n%s", diff)
 	}
-	if err := c.App("web").Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+	if err := c.App("web").Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("Cancel = %v, want ErrNotFound: a deploy lease is left", err)
 	}
 	st, err := settle(ctx, rack.Scheduler())
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := c.GetApp(ctx, "web")
+	app, err := c.App("web").Get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,35 +9,192 @@
 // CloudWatch Logs or Kinesis, DynamoDB) or in memory for tests
 // (providers/fake).
 //
-// # Quick start
+// # A first program, on the local rack
 //
-//	rack := convox.Rack{Registry: reg, Scheduler: sch, Balancer: bal, Logs: logs, Store: store}
-//	c, err := convox.New(rack, &convox.Options{OnEvent: convox.SlogEvents(logger)})
-//	if err != nil { ... }
-//	if _, err := c.CreateApp(ctx, "web", nil); err != nil { ... }
-//	rel, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{
-//		Image:     "web:v2",
-//		Env:       map[string]string{"MODE": "production"},
-//		Secrets:   map[string]convox.Secret{"DB_PASSWORD": "..."},
-//		Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080}},
-//	}, nil)
-//	// rel is active and healthy here; otherwise err is a *DeployError and
-//	// the previous release is serving again.
-//	_, err = c.App("web").Rollback(ctx, convox.Previous(), nil)
+// The local rack runs apps as processes of this machine behind a real HTTP
+// proxy, with no cloud account. This program builds the Go program in
+// ./cmd/web (any main package listening on $PORT) into an image, deploys
+// it, deploys a second release, and rolls back to the first:
+//
+//	package main
+//
+//	import (
+//		"context"
+//		"fmt"
+//		"log"
+//
+//		"github.com/convox-go/convox"
+//		"github.com/convox-go/convox/goimage"
+//		"github.com/convox-go/convox/providers/local"
+//	)
+//
+//	func main() {
+//		ctx := context.Background()
+//		rack, err := local.Open("rack", nil) // state lives in ./rack
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		defer rack.Close()
+//		c, err := convox.New(rack.ConvoxRack(), nil)
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		for _, v := range []string{"v1", "v2"} {
+//			img, err := goimage.Build(ctx, "./cmd/web", &goimage.Config{Env: []string{"VERSION=" + v}})
+//			if err != nil {
+//				log.Fatal(err)
+//			}
+//			if _, err := rack.Registry().PushImage(ctx, "web", v, img); err != nil {
+//				log.Fatal(err)
+//			}
+//		}
+//		if _, err := c.CreateApp(ctx, "web", nil); err != nil {
+//			log.Fatal(err)
+//		}
+//		web := []convox.Process{{Name: "web", Count: 2, Port: 8080}}
+//		if _, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v1", Processes: web}, nil); err != nil {
+//			log.Fatal(err)
+//		}
+//		if _, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil); err != nil {
+//			log.Fatal(err) // a *convox.DeployError; v1 serves again if v2 failed
+//		}
+//		rel, err := c.App("web").Rollback(ctx, convox.Previous(), nil)
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		app, err := c.App("web").Get(ctx)
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		fmt.Println(rel.ID, "copies", rel.Parent, "and serves at", app.Endpoints["web"])
+//	}
+//
+// The same program is Example_localRack, which the package's tests compile.
+//
+// # The same on the fake rack, for tests
+//
+// Package providers/fake is an in-memory rack with fault injection; run
+// under testing/synctest its waits take no real time. Example_fakeRack is
+// this program, run by the tests:
+//
+//	r := fake.New(nil)
+//	c, err := convox.New(r.ConvoxRack(), nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	r.Push("web", "v1", &fake.ImageConfig{Entrypoint: []string{"/app/server"}})
+//	r.Push("web", "v2", &fake.ImageConfig{Entrypoint: []string{"/app/server", "--v2"}})
+//	ctx := context.Background()
+//	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
+//		log.Fatal(err)
+//	}
+//	web := []convox.Process{{Name: "web", Count: 2, Port: 8080}}
+//	if _, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v1", Processes: web}, nil); err != nil {
+//		log.Fatal(err)
+//	}
+//	if _, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil); err != nil {
+//		log.Fatal(err)
+//	}
+//	rel, err := c.App("web").Rollback(ctx, convox.Previous(), nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	fmt.Println(rel.ID, "copies", rel.Parent) // R3 copies R1
+//
+// On AWS the Rack is built from the AWS providers (see examples/aws).
+//
+// # Types
+//
+// One rule relates this package's types to package providers: a value a
+// provider reports or takes is used as it is, from package providers
+// (providers.Image, providers.Task, providers.LogEntry,
+// providers.HealthCheck, providers.AppStatus, the sentinel errors); this
+// package declares a type only for what has no provider counterpart or
+// means something else to a caller: the records it keeps (App, Release),
+// the requests it validates and fills with defaults (ReleaseSpec, Process,
+// RouteConfig, LogQuery with its relative Since and Follow), and its
+// workflow (Deployment, DeployError, Event, Strategy, RollbackTarget).
+// There are no aliases. Every listing is an iter.Seq2 that yields its
+// error once, last (Apps, Releases, Tasks, Logs).
+//
+// # Deploys and contexts
+//
+// Promote takes the app's deploy lease and starts the deployment in the
+// background, detached from the caller's ctx: canceling ctx, or the caller
+// returning, does not stop it. It runs until it succeeds or fails and is
+// compensated, bounded by DeployOptions.Timeout (Options.Timeout, 10
+// minutes by default) plus Options.CompensateTimeout for restoring the
+// previous release. Deploy, Rollback, Scale, SetEnv and UnsetEnv promote
+// and then wait with ctx: when ctx ends first they return a *DeployError
+// with InProgress set while the deploy goes on. Deployment.Cancel and
+// AppClient.Cancel stop a deploy and restore the previous release. If the
+// program exits mid-deploy, the lease expires (Options.LeaseTTL, or at once
+// for a program on the same host) and the next Promote, Cancel or
+// Client.Recover compensates it.
 //
 // # Errors
 //
-// Every error returned by a Client method is an *Error (or, for a failed
-// deploy, a *DeployError) carrying the operation, the app and a Code. The
-// provider sentinels are re-exported (ErrNotFound, ErrConflict, ...), so
+// Failures are classified by the sentinel errors of package providers,
+// the one vocabulary of the SDK: every error a Client returns wraps the
+// sentinel of its cause (providers.ErrNotFound, ErrConflict, ErrInvalid,
+// ErrUnhealthy, ...) or a context error, and the provider's raw cause (a
+// smithy.APIError on AWS) stays reachable with errors.As:
 //
-//	errors.Is(err, convox.ErrConflict)     // another deploy holds the app
-//	errors.As(err, &deployErr)             // step, reason, stopped tasks, last log lines
-//	convox.IsTemporary(err)                // throttled or unavailable: retry later
+//	errors.Is(err, providers.ErrConflict)  // another deploy holds the app
+//	providers.IsTemporary(err)             // throttled or unavailable: retry later
+//	errors.Is(err, context.Canceled)       // the deploy was canceled
 //
-// all work, and the provider's raw cause (a smithy.APIError on AWS) stays
-// reachable with errors.As. Waits retry only temporary errors and stop at
-// once on any other.
+// The deploy calls (Deploy, Promote, Rollback, Scale, SetEnv, UnsetEnv,
+// Deployment.Wait, and each result of DeployMany) fail with a
+// *DeployError: the step it stopped at, the reason, and whether anything
+// changed. DeployError.Changed false means nothing that serves or routes
+// the app was touched, so the call can be repeated as is; otherwise
+// RolledBack says whether the previous release serves again. Every other
+// call fails with an *Error naming the call and its app.
+//
+// # Retries
+//
+// The Client retries provider errors that providers.IsTemporary reports
+// (throttled, unavailable), never others, and returns the last error when
+// it gives up:
+//
+//   - Store calls and Registry.Resolve: up to 8 attempts, backing off from
+//     100ms to 2s, within the caller's ctx.
+//   - Inside a deploy (Balancer.EnsureRoute, Scheduler.Apply, and the
+//     Scheduler.Status and Balancer.Health observations of its wait):
+//     until the deploy's timeout (DeployOptions.Timeout), backing off from
+//     Options.PollInterval to Options.MaxPollInterval; each retry is an
+//     EventRetry. An error that is not temporary stops the deploy at once,
+//     which then compensates.
+//   - Compensation (restoring the previous release after a failure):
+//     every error but providers.ErrInvalid, until Options.CompensateTimeout.
+//   - Logs reads: a following Logs iteration retries temporary errors
+//     until its ctx ends; a one-shot read does not retry.
+//
+// Calls made by the Client's waits draw on one rate limiter per provider
+// (Options.RateLimit), shared by all its deploys.
+//
+// # Store layout
+//
+// Apps and their release history live in the rack's Store as JSON
+// documents, under keys a Store lists in byte order:
+//
+//	app/<app>                       the app: providers, active, last healthy and latest
+//	                                release, routes, the deploy lease, history (50 IDs)
+//	release/<app>/<sequence %016d>  one release: image, variables (secret ones in
+//	                                clear), processes, description, status marks
+//
+// App names have at most providers.MaxAppName (20) characters and keys at
+// most 46 bytes. A release document is immutable but for its status marks;
+// typically a few KiB, it is at most about 2.3 MiB under the default
+// providers.Limits (an environment of 64 KiB and 32 process types, each
+// with a command of up to 64 KiB), plus the image configuration the
+// registry reports. An app document is typically under 4 KiB and at most
+// about 200 KiB (32 routed processes on two balancers during a balancer
+// migration). A Store whose backend limits item sizes (a DynamoDB item
+// holds at most 400 KB) must hold values of these sizes or refuse larger
+// ones with providers.ErrInvalid. The app document is the single truth of which
+// release is active; it is written with compare-and-swap on every change.
 //
 // # Events
 //
@@ -49,7 +206,6 @@
 package convox
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -60,91 +216,19 @@ import (
 	"time"
 
 	"github.com/convox-go/convox/internal/limiter"
-	"github.com/convox-go/convox/providers"
 )
 
-// Re-exported provider sentinels; test errors with errors.Is.
-var (
-	ErrNotFound      = providers.ErrNotFound
-	ErrAlreadyExists = providers.ErrAlreadyExists
-	ErrConflict      = providers.ErrConflict
-	ErrInvalid       = providers.ErrInvalid
-	ErrPermission    = providers.ErrPermission
-	ErrThrottled     = providers.ErrThrottled
-	ErrUnavailable   = providers.ErrUnavailable
-	ErrUnimplemented = providers.ErrUnimplemented
-)
-
-// ErrDeployFailed matches every *DeployError.
-var ErrDeployFailed = errors.New("deploy failed")
-
-// IsTemporary reports whether err is worth retrying later (throttled or unavailable).
-func IsTemporary(err error) bool { return providers.IsTemporary(err) }
-
-// Code classifies an error.
-type Code string
-
-// Error codes.
-const (
-	CodeNotFound      Code = "not_found"
-	CodeAlreadyExists Code = "already_exists"
-	CodeConflict      Code = "conflict"
-	CodeInvalid       Code = "invalid"
-	CodePermission    Code = "permission"
-	CodeThrottled     Code = "throttled"
-	CodeUnavailable   Code = "unavailable"
-	CodeUnimplemented Code = "unimplemented"
-	CodeCanceled      Code = "canceled"
-	CodeTimeout       Code = "timeout"
-	CodeDeployFailed  Code = "deploy_failed"
-	CodeUnknown       Code = "unknown"
-)
-
-// CodeOf returns the Code that classifies err.
-func CodeOf(err error) Code {
-	var e *Error
-	if errors.As(err, &e) && e.Code != "" {
-		return e.Code
-	}
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrDeployFailed):
-		return CodeDeployFailed
-	case errors.Is(err, context.Canceled):
-		return CodeCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return CodeTimeout
-	case errors.Is(err, ErrNotFound):
-		return CodeNotFound
-	case errors.Is(err, ErrAlreadyExists):
-		return CodeAlreadyExists
-	case errors.Is(err, ErrConflict):
-		return CodeConflict
-	case errors.Is(err, ErrInvalid):
-		return CodeInvalid
-	case errors.Is(err, ErrPermission):
-		return CodePermission
-	case errors.Is(err, ErrThrottled):
-		return CodeThrottled
-	case errors.Is(err, ErrUnavailable):
-		return CodeUnavailable
-	case errors.Is(err, ErrUnimplemented):
-		return CodeUnimplemented
-	}
-	return CodeUnknown
-}
-
-// Error is the error returned by Client methods.
+// Error is the error of a Client call outside the deploy calls (which
+// return a *DeployError): it names the call, the app and the release it
+// failed on. Classify it with errors.Is against the sentinels of package
+// providers, which every cause wraps.
 type Error struct {
-	// Op is the method that failed ("CreateApp", "Promote", ...).
+	// Op is the method that failed ("CreateApp", "Logs", ...).
 	Op string
 	// App and Release name what it failed on, when known.
 	App     string
 	Release string
-	// Code classifies the failure.
-	Code Code
-	// Err is the cause; it wraps a provider sentinel where one applies.
+	// Err is the cause; it wraps a providers sentinel or a context error.
 	Err error
 }
 
@@ -173,7 +257,7 @@ func wrapErr(op, app, release string, err error) error {
 	if errors.As(err, &e) || errors.As(err, &d) {
 		return err
 	}
-	return &Error{Op: op, App: app, Release: release, Code: CodeOf(err), Err: err}
+	return &Error{Op: op, App: app, Release: release, Err: err}
 }
 
 // Options configure a Client. The zero value (or nil) gives defaults.

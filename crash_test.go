@@ -52,10 +52,7 @@ func crashRackOptions() *local.Options {
 
 func crashClient(t *testing.T, rack *local.Rack, onEvent func(convox.Event)) *convox.Client {
 	t.Helper()
-	c, err := convox.New(convox.Rack{
-		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
-		Logs: rack.Logs(), Store: rack.Store(),
-	}, &convox.Options{
+	c, err := convox.New(rack.ConvoxRack(), &convox.Options{
 		OnEvent:      onEvent,
 		PollInterval: 50 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond,
 		Timeout: time.Minute, LeaseTTL: crashLeaseTTL,
@@ -440,7 +437,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		}
 	case crashCancel:
 		switch err := web.Cancel(ctx); {
-		case errors.Is(err, convox.ErrNotFound):
+		case errors.Is(err, providers.ErrNotFound):
 			outcome = crashNothing
 		case err != nil:
 			t.Fatalf("%s: Cancel: %v", name, err)
@@ -451,7 +448,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 			t.Fatalf("%s: deploy right after reopening: %v", name, err)
 		}
 	}
-	if err := web.Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+	if err := web.Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("%s: a Cancel afterwards = %v, want ErrNotFound: a lease is still held", name, err)
 	}
 
@@ -493,7 +490,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 	}
 
 	// Only the active release runs, in processes of this rack.
-	tasks, err := web.Tasks(ctx)
+	tasks, err := collect(web.Tasks(ctx))
 	if err != nil {
 		t.Fatalf("%s: Tasks: %v", name, err)
 	}

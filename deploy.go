@@ -34,7 +34,7 @@ type FailFastPolicy struct {
 	MaxStopped int
 	// AllowEarlyExits disables aborting at the first task of the new
 	// release that exits with a non-zero code within its process's health
-	// grace window (HealthCheck.Grace, or DefaultGrace when unset).
+	// grace window (providers.HealthCheck.Grace, or DefaultGrace when unset).
 	AllowEarlyExits bool
 	// MaxUnhealthy aborts the deploy once targets of the new release have
 	// been reported unhealthy in this many consecutive observations (the
@@ -95,6 +95,7 @@ type Deployment struct {
 	switched  bool
 
 	mu         sync.Mutex
+	step       Step // the step in progress
 	lastStatus *providers.AppStatus
 	known      map[string]bool // IDs of the release's tasks at the first observation
 }
@@ -104,14 +105,34 @@ func (d *Deployment) Done() <-chan struct{} { return d.done }
 
 // Wait waits for the deployment to finish. It returns nil only when the
 // promoted release is the active one and healthy; otherwise a *DeployError.
-// If ctx ends first, Wait returns ctx's error and the deployment goes on.
+// If ctx ends first, Wait returns a *DeployError with InProgress set that
+// matches ctx's error, and the deployment goes on.
 func (d *Deployment) Wait(ctx context.Context) error {
 	select {
 	case <-d.done:
 		return d.err
 	case <-ctx.Done():
-		return wrapErr("Wait", d.App, d.Release, ctx.Err())
+		return &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: d.currentStep(), Changed: true, InProgress: true,
+			Reason: ctx.Err().Error(), Err: ctx.Err()}
 	}
+}
+
+// currentStep returns the step the deployment is at.
+func (d *Deployment) currentStep() Step {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.step == "" {
+		return StepLease
+	}
+	return d.step
+}
+
+// stepEvent records that the deployment entered step and reports it.
+func (d *Deployment) stepEvent(step Step, msg string) {
+	d.mu.Lock()
+	d.step = step
+	d.mu.Unlock()
+	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: step, Message: msg})
 }
 
 // Cancel aborts the deployment, restores the previous release and waits
@@ -135,46 +156,48 @@ func (d *Deployment) Cancel(ctx context.Context) error {
 var errTimedOut = errors.New("deploy timed out")
 
 // errLeaseLost: another deployer took the app's lease over (after it
-// expired); it matches ErrConflict.
-var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deployer: %w", ErrConflict)
+// expired); it matches providers.ErrConflict.
+var errLeaseLost = fmt.Errorf("the deploy lease was taken over by another deployer: %w", providers.ErrConflict)
 
 // Promote starts promoting a release: it takes the app's deploy lease (a
-// concurrent deployer gets an error matching ErrConflict) and returns a
-// Deployment that ensures routes, applies the release to the scheduler and
-// waits for it in the background. Bad input fails here, before any change.
+// concurrent deployer gets a *DeployError at StepLease matching
+// providers.ErrConflict) and returns a Deployment that ensures routes,
+// applies the release to the scheduler and waits for it in the
+// background, detached from ctx. Bad input fails here with a *DeployError
+// that changed nothing.
 // A deploy left in flight by a deployer that is gone (its lease expired,
 // or its process provably ended on this host) is compensated first, before
 // Promote returns: what it replaced serves again, then this one starts.
 func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions) (*Deployment, error) {
-	const op = "Promote"
 	o := opts.withDefaults(a.c)
 	app, err := a.c.loadApp(ctx, a.name)
 	if err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepPrepare, err)
 	}
 	rel, err := a.c.loadRelease(ctx, a.name, id)
 	if err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepPrepare, err)
 	}
 	id = releaseID(rel.Seq)
 	sel, err := a.c.rack.selectFor(app.Spec)
 	if err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepPrepare, err)
 	}
 	if err := o.Strategy.validate(rel, sel); err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepPrepare, err)
 	}
 	if err := rel.validate(sel.limits()); err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepPrepare, err)
 	}
 	if o.Strategy.weighted() && app.Migration != nil {
-		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", ErrConflict, o.Strategy, app.Migration.To))
+		return nil, deployErr(a.name, id, StepPrepare, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", providers.ErrConflict, o.Strategy, app.Migration.To))
 	}
 	if l := app.Lease; l != nil && l.expired(time.Now()) {
 		// The deploy in flight was abandoned (its deployer crashed or lost
 		// the store): restore what it replaced before starting this one.
-		if err := a.takeOverAndCompensate(ctx, l.Token); err != nil && !errors.Is(err, ErrConflict) {
-			return nil, wrapErr(op, a.name, id, fmt.Errorf("compensate the abandoned deploy of %s: %w", l.Release, err))
+		if err := a.takeOverAndCompensate(ctx, l.Token); err != nil && !errors.Is(err, providers.ErrConflict) {
+			return nil, &DeployError{App: a.name, Release: id, Previous: app.Active, Step: StepLease, Changed: true,
+				Reason: fmt.Sprintf("compensating the abandoned deploy of %s failed: %v", l.Release, err), Err: err}
 		}
 	}
 	token := newToken()
@@ -183,12 +206,12 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 	var takenOver string
 	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Deleting {
-			return fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
+			return fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
 		}
 		takenOver = ""
 		if l := d.Lease; l != nil && l.Token != token { // our own token: a retried write that had succeeded
 			if !l.expired(now) {
-				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
+				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", providers.ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
 			}
 			takenOver = l.Holder
 		}
@@ -196,7 +219,7 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 		return nil
 	})
 	if err != nil {
-		return nil, wrapErr(op, a.name, id, err)
+		return nil, deployErr(a.name, id, StepLease, err)
 	}
 	dep := a.newDeployment(id, app.Lease, o)
 	msg := fmt.Sprintf("promoting %s", id)
@@ -289,7 +312,7 @@ func (d *Deployment) promote(ctx context.Context) *stepError {
 	if err != nil {
 		return d.ctxOr(ctx, failStep(StepApply, err, "load release: %v", err))
 	}
-	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepRoutes, Message: "ensuring routes"})
+	d.stepEvent(StepRoutes, "ensuring routes")
 	bindings, serr := d.ensureRoutes(ctx, rel)
 	if serr != nil {
 		return serr
@@ -301,7 +324,7 @@ func (d *Deployment) promote(ctx context.Context) *stepError {
 	if d.opts.Strategy.weighted() {
 		return d.promoteWeighted(ctx, rel, sel)
 	}
-	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepApply, Message: fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler)})
+	d.stepEvent(StepApply, fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler))
 	desired := rel.desired(d.token, bindings)
 	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
 		_, err := sel.scheduler.Apply(ctx, desired)
@@ -365,7 +388,7 @@ func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[str
 	if m := app.Migration; m != nil {
 		b := sel.balancers[m.To]
 		if b == nil {
-			return nil, failStep(StepRoutes, ErrInvalid, "the app is migrating to balancer %q, which the rack no longer has", m.To)
+			return nil, failStep(StepRoutes, providers.ErrInvalid, "the app is migrating to balancer %q, which the rack no longer has", m.To)
 		}
 		if next, serr = d.ensureRoutesOn(ctx, rel, sel, m.To, b); serr != nil {
 			return nil, serr
@@ -413,7 +436,7 @@ func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel se
 			continue
 		}
 		if bal == nil {
-			return nil, failStep(StepRoutes, ErrInvalid, "process %s has a port but the rack has no balancer", p.Name)
+			return nil, failStep(StepRoutes, providers.ErrInvalid, "process %s has a port but the rack has no balancer", p.Name)
 		}
 		spec := providers.RouteSpec{
 			App: d.App, Process: p.Name, Port: p.Port, Protocol: p.Route.Protocol,
@@ -432,7 +455,7 @@ func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel se
 			route.Binding.Balancer = name
 		}
 		if acc, ok := sel.scheduler.(providers.BindingAcceptor); ok && !acc.AcceptsBinding(route.Binding.Kind) {
-			return nil, failStep(StepRoutes, ErrInvalid, "scheduler %s cannot attach process %s to a %s binding of balancer %s",
+			return nil, failStep(StepRoutes, providers.ErrInvalid, "scheduler %s cannot attach process %s to a %s binding of balancer %s",
 				sel.spec.Scheduler, p.Name, route.Binding.Kind, name)
 		}
 		routes[p.Name] = routeDoc{Balancer: name, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
@@ -445,7 +468,7 @@ func (d *Deployment) retry(ctx context.Context, step Step, fn func(context.Conte
 	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
 	for {
 		err := fn(ctx)
-		if err == nil || !IsTemporary(err) || ctx.Err() != nil {
+		if err == nil || !providers.IsTemporary(err) || ctx.Err() != nil {
 			return err
 		}
 		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: step, Message: "retrying", Reason: err.Error()})
@@ -597,6 +620,9 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 	var last Progress
 	first := true
 	unhealthyRuns := 0
+	d.mu.Lock()
+	d.step = w.step
+	d.mu.Unlock()
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		if err == nil {
@@ -611,7 +637,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return d.ctxOr(ctx, failStep(w.step, err, "%v", err))
-		case err != nil && IsTemporary(err):
+		case err != nil && providers.IsTemporary(err):
 			d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: w.step, Message: "observation failed; retrying", Reason: err.Error()})
 		case err != nil:
 			return failStep(w.step, err, "observe: %v", err)
@@ -621,14 +647,14 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 				return nil
 			}
 			if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
-				return failStep(w.step, ErrDeployFailed, "rollout %s: %s", r.State, r.Reason)
+				return failStep(w.step, providers.ErrUnhealthy, "rollout %s: %s", r.State, r.Reason)
 			}
 			crashed := d.crashes(obs.stopped)
 			if max := d.opts.FailFast.MaxStopped; max > 0 && len(crashed) >= max {
-				return failStep(w.step, ErrDeployFailed, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
+				return failStep(w.step, providers.ErrUnhealthy, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
 			}
 			if t, ok := earlyExit(crashed, rel); ok && !d.opts.FailFast.AllowEarlyExits {
-				return failStep(w.step, ErrDeployFailed, "task %s of %s exited within its health grace window: %s", t.ID, t.Process, summarizeStops([]providers.Task{t}))
+				return failStep(w.step, providers.ErrUnhealthy, "task %s of %s exited within its health grace window (%s)", t.ID, summarizeStops([]providers.Task{t}), graceOf(t.Process, rel))
 			}
 			if len(obs.unhealthy) > 0 {
 				unhealthyRuns++
@@ -637,13 +663,13 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 			}
 			if max := d.opts.FailFast.MaxUnhealthy; max > 0 && unhealthyRuns >= max {
 				h := obs.unhealthy[0]
-				return failStep(w.step, ErrDeployFailed, "%d targets of %s failed health checks in %d observations in a row (%s: %s)", len(obs.unhealthy), d.Release, unhealthyRuns, h.Target, h.Reason)
+				return failStep(w.step, providers.ErrUnhealthy, "%d targets of %s failed health checks in %d observations in a row (%s: %s)", len(obs.unhealthy), d.Release, unhealthyRuns, h.Target, h.Reason)
 			}
 			p := obs.progress
 			p.Stopped = len(crashed)
 			if w.done == nil {
 				if p.Healthy < p.Targets || p.Running < p.Desired {
-					return failStep(w.step, ErrDeployFailed, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
+					return failStep(w.step, providers.ErrUnhealthy, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
 				}
 				if time.Since(start) >= w.bake {
 					return nil
@@ -681,7 +707,7 @@ func (d *Deployment) checkLease(ctx context.Context, app *appDoc) *stepError {
 	now := time.Now()
 	if l.Expires.Sub(now) < d.c.opts.LeaseTTL/2 {
 		l.Expires = now.Add(d.c.opts.LeaseTTL)
-		if err := d.c.saveApp(ctx, app); err != nil && !errors.Is(err, ErrConflict) {
+		if err := d.c.saveApp(ctx, app); err != nil && !errors.Is(err, providers.ErrConflict) {
 			d.c.log.Warn("convox: renew deploy lease", "app", d.App, "err", err)
 		}
 	}
@@ -719,6 +745,16 @@ func (d *Deployment) crashes(ts []providers.Task) []providers.Task {
 		}
 	}
 	return out
+}
+
+// graceOf renders the health grace window of a process of rel.
+func graceOf(process string, rel *releaseDoc) string {
+	for _, p := range rel.Processes {
+		if p.Name == process && p.Health.Grace > 0 {
+			return "grace " + p.Health.Grace.String()
+		}
+	}
+	return "grace " + DefaultGrace.String()
 }
 
 // earlyExit finds a task that exited with a non-zero code within its
@@ -762,7 +798,10 @@ func summarizeStops(ts []providers.Task) string {
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s (x%d)", k, counts[k])
+		parts[i] = k
+		if counts[k] > 1 {
+			parts[i] += fmt.Sprintf(" (%d tasks)", counts[k])
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -806,7 +845,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	defer cancel()
 	canceled := errors.Is(serr.err, errCanceled)
 	lost := errors.Is(serr.err, errLeaseLost)
-	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Canceled: canceled, Err: serr.err}
+	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Changed: true, Canceled: canceled, Err: serr.err}
 	if canceled {
 		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)
 	}
@@ -826,8 +865,13 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	}
 	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)
 
-	d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})
-	d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
+	if canceled {
+		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy canceled", Reason: serr.reason})
+		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s canceled at %s", d.Release, serr.step))
+	} else {
+		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})
+		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
+	}
 	for _, l := range de.LastLogLines {
 		d.c.log.Debug("convox: last log line of failed release", "app", d.App, "release", d.Release, "stream", l.Stream, "message", l.Message)
 	}
@@ -884,7 +928,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 // compensate restores what ran before the deploy, retrying until ctx ends:
 // each attempt is bounded by a fifth of CompensateTimeout (at least 10s),
 // so one hung or failed call costs an attempt, not the compensation.
-// Every error but ErrInvalid is retried, not only temporary ones: leaving
+// Every error but providers.ErrInvalid is retried, not only temporary ones: leaving
 // the app half-deployed is worse than trying again.
 func (d *Deployment) compensate(ctx context.Context) error {
 	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
@@ -898,8 +942,8 @@ func (d *Deployment) compensate(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		// A refused desired state (ErrInvalid) cannot succeed by retrying.
-		if ctx.Err() != nil || errors.Is(err, ErrInvalid) {
+		// A refused desired state (providers.ErrInvalid) cannot succeed by retrying.
+		if ctx.Err() != nil || errors.Is(err, providers.ErrInvalid) {
 			return err
 		}
 		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepCompensate, Message: "compensation failed; retrying", Reason: err.Error()})
@@ -965,7 +1009,7 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 		switch {
 		case err == nil && obs.converged(d.Previous):
 			return nil
-		case err != nil && !IsTemporary(err):
+		case err != nil && !providers.IsTemporary(err):
 			return err
 		case err == nil && obs.rollout != nil && (obs.rollout.State == providers.RolloutFailed || obs.rollout.State == providers.RolloutCanceled):
 			// Waiting longer cannot help; the next attempt applies again
@@ -976,14 +1020,14 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			return fmt.Errorf("restoring %s: %w (last: %s)", d.Previous, werr, obs.progress)
+			return fmt.Errorf("restoring %s: %w; last seen %s", d.Previous, werr, obs.progress)
 		}
 	}
 }
 
 // lastLines returns up to n of the release's most recent process log
 // lines since start, skipping the platform's own.
-func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []LogEntry {
+func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []providers.LogEntry {
 	// Diagnostics must not eat the compensation's time.
 	ctx, cancel := context.WithTimeout(ctx, c.opts.NotifyTimeout)
 	defer cancel()
@@ -995,7 +1039,7 @@ func (c *Client) lastLines(ctx context.Context, app, release string, start time.
 	if err != nil {
 		return nil
 	}
-	var lines []LogEntry
+	var lines []providers.LogEntry
 	token := ""
 	for range 1000 {
 		page, err := sel.logs.Read(ctx, providers.LogQuery{App: app, Release: release, Start: start.Add(-time.Minute)}, token)
@@ -1032,8 +1076,8 @@ func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
 	if err != nil {
 		return
 	}
-	e := LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
-	if err := sel.logs.Write(ctx, []LogEntry{e}); err != nil {
+	e := providers.LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
+	if err := sel.logs.Write(ctx, []providers.LogEntry{e}); err != nil {
 		c.log.Warn("convox: write platform log", "app", app, "err", err)
 	}
 }
@@ -1058,7 +1102,7 @@ func (c *Client) notify(ctx context.Context, n providers.Notification) {
 // release, returning once that is done. A deploy driven by this Client is
 // stopped directly; one driven by another process is asked to stop through
 // the store; one whose deployer died (its lease expired) is compensated
-// here. With no deploy in flight it returns an error matching ErrNotFound.
+// here. With no deploy in flight it returns an error matching providers.ErrNotFound.
 func (a *AppClient) Cancel(ctx context.Context) error {
 	const op = "Cancel"
 	a.c.mu.Lock()
@@ -1073,7 +1117,7 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	}
 	l := app.Lease
 	if l == nil {
-		return &Error{Op: op, App: a.name, Code: CodeNotFound, Err: fmt.Errorf("%w: no deploy of %s is in progress", ErrNotFound, a.name)}
+		return &Error{Op: op, App: a.name, Err: fmt.Errorf("%w: no deploy of %s is in progress", providers.ErrNotFound, a.name)}
 	}
 	if l.expired(time.Now()) {
 		return wrapErr(op, a.name, l.Release, a.takeOverAndCompensate(ctx, l.Token))
@@ -1090,7 +1134,7 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	b := poll.Backoff{Initial: a.c.opts.PollInterval, Max: a.c.opts.MaxPollInterval}
 	for {
 		app, err := a.c.loadApp(ctx, a.name)
-		if err != nil && !IsTemporary(err) {
+		if err != nil && !providers.IsTemporary(err) {
 			return wrapErr(op, a.name, l.Release, err)
 		}
 		if err == nil {
@@ -1130,7 +1174,7 @@ func (c *Client) Recover(ctx context.Context) ([]string, error) {
 	var errs []error
 	for _, name := range names {
 		doc, err := c.loadApp(ctx, name)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -1142,7 +1186,7 @@ func (c *Client) Recover(ctx context.Context) ([]string, error) {
 			continue
 		}
 		switch err := c.App(name).takeOverAndCompensate(ctx, l.Token); {
-		case errors.Is(err, ErrConflict):
+		case errors.Is(err, providers.ErrConflict):
 			// Another client took it over, or the deploy finished.
 		case err != nil:
 			errs = append(errs, wrapErr(op, name, l.Release, err))
@@ -1159,7 +1203,7 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 	now := time.Now()
 	app, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
 		if d.Lease == nil || d.Lease.Token != oldToken {
-			return fmt.Errorf("%w: the deploy finished or was taken over meanwhile", ErrConflict)
+			return fmt.Errorf("%w: the deploy finished or was taken over meanwhile", providers.ErrConflict)
 		}
 		self := holder.Self()
 		d.Lease.Token, d.Lease.Holder, d.Lease.Process, d.Lease.Expires = token, a.c.opts.Holder, &self, now.Add(a.c.opts.LeaseTTL)

@@ -32,7 +32,7 @@ func TestDeploy(t *testing.T) {
 			if rel.Image.Digest == "" || rel.ImageRef != "web:v1" {
 				t.Errorf("image not pinned: ref %q digest %q", rel.ImageRef, rel.Image.Digest)
 			}
-			app, err := w.c.GetApp(ctx, "web")
+			app, err := w.c.App("web").Get(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,8 +126,8 @@ func TestDeployFailure(t *testing.T) {
 			if !errors.As(err, &de) {
 				t.Fatalf("Deploy v2 = %v, want a *DeployError", err)
 			}
-			if !errors.Is(err, convox.ErrDeployFailed) {
-				t.Errorf("error does not match ErrDeployFailed")
+			if !errors.Is(err, providers.ErrUnhealthy) {
+				t.Errorf("error does not match providers.ErrUnhealthy")
 			}
 			if time.Since(start) > time.Minute {
 				t.Errorf("failing took %v of fake time; fail fast should not wait for the 5m timeout", time.Since(start))
@@ -217,7 +217,7 @@ func TestDeployFailure(t *testing.T) {
 			w.rack.Fail("Scheduler.Status", denied, 1)
 			w.rack.ResetCalls()
 			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
-			if !errors.Is(err, convox.ErrPermission) {
+			if !errors.Is(err, providers.ErrPermission) {
 				t.Fatalf("Deploy = %v, want ErrPermission", err)
 			}
 			var de *convox.DeployError
@@ -261,10 +261,10 @@ func TestDeployFailure(t *testing.T) {
 			w.rack.Fail("Scheduler.Apply", fmt.Errorf("fake: port held: %w", providers.ErrConflict), 1)
 			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
 			var de *convox.DeployError
-			if !errors.As(err, &de) || !de.RolledBack || !errors.Is(err, convox.ErrConflict) {
+			if !errors.As(err, &de) || !de.RolledBack || !errors.Is(err, providers.ErrConflict) {
 				t.Fatalf("Deploy = %v, want a rolled-back failure matching ErrConflict", err)
 			}
-			if app, _ := w.c.GetApp(ctx, "web"); app.Active != "R1" || app.Deploying != "" {
+			if app, _ := w.c.App("web").Get(ctx); app.Active != "R1" || app.Deploying != "" {
 				t.Errorf("active %s, deploying %q; want R1 and no lease", app.Active, app.Deploying)
 			}
 		})
@@ -333,7 +333,7 @@ func TestDeployFailure(t *testing.T) {
 // of timeouts and cancellation) instead of failing fast.
 var waitOut = convox.FailFastPolicy{MaxUnhealthy: -1}
 
-func hasMessage(es []convox.LogEntry, msg string) bool {
+func hasMessage(es []providers.LogEntry, msg string) bool {
 	for _, e := range es {
 		if e.Message == msg {
 			return true
@@ -378,7 +378,7 @@ func TestCancel(t *testing.T) {
 			if diff := cmp.Diff(want, statuses(t, ctx, w.c, "web")); diff != "" {
 				t.Errorf("release statuses (-want +got):\n%s", diff)
 			}
-			if err := w.c.App("web").Cancel(ctx); !errors.Is(err, convox.ErrNotFound) {
+			if err := w.c.App("web").Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("second Cancel = %v, want ErrNotFound (nothing in flight)", err)
 			}
 		})
@@ -396,7 +396,7 @@ func TestCancel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			other, err := convox.New(fakeRack(w.rack), &convox.Options{Holder: "other"})
+			other, err := convox.New(w.rack.ConvoxRack(), &convox.Options{Holder: "other"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -445,7 +445,7 @@ func TestConcurrentDeploys(t *testing.T) {
 				case err == nil:
 					won++
 					winner = deps[i]
-				case errors.Is(err, convox.ErrConflict):
+				case errors.Is(err, providers.ErrConflict):
 					conflicts++
 				default:
 					t.Errorf("promote %d: %v", i, err)
@@ -503,7 +503,7 @@ func TestRollback(t *testing.T) {
 				t.Fatal("deploy of crashing v3 succeeded")
 			}
 			// Active is R2; R3 failed. Last healthy before R2 is R1.
-			rb, err := w.c.App("web").Rollback(ctx, convox.LastHealthy(), nil)
+			rb, err := w.c.App("web").Rollback(ctx, convox.PreviousHealthy(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -536,7 +536,7 @@ func TestRollback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			healthy, err := w.c.App("web").CheckRollback(ctx, convox.LastHealthy())
+			healthy, err := w.c.App("web").CheckRollback(ctx, convox.PreviousHealthy())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -552,7 +552,7 @@ func TestRollback(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			_, err := w.c.App("web").Rollback(ctx, convox.Previous(), nil)
-			if !errors.Is(err, convox.ErrNotFound) {
+			if !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("Rollback = %v, want ErrNotFound", err)
 			}
 		})
@@ -611,7 +611,7 @@ func TestScaleAndEnv(t *testing.T) {
 		if diff := cmp.Diff(summary{ID: "R5", WebN: 2, Env: map[string]string{"MODE": "production"}}, sum(rb)); diff != "" {
 			t.Errorf("rollback restores formation and env (-want +got):\n%s", diff)
 		}
-		if _, err := app.Scale(ctx, "nope", 1, nil); !errors.Is(err, convox.ErrNotFound) {
+		if _, err := app.Scale(ctx, "nope", 1, nil); !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("Scale of a missing process = %v, want ErrNotFound", err)
 		}
 	})
@@ -642,7 +642,7 @@ func (slowNotifier) Notify(ctx context.Context, n providers.Notification) error 
 func TestSlowNotifierDoesNotFailOrStallDeploys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := fake.New(nil)
-		rk := fakeRack(r)
+		rk := r.ConvoxRack()
 		rk.Notifiers = []providers.Notifier{slowNotifier{}, r.Notifier()}
 		var failed int
 		c, err := convox.New(rk, &convox.Options{PollInterval: time.Second, NotifyTimeout: 2 * time.Second, OnEvent: func(e convox.Event) {

@@ -34,6 +34,9 @@ type Step string
 
 // Deploy steps, in order.
 const (
+	StepPrepare    Step = "prepare"    // check the input and read the app; no side effect
+	StepResolve    Step = "resolve"    // resolve the image to a digest
+	StepCreate     Step = "create"     // record the new release in the store
 	StepLease      Step = "lease"      // take the app's deploy lease
 	StepRoutes     Step = "routes"     // ensure balancer routes
 	StepApply      Step = "apply"      // hand the release to the scheduler
@@ -57,7 +60,9 @@ type Progress struct {
 	Limit   time.Duration
 }
 
-// String renders the progress as "2/3 running, 1/3 healthy, 12s of 10m0s".
+// String renders the progress as "2/3 running, 1/3 healthy, 12s of
+// 10m0s"; the timing is left out when the wait has no limit, and
+// "healthy" when no process is routed.
 func (p Progress) String() string {
 	s := fmt.Sprintf("%d/%d running", p.Running, p.Desired)
 	if p.Targets > 0 {
@@ -66,7 +71,10 @@ func (p Progress) String() string {
 	if p.Stopped > 0 {
 		s += fmt.Sprintf(", %d stopped", p.Stopped)
 	}
-	return s + fmt.Sprintf(", %s of %s", p.Elapsed.Round(time.Second), p.Limit)
+	if p.Limit > 0 {
+		s += fmt.Sprintf(", %s of %s", p.Elapsed.Round(time.Second), p.Limit)
+	}
+	return s
 }
 
 // Event is one step of progress, delivered to Options.OnEvent.

@@ -112,7 +112,7 @@ func (in *injector) hook(ctx context.Context, c fake.Call, next func(context.Con
 // and no task or route is orphaned.
 func checkInvariants(t *testing.T, ctx context.Context, w *world) {
 	t.Helper()
-	app, err := w.c.GetApp(ctx, "web")
+	app, err := w.c.App("web").Get(ctx)
 	if err != nil {
 		t.Fatalf("GetApp: %v", err)
 	}

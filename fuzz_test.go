@@ -22,7 +22,7 @@ func FuzzCreateRelease(f *testing.F) {
 	f.Add("web:v1", "A=B", "web", 1<<40, 8080)
 	f.Fuzz(func(t *testing.T, image, envName, process string, count, port int) {
 		r := fake.New(nil)
-		c, err := convox.New(fakeRack(r), nil)
+		c, err := convox.New(r.ConvoxRack(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func FuzzCreateRelease(f *testing.F) {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, convox.ErrInvalid) && !errors.Is(err, convox.ErrNotFound) {
+		if !errors.Is(err, providers.ErrInvalid) && !errors.Is(err, providers.ErrNotFound) {
 			t.Fatalf("CreateRelease = %v, want ErrInvalid or ErrNotFound", err)
 		}
 		for _, call := range r.Calls() {
@@ -59,13 +59,13 @@ func FuzzLogFilter(f *testing.F) {
 	f.Add("ü", "über|uber")
 	f.Fuzz(func(t *testing.T, filter, lines string) {
 		r := fake.New(nil)
-		c, _ := convox.New(fakeRack(r), nil)
+		c, _ := convox.New(r.ConvoxRack(), nil)
 		ctx := t.Context()
 		c.CreateApp(ctx, "web", nil)
 		msgs := strings.Split(lines, "|")
-		var es []convox.LogEntry
+		var es []providers.LogEntry
 		for _, m := range msgs {
-			es = append(es, convox.LogEntry{App: "web", Stream: "s", Process: "web", Message: m})
+			es = append(es, providers.LogEntry{App: "web", Stream: "s", Process: "web", Message: m})
 		}
 		if err := r.Logs().Write(ctx, es); err != nil {
 			t.Fatal(err)
@@ -78,7 +78,7 @@ func FuzzLogFilter(f *testing.F) {
 		}
 		got := 0
 		for e, err := range c.App("web").Logs(ctx, convox.LogQuery{Filter: filter}) {
-			if err != nil && len(filter) > providers.MaxLogFilter && errors.Is(err, convox.ErrInvalid) {
+			if err != nil && len(filter) > providers.MaxLogFilter && errors.Is(err, providers.ErrInvalid) {
 				return // over the bound: refused before any read
 			}
 			if err != nil {

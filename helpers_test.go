@@ -2,6 +2,7 @@ package convox_test
 
 import (
 	"context"
+	"iter"
 	"sync"
 	"testing"
 	"time"
@@ -25,18 +26,11 @@ type world struct {
 	events []convox.Event
 }
 
-func fakeRack(r *fake.Rack) convox.Rack {
-	return convox.Rack{
-		Registry: r.Registry(), Scheduler: r.Scheduler(), Balancer: r.Balancer(),
-		Logs: r.Logs(), Store: r.Store(), Notifiers: []providers.Notifier{r.Notifier()},
-	}
-}
-
 // newWorld returns a world whose client polls every second (fake time under synctest).
 func newWorld(t *testing.T, opts *fake.Options) *world {
 	t.Helper()
 	w := &world{t: t, rack: fake.New(opts)}
-	c, err := convox.New(fakeRack(w.rack), &convox.Options{
+	c, err := convox.New(w.rack.ConvoxRack(), &convox.Options{
 		OnEvent:      w.record,
 		PollInterval: time.Second, MaxPollInterval: 5 * time.Second,
 		Timeout: 5 * time.Minute, CompensateTimeout: 5 * time.Minute,
@@ -91,7 +85,7 @@ func webSpec(image string) convox.ReleaseSpec {
 		Image: image,
 		Env:   map[string]string{"MODE": "production"},
 		Processes: []convox.Process{
-			{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+			{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}},
 			{Name: "worker", Count: 1, Command: []string{"/app/worker"}},
 		},
 	}
@@ -113,7 +107,7 @@ func (w *world) deployV1(ctx context.Context) *convox.Release {
 
 func (w *world) active(ctx context.Context) string {
 	w.t.Helper()
-	app, err := w.c.GetApp(ctx, "web")
+	app, err := w.c.App("web").Get(ctx)
 	if err != nil {
 		w.t.Fatalf("GetApp: %v", err)
 	}
@@ -130,9 +124,9 @@ func (w *world) serving(ctx context.Context) string {
 	return st.Release
 }
 
-func (w *world) logs(ctx context.Context, q convox.LogQuery) []convox.LogEntry {
+func (w *world) logs(ctx context.Context, q convox.LogQuery) []providers.LogEntry {
 	w.t.Helper()
-	var out []convox.LogEntry
+	var out []providers.LogEntry
 	for e, err := range w.c.App("web").Logs(ctx, q) {
 		if err != nil {
 			w.t.Fatalf("Logs: %v", err)
@@ -184,4 +178,16 @@ func pushMessageImages(t *testing.T, ctx context.Context, rack *local.Rack, tags
 			t.Fatal(err)
 		}
 	}
+}
+
+// collect gathers what an iterator of the SDK yields, stopping at its error.
+func collect[T any](seq iter.Seq2[T, error]) ([]T, error) {
+	var out []T
+	for v, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

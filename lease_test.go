@@ -1,4 +1,4 @@
-package convox
+package convox_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
@@ -16,37 +17,28 @@ import (
 
 // crashedDeployer leaves the lease a deployer that died mid-deploy of
 // release would leave: held, with the release applied to the scheduler.
-func crashedDeployer(t *testing.T, ctx context.Context, c *Client, r *fake.Rack, release string) {
+func crashedDeployer(t *testing.T, ctx context.Context, c *convox.Client, r *fake.Rack, release string) {
 	t.Helper()
 	crashedDeployerProcess(t, ctx, c, r, release, nil)
 }
 
 // crashedDeployerProcess is crashedDeployer with the lease naming the
 // deployer's process.
-func crashedDeployerProcess(t *testing.T, ctx context.Context, c *Client, r *fake.Rack, release string, proc *holder.ID) {
+func crashedDeployerProcess(t *testing.T, ctx context.Context, c *convox.Client, r *fake.Rack, release string, proc *holder.ID) {
 	t.Helper()
-	app, err := c.loadApp(ctx, "web")
+	desired, err := convox.LeaveCrashedLease(ctx, c, "web", release, proc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	app.Lease = &leaseDoc{Token: "dead", Holder: "crashed:1", Process: proc, Release: release, Previous: app.Active, Started: now, Expires: now.Add(c.opts.LeaseTTL)}
-	if err := c.saveApp(ctx, app); err != nil {
-		t.Fatal(err)
-	}
-	rel, err := c.loadRelease(ctx, "web", release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Scheduler().Apply(ctx, rel.desired("dead", nil)); err != nil {
+	if _, err := r.Scheduler().Apply(ctx, desired); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func leaseWorld(t *testing.T) (*Client, *fake.Rack) {
+func leaseWorld(t *testing.T) (*convox.Client, *fake.Rack) {
 	r := fake.New(nil)
-	c, err := New(Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: r.Store()},
-		&Options{PollInterval: time.Second, LeaseTTL: time.Minute, Holder: "test"})
+	c, err := convox.New(convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs(), Store: r.Store()},
+		&convox.Options{PollInterval: time.Second, LeaseTTL: time.Minute, Holder: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +48,10 @@ func leaseWorld(t *testing.T) (*Client, *fake.Rack) {
 	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.App("web").Deploy(ctx, ReleaseSpec{Image: "web:v1", Processes: []Process{{Name: "worker", Count: 1}}}, nil); err != nil {
+	if _, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v1", Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.App("web").CreateRelease(ctx, ReleaseSpec{Image: "web:v2"}); err != nil {
+	if _, err := c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v2"}); err != nil {
 		t.Fatal(err)
 	}
 	return c, r
@@ -71,10 +63,10 @@ func TestLease(t *testing.T) {
 			c, r := leaseWorld(t)
 			ctx := t.Context()
 			crashedDeployer(t, ctx, c, r, "R2")
-			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
-				t.Fatalf("Promote under a live lease = %v, want ErrConflict", err)
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, providers.ErrConflict) {
+				t.Fatalf("Promote under a live lease = %v, want providers.ErrConflict", err)
 			}
-			time.Sleep(c.opts.LeaseTTL)
+			time.Sleep(convox.LeaseTTL(c))
 			dep, err := c.App("web").Promote(ctx, "R2", nil)
 			if err != nil {
 				t.Fatalf("Promote after the lease expired: %v", err)
@@ -82,7 +74,7 @@ func TestLease(t *testing.T) {
 			if err := dep.Wait(ctx); err != nil {
 				t.Fatal(err)
 			}
-			app, _ := c.GetApp(ctx, "web")
+			app, _ := c.App("web").Get(ctx)
 			if app.Active != "R2" || app.Deploying != "" {
 				t.Errorf("active %q deploying %q, want R2 and nothing in flight", app.Active, app.Deploying)
 			}
@@ -94,7 +86,7 @@ func TestLease(t *testing.T) {
 			c, r := leaseWorld(t)
 			ctx := t.Context()
 			crashedDeployer(t, ctx, c, r, "R2")
-			time.Sleep(c.opts.LeaseTTL)
+			time.Sleep(convox.LeaseTTL(c))
 			if err := c.App("web").Cancel(ctx); err != nil {
 				t.Fatalf("Cancel: %v", err)
 			}
@@ -102,9 +94,9 @@ func TestLease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			app, _ := c.loadApp(ctx, "web")
+			app, _ := convox.LoadApp(ctx, c, "web")
 			rel, _ := c.App("web").Release(ctx, "R2")
-			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil || rel.Status != StatusCanceled {
+			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil || rel.Status != convox.StatusCanceled {
 				t.Errorf("active %q serving %q lease %+v R2 %s; want R1, R1, no lease, R2 canceled", app.Active, st.Release, app.Lease, rel.Status)
 			}
 		})
@@ -115,29 +107,29 @@ func TestLease(t *testing.T) {
 			c, r := leaseWorld(t)
 			ctx := t.Context()
 			r.NeverConverge("web")
-			dep, err := c.App("web").Promote(ctx, "R2", &DeployOptions{Timeout: 5 * time.Minute})
+			dep, err := c.App("web").Promote(ctx, "R2", &convox.DeployOptions{Timeout: 5 * time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(3 * c.opts.LeaseTTL)
-			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
-				t.Errorf("Promote while the first deployer is alive past its TTL = %v, want ErrConflict", err)
+			time.Sleep(3 * convox.LeaseTTL(c))
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, providers.ErrConflict) {
+				t.Errorf("Promote while the first deployer is alive past its TTL = %v, want providers.ErrConflict", err)
 			}
 			// NeverConverge blocks compensation too; Cancel returns once the
 			// deploy finished, reporting the failed compensation.
-			var cde *DeployError
+			var cde *convox.DeployError
 			if err := dep.Cancel(ctx); !errors.As(err, &cde) || cde.RolledBack {
 				t.Fatalf("Cancel = %v, want the deploy error of a compensation that failed", err)
 			}
-			var de *DeployError
+			var de *convox.DeployError
 			if err := dep.Wait(ctx); !errors.As(err, &de) || !de.Canceled {
 				t.Errorf("Wait = %v, want canceled", err)
 			}
 			// Compensation used up its time; the failure is still recorded
 			// and the lease released.
-			app, _ := c.GetApp(ctx, "web")
+			app, _ := c.App("web").Get(ctx)
 			rel, _ := c.App("web").Release(ctx, "R2")
-			if app.Deploying != "" || rel.Status != StatusCanceled {
+			if app.Deploying != "" || rel.Status != convox.StatusCanceled {
 				t.Errorf("deploying %q, R2 %s; want no lease and R2 canceled", app.Deploying, rel.Status)
 			}
 		})
@@ -171,7 +163,7 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 			c, r := leaseWorld(t)
 			ctx := t.Context()
 			crashedDeployerProcess(t, ctx, c, r, "R2", &gone)
-			app, err := c.GetApp(ctx, "web")
+			app, err := c.App("web").Get(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +187,7 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 			if want := []string{"R1", "R2"}; !slices.Equal(applied, want) {
 				t.Errorf("releases applied = %q, want %q: the abandoned deploy restored first", applied, want)
 			}
-			app, _ = c.GetApp(ctx, "web")
+			app, _ = c.App("web").Get(ctx)
 			if app.Active != "R2" || app.Deploying != "" {
 				t.Errorf("active %q deploying %q, want R2 and nothing in flight", app.Active, app.Deploying)
 			}
@@ -210,7 +202,7 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 				t.Fatalf("Cancel: %v", err)
 			}
 			st, _ := r.Scheduler().Status(ctx, "web")
-			app, _ := c.loadApp(ctx, "web")
+			app, _ := convox.LoadApp(ctx, c, "web")
 			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil {
 				t.Errorf("active %q serving %q lease %+v; want R1, R1, no lease", app.Active, st.Release, app.Lease)
 			}
@@ -226,7 +218,7 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 				t.Fatalf("Recover = %q, %v; want [web]", got, err)
 			}
 			st, _ := r.Scheduler().Status(ctx, "web")
-			app, _ := c.loadApp(ctx, "web")
+			app, _ := convox.LoadApp(ctx, c, "web")
 			if app.Active != "R1" || st.Release != "R1" || app.Lease != nil {
 				t.Errorf("active %q serving %q lease %+v; want R1, R1, no lease", app.Active, st.Release, app.Lease)
 			}
@@ -243,7 +235,7 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 			if got, err := c.Recover(ctx); err != nil || len(got) != 0 {
 				t.Errorf("Recover = %q, %v; want nothing done", got, err)
 			}
-			if app, _ := c.loadApp(ctx, "web"); app.Lease == nil || app.Lease.Token != "dead" {
+			if app, _ := convox.LoadApp(ctx, c, "web"); app.Lease == nil || app.Lease.Token != "dead" {
 				t.Errorf("lease = %+v, want the live deployer's", app.Lease)
 			}
 		})
@@ -253,21 +245,21 @@ func TestLeaseOfAGoneHolder(t *testing.T) {
 			c, r := leaseWorld(t)
 			ctx := t.Context()
 			crashedDeployerProcess(t, ctx, c, r, "R2", &self)
-			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, ErrConflict) {
-				t.Fatalf("Promote under a live holder's lease = %v, want ErrConflict", err)
+			if _, err := c.App("web").Promote(ctx, "R2", nil); !errors.Is(err, providers.ErrConflict) {
+				t.Fatalf("Promote under a live holder's lease = %v, want providers.ErrConflict", err)
 			}
 		})
 	})
 }
 
 func TestStoreKeysOrderNumerically(t *testing.T) {
-	keys := []string{releaseKey("web", 9), releaseKey("web", 10), releaseKey("web", 100)}
+	keys := []string{convox.ReleaseKey("web", 9), convox.ReleaseKey("web", 10), convox.ReleaseKey("web", 100)}
 	for i := 1; i < len(keys); i++ {
 		if keys[i-1] >= keys[i] {
 			t.Errorf("%q sorts after %q", keys[i-1], keys[i])
 		}
 	}
-	if err := providers.ValidateKey(releaseKey("abcdefghijklmnopqrst", 1<<62)); err != nil {
+	if err := providers.ValidateKey(convox.ReleaseKey("abcdefghijklmnopqrst", 1<<62)); err != nil {
 		t.Errorf("longest release key is invalid: %v", err)
 	}
 }

@@ -9,9 +9,6 @@ import (
 	"github.com/convox-go/convox/providers"
 )
 
-// LogEntry is one log line of an app.
-type LogEntry = providers.LogEntry
-
 // LogQuery selects an app's log lines. Zero fields do not filter.
 type LogQuery struct {
 	// Since keeps lines newer than this long ago; zero reads from the beginning.
@@ -33,12 +30,12 @@ type LogQuery struct {
 // polling for new lines, backing off while idle, until ctx ends (which ends
 // the iteration without an error); lines are yielded once each even when
 // pages overlap. An error is yielded once, last; a query over the bounds
-// of providers.LogQuery.Validate yields ErrInvalid before any call.
-func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, error] {
-	return func(yield func(LogEntry, error) bool) {
+// of providers.LogQuery.Validate yields providers.ErrInvalid before any call.
+func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[providers.LogEntry, error] {
+	return func(yield func(providers.LogEntry, error) bool) {
 		pq := providers.LogQuery{App: a.name, Filter: q.Filter, Process: q.Process, Release: q.Release, Stream: q.Stream}
 		if err := pq.Validate(); err != nil {
-			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
+			yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
 			return
 		}
 		app, err := a.c.loadApp(ctx, a.name)
@@ -46,12 +43,12 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, er
 			if q.Follow && ctx.Err() != nil {
 				return // a follow ends quietly with its context
 			}
-			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
+			yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
 			return
 		}
 		sel, err := a.c.rack.selectFor(app.Spec)
 		if err != nil {
-			yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
+			yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
 			return
 		}
 		if q.Since > 0 {
@@ -60,13 +57,13 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[LogEntry, er
 		t := &tailer{logs: sel.logs, q: pq}
 		b := poll.Backoff{Initial: min(a.c.opts.PollInterval, time.Second), Max: min(a.c.opts.MaxPollInterval, 5*time.Second)}
 		for {
-			n, err := t.drain(ctx, func(e LogEntry) bool { return yield(e, nil) })
+			n, err := t.drain(ctx, func(e providers.LogEntry) bool { return yield(e, nil) })
 			if err != nil {
 				if q.Follow && ctx.Err() != nil {
 					return
 				}
-				if !IsTemporary(err) || !q.Follow {
-					yield(LogEntry{}, wrapErr("Logs", a.name, "", err))
+				if !providers.IsTemporary(err) || !q.Follow {
+					yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
 					return
 				}
 			}
@@ -94,7 +91,7 @@ type tailer struct {
 
 // drain yields every new entry available now and returns how many it
 // yielded, or -1 when yield asked to stop.
-func (t *tailer) drain(ctx context.Context, yield func(LogEntry) bool) (int, error) {
+func (t *tailer) drain(ctx context.Context, yield func(providers.LogEntry) bool) (int, error) {
 	q := t.q
 	if !t.cursor.IsZero() {
 		q.Start = t.cursor

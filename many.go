@@ -114,7 +114,7 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 			if ok {
 				r.st = st
 			} else {
-				r.err = fmt.Errorf("status of %q: %w", app, ErrNotFound)
+				r.err = fmt.Errorf("status of %q: %w", app, providers.ErrNotFound)
 			}
 		}
 		for _, ch := range chans {
@@ -144,7 +144,7 @@ type GroupResult struct {
 	App string
 	// Release is the deployed release when the deploy succeeded.
 	Release *Release
-	// Err is the deploy's error; nil on success.
+	// Err is the deploy's error, a *DeployError; nil on success.
 	Err error
 	// Skipped is true when the deploy never started (all-or-nothing after a failure).
 	Skipped bool
@@ -170,10 +170,10 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 	seen := map[string]bool{}
 	for _, d := range deploys {
 		if err := c.precheck(ctx, d.App, d.Spec); err != nil {
-			return nil, wrapErr("DeployMany", d.App, "", err)
+			return nil, deployErr(d.App, "", StepPrepare, err)
 		}
 		if seen[d.App] {
-			return nil, wrapErr("DeployMany", d.App, "", providers.Invalidf("app %q is listed twice", d.App))
+			return nil, deployErr(d.App, "", StepPrepare, providers.Invalidf("app %q is listed twice", d.App))
 		}
 		seen[d.App] = true
 	}
@@ -193,7 +193,7 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 				results[i].Skipped = true
 				return nil
 			}
-			if app, err := c.GetApp(ctx, d.App); err == nil {
+			if app, err := c.App(d.App).Get(ctx); err == nil {
 				previous[i] = app.Active
 			}
 			rel, err := c.App(d.App).Deploy(ctx, d.Spec, d.Options)
@@ -245,5 +245,5 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 	if len(errs) == 0 {
 		return results, nil
 	}
-	return results, &Error{Op: "DeployMany", Code: CodeDeployFailed, Err: errors.Join(errs...)}
+	return results, &Error{Op: "DeployMany", Err: errors.Join(errs...)}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -83,7 +85,7 @@ func TestDeployMany(t *testing.T) {
 				{App: "b", Spec: convox.ReleaseSpec{Image: "web:v2"}},
 				{App: "c", Spec: convox.ReleaseSpec{Image: "bad:v2"}},
 			}, &convox.GroupOptions{Concurrency: 3, AllOrNothing: true})
-			if !errors.Is(err, convox.ErrDeployFailed) {
+			if !errors.As(err, new(*convox.DeployError)) {
 				t.Fatalf("DeployMany = %v, want a deploy failure", err)
 			}
 			type outcome struct{ Deployed, Failed, RolledBackTo, Active string }
@@ -99,7 +101,7 @@ func TestDeployMany(t *testing.T) {
 				if r.RolledBack != nil {
 					o.RolledBackTo = r.RolledBack.Parent
 				}
-				app, _ := w.c.GetApp(ctx, r.App)
+				app, _ := w.c.App(r.App).Get(ctx)
 				o.Active = app.Active
 				got = append(got, o)
 			}
@@ -126,7 +128,7 @@ func TestDeployMany(t *testing.T) {
 			if err == nil || res[0].Err != nil || res[1].Err == nil || res[0].RolledBack != nil {
 				t.Fatalf("DeployMany = %v, %+v; want a kept, b failed", err, res)
 			}
-			app, _ := w.c.GetApp(ctx, "a")
+			app, _ := w.c.App("a").Get(ctx)
 			if app.Active != "R2" {
 				t.Errorf("a active %s, want R2", app.Active)
 			}
@@ -136,7 +138,7 @@ func TestDeployMany(t *testing.T) {
 	t.Run("bad input fails before any deploy", func(t *testing.T) {
 		w := newWorld(t, nil)
 		_, err := w.c.DeployMany(t.Context(), []convox.AppDeploy{{App: "a"}, {App: "a"}}, nil)
-		if !errors.Is(err, convox.ErrInvalid) {
+		if !errors.Is(err, providers.ErrInvalid) {
 			t.Errorf("duplicate app = %v, want ErrInvalid", err)
 		}
 	})

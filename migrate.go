@@ -217,12 +217,12 @@ func (a *AppClient) copyImage(ctx context.Context, from string, img providers.Im
 	if err != nil {
 		return providers.Image{}, res, fmt.Errorf("copy %s: %w", img.Ref(), err)
 	}
-	moved, err := dst.Resolve(ctx, dstRepo.URI+"@"+img.Digest)
+	moved, err := a.c.resolve(ctx, dst, dstRepo.URI+"@"+img.Digest)
 	if err != nil {
 		return providers.Image{}, res, fmt.Errorf("resolve the copy of %s: %w", img.Ref(), err)
 	}
 	if moved.Digest != img.Digest {
-		return providers.Image{}, res, fmt.Errorf("the copy of %s resolves to %s: %w", img.Ref(), moved.Digest, ErrConflict)
+		return providers.Image{}, res, fmt.Errorf("the copy of %s resolves to %s: %w", img.Ref(), moved.Digest, providers.ErrConflict)
 	}
 	moved.Tag = img.Tag
 	return moved, res, nil

@@ -66,7 +66,7 @@ func TestMigrateRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := c.App("web")
-	spec := convox.ReleaseSpec{Image: "web:one", Processes: []convox.Process{{Name: "web", Count: 1, Port: 8080, Health: convox.HealthCheck{Path: "/health"}}}}
+	spec := convox.ReleaseSpec{Image: "web:one", Processes: []convox.Process{{Name: "web", Count: 1, Port: 8080, Health: providers.HealthCheck{Path: "/health"}}}}
 	if _, err := web.Deploy(ctx, spec, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +183,11 @@ func TestPruneImages(t *testing.T) {
 
 	t.Run("a registry that cannot delete is refused before anything", func(t *testing.T) {
 		r := fake.New(nil)
-		rk := fakeRack(r)
+		rk := r.ConvoxRack()
 		rk.Registry = plainRegistry{r.Registry()}
 		c, _ := convox.New(rk, nil)
 		c.CreateApp(t.Context(), "web", nil)
-		if _, err := c.App("web").PruneImages(t.Context(), nil); !errors.Is(err, convox.ErrUnimplemented) {
+		if _, err := c.App("web").PruneImages(t.Context(), nil); !errors.Is(err, providers.ErrUnimplemented) {
 			t.Errorf("PruneImages = %v, want ErrUnimplemented", err)
 		}
 	})

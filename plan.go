@@ -245,7 +245,7 @@ func (a *AppClient) CheckRollback(ctx context.Context, target RollbackTarget) (*
 		res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
 		return nil
 	}
-	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
+	if _, err := a.c.resolve(ctx, sel.registry, src.Image.Ref()); err != nil {
 		if err := fail(err, "image %s of %s no longer resolves: %v", src.Image.Ref(), res.Target, err); err != nil {
 			return nil, err
 		}

@@ -147,8 +147,8 @@ func TestCheckRollback(t *testing.T) {
 			if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil); err != nil {
 				t.Fatal(err)
 			}
-			w.rack.Fail("Registry.Resolve", fmt.Errorf("fake: %w", providers.ErrUnavailable), 1)
-			if _, err := w.c.App("web").CheckRollback(ctx, convox.Previous()); !convox.IsTemporary(err) {
+			w.rack.Fail("Registry.Resolve", fmt.Errorf("fake: %w", providers.ErrUnavailable), 100)
+			if _, err := w.c.App("web").CheckRollback(ctx, convox.Previous()); !providers.IsTemporary(err) {
 				t.Errorf("CheckRollback = %v, want a temporary error", err)
 			}
 		})

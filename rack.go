@@ -19,7 +19,9 @@ type Named[T any] struct {
 	Provider T
 }
 
-// Rack is the bundle of providers a Client deploys on.
+// Rack is the bundle of providers a Client deploys on. The local and fake
+// racks give theirs ready-made (local.Rack.ConvoxRack,
+// fake.Rack.ConvoxRack); a rack on AWS lists its providers here.
 //
 // Each kind can be given once in its single field, or several times by name
 // in its plural field; an app selects a named provider through AppSpec and
@@ -64,8 +66,8 @@ const (
 
 // Check reports, before any side effect, whether the rack's default
 // providers offer every capability; with no capabilities it checks that the
-// required providers are present. The error matches ErrUnimplemented (a
-// missing capability) or ErrInvalid (a malformed rack).
+// required providers are present. The error matches providers.ErrUnimplemented (a
+// missing capability) or providers.ErrInvalid (a malformed rack).
 func (r Rack) Check(caps ...Capability) error {
 	rk, err := r.resolve()
 	if err != nil {
@@ -243,9 +245,9 @@ func (s selection) check(caps ...Capability) error {
 		}
 		if !ok {
 			if name == "" {
-				return fmt.Errorf("%w: the rack has no %s, which %s needs", ErrUnimplemented, kind, c)
+				return fmt.Errorf("%w: the rack has no %s, which %s needs", providers.ErrUnimplemented, kind, c)
 			}
-			return fmt.Errorf("%w: %s %q does not implement %s", ErrUnimplemented, kind, name, c)
+			return fmt.Errorf("%w: %s %q does not implement %s", providers.ErrUnimplemented, kind, name, c)
 		}
 	}
 	return nil

@@ -51,7 +51,7 @@ type Release struct {
 	// Healthy is true once the release served healthily.
 	Healthy bool
 	// RolledBack is true when a rollback replaced the release while it was
-	// active; LastHealthy skips such releases.
+	// active; PreviousHealthy skips such releases.
 	RolledBack bool
 	// Reason explains a failed or canceled promotion.
 	Reason string
@@ -68,7 +68,7 @@ type Release struct {
 // process and in all, process types, variables and their sizes) and the
 // fixed bounds of package providers (ports, health checks, commands,
 // description) before anything is written or any provider is called;
-// what is out of range is an error matching ErrInvalid.
+// what is out of range is an error matching providers.ErrInvalid.
 type ReleaseSpec struct {
 	// Image is a reference the app's registry resolves ("web:v2",
 	// "web@sha256:..."); the release pins its digest.
@@ -162,7 +162,7 @@ func (p Process) withDefaults() Process {
 			p.Health.Path = "/"
 		}
 		if p.Route.Protocol == "" {
-			p.Route.Protocol = HTTP
+			p.Route.Protocol = providers.HTTP
 		}
 	}
 	return p
@@ -185,7 +185,7 @@ func (a *AppClient) createRelease(ctx context.Context, spec ReleaseSpec, parent 
 		return nil, err
 	}
 	if err := a.c.saveNewRelease(ctx, doc); err != nil {
-		return nil, err
+		return nil, failStep(StepCreate, err, "record the release: %v", err)
 	}
 	a.c.emit(Event{Type: EventReleaseCreated, App: a.name, Release: releaseID(doc.Seq), Message: fmt.Sprintf("release %s created from %s (%s)", releaseID(doc.Seq), doc.ImageRef, doc.Image.Digest)})
 	return doc, nil
@@ -209,7 +209,7 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 		return nil, err
 	}
 	if app.Deleting {
-		return nil, fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
+		return nil, fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
 	}
 	latest, err := a.baseDoc(ctx)
 	if err != nil {
@@ -272,13 +272,13 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 	}
 	for _, p := range doc.Processes {
 		if p.Port > 0 && sel.balancer == nil {
-			return nil, fmt.Errorf("%w: process %s has a port but the rack has no balancer", ErrInvalid, p.Name)
+			return nil, fmt.Errorf("%w: process %s has a port but the rack has no balancer", providers.ErrInvalid, p.Name)
 		}
 	}
 	if spec.Image != "" {
-		img, err := sel.registry.Resolve(ctx, spec.Image)
+		img, err := a.c.resolve(ctx, sel.registry, spec.Image)
 		if err != nil {
-			return nil, fmt.Errorf("resolve image %q: %w", spec.Image, err)
+			return nil, failStep(StepResolve, err, "resolve image %q: %v", spec.Image, err)
 		}
 		doc.ImageRef, doc.Image = spec.Image, img
 	} else {
@@ -313,7 +313,7 @@ func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
 			v, err = c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
 			return err
 		})
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, providers.ErrConflict) {
 			continue // taken by a concurrent creation
 		}
 		if err != nil {
@@ -331,7 +331,12 @@ func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
 
 // latestDoc returns the newest release document, or nil when there is none.
 func (a *AppClient) latestDoc(ctx context.Context) (*releaseDoc, error) {
-	page, err := a.c.rack.store.List(ctx, releasePrefix(a.name), providers.ListOptions{Reverse: true, Limit: 1})
+	var page providers.DocPage
+	err := a.c.retryStore(ctx, func() error {
+		var err error
+		page, err = a.c.rack.store.List(ctx, releasePrefix(a.name), providers.ListOptions{Reverse: true, Limit: 1})
+		return err
+	})
 	if err != nil || len(page.Docs) == 0 {
 		return nil, err
 	}
@@ -366,7 +371,7 @@ func (a *AppClient) latestRelease(ctx context.Context) (*Release, error) {
 	return d.release(nil), nil
 }
 
-// Release returns one release; a missing one matches ErrNotFound.
+// Release returns one release; a missing one matches providers.ErrNotFound.
 func (a *AppClient) Release(ctx context.Context, id string) (*Release, error) {
 	app, err := a.c.loadApp(ctx, a.name)
 	if err != nil {
@@ -405,12 +410,18 @@ func (a *AppClient) Releases(ctx context.Context) iter.Seq2[*Release, error] {
 }
 
 // Deploy creates a release from spec, promotes it and waits. It returns
-// the release once it is active and healthy; otherwise a *DeployError,
-// after the previous release was restored.
+// the release once it is active and healthy. Every failure is a
+// *DeployError: one with Changed false stopped before anything changed
+// (bad input, an image that does not resolve, a store refusing the
+// release, another deploy holding the app); otherwise the previous release
+// was restored (RolledBack) or could not be. The deploy itself is detached
+// from ctx: if ctx ends while it runs, Deploy returns a *DeployError with
+// InProgress set and the deploy goes on to its end, bounded by its
+// timeout (see the package doc, # Deploys and contexts).
 func (a *AppClient) Deploy(ctx context.Context, spec ReleaseSpec, opts *DeployOptions) (*Release, error) {
 	doc, err := a.createRelease(ctx, spec, "")
 	if err != nil {
-		return nil, wrapErr("Deploy", a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	return a.promoteAndWait(ctx, releaseID(doc.Seq), opts)
 }
@@ -423,7 +434,13 @@ func (a *AppClient) promoteAndWait(ctx context.Context, id string, opts *DeployO
 	if err := dep.Wait(ctx); err != nil {
 		return nil, err
 	}
-	return a.Release(ctx, id)
+	rel, err := a.Release(ctx, id)
+	if err != nil {
+		// The deploy succeeded; only reading the release back failed.
+		return nil, &DeployError{App: a.name, Release: id, Previous: dep.Previous, Step: StepActivate, Changed: true,
+			Reason: fmt.Sprintf("%s is active, but reading it back failed: %v", id, err), Err: err}
+	}
+	return rel, nil
 }
 
 // RollbackTarget chooses the release a rollback copies.
@@ -432,19 +449,27 @@ type RollbackTarget struct {
 	kind string
 }
 
-// Previous targets the release that was active before the active one
-// (skipping any that failed since).
+// Previous targets the release that was active before the active one,
+// even if it was later rolled back from (skipping any that failed since):
+// it undoes the last change of what serves.
 func Previous() RollbackTarget { return RollbackTarget{kind: "previous"} }
 
-// LastHealthy targets the newest release, other than the active one, that
-// served healthily, skipping releases that failed, were canceled, or were
-// rolled back from.
+// LastHealthy targets the release App.LastHealthy names: the newest
+// release that served healthily, the active one included. It repairs an
+// app whose deploy failed and whose automatic rollback did not work
+// (DeployError.RolledBack false): rolling back to it puts the last
+// release known to serve back in place, whatever runs now.
 func LastHealthy() RollbackTarget { return RollbackTarget{kind: "last-healthy"} }
+
+// PreviousHealthy targets the newest release before the active one that
+// served healthily and was not rolled back from: what to go back to when
+// the active release serves but is wrong.
+func PreviousHealthy() RollbackTarget { return RollbackTarget{kind: "previous-healthy"} }
 
 // ToRelease targets a release by ID.
 func ToRelease(id string) RollbackTarget { return RollbackTarget{kind: "id", id: id} }
 
-// String describes the target.
+// String describes the target ("R3", "previous", "last-healthy", "previous-healthy").
 func (t RollbackTarget) String() string {
 	if t.kind == "id" {
 		return t.id
@@ -457,18 +482,23 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 	switch t.kind {
 	case "id":
 		return a.c.loadRelease(ctx, a.name, t.id)
-	case "previous", "last-healthy":
+	case "last-healthy":
+		if app.LastHealthy == "" {
+			return nil, fmt.Errorf("%w: app %q has no release that served healthily", providers.ErrNotFound, a.name)
+		}
+		return a.c.loadRelease(ctx, a.name, app.LastHealthy)
+	case "previous", "previous-healthy":
 	default:
-		return nil, providers.Invalidf("empty rollback target; use Previous(), LastHealthy() or ToRelease(id)")
+		return nil, providers.Invalidf("empty rollback target; use Previous(), LastHealthy(), PreviousHealthy() or ToRelease(id)")
 	}
 	if app.Active == "" {
-		return nil, fmt.Errorf("%w: app %q has no active release to roll back from", ErrNotFound, a.name)
+		return nil, fmt.Errorf("%w: app %q has no active release to roll back from", providers.ErrNotFound, a.name)
 	}
 	eligible := func(r *releaseDoc) bool {
 		if r.Promoted.IsZero() || r.Failed || r.Canceled {
 			return false
 		}
-		return t.kind != "last-healthy" || r.Healthy && !r.RolledBack
+		return t.kind != "previous-healthy" || r.Healthy && !r.RolledBack
 	}
 	// The releases that were active before, newest first, make the answer
 	// independent of how long the history is.
@@ -477,7 +507,7 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 			continue
 		}
 		r, err := a.c.loadRelease(ctx, a.name, id)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -502,29 +532,32 @@ func (a *AppClient) resolveTarget(ctx context.Context, app *appDoc, t RollbackTa
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf("%w: app %q has no %s release before %s", ErrNotFound, a.name, t.kind, app.Active)
+	what := "previous"
+	if t.kind == "previous-healthy" {
+		what = "healthy"
+	}
+	return nil, fmt.Errorf("%w: app %q has no %s release before %s", providers.ErrNotFound, a.name, what, app.Active)
 }
 
 // Rollback creates a new release copying the target (recording it as the
 // parent) and promotes it, in one call. It returns the new release once it
 // is active.
 func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *DeployOptions) (*Release, error) {
-	const op = "Rollback"
 	app, sel, err := a.load(ctx)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	src, err := a.resolveTarget(ctx, app, target)
 	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, deployErr(a.name, "", StepPrepare, err)
 	}
 	// The copy must fit the scheduler's bounds as they are now.
 	if err := src.validate(sel.limits()); err != nil {
-		return nil, wrapErr(op, a.name, releaseID(src.Seq), fmt.Errorf("release %s cannot be restored: %w", releaseID(src.Seq), err))
+		return nil, deployErr(a.name, "", StepPrepare, fmt.Errorf("release %s cannot be restored: %w", releaseID(src.Seq), err))
 	}
 	// The target's image must still exist: resolve its pinned digest.
-	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
-		return nil, wrapErr(op, a.name, releaseID(src.Seq), fmt.Errorf("image %s of %s: %w", src.Image.Ref(), releaseID(src.Seq), err))
+	if _, err := a.c.resolve(ctx, sel.registry, src.Image.Ref()); err != nil {
+		return nil, deployErr(a.name, "", StepResolve, fmt.Errorf("image %s of %s: %w", src.Image.Ref(), releaseID(src.Seq), err))
 	}
 	doc := &releaseDoc{
 		App: a.name, Parent: releaseID(src.Seq), ImageRef: src.ImageRef, Image: src.Image, Registry: src.Registry,
@@ -532,7 +565,7 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 		Description: fmt.Sprintf("rollback to %s", releaseID(src.Seq)),
 	}
 	if err := a.c.saveNewRelease(ctx, doc); err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+		return nil, deployErr(a.name, "", StepCreate, err)
 	}
 	id := releaseID(doc.Seq)
 	a.c.emit(Event{Type: EventRollback, App: a.name, Release: id, Message: fmt.Sprintf("rolling back to %s as %s", releaseID(src.Seq), id)})
@@ -549,40 +582,76 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 	return rel, nil
 }
 
-// DeployError is the error of a failed deploy. It matches ErrDeployFailed
-// and unwraps to its cause (a provider error, context.DeadlineExceeded, ...).
+// DeployError is the error of every failed deploy call: Deploy, Promote,
+// Rollback, Scale, SetEnv, UnsetEnv, Deployment.Wait and the results of
+// DeployMany. It says where the deploy stopped (Step), why (Reason, Err)
+// and whether anything changed (Changed): when Changed is false nothing
+// that serves or routes the app was touched, so the same call can be
+// repeated as is. Its cause wraps a sentinel of package providers
+// (ErrInvalid, ErrNotFound, ErrConflict, ErrUnhealthy, ...) or a context
+// error (context.Canceled when the deploy was canceled,
+// context.DeadlineExceeded when it timed out), for errors.Is.
 type DeployError struct {
-	App     string
+	App string
+	// Release is the release being deployed ("" when the call failed
+	// before it was created).
 	Release string
 	// Previous is the release that was active before and, if RolledBack, is again.
 	Previous string
-	// Step is where the deploy failed.
+	// Step is where the deploy stopped.
 	Step Step
 	// Reason is a one-line explanation.
 	Reason string
-	// RolledBack is true when the previous release was restored (or, on a
-	// first deploy, the failed release's processes were stopped).
+	// Changed is true once the deploy reached the balancer or the
+	// scheduler (from StepRoutes on). False means nothing changed: at
+	// most a new, never promoted release was recorded.
+	Changed bool
+	// RolledBack is true when the previous release was restored after the
+	// failure (or, on a first deploy, the failed release's processes were
+	// stopped).
 	RolledBack bool
-	// Canceled is true when the deploy was canceled.
+	// Canceled is true when the deploy was canceled: by Cancel (then it
+	// was compensated), or by its caller's ctx before it was promoted.
 	Canceled bool
+	// InProgress is true when the caller stopped waiting (its ctx ended)
+	// while the deploy goes on in the background, bounded by its timeout;
+	// Deployment.Wait, or App.Get's Deploying field, tells how it ends.
+	InProgress bool
 	// StoppedTasks are the new release's tasks that stopped, most recent first.
 	StoppedTasks []providers.Task
 	// LastLogLines are the last lines the new release's processes wrote.
-	LastLogLines []LogEntry
+	LastLogLines []providers.LogEntry
 	// LastStatus is the last observed scheduler status, when any.
 	LastStatus *providers.AppStatus
 	// Err is the cause.
 	Err error
 }
 
-// Error describes the failure.
+// Error describes the failure on one line.
 func (e *DeployError) Error() string {
-	s := fmt.Sprintf("convox: deploy of %s %s failed at %s: %s", e.App, e.Release, e.Step, e.Reason)
+	what := "deploy of " + e.App
+	if e.Release != "" {
+		what += " " + e.Release
+	}
+	var s string
 	switch {
+	case e.InProgress:
+		s = fmt.Sprintf("convox: stopped waiting for the %s at %s: %s; the deploy goes on", what, e.Step, e.Reason)
+	case e.Canceled:
+		s = fmt.Sprintf("convox: %s canceled at %s", what, e.Step)
+	default:
+		s = fmt.Sprintf("convox: %s failed at %s: %s", what, e.Step, e.Reason)
+	}
+	switch {
+	case e.InProgress:
+	case !e.Changed:
+		s += "; nothing changed"
 	case e.RolledBack && e.Previous != "":
 		s += "; rolled back to " + e.Previous
 	case e.RolledBack:
 		s += "; its processes were stopped"
+	default:
+		s += "; the previous release could not be restored"
 	}
 	return s
 }
@@ -590,8 +659,24 @@ func (e *DeployError) Error() string {
 // Unwrap returns the cause.
 func (e *DeployError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrDeployFailed.
-func (e *DeployError) Is(target error) bool { return target == ErrDeployFailed }
+// deployErr returns err as a *DeployError of the app's deploy call: err
+// itself when it already is one, else a failure at the step a *stepError
+// in err names (step when none) that changed nothing.
+func deployErr(app, release string, step Step, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *DeployError
+	if errors.As(err, &de) {
+		return err
+	}
+	var se *stepError
+	if errors.As(err, &se) {
+		step = se.step
+	}
+	return &DeployError{App: app, Release: release, Step: step, Reason: err.Error(),
+		Canceled: errors.Is(err, context.Canceled), Err: err}
+}
 
 // errCanceled is the cause of a deploy canceled through Cancel.
 var errCanceled = errors.New("deploy canceled")

@@ -51,7 +51,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 		id = app.Active
 	}
 	if id == "" {
-		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: app %q has no active release; deploy one or name a release", ErrNotFound, a.name))
+		return nil, wrapErr(op, a.name, "", fmt.Errorf("%w: app %q has no active release; deploy one or name a release", providers.ErrNotFound, a.name))
 	}
 	rel, err := a.c.loadRelease(ctx, a.name, id)
 	if err != nil {
@@ -60,7 +60,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	id = releaseID(rel.Seq)
 	i := slices.IndexFunc(rel.Processes, func(p Process) bool { return p.Name == process })
 	if i < 0 {
-		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: release %s has no process %q", ErrNotFound, id, process))
+		return nil, wrapErr(op, a.name, id, fmt.Errorf("%w: release %s has no process %q", providers.ErrNotFound, id, process))
 	}
 	d := rel.desired("", nil)
 	spec := providers.RunSpec{
@@ -76,7 +76,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	}
 	a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("started one-off task %s of %s", task.ID, process)})
 	t := &tailer{logs: sel.logs, q: providers.LogQuery{App: a.name, Stream: task.ID}}
-	write := func(e LogEntry) bool {
+	write := func(e providers.LogEntry) bool {
 		if o.Output != nil {
 			fmt.Fprintln(o.Output, e.Message)
 		}
@@ -84,7 +84,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	}
 	b := poll.Backoff{Initial: min(a.c.opts.PollInterval, 500*time.Millisecond), Max: min(a.c.opts.MaxPollInterval, 2*time.Second)}
 	for {
-		if _, err := t.drain(ctx, write); err != nil && !IsTemporary(err) && ctx.Err() == nil {
+		if _, err := t.drain(ctx, write); err != nil && !providers.IsTemporary(err) && ctx.Err() == nil {
 			return nil, wrapErr(op, a.name, id, err)
 		}
 		cur, err := runner.GetTask(ctx, a.name, task.ID)
@@ -99,7 +99,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 			}
 			a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("one-off task %s exited with %d", task.ID, res.ExitCode), Reason: cur.Reason})
 			return res, nil
-		case err != nil && ctx.Err() == nil && !IsTemporary(err):
+		case err != nil && ctx.Err() == nil && !providers.IsTemporary(err):
 			return nil, wrapErr(op, a.name, id, err)
 		}
 		if werr := b.Wait(ctx); werr != nil {

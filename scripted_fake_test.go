@@ -49,7 +49,7 @@ func failedDeploy(t *testing.T, c *convox.Client, err error) (deployOutcome, *co
 	if !errors.As(err, &de) {
 		t.Fatalf("Deploy = %v, want a *DeployError", err)
 	}
-	app, gerr := c.GetApp(t.Context(), "web")
+	app, gerr := c.App("web").Get(t.Context())
 	if gerr != nil {
 		t.Fatalf("GetApp: %v", gerr)
 	}

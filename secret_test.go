@@ -124,17 +124,17 @@ func TestSecretDecoding(t *testing.T) {
 		err    error
 	}{
 		{"JSON of a real value", func(s *convox.Secret) error { return json.Unmarshal([]byte(`"s3cr3t"`), s) }, "s3cr3t", nil},
-		{"JSON of a redacted value is refused", func(s *convox.Secret) error { return json.Unmarshal([]byte(`"<redacted>"`), s) }, "", convox.ErrInvalid},
+		{"JSON of a redacted value is refused", func(s *convox.Secret) error { return json.Unmarshal([]byte(`"<redacted>"`), s) }, "", providers.ErrInvalid},
 		{"JSON of a non-string is refused", func(s *convox.Secret) error { return json.Unmarshal([]byte(`42`), s) }, "", nil},
 		{"text of a real value", func(s *convox.Secret) error { return s.UnmarshalText([]byte("s3cr3t")) }, "s3cr3t", nil},
-		{"text of a redacted value is refused", func(s *convox.Secret) error { return s.UnmarshalText([]byte("<redacted>")) }, "", convox.ErrInvalid},
+		{"text of a redacted value is refused", func(s *convox.Secret) error { return s.UnmarshalText([]byte("<redacted>")) }, "", providers.ErrInvalid},
 		{"gob of an encoded Secret is refused", func(s *convox.Secret) error {
 			var b bytes.Buffer
 			if err := gob.NewEncoder(&b).Encode(convox.Secret("s3cr3t")); err != nil {
 				return err
 			}
 			return gob.NewDecoder(&b).Decode(s)
-		}, "", convox.ErrInvalid},
+		}, "", providers.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

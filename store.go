@@ -206,8 +206,8 @@ func (c *Client) loadApp(ctx context.Context, name string) (*appDoc, error) {
 		d, err = c.rack.store.Get(ctx, appKey(name))
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("app %q: %w", name, ErrNotFound)
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil, fmt.Errorf("app %q: %w", name, providers.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -220,7 +220,7 @@ func (c *Client) loadApp(ctx context.Context, name string) (*appDoc, error) {
 	return &doc, nil
 }
 
-// saveApp writes doc if nobody changed it since it was read (ErrConflict otherwise).
+// saveApp writes doc if nobody changed it since it was read (providers.ErrConflict otherwise).
 func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 	b, err := json.Marshal(doc)
 	if err != nil {
@@ -239,20 +239,41 @@ func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 	return nil
 }
 
-// retryStore runs a store operation, retrying temporary errors a few
-// times with a short backoff: the store holds the truth about what is
-// active, so a throttled write must not abandon a workflow midway.
+// Bounded retries of single provider calls outside a deploy's wait (see
+// the package doc, # Retries): Store calls and Registry.Resolve.
+const (
+	retryAttempts = 8
+	retryInitial  = 100 * time.Millisecond
+	retryMax      = 2 * time.Second
+)
+
+// retryStore runs a store operation, retrying temporary errors (up to
+// retryAttempts calls, backing off from retryInitial to retryMax): the
+// store holds the truth about what is active, so a throttled write must
+// not abandon a workflow midway.
 func (c *Client) retryStore(ctx context.Context, fn func() error) error {
-	b := poll.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+	b := poll.Backoff{Initial: retryInitial, Max: retryMax}
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !IsTemporary(err) || attempt >= 8 || ctx.Err() != nil {
+		if err == nil || !providers.IsTemporary(err) || attempt >= retryAttempts || ctx.Err() != nil {
 			return err
 		}
 		if werr := b.Wait(ctx); werr != nil {
 			return err
 		}
 	}
+}
+
+// resolve resolves an image reference, retrying a temporary registry
+// error as retryStore retries the store.
+func (c *Client) resolve(ctx context.Context, reg providers.Registry, ref string) (providers.Image, error) {
+	var img providers.Image
+	err := c.retryStore(ctx, func() error {
+		var err error
+		img, err = reg.Resolve(ctx, ref)
+		return err
+	})
+	return img, err
 }
 
 // updateApp applies fn to the current app document and saves it, reading
@@ -271,7 +292,7 @@ func (c *Client) updateApp(ctx context.Context, name string, fn func(*appDoc) er
 		if err == nil {
 			return doc, nil
 		}
-		if !errors.Is(err, ErrConflict) || attempt >= 50 {
+		if !errors.Is(err, providers.ErrConflict) || attempt >= 50 {
 			return nil, err
 		}
 	}
@@ -288,8 +309,8 @@ func (c *Client) loadRelease(ctx context.Context, app, id string) (*releaseDoc, 
 		d, err = c.rack.store.Get(ctx, releaseKey(app, seq))
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("release %s of app %q: %w", releaseID(seq), app, ErrNotFound)
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil, fmt.Errorf("release %s of app %q: %w", releaseID(seq), app, providers.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -322,7 +343,7 @@ func (c *Client) updateRelease(ctx context.Context, app, id string, fn func(*rel
 			_, err := c.rack.store.Put(ctx, releaseKey(app, r.Seq), b, r.version)
 			return err
 		})
-		if err == nil || !errors.Is(err, ErrConflict) || attempt >= 50 {
+		if err == nil || !errors.Is(err, providers.ErrConflict) || attempt >= 50 {
 			return err
 		}
 	}

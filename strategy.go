@@ -112,7 +112,7 @@ func (s Strategy) validate(rel *releaseDoc, sel selection) error {
 		return fmt.Errorf("%s deploys split traffic: %w", s.kind, err)
 	}
 	if _, ok := sel.scheduler.(providers.Stager); !ok {
-		return fmt.Errorf("%w: %s deploys run two releases side by side, and scheduler %q does not implement Stager", ErrUnimplemented, s.kind, sel.spec.Scheduler)
+		return fmt.Errorf("%w: %s deploys run two releases side by side, and scheduler %q does not implement Stager", providers.ErrUnimplemented, s.kind, sel.spec.Scheduler)
 	}
 	return nil
 }
@@ -181,7 +181,7 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 	stager := sel.scheduler.(providers.Stager)
 	s := d.opts.Strategy
 
-	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepStage, Message: fmt.Sprintf("staging %s beside the serving release (%s)", d.Release, s)})
+	d.stepEvent(StepStage, fmt.Sprintf("staging %s beside the serving release (%s)", d.Release, s))
 	wp, err := d.planWeighted(ctx, rel, ws)
 	if err != nil {
 		return d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
@@ -218,7 +218,7 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 		steps = nil
 	}
 	for _, st := range append(steps, CanaryStep{Percent: 100, Bake: s.bake}) {
-		d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepShift, Message: fmt.Sprintf("sending %d%% of traffic to %s", st.Percent, d.Release)})
+		d.stepEvent(StepShift, fmt.Sprintf("sending %d%% of traffic to %s", st.Percent, d.Release))
 		if err := d.setWeights(ctx, ws, wp, st.Percent); err != nil {
 			return d.ctxOr(ctx, failStep(StepShift, err, "%v", err))
 		}
@@ -231,7 +231,7 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 		}
 	}
 
-	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepSwitch, Message: fmt.Sprintf("%s serves all traffic; draining and stopping the old release", d.Release)})
+	d.stepEvent(StepSwitch, fmt.Sprintf("%s serves all traffic; draining and stopping the old release", d.Release))
 	if serr := d.markLease(ctx, func(l *leaseDoc) { l.Switched = true }); serr != nil {
 		return serr
 	}
@@ -298,7 +298,7 @@ func (d *Deployment) unstage(ctx context.Context, sel selection) error {
 	ws, ok1 := sel.balancer.(providers.WeightShifter)
 	stager, ok2 := sel.scheduler.(providers.Stager)
 	if !ok1 || !ok2 {
-		return fmt.Errorf("%w: the rack no longer offers weighted deploys for this app", ErrUnimplemented)
+		return fmt.Errorf("%w: the rack no longer offers weighted deploys for this app", providers.ErrUnimplemented)
 	}
 	wp := d.staged
 	if wp == nil {
@@ -315,6 +315,6 @@ func (d *Deployment) unstage(ctx context.Context, sel selection) error {
 	if err := d.setWeights(ctx, ws, *wp, 0); err != nil {
 		return err
 	}
-	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: StepCompensate, Message: "all traffic is back on the serving release; stopping the staged one"})
+	d.stepEvent(StepCompensate, "all traffic is back on the serving release; stopping the staged one")
 	return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return stager.DiscardStage(ctx, d.App) })
 }

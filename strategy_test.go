@@ -116,7 +116,7 @@ func TestStrategies(t *testing.T) {
 			if a, s := w.active(ctx), w.serving(ctx); a != "R1" || s != "R1" {
 				t.Errorf("active %s serving %s, want R1", a, s)
 			}
-			ts, _ := w.c.App("web").Tasks(ctx)
+			ts, _ := collect(w.c.App("web").Tasks(ctx))
 			for _, task := range ts {
 				if task.Release == "R2" && task.State != providers.TaskStopped {
 					t.Errorf("staged task %s of R2 still %s", task.ID, task.State)
@@ -156,15 +156,15 @@ func TestStrategies(t *testing.T) {
 			want error
 		}{
 			{"a balancer without WeightShifter (a classic ELB)", func(r *fake.Rack) convox.Rack {
-				rk := fakeRack(r)
+				rk := r.ConvoxRack()
 				rk.Balancer = plainBalancer{r.Balancer()}
 				return rk
-			}, convox.ErrUnimplemented},
+			}, providers.ErrUnimplemented},
 			{"a scheduler without Stager", func(r *fake.Rack) convox.Rack {
-				rk := fakeRack(r)
+				rk := r.ConvoxRack()
 				rk.Scheduler = plainScheduler{r.Scheduler()}
 				return rk
-			}, convox.ErrUnimplemented},
+			}, providers.ErrUnimplemented},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestStrategies(t *testing.T) {
 			ctx := t.Context()
 			w.deployV1(ctx)
 			for _, s := range []convox.Strategy{convox.Canary(), convox.Canary(50, 10), convox.Canary(100), convox.Canary(0)} {
-				if _, err := w.c.App("web").Promote(ctx, "R1", &convox.DeployOptions{Strategy: s}); !errors.Is(err, convox.ErrInvalid) {
+				if _, err := w.c.App("web").Promote(ctx, "R1", &convox.DeployOptions{Strategy: s}); !errors.Is(err, providers.ErrInvalid) {
 					t.Errorf("%v: Promote = %v, want ErrInvalid", s, err)
 				}
 			}

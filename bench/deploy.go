@@ -84,7 +84,7 @@ func webSpec(image string) convox.ReleaseSpec {
 		Image: image,
 		Env:   map[string]string{"MODE": "production"},
 		Processes: []convox.Process{
-			{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+			{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}},
 			{Name: "worker", Count: 1, Command: []string{"/app/worker"}},
 		},
 	}

@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/goimage"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // The proxy part drives one backend, the local rack's test app run by the
@@ -228,11 +230,7 @@ func startLocalBackend(ctx context.Context, dir string) (string, string, func(),
 	if err != nil {
 		return "", "", nil, err
 	}
-	bin, err := localtest.Build(src)
-	if err != nil {
-		return "", "", nil, err
-	}
-	img, err := localtest.ImageFromBinary(bin)
+	img, err := goimage.Build(ctx, src, nil)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -261,7 +259,7 @@ func startLocalBackend(ctx context.Context, dir string) (string, string, func(),
 	app := c.App("backend")
 	if _, err := app.Deploy(ctx, convox.ReleaseSpec{
 		Image:     "backend:v1",
-		Processes: []convox.Process{{Name: "web", Count: 1, Port: 8080, Health: convox.HealthCheck{Path: "/health"}}},
+		Processes: []convox.Process{{Name: "web", Count: 1, Port: 8080, Health: providers.HealthCheck{Path: "/health"}}},
 	}, nil); err != nil {
 		return fail(err)
 	}
@@ -269,9 +267,12 @@ func startLocalBackend(ctx context.Context, dir string) (string, string, func(),
 	if err != nil {
 		return fail(err)
 	}
-	tasks, err := app.Tasks(ctx)
-	if err != nil {
-		return fail(err)
+	var tasks []providers.Task
+	for t, err := range app.Tasks(ctx) {
+		if err != nil {
+			return fail(err)
+		}
+		tasks = append(tasks, t)
 	}
 	if len(tasks) == 0 || tasks[0].Address == "" {
 		return fail(fmt.Errorf("the deployed backend reports no task address: %+v", tasks))

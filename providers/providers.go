@@ -67,6 +67,11 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrUnimplemented: the provider does not support the operation.
 	ErrUnimplemented = errors.New("unimplemented")
+	// ErrUnhealthy: a release did not become or stay healthy (its rollout
+	// failed, its tasks crashed, or its targets failed health checks).
+	// The convox package reports a failed deploy with it; a scheduler may
+	// wrap it when it reports a rollout failure of its own.
+	ErrUnhealthy = errors.New("unhealthy")
 )
 
 // IsTemporary reports whether err is worth retrying later: it matches

@@ -143,6 +143,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/dynamostore"
 )
 
@@ -235,13 +237,13 @@ type program struct {
 
 // deploy creates the app when it is missing and deploys the image.
 func (p *program) deploy(ctx context.Context) error {
-	if _, err := p.c.GetApp(ctx, p.s.app); errors.Is(err, convox.ErrNotFound) {
+	if _, err := p.c.App(p.s.app).Get(ctx); errors.Is(err, providers.ErrNotFound) {
 		_, err := p.c.CreateApp(ctx, p.s.app, nil)
-		if errors.Is(err, convox.ErrNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			// Creating a document finds nothing only when its table is missing.
 			return fmt.Errorf("%w\n(create the DynamoDB table %s once with -setup)", err, p.s.table)
 		}
-		if err != nil && !errors.Is(err, convox.ErrAlreadyExists) {
+		if err != nil && !errors.Is(err, providers.ErrAlreadyExists) {
 			return err
 		}
 	} else if err != nil {
@@ -253,12 +255,12 @@ func (p *program) deploy(ctx context.Context) error {
 		Env:   p.s.env,
 		Processes: []convox.Process{{
 			Name: p.s.process, Count: p.s.count, Port: p.s.port,
-			Health: convox.HealthCheck{Path: p.s.healthPath},
+			Health: providers.HealthCheck{Path: p.s.healthPath},
 			Route:  convox.RouteConfig{Path: p.s.path},
 		}},
 		Description: "deployed by examples/aws",
 	})
-	if errors.Is(err, convox.ErrNotFound) {
+	if errors.Is(err, providers.ErrNotFound) {
 		return fmt.Errorf("%w\n(push the image to ECR first, for example with docker push or crane push)", err)
 	}
 	if err != nil {
@@ -279,7 +281,7 @@ func (p *program) rollback(ctx context.Context) error {
 	// A rollback is the way back to a release known to work, so an
 	// interrupt does not stop it: it runs to its end, bounded by -timeout.
 	ctx = context.WithoutCancel(ctx)
-	rel, err := p.c.App(p.s.app).Rollback(ctx, convox.LastHealthy(), nil)
+	rel, err := p.c.App(p.s.app).Rollback(ctx, convox.PreviousHealthy(), nil)
 	if err != nil {
 		return err
 	}
@@ -304,7 +306,7 @@ func (p *program) wait(ctx context.Context, dep *convox.Deployment) error {
 
 // done prints the outcome of a successful deploy or rollback.
 func (p *program) done(ctx context.Context, what, id string) error {
-	a, err := p.c.GetApp(ctx, p.s.app)
+	a, err := p.c.App(p.s.app).Get(ctx)
 	if err != nil {
 		return err
 	}
@@ -328,7 +330,7 @@ func (p *program) done(ctx context.Context, what, id string) error {
 
 // status prints the app, its endpoints and its releases, newest first.
 func (p *program) status(ctx context.Context) error {
-	a, err := p.c.GetApp(ctx, p.s.app)
+	a, err := p.c.App(p.s.app).Get(ctx)
 	if err != nil {
 		return err
 	}

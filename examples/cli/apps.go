@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers"
 )
 
 // appsCreateCmd is "convox apps create".
@@ -26,7 +26,7 @@ NAME defaults to --app.`,
 				return err
 			}
 			app, err := c.CreateApp(ctx, name, nil)
-			if errors.Is(err, convox.ErrAlreadyExists) {
+			if errors.Is(err, providers.ErrAlreadyExists) {
 				return withHint(err, "it exists already; see it with: convox apps info %s", name)
 			}
 			if err != nil {
@@ -99,7 +99,7 @@ func appsInfoCmd() *command {
 			if err != nil {
 				return err
 			}
-			app, err := c.GetApp(ctx, name)
+			app, err := c.App(name).Get(ctx)
 			if err != nil {
 				return appError(err, name)
 			}
@@ -165,9 +165,9 @@ given.`,
 			}
 			err = c.DeleteApp(ctx, name)
 			switch {
-			case errors.Is(err, convox.ErrNotFound):
+			case errors.Is(err, providers.ErrNotFound):
 				return appError(err, name)
-			case errors.Is(err, convox.ErrConflict):
+			case errors.Is(err, providers.ErrConflict):
 				return withHint(err, "a deploy is in progress; stop it with: convox cancel --app %s", name)
 			case err != nil:
 				return err

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/convox-go/convox/providers/local/localtest"
+	"github.com/convox-go/convox/goimage"
 )
 
 // buildOpts are the flags of build.
@@ -64,16 +64,20 @@ command and the local rack.`,
 				return err
 			}
 			done := activity(status, tty, fmt.Sprintf("building %s (go build; the first build takes a minute or more)", args[0]), "building")
-			bin, err := localtest.Build(dir)
+			img, err := goimage.Build(ctx, dir, nil)
 			if err != nil {
 				done("build failed")
 				return err
 			}
-			done(fmt.Sprintf("done, %s", megabytes(int64(len(bin)))))
-			img, err := localtest.ImageFromBinary(bin)
+			m, err := img.Manifest()
 			if err != nil {
 				return err
 			}
+			var size int64
+			for _, l := range m.Layers {
+				size += l.Size
+			}
+			done(fmt.Sprintf("done, %s compressed", megabytes(size)))
 			tag := o.tag
 			if tag == "" {
 				d, err := img.Digest()

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 )
 
 // Exit codes scripts can rely on; "run" exits with the process's own code.
@@ -127,12 +129,12 @@ type exitCodeError struct{ code int }
 func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // notFoundError is a lookup the CLI itself made that found nothing: its
-// message is the user's, and it matches convox.ErrNotFound (exit 1, JSON
+// message is the user's, and it matches providers.ErrNotFound (exit 1, JSON
 // code "not_found").
 type notFoundError struct{ msg string }
 
 func (e *notFoundError) Error() string        { return e.msg }
-func (e *notFoundError) Is(target error) bool { return target == convox.ErrNotFound }
+func (e *notFoundError) Is(target error) bool { return target == providers.ErrNotFound }
 
 // notFoundf returns a notFoundError.
 func notFoundf(format string, args ...any) error {
@@ -464,7 +466,7 @@ func report(std stdio, g *globals, cmd string, err error) int {
 	var ue *usageError
 	var re *rackError
 	isUsage := errors.As(err, &ue)
-	if isUsage || (convox.CodeOf(err) == convox.CodeInvalid && !errors.As(err, &re)) {
+	if isUsage || (errors.Is(err, providers.ErrInvalid) && !errors.As(err, &re)) {
 		code = exitUsage
 	}
 	msg := userMessage(err, g.debug)
@@ -506,6 +508,16 @@ func userMessage(err error, debug bool) string {
 			inner = objectOf(e) + e.Err.Error()
 		}
 		msg = strings.Replace(msg, e.Error(), inner, 1)
+	}
+	// A deploy that stopped before it changed anything reads like any
+	// other refused call: what it was about and why.
+	var de *convox.DeployError
+	if errors.As(err, &de) && !de.Changed && !debug {
+		obj := "app " + quoteName(de.App) + ": "
+		if de.Release != "" {
+			obj = "app " + quoteName(de.App) + " release " + quoteName(de.Release) + ": "
+		}
+		msg = strings.Replace(msg, de.Error(), obj+de.Err.Error(), 1)
 	}
 	return strings.TrimPrefix(msg, "convox: ")
 }

@@ -510,7 +510,7 @@ func TestErrors(t *testing.T) {
 		{"bad canary", []string{"deploy", "web:v1", "-a", "web", "--strategy", "canary:50,10"}, 2, []string{"ascending whole numbers"}},
 		{"env set without value", []string{"env", "set", "FOO", "-a", "web"}, 2, []string{`"FOO" is not KEY=VALUE`}},
 		{"bad variable name", []string{"env", "set", "1FOO=x", "-a", "web"}, 2, []string{"convox env set: app web: invalid argument: ", "1FOO"}},
-		{"bad variable name with --debug", []string{"env", "set", "1FOO=x", "-a", "web", "--debug"}, 2, []string{"convox env set: Deploy web: invalid argument: ", "1FOO"}},
+		{"bad variable name with --debug", []string{"env", "set", "1FOO=x", "-a", "web", "--debug"}, 2, []string{"convox env set: deploy of web failed at prepare: invalid argument: ", "1FOO", "nothing changed"}},
 		{"invalid app name", []string{"apps", "create", "Bad_Name"}, 2, []string{`convox apps create: app Bad_Name: invalid argument: app name "Bad_Name"`}},
 		{"app name with a path", []string{"apps", "create", "../x"}, 2, []string{`convox apps create: app "../x": invalid argument: `}},
 		{"existing app", []string{"apps", "create", "web"}, 1, []string{"already exists"}},

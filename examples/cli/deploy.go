@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 )
 
 // deployOpts are the flags every command that deploys a release takes.
@@ -206,7 +208,10 @@ func (s *session) deployAndReport(ctx context.Context, a *convox.AppClient, cmd 
 		go p.tick(stop)
 	}
 	rel, err := deploy(ctx)
-	interrupted := err != nil && ctx.Err() != nil && !errors.Is(err, convox.ErrDeployFailed)
+	// An interrupt ends the wait (InProgress) or stops the deploy before
+	// it changed anything; a deploy that failed on its own is reported.
+	var de *convox.DeployError
+	interrupted := err != nil && ctx.Err() != nil && (!errors.As(err, &de) || de.InProgress || !de.Changed)
 	p.endLine()
 	if interrupted {
 		err = s.interrupted(a) // the cancellation's events are shown too
@@ -251,7 +256,7 @@ func (s *session) interrupted(a *convox.AppClient) error {
 	fmt.Fprintln(s.std.Stderr, "interrupted: canceling the deploy and restoring the previous release")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := a.Cancel(ctx); err != nil && !errors.Is(err, convox.ErrNotFound) {
+	if err := a.Cancel(ctx); err != nil && !errors.Is(err, providers.ErrNotFound) {
 		return fmt.Errorf("interrupted, and canceling the deploy failed: %w", err)
 	}
 	return errors.New("deploy canceled")
@@ -261,15 +266,15 @@ func (s *session) interrupted(a *convox.AppClient) error {
 func explainDeploy(err error, app, cmd string) error {
 	var de *convox.DeployError
 	switch {
-	case errors.As(err, &de):
+	case errors.As(err, &de) && de.Changed:
 		return withHint(err, "%s", deployDetails(de))
-	case errors.Is(err, convox.ErrConflict):
+	case errors.Is(err, providers.ErrConflict):
 		return withHint(err, "another deploy of %s is in progress; wait for it, or stop it with: convox cancel --app %s", app, app)
-	case errors.Is(err, convox.ErrUnimplemented):
+	case errors.Is(err, providers.ErrUnimplemented):
 		return withHint(err, "this rack's providers cannot do that; use --strategy rolling")
-	case errors.Is(err, convox.ErrNotFound) && cmd == "deploy":
+	case errors.Is(err, providers.ErrNotFound) && cmd == "deploy":
 		return withHint(err, "push the image first: convox build DIR --app %s --tag TAG, then convox deploy %s:TAG", app, app)
-	case errors.Is(err, convox.ErrNotFound) && cmd == "rollback":
+	case errors.Is(err, providers.ErrNotFound) && cmd == "rollback":
 		return withHint(err, "list the releases with: convox releases list --app %s", app)
 	}
 	return err

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
 )
 
@@ -190,7 +192,7 @@ func openHolder(ctx context.Context, dir, cmd string, status io.Writer, wait tim
 // inUse reports whether err is local.Open's "another program has the
 // directory open".
 func inUse(err error) bool {
-	return errors.Is(err, convox.ErrUnavailable) && strings.Contains(err.Error(), "in use by another program")
+	return errors.Is(err, providers.ErrUnavailable) && strings.Contains(err.Error(), "in use by another program")
 }
 
 var pidInError = regexp.MustCompile(`\(pid (\d+)\)`)
@@ -303,10 +305,7 @@ func listenPrivate(dir, sock string) (net.Listener, error) {
 
 // providers returns the rack's providers.
 func (h *holder) providers() convox.Rack {
-	return convox.Rack{
-		Registry: h.rack.Registry(), Scheduler: h.rack.Scheduler(), Balancer: h.rack.Balancer(),
-		Logs: h.rack.Logs(), Store: h.rack.Store(),
-	}
+	return h.rack.ConvoxRack()
 }
 
 // close stops accepting commands, lets running forwarded commands finish

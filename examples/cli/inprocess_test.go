@@ -384,7 +384,7 @@ func TestFlagMessage(t *testing.T) {
 // TestUserMessage checks how an SDK error reads: the app and release it
 // is about, its operation only with --debug.
 func TestUserMessage(t *testing.T) {
-	sdkErr := &convox.Error{Op: "Deploy", App: "web", Release: "R3", Code: convox.CodeInvalid, Err: errors.New("invalid argument: bad")}
+	sdkErr := &convox.Error{Op: "Deploy", App: "web", Release: "R3", Err: errors.New("invalid argument: bad")}
 	for _, tc := range []struct {
 		name  string
 		err   error

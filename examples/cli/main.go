@@ -17,7 +17,7 @@
 //	build DIR [--tag T]                    build a Go main package into an image in the rack's registry
 //	deploy IMAGE [--strategy S] [--wait-timeout D] [--port N] [--health PATH]
 //	releases list | info ID | diff A B
-//	rollback [RELEASE | --last-healthy]
+//	rollback [RELEASE | --previous-healthy | --last-healthy]
 //	cancel                                 stop the app's in-flight deploy and restore the previous release
 //	scale PROCESS=COUNT
 //	env list | set KEY=VALUE... [--secret] | unset KEY...

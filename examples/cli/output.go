@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers"
 )
 
 // The JSON documents of --json. Field names are part of the CLI's
@@ -116,7 +118,7 @@ type taskJSON struct {
 	Reason   string     `json:"reason"`
 }
 
-func toTaskJSON(t convox.Task) taskJSON {
+func toTaskJSON(t providers.Task) taskJSON {
 	out := taskJSON{ID: t.ID, Process: t.Process, Release: t.Release, State: string(t.State), Address: t.Address, ExitCode: t.ExitCode, Reason: t.Reason}
 	if !t.Started.IsZero() {
 		s := t.Started
@@ -203,7 +205,7 @@ type errorDoc struct {
 }
 
 type errorJSON struct {
-	// Code is "usage" for a malformed command line, else convox.CodeOf.
+	// Code is "usage" for a malformed command line, else errorCode's.
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Hint    string `json:"hint,omitempty"`
@@ -216,8 +218,39 @@ type errorJSON struct {
 	LastLogLines []logJSON `json:"lastLogLines,omitempty"`
 }
 
+// errorCodes name the failure classes of the --json error document,
+// derived from the sentinel errors of package providers and the context
+// errors, first match wins.
+var errorCodes = []struct {
+	err  error
+	code string
+}{
+	{context.Canceled, "canceled"},
+	{context.DeadlineExceeded, "timeout"},
+	{providers.ErrNotFound, "not_found"},
+	{providers.ErrAlreadyExists, "already_exists"},
+	{providers.ErrConflict, "conflict"},
+	{providers.ErrInvalid, "invalid"},
+	{providers.ErrPermission, "permission"},
+	{providers.ErrThrottled, "throttled"},
+	{providers.ErrUnavailable, "unavailable"},
+	{providers.ErrUnimplemented, "unimplemented"},
+	{providers.ErrUnhealthy, "unhealthy"},
+}
+
+// errorCode names err's class for scripts: the first sentinel it matches,
+// else "unknown".
+func errorCode(err error) string {
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "unknown"
+}
+
 func toErrorDoc(err error, usage bool) errorDoc {
-	e := errorJSON{Code: string(convox.CodeOf(err)), Message: err.Error()}
+	e := errorJSON{Code: errorCode(err), Message: err.Error()}
 	if usage {
 		e.Code = "usage"
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 )
 
 // releasesListCmd is "convox releases list".
@@ -153,22 +155,27 @@ func releasesDiffCmd() *command {
 // rollbackOpts are the flags of rollback.
 type rollbackOpts struct {
 	deployOpts
-	lastHealthy bool
+	lastHealthy     bool
+	previousHealthy bool
 }
 
 // rollbackCmd is "convox rollback".
 func rollbackCmd() *command {
 	return &command{
-		name: "rollback", args: "[RELEASE | --last-healthy]", summary: "deploy a copy of an earlier release",
+		name: "rollback", args: "[RELEASE | --previous-healthy | --last-healthy]", summary: "deploy a copy of an earlier release",
 		help: `Creates a new release copying RELEASE (image, environment and processes),
 records the copied release as its parent and deploys it. Without RELEASE it
 copies the release that was active before the active one; with
---last-healthy, the newest release other than the active one that served
-healthily.`,
+--previous-healthy, the newest release before the active one that served
+healthily and was not rolled back from; with --last-healthy, the app's last
+healthy release (the LAST HEALTHY column of "convox apps info"), the active
+one included: it repairs an app whose failed deploy could not be rolled
+back.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &rollbackOpts{}
 			o.register(fs, true)
-			fs.BoolVar(&o.lastHealthy, "last-healthy", false, "roll back to the newest release, other than the active one, that served healthily")
+			fs.BoolVar(&o.previousHealthy, "previous-healthy", false, "roll back to the newest release before the active one that served healthily")
+			fs.BoolVar(&o.lastHealthy, "last-healthy", false, "restore the app's last healthy release, the active one included")
 			return o
 		},
 		run: func(ctx context.Context, s *session, args []string, opts any) error {
@@ -177,10 +184,12 @@ healthily.`,
 			switch {
 			case len(args) > 1:
 				return usagef("rollback", "rollback takes at most one release ID")
-			case len(args) == 1 && o.lastHealthy:
-				return usagef("rollback", "give a release ID or --last-healthy, not both")
+			case btoi(len(args) == 1)+btoi(o.lastHealthy)+btoi(o.previousHealthy) > 1:
+				return usagef("rollback", "give one of a release ID, --previous-healthy and --last-healthy")
 			case len(args) == 1:
 				target = convox.ToRelease(args[0])
+			case o.previousHealthy:
+				target = convox.PreviousHealthy()
 			case o.lastHealthy:
 				target = convox.LastHealthy()
 			}
@@ -214,7 +223,7 @@ local rack the command runs inside it) or another program.`,
 				return err
 			}
 			if err := a.Cancel(ctx); err != nil {
-				if errors.Is(err, convox.ErrNotFound) {
+				if errors.Is(err, providers.ErrNotFound) {
 					return withHint(err, "nothing to cancel")
 				}
 				return err
@@ -230,4 +239,12 @@ local rack the command runs inside it) or another program.`,
 			return nil
 		},
 	}
+}
+
+// btoi counts a true condition as one.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 )
 
 // runOpts are the flags of run.
@@ -70,7 +72,7 @@ With --json the output is collected into the JSON document instead.`,
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return errors.New("interrupted; the one-off process was stopped")
-			case errors.Is(err, convox.ErrNotFound):
+			case errors.Is(err, providers.ErrNotFound):
 				return explainRun(context.WithoutCancel(ctx), err, a, o.release)
 			case err != nil:
 				return err
@@ -137,14 +139,19 @@ that stop when it exits.`,
 			if err != nil {
 				return err
 			}
-			var tasks []convox.Task
+			var tasks []providers.Task
 			if s.notServed() {
 				fmt.Fprintln(s.std.Stderr, notServedHint(a.Name()))
 				if !s.g.json {
 					return nil
 				}
-			} else if tasks, err = a.Tasks(ctx); err != nil {
-				return err
+			} else {
+				for t, err := range a.Tasks(ctx) {
+					if err != nil {
+						return err
+					}
+					tasks = append(tasks, t)
+				}
 			}
 			if s.g.json {
 				out := []taskJSON{}

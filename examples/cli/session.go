@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
 )
 
@@ -119,7 +121,7 @@ func (s *session) app(ctx context.Context, cmd string) (*convox.AppClient, error
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.GetApp(ctx, name); err != nil {
+	if _, err := c.App(name).Get(ctx); err != nil {
 		return nil, appError(err, name)
 	}
 	return c.App(name), nil
@@ -127,7 +129,7 @@ func (s *session) app(ctx context.Context, cmd string) (*convox.AppClient, error
 
 // appError explains a failed lookup of an app.
 func appError(err error, name string) error {
-	if errors.Is(err, convox.ErrNotFound) {
+	if errors.Is(err, providers.ErrNotFound) {
 		return withHint(fmt.Errorf("app %q not found", name), "create it with: convox apps create %s", name)
 	}
 	return err
@@ -135,7 +137,7 @@ func appError(err error, name string) error {
 
 // releaseError explains a failed lookup of a release.
 func releaseError(err error, app string) error {
-	if errors.Is(err, convox.ErrNotFound) {
+	if errors.Is(err, providers.ErrNotFound) {
 		return withHint(err, "list the releases with: convox releases list --app %s", app)
 	}
 	return err

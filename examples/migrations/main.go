@@ -35,13 +35,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/goimage"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 	"github.com/convox-go/convox/providers/logtee"
 	"github.com/convox-go/convox/providers/ociregistry"
 )
@@ -73,11 +72,7 @@ func appDir() string {
 
 // run runs the named migrations.
 func run(ctx context.Context, out io.Writer, src string, which ...string) error {
-	bin, err := localtest.Build(src)
-	if err != nil {
-		return err
-	}
-	base, err := localtest.ImageFromBinary(bin)
+	base, err := goimage.Build(ctx, src, nil)
 	if err != nil {
 		return err
 	}
@@ -102,13 +97,7 @@ func run(ctx context.Context, out io.Writer, src string, which ...string) error 
 
 // version returns base with VERSION set in its configuration.
 func version(base v1.Image, v string) (v1.Image, error) {
-	cfg, err := base.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Config.Env = append(cfg.Config.Env, "VERSION="+v)
-	return mutate.ConfigFile(base, cfg)
+	return goimage.Configure(base, goimage.Config{Env: []string{"VERSION=" + v}})
 }
 
 // openRack opens a local rack in a temporary directory; done closes and removes it.
@@ -125,7 +114,7 @@ func openRack(opts *local.Options) (rack *local.Rack, done func(), err error) {
 	return rack, func() { rack.Close(); os.RemoveAll(dir) }, nil
 }
 
-var webProcess = []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}
+var webProcess = []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond}}}
 
 var fast = &convox.Options{PollInterval: 100 * time.Millisecond, MaxPollInterval: 500 * time.Millisecond}
 

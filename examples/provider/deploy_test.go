@@ -7,7 +7,6 @@ import (
 	"testing/synctest"
 
 	"github.com/convox-go/convox"
-	"github.com/convox-go/convox/convoxtest"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -21,7 +20,7 @@ func TestDeployOnThisStore(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "store.db")
 		store := open(t, path)
 		r := fake.New(nil)
-		rack := convoxtest.Rack(r)
+		rack := r.ConvoxRack()
 		rack.Store = store
 		c, err := convox.New(rack, nil)
 		if err != nil {
@@ -52,7 +51,7 @@ func TestDeployOnThisStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := c2.GetApp(ctx, "web")
+		app, err := c2.App("web").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

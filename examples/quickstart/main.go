@@ -40,12 +40,11 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-
 	"github.com/convox-go/convox"
+
+	"github.com/convox-go/convox/goimage"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 func main() {
@@ -93,17 +92,17 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 		}
 	}()
 	done := progress(out, "building the web app with go build, CGO disabled (the first time this compiles the standard library for it: a minute or more)", "building")
-	bin, err := localtest.Build(src)
+	base, err := goimage.Build(ctx, src, nil)
 	if err != nil {
 		return err
 	}
-	done(fmt.Sprintf("built a %.1f MB static binary", float64(len(bin))/1e6))
-	base, err := localtest.ImageFromBinary(bin)
-	if err != nil {
-		return err
-	}
+	done("built")
 	for _, v := range []struct{ tag, extra string }{{"v1", ""}, {"v2", ""}, {"v3", "STARTUP_CHECK=database"}} {
-		img, err := withEnv(base, "VERSION="+v.tag, v.extra)
+		env := []string{"VERSION=" + v.tag}
+		if v.extra != "" {
+			env = append(env, v.extra)
+		}
+		img, err := goimage.Configure(base, goimage.Config{Env: env})
 		if err != nil {
 			return err
 		}
@@ -118,10 +117,7 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 	// The deploys below take seconds each; bound them all.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	c, err := convox.New(convox.Rack{
-		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
-		Logs: rack.Logs(), Store: rack.Store(),
-	}, &convox.Options{
+	c, err := convox.New(rack.ConvoxRack(), &convox.Options{
 		PollInterval: 200 * time.Millisecond, MaxPollInterval: time.Second,
 		Timeout: time.Minute, CompensateTimeout: time.Minute,
 		OnEvent: func(e convox.Event) { narrate(out, e) },
@@ -138,7 +134,7 @@ func run(ctx context.Context, out io.Writer, src string) (err error) {
 		Env:   map[string]string{"GREETING": "hello"},
 		Processes: []convox.Process{{
 			Name: "web", Count: 2, Port: 8080,
-			Health: convox.HealthCheck{Path: "/health", Interval: 200 * time.Millisecond},
+			Health: providers.HealthCheck{Path: "/health", Interval: 200 * time.Millisecond},
 		}},
 	}
 
@@ -250,24 +246,9 @@ func progress(out io.Writer, what, verb string) (done func(result string)) {
 	}
 }
 
-// withEnv returns img with variables added to its configuration.
-func withEnv(img v1.Image, vars ...string) (v1.Image, error) {
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.DeepCopy()
-	for _, v := range vars {
-		if v != "" {
-			cfg.Config.Env = append(cfg.Config.Env, v)
-		}
-	}
-	return mutate.ConfigFile(img, cfg)
-}
-
 // expect GETs the app's endpoint and checks the response.
 func expect(ctx context.Context, out io.Writer, c *convox.Client, want string) error {
-	app, err := c.GetApp(ctx, "web")
+	app, err := c.App("web").Get(ctx)
 	if err != nil {
 		return err
 	}

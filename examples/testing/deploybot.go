@@ -30,18 +30,23 @@ import (
 // outcome into a chat message.
 func ShipIt(ctx context.Context, c *convox.Client, app, image string) string {
 	rel, err := c.App(app).Deploy(ctx, convox.ReleaseSpec{Image: image}, nil)
+	if err == nil {
+		return rel.ID + " is live"
+	}
+	// Every failure of Deploy is a *convox.DeployError.
 	var de *convox.DeployError
 	switch {
-	case errors.As(err, &de) && de.RolledBack:
+	case !errors.As(err, &de):
+		return "deploy failed: " + err.Error()
+	case !de.Changed:
+		return fmt.Sprintf("deploy of %s refused at %s (%s); nothing changed", image, de.Step, de.Reason)
+	case de.RolledBack:
 		return fmt.Sprintf("%s failed (%s); %s is serving again", de.Release, de.Reason, de.Previous)
-	case errors.As(err, &de):
+	default:
 		// The deploy failed and the previous release could not be put
 		// back: a person has to look.
 		return fmt.Sprintf("%s failed (%s) and restoring %s failed too: check the app now", de.Release, de.Reason, orNone(de.Previous))
-	case err != nil:
-		return "deploy failed: " + err.Error()
 	}
-	return rel.ID + " is live"
 }
 
 func orNone(s string) string {
@@ -54,9 +59,7 @@ func orNone(s string) string {
 // newFakeClient returns a client on the fake rack r with options opts
 // (nil for the defaults).
 func newFakeClient(r *fake.Rack, opts *convox.Options) (*convox.Client, error) {
-	return convox.New(convox.Rack{
-		Registry: r.Registry(), Scheduler: r.Scheduler(), Balancer: r.Balancer(), Logs: r.Logs(), Store: r.Store(),
-	}, opts)
+	return convox.New(r.ConvoxRack(), opts)
 }
 
 // setUp creates the app on r's client and deploys its first release, v1.

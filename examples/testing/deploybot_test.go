@@ -45,7 +45,7 @@ func newRack(t *testing.T) (*fake.Rack, *convox.Client) {
 // active returns the app's active release.
 func active(t *testing.T, c *convox.Client) string {
 	t.Helper()
-	app, err := c.GetApp(t.Context(), "web")
+	app, err := c.App("web").Get(t.Context())
 	if err != nil {
 		t.Fatalf("get app: %v", err)
 	}
@@ -72,8 +72,25 @@ func TestShipItReportsACrashLoop(t *testing.T) {
 	})
 }
 
+// Fault 0: the image was never pushed. The deploy stops before it changes
+// anything, and the bot says so.
+func TestShipItReportsARefusedDeploy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := newRack(t)
+
+		got := ShipIt(t.Context(), c, "web", "web:v9")
+
+		if !strings.HasPrefix(got, "deploy of web:v9 refused at resolve (") || !strings.Contains(got, "not found") || !strings.HasSuffix(got, "); nothing changed") {
+			t.Errorf("ShipIt = %q, want a refusal at resolve that changed nothing", got)
+		}
+		if a := active(t, c); a != "R1" {
+			t.Errorf("active release = %s, want R1", a)
+		}
+	})
+}
+
 // Fault 2: the scheduler throttles status calls for a while, then
-// recovers. The SDK retries throttling (convox.IsTemporary) with backoff,
+// recovers. The SDK retries throttling (providers.IsTemporary) with backoff,
 // so the deploy succeeds; the recorded calls show the throttled ones.
 func TestShipItRidesOutThrottling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

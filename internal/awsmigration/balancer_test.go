@@ -163,12 +163,12 @@ func TestBalancerMigrationOnECS(t *testing.T) {
 	}{
 		{
 			name: "classic ELB to ALB", from: "elb", to: "alb",
-			wantErr: convox.ErrInvalid, wantReason: "ECS attaches one classic load balancer or up to five target groups",
+			wantErr: providers.ErrInvalid, wantReason: "ECS attaches one classic load balancer or up to five target groups",
 			wantKind: "classic", wantLaunch: ecstypes.LaunchTypeEc2,
 		},
 		{
 			name: "ALB to another ALB", from: "alb", to: "alb2",
-			wantErr: convox.ErrConflict, wantReason: "exists and does not belong to route",
+			wantErr: providers.ErrConflict, wantReason: "exists and does not belong to route",
 			wantKind: "target-group", wantLaunch: ecstypes.LaunchTypeFargate,
 		},
 	}
@@ -195,7 +195,7 @@ func TestBalancerMigrationOnECS(t *testing.T) {
 			}
 			web := c.App(app)
 			r1, err := web.Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{
-				{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+				{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}},
 			}}, nil)
 			if err != nil {
 				t.Fatalf("deploy on %s: %v", tc.from, err)
@@ -248,10 +248,10 @@ func TestBalancerMigrationOnECS(t *testing.T) {
 					t.Errorf("route on %s after the refused start: Health = %v, want ErrNotFound", tc.to, err)
 				}
 			}
-			if _, err := web.FinishBalancerMigration(ctx, nil); !errors.Is(err, convox.ErrNotFound) {
+			if _, err := web.FinishBalancerMigration(ctx, nil); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("FinishBalancerMigration after the refused start = %v, want ErrNotFound", err)
 			}
-			if err := web.AbortBalancerMigration(ctx, nil); !errors.Is(err, convox.ErrNotFound) {
+			if err := web.AbortBalancerMigration(ctx, nil); !errors.Is(err, providers.ErrNotFound) {
 				t.Errorf("AbortBalancerMigration after the refused start = %v, want ErrNotFound", err)
 			}
 

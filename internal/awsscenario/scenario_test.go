@@ -105,8 +105,8 @@ func crashLoopingDeployIsRolledBack(t *testing.T, e awstest.Emulator) {
 	srv.CrashImage(push("v2"), 2)
 	_, err = c.App(app).Deploy(ctx, spec("v2"), nil)
 	var de *convox.DeployError
-	if !errors.As(err, &de) {
-		t.Fatalf("deploy of the crash-looping v2 = %v, want a *DeployError", err)
+	if !errors.As(err, &de) || !de.Changed {
+		t.Fatalf("deploy of the crash-looping v2 = %v, want a *DeployError after it changed the rack", err)
 	}
 	if !de.RolledBack || de.Previous != r1.ID {
 		t.Errorf("deploy error: rolled back %t to %q, want true and %q (reason %q)", de.RolledBack, de.Previous, r1.ID, de.Reason)
@@ -189,8 +189,8 @@ func TestADeployOnMotosECSIsNeverReportedHealthy(t *testing.T) {
 
 	_, err = c.App(app).Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{{Name: "worker", Count: 1, Command: []string{"/app/worker"}}}}, nil)
 	var de *convox.DeployError
-	if !errors.As(err, &de) {
-		t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError", err)
+	if !errors.As(err, &de) || !de.Changed {
+		t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError after it changed the rack", err)
 	}
 	// The deploy fails at its time limit: in the wait for running tasks,
 	// or earlier on a loaded machine; never with a healthy release.

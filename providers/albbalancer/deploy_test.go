@@ -106,7 +106,7 @@ func deploy(t *testing.T, r *awsRack, c *convox.Client, app, balancer string, ro
 		t.Fatal(err)
 	}
 	rel, err := c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{
-		{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}, Route: route},
+		{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}, Route: route},
 	}}, nil)
 	if err != nil {
 		t.Fatalf("Deploy %s: %v", app, err)
@@ -137,7 +137,7 @@ func TestDeployThroughECSAndTheALB(t *testing.T) {
 	tgARN := aws.ToString(tg.TargetGroups[0].TargetGroupArn)
 
 	t.Run("the app reports the load balancer's DNS name and its path", func(t *testing.T) {
-		got, err := c.GetApp(ctx, app)
+		got, err := c.App(app).Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestTwoAppsOnTwoBalancersOfOneRack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("the app on "+tt.wantBalancer+" reports that balancer's endpoint", func(t *testing.T) {
-			got, err := c.GetApp(ctx, tt.app)
+			got, err := c.App(tt.app).Get(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +229,7 @@ func TestTwoAppsOnTwoBalancersOfOneRack(t *testing.T) {
 	}
 	t.Run("a canary of the app on the classic load balancer is refused for the balancer", func(t *testing.T) {
 		_, err := c.App(blog).Deploy(ctx, convox.ReleaseSpec{Image: blog + ":v1"}, &convox.DeployOptions{Strategy: convox.Canary(10)})
-		if !errors.Is(err, convox.ErrUnimplemented) || !strings.Contains(err.Error(), `balancer "elb" does not implement WeightShifter`) {
+		if !errors.Is(err, providers.ErrUnimplemented) || !strings.Contains(err.Error(), `balancer "elb" does not implement WeightShifter`) {
 			t.Fatalf("canary Deploy: got %v, want ErrUnimplemented naming the balancer", err)
 		}
 	})

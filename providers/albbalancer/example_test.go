@@ -64,11 +64,11 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, name := range []string{"blog", "shop"} {
-		web := []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}}}
+		web := []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}}}
 		if _, err := c.App(name).Deploy(ctx, convox.ReleaseSpec{Image: name + ":v1", Processes: web}, nil); err != nil {
 			log.Fatal(err)
 		}
-		app, err := c.GetApp(ctx, name)
+		app, err := c.App(name).Get(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}

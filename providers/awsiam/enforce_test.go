@@ -228,7 +228,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				}
 				_, err = c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil)
 				var de *convox.DeployError
-				if !errors.As(err, &de) {
+				if !errors.As(err, &de) || !de.Changed {
 					t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError at its time limit", err)
 				}
 				if err := sch.Delete(t.Context(), app); err != nil {

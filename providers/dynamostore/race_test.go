@@ -10,7 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox"
+
 	"github.com/convox-go/convox/internal/awstest"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -59,7 +61,7 @@ func TestConcurrentPromotesThroughDynamoDB(t *testing.T) {
 				switch {
 				case err == nil:
 					winners = append(winners, deps[i])
-				case !errors.Is(err, convox.ErrConflict):
+				case !errors.Is(err, providers.ErrConflict):
 					t.Errorf("round %d: racer %d: %v, want success or an error matching ErrConflict", round, i, err)
 				}
 			}

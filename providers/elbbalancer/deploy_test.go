@@ -57,7 +57,7 @@ func TestDeployThroughECSAndAClassicLoadBalancer(t *testing.T) {
 	if _, err := c.CreateApp(ctx, "shop", nil); err != nil {
 		t.Fatal(err)
 	}
-	spec := convox.ReleaseSpec{Image: "shop:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}}}}
+	spec := convox.ReleaseSpec{Image: "shop:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080, Health: providers.HealthCheck{Path: "/health"}}}}
 
 	rel, err := c.App("shop").Deploy(ctx, spec, nil)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestDeployThroughECSAndAClassicLoadBalancer(t *testing.T) {
 	}
 
 	t.Run("the app reports the load balancer's endpoint", func(t *testing.T) {
-		app, err := c.GetApp(ctx, "shop")
+		app, err := c.App("shop").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,13 +121,13 @@ func TestDeployThroughECSAndAClassicLoadBalancer(t *testing.T) {
 	t.Run("a canary is refused before any change", func(t *testing.T) {
 		before := ecsSrv.Calls("UpdateService") + ecsSrv.Calls("CreateService")
 		_, err := c.App("shop").Deploy(ctx, spec, &convox.DeployOptions{Strategy: convox.Canary(10)})
-		if !errors.Is(err, convox.ErrUnimplemented) {
+		if !errors.Is(err, providers.ErrUnimplemented) {
 			t.Fatalf("canary Deploy: got %v, want ErrUnimplemented", err)
 		}
 		if after := ecsSrv.Calls("UpdateService") + ecsSrv.Calls("CreateService"); after != before {
 			t.Errorf("the refused canary changed %d services", after-before)
 		}
-		app, err := c.GetApp(ctx, "shop")
+		app, err := c.App("shop").Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

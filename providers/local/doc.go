@@ -59,11 +59,26 @@
 // ErrUnavailable while another program has it open); the Store alone can be
 // opened by any number of programs at once with OpenStore.
 //
+// Programs deploy on the rack through package convox: Rack.ConvoxRack
+// gives the convox.Rack of its providers, and package goimage builds a Go
+// program into an image to push:
+//
 //	rack, err := local.Open(dir, nil)
 //	if err != nil {
 //		return err
 //	}
 //	defer rack.Close()
+//	c, err := convox.New(rack.ConvoxRack(), nil)
+//	img, err := goimage.Build(ctx, "./cmd/web", nil)
+//	_, err = rack.Registry().PushImage(ctx, "web", "v1", img)
+//	_, err = c.CreateApp(ctx, "web", nil)
+//	rel, err := c.App("web").Deploy(ctx, convox.ReleaseSpec{
+//		Image:     "web:v1",
+//		Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080}},
+//	}, nil)
+//
+// The providers can also be driven directly, as package convox does:
+//
 //	img, err := rack.Registry().PushImage(ctx, "web", "v1", image)
 //	route, err := rack.Balancer().EnsureRoute(ctx, providers.RouteSpec{App: "web", Process: "web", Port: 8080})
 //	_, err = rack.Scheduler().Apply(ctx, providers.Desired{

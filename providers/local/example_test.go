@@ -9,9 +9,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/convox-go/convox/goimage"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // Open a rack, push an app's image, route to it, run two instances and
@@ -31,11 +31,7 @@ func Example() {
 
 	// A static Go HTTP server wrapped into an image; crane or any OCI tool
 	// could push one to rack.Registry().Host() instead.
-	bin, err := localtest.Build("./testdata/server")
-	if err != nil {
-		log.Fatal(err)
-	}
-	image, err := localtest.ImageFromBinary(bin)
+	image, err := goimage.Build(ctx, "./testdata/server", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 // app in testdata/server, and HTTP requests through the app's endpoint.
 
 // appHealth checks the test app's health path often, so deploys finish quickly.
-var appHealth = convox.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
+var appHealth = providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 2}
 
 // testRack is a local rack with a client and the app "web" created on it.
 type testRack struct {
@@ -55,10 +55,7 @@ func openRack(t *testing.T, opts *local.Options) *testRack {
 			t.Errorf("close rack: %v", err)
 		}
 	})
-	c, err := convox.New(convox.Rack{
-		Registry: rack.Registry(), Scheduler: rack.Scheduler(), Balancer: rack.Balancer(),
-		Logs: rack.Logs(), Store: rack.Store(),
-	}, &convox.Options{
+	c, err := convox.New(rack.ConvoxRack(), &convox.Options{
 		PollInterval: 100 * time.Millisecond, MaxPollInterval: 500 * time.Millisecond,
 		Timeout: 30 * time.Second, CompensateTimeout: 30 * time.Second,
 	})
@@ -409,11 +406,11 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 				return err
 			},
 			check: func(t *testing.T, err error) {
-				if !errors.Is(err, convox.ErrInvalid) || !strings.Contains(err.Error(), "no entrypoint or command") {
+				if !errors.Is(err, providers.ErrInvalid) || !strings.Contains(err.Error(), "no entrypoint or command") {
 					t.Errorf("got %v, want an invalid-argument error naming the missing entrypoint or command", err)
 				}
-				if errors.Is(err, convox.ErrDeployFailed) {
-					t.Errorf("got a deploy error %v; the release should have been refused before any change", err)
+				if errors.As(err, new(*convox.DeployError)) {
+					t.Errorf("got a deploy error %v; CreateRelease refuses the release before any deploy", err)
 				}
 			},
 		},
@@ -445,7 +442,7 @@ func TestBadInputLeavesPreviousReleaseServing(t *testing.T) {
 				if diff := cmp.Diff(deployOutcome{Step: convox.StepRoutes, RolledBack: true, Previous: "R1", Reason: inUse}, outcomeOf(de, inUse)); diff != "" {
 					t.Errorf("deploy error (-want +got):\n%s", diff)
 				}
-				if !errors.Is(err, convox.ErrConflict) {
+				if !errors.Is(err, providers.ErrConflict) {
 					t.Errorf("got %v, want an error matching ErrConflict", err)
 				}
 			},

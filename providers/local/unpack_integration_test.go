@@ -63,7 +63,7 @@ func TestDeployOfACorruptLayerFailsFast(t *testing.T) {
 			if !errors.As(err, &de) {
 				t.Fatalf("deploy of a corrupt layer = %v, want a *DeployError", err)
 			}
-			if !strings.Contains(err.Error(), "blob "+layer.String()+" is corrupt") || !errors.Is(err, convox.ErrDeployFailed) {
+			if !strings.Contains(err.Error(), "blob "+layer.String()+" is corrupt") || !errors.As(err, new(*convox.DeployError)) {
 				t.Errorf("deploy error %q: want the rollout's failure naming the corrupt blob %s", err, layer)
 			}
 			if !de.RolledBack {
@@ -76,11 +76,10 @@ func TestDeployOfACorruptLayerFailsFast(t *testing.T) {
 			if app.Deploying != "" {
 				t.Errorf("a deploy of %s is still in flight", app.Deploying)
 			}
-			tasks, err := tr.web.Tasks(ctx)
-			if err != nil && !errors.Is(err, convox.ErrNotFound) {
-				t.Fatal(err)
-			}
-			for _, task := range tasks {
+			for task, err := range tr.web.Tasks(ctx) {
+				if err != nil {
+					t.Fatal(err)
+				}
 				if task.Release == de.Release {
 					t.Errorf("task %s of the corrupt release %s: %s (%s)", task.ID, de.Release, task.State, task.Reason)
 				}

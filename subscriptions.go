@@ -78,11 +78,11 @@ func (a *AppClient) subscriber(ctx context.Context, forChange bool) (providers.L
 		return nil, err
 	}
 	if forChange && app.Deleting {
-		return nil, fmt.Errorf("%w: app %q is being deleted", ErrConflict, a.name)
+		return nil, fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
 	}
 	sub, ok := sel.logs.(providers.LogSubscriber)
 	if !ok {
-		return nil, fmt.Errorf("%w: logs backend %q does not implement LogSubscriber", ErrUnimplemented, sel.spec.Logs)
+		return nil, fmt.Errorf("%w: logs backend %q does not implement LogSubscriber", providers.ErrUnimplemented, sel.spec.Logs)
 	}
 	return sub, nil
 }

@@ -94,7 +94,7 @@ func subscribingClient(t *testing.T) (*convox.Client, *subscribingLogs) {
 	t.Helper()
 	r := fake.New(nil)
 	logs := &subscribingLogs{Logs: r.Logs(), subs: map[string]map[string]providers.Subscription{}}
-	rack := fakeRack(r)
+	rack := r.ConvoxRack()
 	rack.Logs = logs
 	c, err := convox.New(rack, nil)
 	if err != nil {
@@ -159,19 +159,19 @@ func TestSubscriptionsRefuse(t *testing.T) {
 		{"an invalid subscription before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
 			_, err := c.App("web").Subscribe(ctx, convox.Subscription{Name: "a", Destination: "arn:aws:sqs:us-east-1:123456789012:q"})
 			return err
-		}, convox.ErrInvalid, "Subscribe", false},
+		}, providers.ErrInvalid, "Subscribe", false},
 		{"a missing app before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
 			_, err := c.App("api").Subscribe(ctx, convox.Subscription{Name: "a", Destination: lambdaARN})
 			return err
-		}, convox.ErrNotFound, "Subscribe", false},
+		}, providers.ErrNotFound, "Subscribe", false},
 		{"an empty name to unsubscribe before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
 			return c.App("web").Unsubscribe(ctx, "")
-		}, convox.ErrInvalid, "Unsubscribe", false},
+		}, providers.ErrInvalid, "Unsubscribe", false},
 		{"a provider error keeps its sentinel", func(ctx context.Context, c *convox.Client, logs *subscribingLogs) error {
 			logs.fail = providers.ErrThrottled
 			_, err := c.App("web").Subscriptions(ctx)
 			return err
-		}, convox.ErrThrottled, "Subscriptions", true},
+		}, providers.ErrThrottled, "Subscriptions", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +190,7 @@ func TestSubscriptionsRefuse(t *testing.T) {
 
 func TestSubscriptionsNeedTheCapability(t *testing.T) {
 	r := fake.New(nil)
-	c, err := convox.New(fakeRack(r), nil)
+	c, err := convox.New(r.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestSubscriptionsNeedTheCapability(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.App("web").Subscribe(t.Context(), convox.Subscription{Name: "a", Destination: lambdaARN})
-	if !errors.Is(err, convox.ErrUnimplemented) || !strings.Contains(err.Error(), "LogSubscriber") {
+	if !errors.Is(err, providers.ErrUnimplemented) || !strings.Contains(err.Error(), "LogSubscriber") {
 		t.Errorf("Subscribe on a backend without subscriptions = %v, want ErrUnimplemented naming LogSubscriber", err)
 	}
 }

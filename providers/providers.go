@@ -328,6 +328,10 @@ type Desired struct {
 	// Redacted.
 	Env    map[string]string
 	Secret []string
+	// SecretRefs maps secret names to the references a SecretKeeper
+	// scheduler returned for their values. A name in Secret is in Env or
+	// in SecretRefs, never both; references are not secret.
+	SecretRefs map[string]string
 	// Processes is the full formation; process types not listed are removed.
 	Processes []Process
 	// Bindings maps a process name to the bindings its tasks join
@@ -447,6 +451,21 @@ type Scheduler interface {
 	Delete(ctx context.Context, app string) error
 }
 
+// SecretKeeper is implemented by schedulers that keep secret values in a
+// secret service of their platform and hand their tasks references to them
+// (ecsscheduler: SSM Parameter Store SecureStrings a task definition names
+// in its secrets). With such a scheduler the root sends each secret value
+// once, to KeepSecret, and from then on stores and passes only the
+// reference (Desired.SecretRefs, RunSpec.SecretRefs); the Store never holds
+// the value. Delete removes every secret kept for the app.
+type SecretKeeper interface {
+	// KeepSecret stores value as a new copy of secret name of app and
+	// returns a reference to that copy. A reference names one value for
+	// good, so a release keeps its secrets when later releases change
+	// them. A value the secret service cannot hold returns ErrInvalid.
+	KeepSecret(ctx context.Context, app, name, value string) (ref string, err error)
+}
+
 // BatchStatus is implemented by schedulers that observe many apps per call.
 type BatchStatus interface {
 	// StatusMany returns the status of each app that exists, keyed by
@@ -493,9 +512,10 @@ type RunSpec struct {
 	// Token makes RunTask idempotent: the same token returns the same task.
 	Token string
 	Image Image
-	// Env and Secret as in Desired.
-	Env    map[string]string
-	Secret []string
+	// Env, Secret and SecretRefs as in Desired.
+	Env        map[string]string
+	Secret     []string
+	SecretRefs map[string]string
 	// Process is the process type whose settings (cpu, memory) the task uses.
 	Process Process
 	// Command overrides the process's command when not empty.

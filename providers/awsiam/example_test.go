@@ -88,7 +88,10 @@ func Example() {
 	//         "logs:DescribeLogGroups",
 	//         "logs:FilterLogEvents",
 	//         "logs:PutLogEvents",
-	//         "logs:StartLiveTail"
+	//         "logs:StartLiveTail",
+	//         "ssm:DeleteParameters",
+	//         "ssm:DescribeParameters",
+	//         "ssm:PutParameter"
 	//       ],
 	//       "Resource": "*"
 	//     }

@@ -31,9 +31,38 @@
 //
 // # Secrets
 //
-// Variables named in Desired.Secret reach the container as plain
-// environment entries of the task definition: they rest in ECS, where
-// anyone allowed ecs:DescribeTaskDefinition in the account can read them.
+// With Options.SSM, secrets are SSM Parameter Store SecureStrings and the
+// task definition names them in its container's secrets (valueFrom): ECS
+// reads them with the task execution role when a task starts, and no
+// secret value rests in ECS. The Scheduler is a providers.SecretKeeper:
+// KeepSecret stores each value, once, as a new parameter
+// "<ParameterPrefix>/<app>/<NAME>/<16 random hex digits>"
+// (ParameterPrefix is "/convox/<Cluster>" by default) and returns its
+// name, the reference the root stores instead of the value and hands back
+// in Desired.SecretRefs. A secret still given by value in Desired.Env is
+// stored by Apply, Stage or RunTask under
+// "<ParameterPrefix>/<app>/<NAME>/r<hash of the release>" (overwritten
+// with the same value when the release is applied again). References
+// outside the app's path are refused with ErrInvalid. Delete deletes every
+// parameter under "<ParameterPrefix>/<app>/". Values are limited to the
+// 4 KB of a standard-tier parameter (MaxSecretValue) and encrypted with
+// the AWS managed key aws/ssm.
+//
+// Parameter Store rather than Secrets Manager: its hierarchical names let
+// one IAM resource ("parameter/convox/<cluster>/*") cover exactly the
+// rack's secrets and one path listing find an app's secrets to delete;
+// standard parameters cost nothing while a Secrets Manager secret is
+// billed monthly; a deleted parameter is gone at once, while Secrets
+// Manager keeps a deleted secret's name for a recovery window; and the
+// rotation and cross-account sharing Secrets Manager adds are not used.
+// The deployer may write and delete parameters but not read them
+// (DescribeParameters returns names only).
+//
+// ExecutionRolePolicy returns the execution role's policy: the actions
+// below on every resource and ssm:GetParameters on the rack's parameters
+// only. Without Options.SSM, secret values are plain environment entries
+// of the task definition, readable by anyone allowed
+// ecs:DescribeTaskDefinition.
 //
 // # Apply
 //
@@ -158,8 +187,9 @@
 // AccessDeniedException is providers.ErrPermission; throttling is
 // providers.ErrThrottled; ServerException and 5xx are
 // providers.ErrUnavailable. A canceled context stays a context error.
-// Environment values never appear in errors; note that they are stored in
-// the task definition, readable by anyone allowed ecs:DescribeTaskDefinition.
+// Environment values never appear in errors; note that plain ones are
+// stored in the task definition, readable by anyone allowed
+// ecs:DescribeTaskDefinition (see Secrets).
 //
 // # Permissions
 //
@@ -181,11 +211,24 @@
 //	ecs:RunTask                     (TaskRunner)
 //	ecs:StopTask                    (TaskRunner, Delete)
 //	iam:PassRole                    (on ExecutionRoleARN and TaskRoleARN)
+//	ssm:PutParameter                (Options.SSM: KeepSecret, Apply)
+//	ssm:DescribeParameters          (Options.SSM: Delete)
+//	ssm:DeleteParameters            (Options.SSM: Delete)
 //
 // Stage, PromoteStage and DiscardStage use only actions of this list
 // (services are created, tagged, scaled to zero and deleted).
 //
-// The task execution role needs ecr:GetAuthorizationToken,
-// ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, logs:CreateLogGroup,
-// logs:CreateLogStream and logs:PutLogEvents.
+// # Task execution role
+//
+// The task execution role needs these actions on every resource
+// (ExecutionRoleActions), and ssm:GetParameters on
+// "arn:aws:ssm:<region>:<account>:parameter<ParameterPrefix>/*" with
+// Options.SSM (ExecutionRolePolicy returns both):
+//
+//	ecr:GetAuthorizationToken
+//	ecr:BatchGetImage
+//	ecr:GetDownloadUrlForLayer
+//	logs:CreateLogGroup
+//	logs:CreateLogStream
+//	logs:PutLogEvents
 package ecsscheduler

@@ -73,6 +73,15 @@ type Options struct {
 	// Limits bound what the scheduler runs (see Limits); zero fields take
 	// the ECS defaults of DefaultLimits.
 	Limits providers.Limits
+	// SSM is the Parameter Store client (an *ssm.Client) secrets are kept
+	// with; see Secrets in the package documentation. Without it, secret
+	// values are plain environment entries of the task definition.
+	SSM SSMAPI
+	// ParameterPrefix is the SSM path of the rack's secrets,
+	// "/convox/<Cluster>" by default: an app's secrets are under
+	// "<ParameterPrefix>/<app>/". It starts with a slash and does not end
+	// with one.
+	ParameterPrefix string
 }
 
 // Scheduler runs apps on ECS. It is safe for concurrent use.
@@ -136,6 +145,9 @@ func New(api API, opts *Options) *Scheduler {
 		s.opts.StoppedTasks = 20
 	}
 	s.opts.Limits = withECSDefaults(s.opts.Limits)
+	if s.opts.ParameterPrefix == "" {
+		s.opts.ParameterPrefix = "/convox/" + s.opts.Cluster
+	}
 	return s
 }
 
@@ -232,6 +244,9 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return providers.Rollout{}, err
 	}
 	token := d.Token
+	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
+		return providers.Rollout{}, err
+	}
 	if token == "" {
 		token = d.Release
 	}
@@ -249,6 +264,10 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		r := current.rollout()
 		r.ID, r.Token = token, token
 		return r, nil
+	}
+	env, refs, err := s.environment(ctx, d.App, d.Release, d.Env, d.Secret, d.SecretRefs)
+	if err != nil {
+		return providers.Rollout{}, err
 	}
 	base := ""
 	var prev []types.Tag
@@ -274,7 +293,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 				}
 			}
 		}
-		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, d.Env, bindings, false, candidates...)
+		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
 		if err != nil {
 			return providers.Rollout{}, err
 		}
@@ -377,7 +396,7 @@ func classicBinding(bs []providers.Binding) bool {
 }
 
 // taskDefinitionInput builds the task definition of a process.
-func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release string, img providers.Image, env map[string]string, bindings []providers.Binding, oneOff bool) *ecs.RegisterTaskDefinitionInput {
+func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release string, img providers.Image, env, refs map[string]string, bindings []providers.Binding, oneOff bool) *ecs.RegisterTaskDefinitionInput {
 	cpu, mem := p.CPU, p.Memory
 	if cpu == 0 {
 		cpu = s.opts.CPU
@@ -400,11 +419,16 @@ func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release
 	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		kv = append(kv, types.KeyValuePair{Name: aws.String(k), Value: aws.String(vars[k])})
 	}
+	var secrets []types.Secret
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		secrets = append(secrets, types.Secret{Name: aws.String(k), ValueFrom: aws.String(refs[k])})
+	}
 	c := types.ContainerDefinition{
 		Name:        aws.String(p.Name),
 		Image:       aws.String(img.Ref()),
 		Essential:   aws.Bool(true),
 		Environment: kv,
+		Secrets:     secrets,
 		DockerLabels: map[string]string{
 			labelApp: app, labelProcess: p.Name, labelRelease: release,
 		},
@@ -470,6 +494,7 @@ type containerSpec struct {
 	Command     []string
 	CPU, Memory int32
 	Env         []string
+	Secrets     []string
 	Ports       []string
 	LogDriver   string
 	LogOptions  map[string]string
@@ -490,6 +515,10 @@ func specOf(family string, cpu, mem *string, mode types.NetworkMode, compat []ty
 			cs.Env = append(cs.Env, aws.ToString(kv.Name)+"="+aws.ToString(kv.Value))
 		}
 		slices.Sort(cs.Env)
+		for _, sec := range cd.Secrets {
+			cs.Secrets = append(cs.Secrets, aws.ToString(sec.Name)+"="+aws.ToString(sec.ValueFrom))
+		}
+		slices.Sort(cs.Secrets)
 		for _, pm := range cd.PortMappings {
 			cs.Ports = append(cs.Ports, fmt.Sprintf("%d:%d", aws.ToInt32(pm.ContainerPort), aws.ToInt32(pm.HostPort)))
 		}
@@ -512,7 +541,7 @@ func (a spec) equal(b spec) bool {
 	for i, x := range a.Containers {
 		y := b.Containers[i]
 		if x.Name != y.Name || x.Image != y.Image || !slices.Equal(x.Command, y.Command) || x.CPU != y.CPU ||
-			x.Memory != y.Memory || !slices.Equal(x.Env, y.Env) || !slices.Equal(x.Ports, y.Ports) ||
+			x.Memory != y.Memory || !slices.Equal(x.Env, y.Env) || !slices.Equal(x.Secrets, y.Secrets) || !slices.Equal(x.Ports, y.Ports) ||
 			x.LogDriver != y.LogDriver || !maps.Equal(x.LogOptions, y.LogOptions) || !maps.Equal(x.Labels, y.Labels) {
 			return false
 		}
@@ -524,8 +553,8 @@ func (a spec) equal(b spec) bool {
 // process needs: one of the candidates (the revisions the service runs,
 // so that a rollback reuses its revision), else the family's latest
 // revision, else a newly registered one.
-func (s *Scheduler) ensureTaskDefinition(ctx context.Context, app string, p providers.Process, release string, img providers.Image, env map[string]string, bindings []providers.Binding, oneOff bool, candidates ...string) (string, error) {
-	in := s.taskDefinitionInput(app, p, release, img, env, bindings, oneOff)
+func (s *Scheduler) ensureTaskDefinition(ctx context.Context, app string, p providers.Process, release string, img providers.Image, env, refs map[string]string, bindings []providers.Binding, oneOff bool, candidates ...string) (string, error) {
+	in := s.taskDefinitionInput(app, p, release, img, env, refs, bindings, oneOff)
 	want := specOf(*in.Family, in.Cpu, in.Memory, in.NetworkMode, in.RequiresCompatibilities, in.ExecutionRoleArn, in.TaskRoleArn, in.ContainerDefinitions)
 	for _, arn := range candidates {
 		info, err := s.describe(ctx, arn)
@@ -711,8 +740,9 @@ func (s *Scheduler) deleteService(ctx context.Context, name string) error {
 	return nil
 }
 
-// Delete stops the app's one-off tasks, removes its services and
-// deregisters its task definitions. Deleting a missing app returns nil.
+// Delete stops the app's one-off tasks, removes its services,
+// deregisters its task definitions and deletes its secret parameters
+// (with Options.SSM). Deleting a missing app returns nil.
 func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
 		return err
@@ -726,7 +756,8 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	}
 	a := apps[app]
 	if a == nil {
-		return nil
+		// Secrets kept before the app's first Apply are deleted too.
+		return s.deleteSecrets(ctx, app)
 	}
 	processes := map[string]bool{}
 	for _, svc := range a.all() {
@@ -742,7 +773,8 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 			}
 		}
 	}
-	return nil
+	// Last, once no service starts tasks that read them.
+	return s.deleteSecrets(ctx, app)
 }
 
 func (s *Scheduler) deregisterFamily(ctx context.Context, family string) error {

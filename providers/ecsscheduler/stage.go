@@ -40,6 +40,9 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
 		return providers.Rollout{}, err
 	}
+	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
+		return providers.Rollout{}, err
+	}
 	token := cmp.Or(d.Token, d.Release)
 	unlock := s.lockApp(d.App)
 	defer unlock()
@@ -72,6 +75,10 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if err := s.retire(ctx, append(old, v.stale...)); err != nil {
 		return providers.Rollout{}, err
 	}
+	env, refs, err := s.environment(ctx, d.App, d.Release, d.Env, d.Secret, d.SecretRefs)
+	if err != nil {
+		return providers.Rollout{}, err
+	}
 	for _, p := range d.Processes {
 		if svc := v.staged[p.Name]; svc != nil && tagOf(svc.Tags, tagToken) == tagValue(token) {
 			continue
@@ -83,7 +90,7 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 				candidates = append(candidates, aws.ToString(dep.TaskDefinition))
 			}
 		}
-		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, d.Env, bindings, false, candidates...)
+		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
 		if err != nil {
 			return providers.Rollout{}, err
 		}

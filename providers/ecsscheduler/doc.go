@@ -107,8 +107,24 @@
 // AcceptsBinding accepts providers.BindingTargetGroup (an ELBv2 target
 // group ARN; up to five per process, for weighted target sets) and
 // providers.BindingClassicELB (a classic load balancer name; one per
-// process, not mixed with target groups). Any other kind makes Apply
-// return providers.ErrInvalid before any change.
+// process). Any other kind makes Apply return providers.ErrInvalid before
+// any change.
+//
+// One ECS service attaches a classic load balancer or target groups,
+// never both, so a process whose bindings mix the kinds — while the root
+// moves an app between a classic load balancer and an ALB
+// (StartBalancerMigration) — runs as two services: the serving one,
+// attached to the kind its launch type serves (EC2 for the classic load
+// balancer, Fargate for target groups), and a paired service beside it,
+// named "<app>-<process>--p<7 hexadecimal digits of a hash of the token>"
+// and tagged convox:role=paired, running the same task definition family
+// attached to the other kind, as a staged service runs beside the serving
+// one. Both serve; the rollout completes when both have. When the
+// bindings are of one kind again, Apply keeps the service of that kind:
+// after a move (FinishBalancerMigration) the paired service becomes the
+// serving one and the other is retired (scaled to zero and deleted, so it
+// drains); after an abort (AbortBalancerMigration) the paired service is
+// retired.
 //
 // # Status
 //

@@ -184,6 +184,7 @@ const (
 const (
 	roleStaged  = "staged"
 	roleServing = "serving"
+	rolePaired  = "paired"
 )
 
 // Labels on task definitions.
@@ -231,8 +232,8 @@ func validate(d providers.Desired, lim providers.Limits, accepts func(string) bo
 				groups++
 			}
 		}
-		if classic > 1 || (classic > 0 && groups > 0) || groups > 5 {
-			return providers.Invalidf("process %q: ECS attaches one classic load balancer or up to five target groups, got %d and %d", name, classic, groups)
+		if classic > 1 || groups > 5 {
+			return providers.Invalidf("process %q: ECS attaches at most one classic load balancer and up to five target groups, got %d and %d", name, classic, groups)
 		}
 	}
 	return nil
@@ -260,7 +261,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return providers.Rollout{}, err
 	}
 	current := apps[d.App]
-	if current != nil && sameToken(current.services, d, token) {
+	if current != nil && sameToken(current.services, d, token) && pairsApplied(current, d, token) {
 		r := current.rollout()
 		r.ID, r.Token = token, token
 		return r, nil
@@ -282,28 +283,48 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		}
 	}
 	started := time.Now().UTC().Truncate(time.Second)
+	var retired []*types.Service
 	for _, p := range d.Processes {
-		bindings := d.Bindings[p.Name]
-		var svc *types.Service
-		var candidates []string
+		var svc, paired *types.Service
 		if current != nil {
-			if svc = current.services[p.Name]; svc != nil {
-				for _, dep := range svc.Deployments {
-					candidates = append(candidates, aws.ToString(dep.TaskDefinition))
-				}
-			}
+			svc, paired = current.services[p.Name], current.paired[p.Name]
 		}
-		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
+		own, other := splitBindings(d.Bindings[p.Name], svc)
+		name := providers.ResourceName(d.App, p.Name, "")
+		var role []types.Tag
+		if svc != nil && other == nil && paired != nil && svc.LaunchType != s.launchType(classicBinding(own)) && paired.LaunchType == s.launchType(classicBinding(own)) {
+			// The move between kinds of load balancer is finished: the
+			// paired service, on the bindings' kind, becomes the serving
+			// one, and the one it replaces is retired.
+			role = []types.Tag{tag(tagRole, roleServing), tag(tagReplaced, aws.ToString(svc.ServiceName))}
+			retired = append(retired, svc)
+			svc, paired = paired, nil
+		}
+		tags, err := s.applyProcess(ctx, d, p, env, refs, own, svc, name, token, role, func(td string) []types.Tag {
+			return append([]types.Tag{
+				tag(tagApp, d.App), tag(tagProcess, p.Name), tag(tagRelease, d.Release), tag(tagToken, tagValue(token)),
+				tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
+			}, prev...)
+		})
 		if err != nil {
 			return providers.Rollout{}, err
 		}
-		tags := []types.Tag{
-			tag(tagApp, d.App), tag(tagProcess, p.Name), tag(tagRelease, d.Release), tag(tagToken, tagValue(token)),
-			tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
-		}
-		tags = append(tags, prev...)
-		if err := s.applyService(ctx, providers.ResourceName(d.App, p.Name, ""), p, td, bindings, svc, token, tags); err != nil {
-			return providers.Rollout{}, err
+		switch {
+		case other != nil:
+			// While the app moves between a classic load balancer and
+			// target groups, a paired service runs the release on the
+			// other kind.
+			pairTags := func(td string) []types.Tag {
+				return append(slices.DeleteFunc(slices.Clone(tags), func(t types.Tag) bool {
+					k := aws.ToString(t.Key)
+					return k == tagTaskDef || k == tagRole || k == tagReplaced
+				}), tag(tagTaskDef, td), tag(tagRole, rolePaired))
+			}
+			if _, err := s.applyProcess(ctx, d, p, env, refs, other, paired, pairedName(d.App, p.Name, token), token, nil, pairTags); err != nil {
+				return providers.Rollout{}, err
+			}
+		case paired != nil:
+			retired = append(retired, paired)
 		}
 	}
 	if current != nil {
@@ -314,8 +335,85 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 				}
 			}
 		}
+		for name, svc := range current.paired {
+			if !slices.ContainsFunc(d.Processes, func(p providers.Process) bool { return p.Name == name }) {
+				retired = append(retired, svc)
+			}
+		}
+	}
+	if err := s.retire(ctx, retired); err != nil {
+		return providers.Rollout{}, err
 	}
 	return providers.Rollout{ID: token, Release: d.Release, Token: token, State: providers.RolloutInProgress, Started: started}, nil
+}
+
+// applyProcess registers (or reuses) the task definition of process p
+// attached to bindings and creates the service name, or updates svc,
+// with the tags tagsFor returns for that task definition plus extra. It
+// returns the tags applied.
+func (s *Scheduler) applyProcess(ctx context.Context, d providers.Desired, p providers.Process, env, refs map[string]string, bindings []providers.Binding, svc *types.Service, name, token string, extra []types.Tag, tagsFor func(td string) []types.Tag) ([]types.Tag, error) {
+	var candidates []string
+	if svc != nil {
+		for _, dep := range svc.Deployments {
+			candidates = append(candidates, aws.ToString(dep.TaskDefinition))
+		}
+	}
+	td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
+	if err != nil {
+		return nil, err
+	}
+	tags := append(tagsFor(td), extra...)
+	if err := s.applyService(ctx, name, p, td, bindings, svc, token, tags); err != nil {
+		return nil, err
+	}
+	return tags, nil
+}
+
+// splitBindings separates a process's bindings when they mix a classic
+// load balancer and target groups, which one ECS service cannot attach
+// together: own are those of the kind the serving service svc runs for
+// (its launch type: EC2 for a classic load balancer, Fargate for target
+// groups; the first binding's kind without a service), other the rest,
+// for a paired service. Bindings of one kind are all own.
+func splitBindings(bs []providers.Binding, svc *types.Service) (own, other []providers.Binding) {
+	isClassic := func(b providers.Binding) bool { return b.Kind == providers.BindingClassicELB }
+	if !slices.ContainsFunc(bs, isClassic) || !slices.ContainsFunc(bs, func(b providers.Binding) bool { return !isClassic(b) }) {
+		return bs, nil
+	}
+	ownClassic := isClassic(bs[0])
+	if svc != nil && svc.LaunchType != "" {
+		ownClassic = svc.LaunchType == types.LaunchTypeEc2
+	}
+	for _, b := range bs {
+		if isClassic(b) == ownClassic {
+			own = append(own, b)
+		} else {
+			other = append(other, b)
+		}
+	}
+	return own, other
+}
+
+// pairedName is the name of the paired service of a process under a
+// rollout token: the process's service name, "--p" and seven hexadecimal
+// digits of a hash of the token (at most 38 characters, like stagedName;
+// never a staged name, whose suffix is hexadecimal only).
+func pairedName(app, process, token string) string {
+	return providers.ResourceName(app, process, "") + "--p" + hashed(app + "/" + token)[:7]
+}
+
+// pairsApplied reports whether the app's paired services are those d
+// needs: one carrying token for each process whose bindings mix kinds,
+// none for the others.
+func pairsApplied(v *appView, d providers.Desired, token string) bool {
+	for _, p := range d.Processes {
+		_, other := splitBindings(d.Bindings[p.Name], v.services[p.Name])
+		paired := v.paired[p.Name]
+		if (other != nil) != (paired != nil) || paired != nil && tagOf(paired.Tags, tagToken) != tagValue(token) {
+			return false
+		}
+	}
+	return len(v.paired) <= len(d.Processes)
 }
 
 // lockApp serializes the Applies of one app within this scheduler, so

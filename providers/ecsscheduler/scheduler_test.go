@@ -287,7 +287,12 @@ func TestApplyRejectsInvalidDesiredStateBeforeAnyChange(t *testing.T) {
 			d.Bindings = map[string][]providers.Binding{"web": {{Kind: providers.BindingLocal, Target: "x", Port: 8080}}}
 		}},
 		{"binding for a process not listed", func(d *providers.Desired) { d.Bindings = map[string][]providers.Binding{"api": {tg}} }},
-		{"classic balancer mixed with target groups", func(d *providers.Desired) { d.Bindings = map[string][]providers.Binding{"web": {tg, clb}} }},
+		{"two classic balancers", func(d *providers.Desired) {
+			d.Bindings = map[string][]providers.Binding{"web": {clb, {Kind: providers.BindingClassicELB, Target: "shop-web2", Port: 8080}}}
+		}},
+		{"six target groups", func(d *providers.Desired) {
+			d.Bindings = map[string][]providers.Binding{"web": {tg, tg, tg, tg, tg, tg}}
+		}},
 		{"binding on a process without a port", func(d *providers.Desired) {
 			d.Bindings = map[string][]providers.Binding{"worker": {{Kind: providers.BindingTargetGroup, Target: "arn"}}}
 		}},

@@ -139,10 +139,11 @@ func serviceBalancers(t *testing.T, h *harness, app string) ([]string, ecstypes.
 }
 
 // TestBalancerMigrationOnECS moves an ECS app from one AWS balancer to
-// another where that cannot work: the ALB balancer names target groups by
-// app and process, which are unique per account and region, so on ECS
-// "alb" → "alb2" cannot serve on both balancers at once, which the
-// migration needs: StartBalancerMigration must fail, and must leave the
+// another where that cannot work: two ALB balancers without namespaces
+// name target groups by app and process alone, and target group names are
+// unique per account and region, so on ECS "alb" → "alb2" cannot serve on
+// both balancers at once, which the migration needs (with a namespace per
+// balancer it works: TestALBToALBMigrationOnECS): StartBalancerMigration must fail, and must leave the
 // app serving on its balancer as before, with nothing left on the new
 // one, and deploys and rollback working. ("elb" → "alb" works:
 // TestClassicELBToALBMigrationOnECS.)

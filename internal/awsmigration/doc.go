@@ -49,12 +49,14 @@
 // service and the ALB's route; requests to each endpoint (resolved to the
 // load balancer's healthy targets, as no server here carries traffic)
 // never fail while it serves, and the state is read back through the ECS,
-// ELB and ELBv2 APIs. An app cannot move between two ALBs of one account
-// and region, since package albbalancer names a route's target group
-// after the app and process and target group names are unique per account
-// and region. The tests check that StartBalancerMigration is refused then
-// and leaves the app serving on its balancer as before, with nothing left
-// on the other one, and that deploys and rollbacks go on. Such a refused start costs the whole
+// ELB and ELBv2 APIs. An app moves between two ALBs of one account and
+// region the same way when each ALB balancer has a namespace of its own
+// (albbalancer.Options.Namespace), the service then attached to both
+// target groups. Without namespaces both balancers want one target group
+// name ("<app>-<process>"), unique per account and region: the tests
+// check that StartBalancerMigration is refused then and leaves the app
+// serving on its balancer as before, with nothing left on the other one,
+// and that deploys and rollbacks go on. Such a refused start costs the whole
 // Options.CompensateTimeout, because the compensation of the failed
 // re-deploy re-applies the same refused bindings until then; the test
 // shortens it.

@@ -400,3 +400,112 @@ func targetsHealthy(t *testing.T, api *elbv2.Client, arn string) int {
 	}
 	return n
 }
+
+// TestALBToALBMigrationOnECS moves an ECS app between two ALBs of one
+// account, each balancer in its own namespace so that their target groups
+// differ (without namespaces the move is refused: TestBalancerMigrationOnECS).
+// While both serve, the one service is attached to both target groups;
+// Finish leaves it on the new one and deletes the old, Abort the reverse.
+func TestALBToALBMigrationOnECS(t *testing.T) {
+	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
+		for _, finish := range []bool{true, false} {
+			name := "abort"
+			if finish {
+				name = "finish"
+			}
+			t.Run(name, func(t *testing.T) { albToALB(t, e, finish) })
+		}
+	})
+}
+
+func albToALB(t *testing.T, e awstest.Emulator, finish bool) {
+	ctx := t.Context()
+	cfg := e.Config()
+	h := &harness{t: t, cfg: cfg, ecs: ecstest.New(t, &ecstest.Options{AutoStep: true}), table: awstest.Name(t, "store")}
+	if err := dynamostore.EnsureTable(ctx, dynamodb.NewFromConfig(cfg), h.table); err != nil {
+		t.Fatalf("store table: %v", err)
+	}
+	subnets, sgs := []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
+	if e.Backend == awstest.Moto {
+		var sg string
+		subnets, sg = awstest.Subnets(t, cfg)
+		sgs = []string{sg}
+	}
+	elbv2API := elbv2.NewFromConfig(cfg)
+	ecsAPI := h.ecsClient()
+	att := &serialAttacher{att: &elbtest.Attacher{ECS: ecsAPI, Cluster: cluster, ELBv2: elbv2API}}
+	alb := func(ns string) serialSynced {
+		return serialSynced{albbalancer.New(elbv2API, &albbalancer.Options{
+			LoadBalancer: awstest.Name(t, "alb"), Subnets: subnets, SecurityGroups: sgs, Domain: ns + ".example.com", Namespace: ns,
+		}), att}
+	}
+	oldB, newB := alb("blue"), alb("green")
+	named := []convox.Named[providers.Balancer]{{Name: "blue", Provider: oldB}, {Name: "green", Provider: newB}}
+
+	fr := fake.New(nil)
+	app := awstest.Name(t, "shop")
+	fr.Push(app, "v1", &fake.ImageConfig{Entrypoint: []string{"/app/server"}})
+	c := h.client(convox.Rack{Registry: fr.Registry(), Logs: fr.Logs(), Balancers: named}, nil)
+	if _, err := c.CreateApp(ctx, app, &convox.AppSpec{Balancer: "blue"}); err != nil {
+		t.Fatal(err)
+	}
+	web := c.App(app)
+	r1, err := web.Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{
+		{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+	}}, nil)
+	if err != nil {
+		t.Fatalf("deploy on the first ALB: %v", err)
+	}
+	oldRoute, newRoute := providers.ScopedName("blue", app, "web"), providers.ScopedName("green", app, "web")
+	oldUsers := probe(oldB, oldRoute)
+	if _, err := web.StartBalancerMigration(ctx, "green", nil); err != nil {
+		t.Fatalf("StartBalancerMigration: %v", err)
+	}
+	newUsers := probe(newB, newRoute)
+	oldTG, newTG := targetGroupNamed(t, elbv2API, oldRoute), targetGroupNamed(t, elbv2API, newRoute)
+	type state struct {
+		Services               []string
+		OldHealthy, NewHealthy int // -1: the target group is gone
+	}
+	look := func() state {
+		t.Helper()
+		if err := att.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return state{ecsServices(t, ecsAPI, app), targetsHealthy(t, elbv2API, oldTG), targetsHealthy(t, elbv2API, newTG)}
+	}
+	both := state{Services: []string{"FARGATE target-group:" + oldRoute + ",target-group:" + newRoute + " " + r1.ID}, OldHealthy: 2, NewHealthy: 2}
+	if diff := cmp.Diff(both, look()); diff != "" {
+		t.Errorf("after StartBalancerMigration (-want +got):\n%s", diff)
+	}
+	var want state
+	if finish {
+		checkRequests(t, "the first ALB's endpoint, until Finish", oldUsers)
+		if _, err := web.FinishBalancerMigration(ctx, nil); err != nil {
+			t.Fatalf("FinishBalancerMigration: %v", err)
+		}
+		checkRequests(t, "the second ALB's endpoint, from Start to after Finish", newUsers)
+		want = state{Services: []string{"FARGATE target-group:" + newRoute + " " + r1.ID}, OldHealthy: -1, NewHealthy: 2}
+	} else {
+		checkRequests(t, "the second ALB's endpoint, from Start to Abort", newUsers)
+		if err := web.AbortBalancerMigration(ctx, nil); err != nil {
+			t.Fatalf("AbortBalancerMigration: %v", err)
+		}
+		checkRequests(t, "the first ALB's endpoint, throughout", oldUsers)
+		want = state{Services: []string{"FARGATE target-group:" + oldRoute + " " + r1.ID}, OldHealthy: 2, NewHealthy: -1}
+	}
+	h.ecs.Settle()
+	if diff := cmp.Diff(want, look()); diff != "" {
+		t.Errorf("after the migration ended (-want +got):\n%s", diff)
+	}
+}
+
+// targetGroupNamed returns the ARN of the target group name.
+func targetGroupNamed(t *testing.T, api *elbv2.Client, name string) string {
+	t.Helper()
+	out, err := api.DescribeTargetGroups(t.Context(), &elbv2.DescribeTargetGroupsInput{Names: []string{name}})
+	if err != nil || len(out.TargetGroups) != 1 {
+		t.Fatalf("DescribeTargetGroups(%s) = %v, %v", name, out, err)
+	}
+	return aws.ToString(out.TargetGroups[0].TargetGroupArn)
+}

@@ -2,8 +2,9 @@
 //
 // Each process type of an app is one serving ECS service in the rack's
 // cluster, first named providers.ResourceName(app, process, ""), running
-// revisions of one task-definition family named "<cluster>-<app>-<process>"
-// (one-off tasks use the family "<cluster>-<app>-<process>-run"). While a
+// revisions of one task-definition family named "<cluster>_<app>_<process>"
+// (one-off tasks use the family "<cluster>_<app>_<process>__run"; see Names).
+// While a
 // blue/green or canary deploy runs, a second, staged service per process
 // runs beside it (see Stage). Services carry tags (convox:app,
 // convox:process, convox:release, convox:token, convox:role, ...) from
@@ -63,6 +64,24 @@
 // only. Without Options.SSM, secret values are plain environment entries
 // of the task definition, readable by anyone allowed
 // ecs:DescribeTaskDefinition.
+//
+// # Names
+//
+// The cluster is the rack's namespace on ECS. Service names
+// ("<app>-<process>", at most 28 characters; staged and paired ones at
+// most 38, of the 255 ECS allows) are unique per cluster, so racks in
+// their own clusters never share one. Task-definition families and SSM
+// parameters are unique per account and region, so their names hold the
+// cluster with separators app and process names never contain: families
+// "<cluster>_<app>_<process>" (app and process names hold no underscore:
+// read from the right, a family names one cluster, app and process; at
+// most 255 characters, so a cluster name of at most 219), parameters
+// "<ParameterPrefix>/<app>/<NAME>/..." (at most 2,048). Families of
+// earlier versions, "<cluster>-<app>-<process>", were ambiguous ("a-b"
+// with app "c" and "a" with app "b-c" shared one): the first Apply after
+// an upgrade registers the process's revision in its new family and
+// starts a deployment, and Delete deregisters the app's revisions of the
+// old family too, only those labeled with the app.
 //
 // # Apply
 //

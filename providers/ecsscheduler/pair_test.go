@@ -1,14 +1,19 @@
 package ecsscheduler_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/convox-go/convox/internal/awstest"
+	"github.com/convox-go/convox/internal/ecstest"
 	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/ecsscheduler"
 )
 
 var clbLive = providers.Binding{Kind: providers.BindingClassicELB, Target: "shop-web", Port: 8080}
@@ -131,4 +136,67 @@ func TestMixedBindingsRunAPairedService(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTwoRacksNeverShareATaskDefinitionFamily checks that racks (ECS
+// clusters) in one account whose cluster and app names differ only in
+// where a hyphen falls register their task definitions in families of
+// their own, and that deleting one app leaves the other's task
+// definitions, the legacy family's included.
+func TestTwoRacksNeverShareATaskDefinitionFamily(t *testing.T) {
+	srv := ecstest.New(t, &ecstest.Options{AutoStep: true})
+	client := ecs.NewFromConfig(awstest.ConfigFor(srv.URL))
+	rackA := ecsscheduler.New(client, &ecsscheduler.Options{Cluster: "a-b", Subnets: []string{"subnet-1"}})
+	rackB := ecsscheduler.New(client, &ecsscheduler.Options{Cluster: "a", Subnets: []string{"subnet-1"}})
+	for _, x := range []struct {
+		sch *ecsscheduler.Scheduler
+		app string
+	}{{rackA, "c"}, {rackB, "b-c"}} {
+		if _, err := x.sch.Apply(t.Context(), desired(x.app, "R1", "t1", nil, worker)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A revision of rack B's app in the family name earlier versions
+	// used, which rack A's app "c" would have shared.
+	legacy, err := client.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("a-b-c-worker"),
+		ContainerDefinitions: []types.ContainerDefinition{{Name: aws.String("worker"), Image: aws.String(image.Ref()),
+			DockerLabels: map[string]string{"convox.app": "b-c", "convox.process": "worker", "convox.release": "R0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	families := func() []string {
+		out, err := client.ListTaskDefinitions(t.Context(), &ecs.ListTaskDefinitionsInput{Status: types.TaskDefinitionStatusActive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fs []string
+		for _, arn := range out.TaskDefinitionArns {
+			// arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>
+			f := arn[strings.LastIndexByte(arn, '/')+1 : strings.LastIndexByte(arn, ':')]
+			if !slices.Contains(fs, f) {
+				fs = append(fs, f)
+			}
+		}
+		return fs
+	}
+	if diff := cmp.Diff([]string{"a-b-c-worker", "a-b_c_worker", "a_b-c_worker"}, sortedCopy(families())); diff != "" {
+		t.Errorf("families (-want +got):\n%s", diff)
+	}
+	if err := rackA.Delete(t.Context(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a-b-c-worker", "a_b-c_worker"}, sortedCopy(families())); diff != "" {
+		t.Errorf("families after rack a-b deleted app c (-want +got):\n%s", diff)
+	}
+	if _, err := client.DescribeTaskDefinition(t.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: legacy.TaskDefinition.TaskDefinitionArn}); err != nil {
+		t.Errorf("rack a's Delete removed rack b's legacy revision: %v", err)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	slices.Sort(out)
+	return out
 }

@@ -194,7 +194,22 @@ const (
 	labelRelease = "convox.release"
 )
 
+// family is the task-definition family of a process:
+// "<cluster>_<app>_<process>", and "<cluster>_<app>_<process>__run" for
+// its one-off tasks. Family names are unique per account and region, so
+// they hold the cluster, the rack's namespace. App and process names hold
+// no underscore, so read from the right a family names one cluster, app
+// and process ("a-b"+"c" and "a"+"b-c" differ), and a serving family,
+// which ends with a process name, never ends with "__run". At most 255
+// characters: a cluster name of at most 219 with the 36 of the rest.
 func (s *Scheduler) family(app, process string) string {
+	return s.opts.Cluster + "_" + app + "_" + process
+}
+
+// legacyFamily is the family name earlier versions used,
+// "<cluster>-<app>-<process>" (ambiguous: "a-b"+"c" and "a"+"b-c"
+// share it); Delete still deregisters the app's revisions there.
+func (s *Scheduler) legacyFamily(app, process string) string {
 	return s.opts.Cluster + "-" + providers.ResourceName(app, process, "")
 }
 
@@ -504,7 +519,7 @@ func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release
 	}
 	family := s.family(app, p.Name)
 	if oneOff {
-		family += "-run"
+		family += "__run"
 	}
 	vars := maps.Clone(env)
 	if vars == nil {
@@ -865,14 +880,50 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 		processes[tagOf(svc.Tags, tagProcess)] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(processes)) {
-		for _, family := range []string{s.family(app, name), s.family(app, name) + "-run"} {
+		for _, family := range []string{s.family(app, name), s.family(app, name) + "__run"} {
 			if err := s.deregisterFamily(ctx, family); err != nil {
+				return err
+			}
+		}
+		for _, family := range []string{s.legacyFamily(app, name), s.legacyFamily(app, name) + "-run"} {
+			if err := s.deregisterLegacy(ctx, family, app); err != nil {
 				return err
 			}
 		}
 	}
 	// Last, once no service starts tasks that read them.
 	return s.deleteSecrets(ctx, app)
+}
+
+// deregisterLegacy deregisters the revisions of a legacy family that are
+// labeled with app: another rack's app may share the family name.
+func (s *Scheduler) deregisterLegacy(ctx context.Context, family, app string) error {
+	var arns []string
+	var token *string
+	for {
+		out, err := s.api.ListTaskDefinitions(ctx, &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(family), Status: types.TaskDefinitionStatusActive, NextToken: token})
+		if err != nil {
+			return awserr.Wrap(fmt.Sprintf("list task definitions %q", family), err)
+		}
+		arns = append(arns, out.TaskDefinitionArns...)
+		if out.NextToken == nil {
+			break
+		}
+		token = out.NextToken
+	}
+	for _, arn := range arns {
+		info, err := s.describe(ctx, arn)
+		if err != nil {
+			return err
+		}
+		if info.app != app || info.spec.Family != family {
+			continue
+		}
+		if _, err := s.api.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(arn)}); err != nil {
+			return awserr.Wrap(fmt.Sprintf("deregister task definition %q", arn), err)
+		}
+	}
+	return nil
 }
 
 func (s *Scheduler) deregisterFamily(ctx context.Context, family string) error {

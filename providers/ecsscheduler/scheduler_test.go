@@ -373,7 +373,7 @@ func TestBindingsAttachServicesToBalancers(t *testing.T) {
 func TestTaskDefinitionLogsToTheAppsLogGroup(t *testing.T) {
 	r := newRack(t, nil)
 	r.apply(t, desired("shop", "R1", "t1", map[string]string{"B": "2", "A": "1"}, web))
-	out, err := r.client.DescribeTaskDefinition(t.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(cluster + "-shop-web")})
+	out, err := r.client.DescribeTaskDefinition(t.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(cluster + "_shop_web")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestDeleteRemovesTheAppAndIsIdempotent(t *testing.T) {
 	if st := r.status(t, "shop-api"); len(st.Processes) != 1 {
 		t.Errorf("Delete of shop touched shop-api: %+v", st.Processes)
 	}
-	list, err := r.client.ListTaskDefinitions(t.Context(), &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(cluster + "-shop-web")})
+	list, err := r.client.ListTaskDefinitions(t.Context(), &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(cluster + "_shop_web")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -289,7 +289,7 @@ func TestSecretValuesReachAWSOnlyInTheRequestThatStoresThem(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy with a secret: %v", err)
 	}
-	family := strings.TrimPrefix(r.pre, "/convox/") + "-" + providers.ResourceName(app, "worker", "") // the worker's task definitions
+	family := strings.TrimPrefix(r.pre, "/convox/") + "_" + app + "_worker" // the worker's task definitions
 	secrets, env := r.taskDefinition(t, family)
 	ref := secrets["API_KEY"]
 	if !strings.HasPrefix(ref, r.pre+"/"+app+"/API_KEY/") {

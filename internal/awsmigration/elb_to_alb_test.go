@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -25,6 +26,7 @@ import (
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/dynamostore"
+	"github.com/convox-go/convox/providers/ecsscheduler"
 	"github.com/convox-go/convox/providers/elbbalancer"
 	"github.com/convox-go/convox/providers/fake"
 )
@@ -508,4 +510,94 @@ func targetGroupNamed(t *testing.T, api *elbv2.Client, name string) string {
 		t.Fatalf("DescribeTargetGroups(%s) = %v, %v", name, out, err)
 	}
 	return aws.ToString(out.TargetGroups[0].TargetGroupArn)
+}
+
+// TestTwoRacksDeployOneAppNameSideBySide deploys an app of one name
+// through two racks sharing an account (each emulator's ELBv2 and
+// DynamoDB, one ECS test server): each rack has its own cluster, ALB
+// balancer namespace and store namespace, and each serves its own
+// release; deleting the app from one rack leaves the other's serving.
+func TestTwoRacksDeployOneAppNameSideBySide(t *testing.T) {
+	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
+		ctx := t.Context()
+		cfg := e.Config()
+		srv := ecstest.New(t, &ecstest.Options{AutoStep: true})
+		table := awstest.Name(t, "store")
+		db := dynamodb.NewFromConfig(cfg)
+		if err := dynamostore.EnsureTable(ctx, db, table); err != nil {
+			t.Fatal(err)
+		}
+		subnets, sgs := []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
+		if e.Backend == awstest.Moto {
+			var sg string
+			subnets, sg = awstest.Subnets(t, cfg)
+			sgs = []string{sg}
+		}
+		elbv2API := elbv2.NewFromConfig(cfg)
+		ecsAPI := ecs.NewFromConfig(awstest.ConfigFor(srv.URL))
+		app := awstest.Name(t, "shop")
+		fr := fake.New(nil)
+		fr.Push(app, "v1", &fake.ImageConfig{Entrypoint: []string{"/app/server"}})
+		fr.Push(app, "v2", &fake.ImageConfig{Entrypoint: []string{"/app/server"}, Env: []string{"VERSION=2"}})
+
+		type rack struct {
+			name string
+			cl   string // the cluster, also the balancer's and the store's namespace
+			c    *convox.Client
+			b    providers.Balancer
+			att  *serialAttacher
+		}
+		newRack := func(name, image string) rack {
+			cl := awstest.Name(t, name)
+			att := &serialAttacher{att: &elbtest.Attacher{ECS: ecsAPI, Cluster: cl, ELBv2: elbv2API}}
+			b := serialSynced{albbalancer.New(elbv2API, &albbalancer.Options{
+				LoadBalancer: awstest.Name(t, "alb"), Subnets: subnets, SecurityGroups: sgs, Domain: name + ".example.com", Namespace: cl,
+			}), att}
+			c, err := convox.New(convox.Rack{
+				Registry: fr.Registry(), Logs: fr.Logs(), Balancer: b,
+				Scheduler: ecsscheduler.New(ecsAPI, &ecsscheduler.Options{Cluster: cl, Subnets: []string{"subnet-a"}}),
+				Store:     dynamostore.New(db, table, &dynamostore.Options{Namespace: cl}),
+			}, &convox.Options{PollInterval: 5 * time.Millisecond, MaxPollInterval: 20 * time.Millisecond, Timeout: time.Minute, CompensateTimeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.CreateApp(ctx, app, nil); err != nil {
+				t.Fatalf("rack %s: %v", name, err)
+			}
+			if _, err := c.App(app).Deploy(ctx, convox.ReleaseSpec{Image: app + ":" + image, Processes: []convox.Process{
+				{Name: "web", Count: 2, Port: 8080, Health: convox.HealthCheck{Path: "/health"}},
+			}}, nil); err != nil {
+				t.Fatalf("deploy %s on rack %s: %v", image, name, err)
+			}
+			return rack{name: name, cl: cl, c: c, b: b, att: att}
+		}
+		racks := []rack{newRack("east", "v1"), newRack("west", "v2")}
+		var endpoints []string
+		for _, r := range racks {
+			a, err := r.c.App(app).Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			endpoints = append(endpoints, a.Endpoints["web"])
+			if n := healthy(t, r.b, providers.ScopedName(r.cl, app, "web")); n != 2 {
+				t.Errorf("rack %s: %d healthy targets, want 2", r.name, n)
+			}
+		}
+		if endpoints[0] == endpoints[1] {
+			t.Errorf("both racks serve %s at %s", app, endpoints[0])
+		}
+		if err := racks[0].c.DeleteApp(ctx, app); err != nil {
+			t.Fatalf("delete from rack %s: %v", racks[0].name, err)
+		}
+		a, err := racks[1].c.App(app).Get(ctx)
+		if err != nil {
+			t.Fatalf("rack %s after the other deleted its app: %v", racks[1].name, err)
+		}
+		if a.Active == "" {
+			t.Errorf("rack %s after the other deleted its app: no active release", racks[1].name)
+		}
+		if n := healthy(t, racks[1].b, providers.ScopedName(racks[1].cl, app, "web")); n != 2 {
+			t.Errorf("rack %s after the other deleted its app: %d healthy targets, want 2", racks[1].name, n)
+		}
+	})
 }

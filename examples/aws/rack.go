@@ -61,6 +61,7 @@ func openRack(ctx context.Context, cfg aws.Config, s settings) (*rack, error) {
 	}
 	alb := albbalancer.New(elasticloadbalancingv2.NewFromConfig(cfg), &albbalancer.Options{
 		LoadBalancer: s.loadBalancer, Subnets: s.subnets, SecurityGroups: s.securityGroups, Domain: s.domain,
+		Namespace: s.namespace, // racks sharing an account want target groups of their own
 	})
 	return &rack{
 		Rack: convox.Rack{

@@ -183,7 +183,7 @@ func ScopedName(namespace, app, process string) string {
 //	resource                 unique per          limit  name                                         length
 //	ALB target group         account, region       32  ScopedName(ns, app, process)[-<set>]         17 readable + 11 hash + 4 set
 //	classic load balancer    account, region       32  ScopedName(ns, app, process)                 17 readable + 11 hash
-//	ECS service              cluster              255  <app>-<process>[--<hash>]                    28, 38 staged or paired
+//	ECS service              cluster              255  <app>_<process>[--<hash>]                    33, 43 staged or paired
 //	ECS task-def. family     account, region      255  <cluster>_<app>_<process>[__run]             cluster up to 219
 //	SSM parameter            account, region     2048  <prefix>/<app>/<NAME>/<16 hex>               prefix /convox/<cluster>
 //	DynamoDB item key        table                  -  (namespace, key) attributes                  -

@@ -120,7 +120,7 @@ func pick(bs []convox.Named[providers.Balancer], name string) providers.Balancer
 // its launch type.
 func serviceBalancers(t *testing.T, h *harness, app string) ([]string, ecstypes.LaunchType) {
 	t.Helper()
-	out, err := h.ecsClient().DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "-web"}})
+	out, err := h.ecsClient().DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "_web"}})
 	if err != nil || len(out.Services) != 1 {
 		t.Fatalf("DescribeServices(%s-web) = %v, %v", app, out, err)
 	}

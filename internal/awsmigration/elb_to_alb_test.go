@@ -297,7 +297,7 @@ func ecsServices(t *testing.T, api *ecs.Client, app string) []string {
 	}
 	var names []string
 	for _, arn := range list.ServiceArns {
-		if n := arn[strings.LastIndexByte(arn, '/')+1:]; strings.HasPrefix(n, app+"-") {
+		if n := arn[strings.LastIndexByte(arn, '/')+1:]; strings.HasPrefix(n, app+"_") {
 			names = append(names, n)
 		}
 	}
@@ -364,7 +364,7 @@ func targetGroupOf(t *testing.T, api *ecs.Client, app string) string {
 	}
 	var names []string
 	for _, arn := range list.ServiceArns {
-		if n := arn[strings.LastIndexByte(arn, '/')+1:]; strings.HasPrefix(n, app+"-") {
+		if n := arn[strings.LastIndexByte(arn, '/')+1:]; strings.HasPrefix(n, app+"_") {
 			names = append(names, n)
 		}
 	}

@@ -1,7 +1,7 @@
 // Package ecsscheduler is a providers.Scheduler on Amazon ECS.
 //
 // Each process type of an app is one serving ECS service in the rack's
-// cluster, first named providers.ResourceName(app, process, ""), running
+// cluster, first named "<app>_<process>" (see Names), running
 // revisions of one task-definition family named "<cluster>_<app>_<process>"
 // (one-off tasks use the family "<cluster>_<app>_<process>__run"; see Names).
 // While a
@@ -68,9 +68,12 @@
 // # Names
 //
 // The cluster is the rack's namespace on ECS. Service names
-// ("<app>-<process>", at most 28 characters; staged and paired ones at
-// most 38, of the 255 ECS allows) are unique per cluster, so racks in
-// their own clusters never share one. Task-definition families and SSM
+// ("<app>_<process>", at most 33 characters; staged and paired ones at
+// most 43, of the 255 ECS allows) are unique per cluster, so racks in
+// their own clusters never share one; app and process names hold no
+// underscore, so two apps of one cluster never share one either
+// (services created by earlier versions as "<app>-<process>" keep their
+// names: services are found by their tags). Task-definition families and SSM
 // parameters are unique per account and region, so their names hold the
 // cluster with separators app and process names never contain: families
 // "<cluster>_<app>_<process>" (app and process names hold no underscore:
@@ -135,7 +138,7 @@
 // (StartBalancerMigration) — runs as two services: the serving one,
 // attached to the kind its launch type serves (EC2 for the classic load
 // balancer, Fargate for target groups), and a paired service beside it,
-// named "<app>-<process>--p<7 hexadecimal digits of a hash of the token>"
+// named "<app>_<process>--p<7 hexadecimal digits of a hash of the token>"
 // and tagged convox:role=paired, running the same task definition family
 // attached to the other kind, as a staged service runs beside the serving
 // one. Both serve; the rollout completes when both have. When the
@@ -166,8 +169,8 @@
 // two services:
 //
 //   - Stage creates, per process of the staged release, a service named
-//     "<app>-<process>--<hash>" (eight hexadecimal digits of a hash of the
-//     rollout token, at most 38 characters) tagged convox:role=staged,
+//     "<app>_<process>--<hash>" (eight hexadecimal digits of a hash of the
+//     rollout token, at most 43 characters) tagged convox:role=staged,
 //     running the staged release's task definition attached to the staged
 //     bindings (the target group of the route's other target set). The
 //     serving services are not touched. The same token again changes

@@ -200,3 +200,21 @@ func sortedCopy(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestAppsWhoseNamesShareAHyphenRunSideBySide checks that two apps of one
+// cluster whose app and process names join to the same hyphenated text
+// ("a-b"+"c", "a"+"b-c") get services of their own.
+func TestAppsWhoseNamesShareAHyphenRunSideBySide(t *testing.T) {
+	r := newRack(t, nil)
+	r.apply(t, desired("a-b", "R1", "t1", nil, providers.Process{Name: "c", Count: 1}))
+	r.apply(t, desired("a", "R1", "t1", nil, providers.Process{Name: "b-c", Count: 1}))
+	r.srv.Settle()
+	if diff := cmp.Diff([]string{"a-b_c", "a_b-c"}, r.services(t)); diff != "" {
+		t.Errorf("services (-want +got):\n%s", diff)
+	}
+	for _, app := range []string{"a-b", "a"} {
+		if st := r.status(t, app); len(st.Processes) != 1 || st.Processes[0].Running != 1 {
+			t.Errorf("status of %s = %+v, want its one process running", app, st.Processes)
+		}
+	}
+}

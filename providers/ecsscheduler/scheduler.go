@@ -206,6 +206,15 @@ func (s *Scheduler) family(app, process string) string {
 	return s.opts.Cluster + "_" + app + "_" + process
 }
 
+// serviceName is the name of the serving service a process's first Apply
+// creates: "<app>_<process>". App and process names hold no underscore,
+// so the name is one app's and process's ("a-b"+"c" and "a"+"b-c"
+// differ); at most 33 characters. Services created by earlier versions,
+// "<app>-<process>", keep their names: services are found by their tags.
+func serviceName(app, process string) string {
+	return app + "_" + process
+}
+
 // legacyFamily is the family name earlier versions used,
 // "<cluster>-<app>-<process>" (ambiguous: "a-b"+"c" and "a"+"b-c"
 // share it); Delete still deregisters the app's revisions there.
@@ -305,7 +314,7 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 			svc, paired = current.services[p.Name], current.paired[p.Name]
 		}
 		own, other := splitBindings(d.Bindings[p.Name], svc)
-		name := providers.ResourceName(d.App, p.Name, "")
+		name := serviceName(d.App, p.Name)
 		var role []types.Tag
 		if svc != nil && other == nil && paired != nil && svc.LaunchType != s.launchType(classicBinding(own)) && paired.LaunchType == s.launchType(classicBinding(own)) {
 			// The move between kinds of load balancer is finished: the
@@ -414,7 +423,7 @@ func splitBindings(bs []providers.Binding, svc *types.Service) (own, other []pro
 // digits of a hash of the token (at most 38 characters, like stagedName;
 // never a staged name, whose suffix is hexadecimal only).
 func pairedName(app, process, token string) string {
-	return providers.ResourceName(app, process, "") + "--p" + hashed(app + "/" + token)[:7]
+	return serviceName(app, process) + "--p" + hashed(app + "/" + token)[:7]
 }
 
 // pairsApplied reports whether the app's paired services are those d

@@ -345,7 +345,7 @@ func TestBindingsAttachServicesToBalancers(t *testing.T) {
 			d := desired("shop", "R1", "t1", nil, web)
 			d.Bindings = map[string][]providers.Binding{"web": {tt.binding}}
 			r.apply(t, d)
-			out, err := r.client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{"shop-web"}})
+			out, err := r.client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{"shop_web"}})
 			if err != nil {
 				t.Fatal(err)
 			}

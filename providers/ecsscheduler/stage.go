@@ -19,14 +19,15 @@ import (
 )
 
 // stagedName is the name of the service that stages a process of the app
-// under a rollout token: the process's service name, two hyphens and eight
-// hexadecimal digits of a hash of the token. App and process names never
-// hold two hyphens in a row, so it cannot be another process's name; a new
-// token gives a new name, so a service still draining under an older name
-// never blocks a stage. Names are at most 38 characters (the 28 of
-// "<app>-<process>" and ten), far below the 255 ECS allows.
+// under a rollout token: the process's service name (serviceName), two
+// hyphens and eight hexadecimal digits of a hash of the token. App and
+// process names never hold two hyphens in a row, so it cannot be another
+// process's name; a new token gives a new name, so a service still
+// draining under an older name never blocks a stage. Names are at most 43
+// characters (the 33 of "<app>_<process>" and ten), far below the 255 ECS
+// allows.
 func stagedName(app, process, token string) string {
-	return providers.ResourceName(app, process, "") + "--" + hashed(app + "/" + token)[:8]
+	return serviceName(app, process) + "--" + hashed(app + "/" + token)[:8]
 }
 
 // Stage runs d beside the app's serving services: one more ECS service

@@ -144,11 +144,11 @@ func (s *Scheduler) describeApps(ctx context.Context, apps []string) (map[string
 }
 
 // ofApps reports whether a service name can belong to one of apps: the
-// services of an app are named "<app>-...". Several apps may match (an app
+// services of an app are named "<app>_..." (earlier "<app>-..."). Several apps may match (an app
 // "shop" and an app "shop-api"); tags or task definition labels decide.
 func ofApps(name string, apps map[string]bool) bool {
 	for a := range apps {
-		if strings.HasPrefix(name, a+"-") {
+		if strings.HasPrefix(name, a+"_") || strings.HasPrefix(name, a+"-") {
 			return true
 		}
 	}
@@ -510,7 +510,7 @@ func (s *Scheduler) deletedServiceApp(ctx context.Context, t types.Task, apps ma
 	if err != nil {
 		return "", false, err
 	}
-	if !apps[info.app] || !strings.HasPrefix(name, info.app+"-") {
+	if !apps[info.app] || !strings.HasPrefix(name, info.app+"_") && !strings.HasPrefix(name, info.app+"-") {
 		return "", false, nil
 	}
 	return info.app, true, nil

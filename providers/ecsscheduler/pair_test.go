@@ -1,6 +1,7 @@
 package ecsscheduler_test
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -216,5 +217,20 @@ func TestAppsWhoseNamesShareAHyphenRunSideBySide(t *testing.T) {
 		if st := r.status(t, app); len(st.Processes) != 1 || st.Processes[0].Running != 1 {
 			t.Errorf("status of %s = %+v, want its one process running", app, st.Processes)
 		}
+	}
+}
+
+func TestStageRefusesMixedBindingsBeforeAnyChange(t *testing.T) {
+	r := newRack(t, nil)
+	r.apply(t, bound("R1", "t1", clbLive, web))
+	r.srv.Settle()
+	d := bound("R2", "t2", clbLive, web)
+	d.Bindings["web"] = []providers.Binding{clbLive, tgLive}
+	r.calls.Reset()
+	if _, err := r.sch.Stage(t.Context(), d); !errors.Is(err, providers.ErrInvalid) {
+		t.Fatalf("Stage with mixed bindings = %v, want ErrInvalid", err)
+	}
+	if n := len(r.calls.Counts()); n != 0 {
+		t.Errorf("Stage called ECS before refusing: %v", r.calls)
 	}
 }

@@ -41,6 +41,11 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
 		return providers.Rollout{}, err
 	}
+	for name, bs := range d.Bindings {
+		if _, other := splitBindings(bs, nil); other != nil {
+			return providers.Rollout{}, providers.Invalidf("process %q: a staged release attaches to one kind of load balancer, not a classic load balancer and target groups", name)
+		}
+	}
 	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
 		return providers.Rollout{}, err
 	}

@@ -146,7 +146,9 @@
 // after a move (FinishBalancerMigration) the paired service becomes the
 // serving one and the other is retired (scaled to zero and deleted, so it
 // drains); after an abort (AbortBalancerMigration) the paired service is
-// retired.
+// retired. Stage refuses mixed bindings with ErrInvalid before any change
+// (the root runs no blue/green or canary deploy during a balancer
+// migration).
 //
 // # Status
 //

@@ -437,7 +437,12 @@ func pairsApplied(v *appView, d providers.Desired, token string) bool {
 			return false
 		}
 	}
-	return len(v.paired) <= len(d.Processes)
+	for name := range v.paired {
+		if !slices.ContainsFunc(d.Processes, func(p providers.Process) bool { return p.Name == name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // lockApp serializes the Applies of one app within this scheduler, so

@@ -40,7 +40,10 @@ type Release struct {
 	Image    providers.Image
 	// Registry is the name of the registry the image was resolved in.
 	Registry string
-	// Env holds plain variables; Secrets the secret ones, redacted when printed.
+	// Env holds plain variables; Secrets the secret ones, redacted when
+	// printed. When the app's scheduler keeps secrets
+	// (providers.SecretKeeper), a secret holds the reference to its value,
+	// and passing it back unchanged in a ReleaseSpec keeps that value.
 	Env         map[string]string
 	Secrets     map[string]Secret
 	Processes   []Process
@@ -131,7 +134,15 @@ func (r *releaseDoc) desired(token string, bindings map[string][]providers.Bindi
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Env)) {
 		v := r.Env[k]
-		d.Env[k] = v.Value
+		switch {
+		case v.Ref:
+			if d.SecretRefs == nil {
+				d.SecretRefs = map[string]string{}
+			}
+			d.SecretRefs[k] = v.Value
+		default:
+			d.Env[k] = v.Value
+		}
 		if v.Secret {
 			d.Secret = append(d.Secret, k)
 		}
@@ -288,6 +299,9 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 		if len(p.Command) == 0 && len(doc.Image.Entrypoint) == 0 && len(doc.Image.Cmd) == 0 {
 			return nil, providers.Invalidf("process %s has no command and image %s has no entrypoint or command", p.Name, doc.Image.Ref())
 		}
+	}
+	if err := keepSecrets(ctx, sel.scheduler, doc, latest); err != nil {
+		return nil, err
 	}
 	return doc, nil
 }

@@ -64,7 +64,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	}
 	d := rel.desired("", nil)
 	spec := providers.RunSpec{
-		App: a.name, Release: id, Token: newToken(), Image: rel.Image, Env: d.Env, Secret: d.Secret,
+		App: a.name, Release: id, Token: newToken(), Image: rel.Image, Env: d.Env, Secret: d.Secret, SecretRefs: d.SecretRefs,
 		Process: rel.Processes[i].provider(), Command: slices.Clone(command),
 	}
 	if err := spec.Validate(sel.limits()); err != nil {

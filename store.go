@@ -170,6 +170,8 @@ func (d *appDoc) routesOf(process string) []routeDoc {
 type envDoc struct {
 	Value  string `json:"v"`
 	Secret bool   `json:"s,omitempty"`
+	// Ref: Value is the reference a providers.SecretKeeper returned.
+	Ref bool `json:"r,omitempty"`
 }
 
 type releaseDoc struct {

@@ -183,14 +183,38 @@ func (l Limits) ValidateEnv(env map[string]string) error {
 	return nil
 }
 
-// validateSecretNames checks that every secret name is a variable of env.
-func validateSecretNames(env map[string]string, secret []string) error {
+// validateSecretNames checks that every secret name is a variable of env
+// or has a reference in refs, that no name is in both, and that every
+// reference is of a secret name. It returns env and refs in one map, for
+// the size checks of Limits.ValidateEnv.
+func validateSecretNames(env, refs map[string]string, secret []string) (map[string]string, error) {
 	for _, k := range secret {
-		if _, ok := env[k]; !ok {
-			return Invalidf("secret %q is not a variable of the environment", k)
+		_, inEnv := env[k]
+		_, inRefs := refs[k]
+		if !inEnv && !inRefs {
+			return nil, Invalidf("secret %q is not a variable of the environment", k)
 		}
 	}
-	return nil
+	if len(refs) == 0 {
+		return env, nil
+	}
+	all := maps.Clone(env)
+	if all == nil {
+		all = map[string]string{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		if !slices.Contains(secret, k) {
+			return nil, Invalidf("variable %q has a secret reference but is not secret", k)
+		}
+		if _, ok := env[k]; ok {
+			return nil, Invalidf("secret %q has both a value and a reference", k)
+		}
+		if refs[k] == "" {
+			return nil, Invalidf("secret %q has an empty reference", k)
+		}
+		all[k] = refs[k]
+	}
+	return all, nil
 }
 
 // ValidateCommand checks a command: at most MaxCommandArgs arguments of at
@@ -358,8 +382,8 @@ func validateID(kind, id string) error {
 
 // Validate checks what every scheduler requires of a desired state, with
 // l's bounds: a valid app name, a release (validateID), a formation
-// (Limits.ValidateFormation), an environment (Limits.ValidateEnv) whose
-// Secret names are all variables, and bindings that name processes of the
+// (Limits.ValidateFormation), an environment (Limits.ValidateEnv, references
+// included) whose Secret names are all variables or references, and bindings that name processes of the
 // formation with ports of 0 to MaxPort. A scheduler calls it first in
 // Apply and Stage and adds its own checks (binding kinds, a pinned image)
 // after it; the root checks a release with the same rules
@@ -380,10 +404,11 @@ func (d Desired) Validate(l Limits) error {
 	if err := l.ValidateFormation(d.App, d.Processes); err != nil {
 		return err
 	}
-	if err := l.ValidateEnv(d.Env); err != nil {
+	env, err := validateSecretNames(d.Env, d.SecretRefs, d.Secret)
+	if err != nil {
 		return err
 	}
-	if err := validateSecretNames(d.Env, d.Secret); err != nil {
+	if err := l.ValidateEnv(env); err != nil {
 		return err
 	}
 	for name, bs := range d.Bindings {
@@ -421,10 +446,11 @@ func (r RunSpec) Validate(l Limits) error {
 	if err := ValidateCommand(r.Command); err != nil {
 		return err
 	}
-	if err := l.ValidateEnv(r.Env); err != nil {
+	env, err := validateSecretNames(r.Env, r.SecretRefs, r.Secret)
+	if err != nil {
 		return err
 	}
-	return validateSecretNames(r.Env, r.Secret)
+	return l.ValidateEnv(env)
 }
 
 // Validate checks the sizes of a log query: Filter at most MaxLogFilter

@@ -153,6 +153,63 @@ func ResourceName(app, process, set string) string {
 	return app + "-" + process + "-" + set
 }
 
+// MaxNamespace is the longest rack namespace ScopedName takes.
+const MaxNamespace = 32
+
+// ScopedName derives the name of an account-wide AWS resource (an ALB
+// target group, a classic load balancer: unique per account and region,
+// at most MaxResourceName characters) of an app's process in a rack
+// namespace. With no namespace it is ResourceName(app, process, ""), the
+// names racks without one have always used. With one, it is the first
+// characters of "<app>-<process>" (at most MaxScopedReadable, without a
+// trailing hyphen, for people to read), a hyphen and ten hexadecimal
+// digits of a SHA-256 of "<namespace>/<app>/<process>": the slash occurs
+// in none of the three, so two different triples never share the hashed
+// text, and names of two racks, of two balancers, or of "shop"+"web-g"
+// and "shop-web"+"g" differ (up to a 40-bit hash collision). The result
+// is at most 28 characters, leaving "-<set>" (MaxSetName) within
+// MaxResourceName, and passes ValidateName. The namespace must pass
+// ValidateName with MaxNamespace.
+func ScopedName(namespace, app, process string) string {
+	if namespace == "" {
+		return ResourceName(app, process, "")
+	}
+	readable := ResourceName(app, process, "")
+	if len(readable) > MaxScopedReadable {
+		readable = strings.TrimRight(readable[:MaxScopedReadable], "-")
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + app + "/" + process))
+	return readable + "-" + hex.EncodeToString(sum[:5])
+}
+
+// AWS resource names and their length budgets, by resource type (the
+// rack's namespace is the ECS cluster, the balancers' Namespace, the
+// store's Namespace):
+//
+//	resource                 unique per          limit  name                                         length
+//	ALB target group         account, region       32  ScopedName(ns, app, process)[-<set>]         17 readable + 11 hash + 4 set
+//	classic load balancer    account, region       32  ScopedName(ns, app, process)                 17 readable + 11 hash
+//	ECS service              cluster              255  <app>_<process>[--<hash>]                    33, 43 staged or paired
+//	ECS task-def. family     account, region      255  <cluster>_<app>_<process>[__run]             cluster up to 219
+//	SSM parameter            account, region     2048  <prefix>/<app>/<NAME>/<16 hex>               prefix /convox/<cluster>
+//	DynamoDB item key        table                  -  (namespace, key) attributes                  -
+//
+// The readable part of a scoped name is for people; the hash, of text
+// joined by a character no part holds, is what keeps names apart.
+//
+// MaxScopedReadable is the readable part of a ScopedName: 32 characters
+// less "-<set>" (4) and "-<10 hexadecimal digits>" (11).
+const MaxScopedReadable = MaxResourceName - MaxSetName - 1 - 11
+
+// ValidateNamespace checks a rack namespace for ScopedName: empty, or a
+// name that passes ValidateName with MaxNamespace.
+func ValidateNamespace(namespace string) error {
+	if namespace == "" {
+		return nil
+	}
+	return ValidateName("namespace", namespace, MaxNamespace)
+}
+
 // ---------------------------------------------------------------------------
 // Registry
 
@@ -336,6 +393,10 @@ type Desired struct {
 	// Redacted.
 	Env    map[string]string
 	Secret []string
+	// SecretRefs maps secret names to the references a SecretKeeper
+	// scheduler returned for their values. A name in Secret is in Env or
+	// in SecretRefs, never both; references are not secret.
+	SecretRefs map[string]string
 	// Processes is the full formation; process types not listed are removed.
 	Processes []Process
 	// Bindings maps a process name to the bindings its tasks join
@@ -455,6 +516,21 @@ type Scheduler interface {
 	Delete(ctx context.Context, app string) error
 }
 
+// SecretKeeper is implemented by schedulers that keep secret values in a
+// secret service of their platform and hand their tasks references to them
+// (ecsscheduler: SSM Parameter Store SecureStrings a task definition names
+// in its secrets). With such a scheduler the root sends each secret value
+// once, to KeepSecret, and from then on stores and passes only the
+// reference (Desired.SecretRefs, RunSpec.SecretRefs); the Store never holds
+// the value. Delete removes every secret kept for the app.
+type SecretKeeper interface {
+	// KeepSecret stores value as a new copy of secret name of app and
+	// returns a reference to that copy. A reference names one value for
+	// good, so a release keeps its secrets when later releases change
+	// them. A value the secret service cannot hold returns ErrInvalid.
+	KeepSecret(ctx context.Context, app, name, value string) (ref string, err error)
+}
+
 // BatchStatus is implemented by schedulers that observe many apps per call.
 type BatchStatus interface {
 	// StatusMany returns the status of each app that exists, keyed by
@@ -501,9 +577,10 @@ type RunSpec struct {
 	// Token makes RunTask idempotent: the same token returns the same task.
 	Token string
 	Image Image
-	// Env and Secret as in Desired.
-	Env    map[string]string
-	Secret []string
+	// Env, Secret and SecretRefs as in Desired.
+	Env        map[string]string
+	Secret     []string
+	SecretRefs map[string]string
 	// Process is the process type whose settings (cpu, memory) the task uses.
 	Process Process
 	// Command overrides the process's command when not empty.

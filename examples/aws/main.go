@@ -112,6 +112,7 @@
 //	logs:CreateLogGroup, logs:CreateLogStream, logs:PutLogEvents,
 //	logs:FilterLogEvents, logs:DeleteLogGroup (-delete)
 //	dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query
+//	ssm:PutParameter, ssm:DescribeParameters, ssm:DeleteParameters (secrets)
 //
 // -setup needs dynamodb:DescribeTable and dynamodb:CreateTable besides: it
 // is separate so that the deploying principal cannot create tables.
@@ -119,7 +120,11 @@
 // The execution role needs ecr:GetAuthorizationToken, ecr:BatchGetImage,
 // ecr:GetDownloadUrlForLayer, logs:CreateLogGroup, logs:CreateLogStream and
 // logs:PutLogEvents (the managed policy AmazonECSTaskExecutionRolePolicy
-// covers all but logs:CreateLogGroup).
+// covers all but logs:CreateLogGroup), and ssm:GetParameters on
+// arn:aws:ssm:REGION:ACCOUNT:parameter/convox/CLUSTER/* to read the app's
+// secrets (ecsscheduler's ExecutionRolePolicy prints the whole policy).
+// Secrets are SSM SecureString parameters under /convox/CLUSTER/APP/; the
+// DynamoDB table holds only their names.
 //
 // -delete leaves what apps share: the cluster, the load balancer and its
 // listeners, the table, and the ECR repository and its images.

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox"
@@ -60,6 +61,7 @@ func openRack(ctx context.Context, cfg aws.Config, s settings) (*rack, error) {
 	}
 	alb := albbalancer.New(elasticloadbalancingv2.NewFromConfig(cfg), &albbalancer.Options{
 		LoadBalancer: s.loadBalancer, Subnets: s.subnets, SecurityGroups: s.securityGroups, Domain: s.domain,
+		Namespace: s.namespace, // racks sharing an account want target groups of their own
 	})
 	return &rack{
 		Rack: convox.Rack{
@@ -67,6 +69,7 @@ func openRack(ctx context.Context, cfg aws.Config, s settings) (*rack, error) {
 			Scheduler: ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{
 				Cluster: s.cluster, Subnets: s.subnets, SecurityGroups: s.securityGroups,
 				AssignPublicIP: s.publicIP, ExecutionRoleARN: s.executionRole,
+				SSM: ssm.NewFromConfig(cfg), // secrets are SSM parameters the task definitions name
 			}),
 			Balancer: alb,
 			Logs:     cwlogs.New(cloudwatchlogs.NewFromConfig(cfg), nil),

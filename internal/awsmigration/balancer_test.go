@@ -120,7 +120,7 @@ func pick(bs []convox.Named[providers.Balancer], name string) providers.Balancer
 // its launch type.
 func serviceBalancers(t *testing.T, h *harness, app string) ([]string, ecstypes.LaunchType) {
 	t.Helper()
-	out, err := h.ecsClient().DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "-web"}})
+	out, err := h.ecsClient().DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "_web"}})
 	if err != nil || len(out.Services) != 1 {
 		t.Fatalf("DescribeServices(%s-web) = %v, %v", app, out, err)
 	}
@@ -139,15 +139,14 @@ func serviceBalancers(t *testing.T, h *harness, app string) ([]string, ecstypes.
 }
 
 // TestBalancerMigrationOnECS moves an ECS app from one AWS balancer to
-// another. ECS attaches a service to one classic load balancer, or to up
-// to five target groups of application or network load balancers, never
-// both kinds at once (the ECS scheduler refuses the mix as ECS does); and
-// the ALB balancer names target groups by app and process, which are
-// unique per account and region. So on ECS neither "elb" → "alb" nor "alb"
-// → "alb2" can serve on both balancers at once, which the migration needs:
-// StartBalancerMigration must fail, and must leave the app serving on its
-// balancer as before, with nothing left on the new one, and deploys and
-// rollback working.
+// another where that cannot work: two ALB balancers without namespaces
+// name target groups by app and process alone, and target group names are
+// unique per account and region, so on ECS "alb" → "alb2" cannot serve on
+// both balancers at once, which the migration needs (with a namespace per
+// balancer it works: TestALBToALBMigrationOnECS): StartBalancerMigration must fail, and must leave the
+// app serving on its balancer as before, with nothing left on the new
+// one, and deploys and rollback working. ("elb" → "alb" works:
+// TestClassicELBToALBMigrationOnECS.)
 func TestBalancerMigrationOnECS(t *testing.T) {
 	awstest.Endpoint(t) // skips without the emulator
 	tests := []struct {
@@ -161,11 +160,6 @@ func TestBalancerMigrationOnECS(t *testing.T) {
 		wantKind   string
 		wantLaunch ecstypes.LaunchType
 	}{
-		{
-			name: "classic ELB to ALB", from: "elb", to: "alb",
-			wantErr: providers.ErrInvalid, wantReason: "ECS attaches one classic load balancer or up to five target groups",
-			wantKind: "classic", wantLaunch: ecstypes.LaunchTypeEc2,
-		},
 		{
 			name: "ALB to another ALB", from: "alb", to: "alb2",
 			wantErr: providers.ErrConflict, wantReason: "exists and does not belong to route",

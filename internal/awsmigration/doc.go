@@ -40,16 +40,23 @@
 // A balancer migration serves an app on both balancers at once, so the
 // scheduler must attach each routed process to both routes' bindings. ECS
 // attaches a service to one classic load balancer, or to up to five target
-// groups of application or network load balancers, never to both kinds,
-// and package ecsscheduler refuses the mix as ECS does: an app on ECS
-// cannot move from a classic load balancer (package elbbalancer) to an ALB
-// (package albbalancer) this way. Nor can it move between two ALBs of one
-// account and region, since package albbalancer names a route's target
-// group after the app and process and target group names are unique per
-// account and region. The tests check that StartBalancerMigration is
-// refused in both cases and leaves the app serving on its balancer as
-// before, with nothing left on the other one, and that deploys and
-// rollbacks go on. Such a refused start costs the whole
+// groups of application or network load balancers, never to both kinds;
+// package ecsscheduler runs a paired service for the other kind. An app on
+// ECS moves from a classic load balancer (package elbbalancer, on the
+// elbtest server) to an ALB (package albbalancer, on each emulator): both
+// serve after StartBalancerMigration, FinishBalancerMigration retires the
+// old service and load balancer, AbortBalancerMigration the paired
+// service and the ALB's route; requests to each endpoint (resolved to the
+// load balancer's healthy targets, as no server here carries traffic)
+// never fail while it serves, and the state is read back through the ECS,
+// ELB and ELBv2 APIs. An app moves between two ALBs of one account and
+// region the same way when each ALB balancer has a namespace of its own
+// (albbalancer.Options.Namespace), the service then attached to both
+// target groups. Without namespaces both balancers want one target group
+// name ("<app>-<process>"), unique per account and region: the tests
+// check that StartBalancerMigration is refused then and leaves the app
+// serving on its balancer as before, with nothing left on the other one,
+// and that deploys and rollbacks go on. Such a refused start costs the whole
 // Options.CompensateTimeout, because the compensation of the failed
 // re-deploy re-applies the same refused bindings until then; the test
 // shortens it.

@@ -236,7 +236,7 @@ func TestRegistryMigrationDockerToECR(t *testing.T) {
 func taskImage(t *testing.T, h *harness, app, process string) string {
 	t.Helper()
 	client := h.ecsClient()
-	out, err := client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "-" + process}})
+	out, err := client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{app + "_" + process}})
 	if err != nil || len(out.Services) != 1 {
 		t.Fatalf("DescribeServices(%s-%s) = %v, %v", app, process, out, err)
 	}

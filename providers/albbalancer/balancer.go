@@ -103,6 +103,14 @@ type Options struct {
 	HTTPSPort int
 	// Tags are added to every resource the balancer creates.
 	Tags map[string]string
+	// Namespace scopes the names of the balancer's target groups, which
+	// are unique per account and region: with one, a route's ID and
+	// default target group name is providers.ScopedName(Namespace, app,
+	// process), so racks sharing an account, and two ALB balancers of one
+	// rack (a balancer migration), never want the same target group.
+	// Empty keeps the unscoped names "<app>-<process>". It must pass
+	// providers.ValidateNamespace; EnsureRoute refuses it otherwise.
+	Namespace string
 }
 
 // Tag keys the balancer sets on its resources. Target group names are
@@ -576,7 +584,10 @@ func setLabel(id, set string) string {
 // ensureTargetGroup creates or finds the target group of route r's set
 // and brings its health check and deregistration delay to r's.
 func (b *Balancer) ensureTargetGroup(ctx context.Context, lb *loadBalancer, r route, set string) (targetGroup, error) {
-	name := providers.ResourceName(r.app, r.process, set)
+	name := r.id
+	if set != "" {
+		name += "-" + set
+	}
 	tg, err := b.describeTargetGroup(ctx, name)
 	if err != nil {
 		return targetGroup{}, err

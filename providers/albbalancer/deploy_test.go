@@ -148,7 +148,7 @@ func TestDeployThroughECSAndTheALB(t *testing.T) {
 	})
 
 	t.Run("the ECS service runs on Fargate in the route's target group", func(t *testing.T) {
-		out, err := r.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("rack"), Services: []string{id}})
+		out, err := r.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("rack"), Services: []string{app + "_web"}})
 		if err != nil {
 			t.Fatal(err)
 		}

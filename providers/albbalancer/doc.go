@@ -21,8 +21,15 @@
 // are used as they are.
 //
 // Each routed process is a route whose ID is
-// providers.ResourceName(app, process, "") ("shop-web"). It owns a target
-// group of that name and one listener rule forwarding to it. The rule
+// providers.ScopedName(Options.Namespace, app, process): "shop-web" without
+// a namespace, "shop-web-<10 hexadecimal digits>" in one. It owns a
+// target group of that name and one listener rule forwarding to it.
+// Target group names are unique per account and region (at most 32
+// characters), so racks sharing an account, and the two ALB balancers of
+// a balancer migration, give each balancer a namespace of its own. The
+// budget: at most 17 characters of "<app>-<process>" kept readable, a
+// hyphen and the hash (28), and "-<set>" for the target group of another
+// target set (32). The rule
 // matches the RouteSpec's Host (host header) and Path (a prefix: "/api"
 // matches "/api" and "/api/..."; a path holding * or ? is used as an ALB
 // path pattern). A spec with neither routes the host
@@ -91,7 +98,7 @@
 //
 // Balancer implements providers.WeightShifter through weighted forward
 // actions: EnsureTargetSet creates the target group
-// providers.ResourceName(app, process, set) with the default target
+// "<route ID>-<set>" with the default target
 // group's settings and adds it to the rule's forward action at weight 0;
 // SetWeights writes the weights in percent (ELBv2 takes 0-999); Weights
 // reads them back (weights set by hand in other proportions are scaled to

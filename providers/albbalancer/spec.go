@@ -30,7 +30,7 @@ type health struct {
 
 // route is a validated RouteSpec.
 type route struct {
-	id       string // providers.ResourceName(app, process, ""): the route ID and the default target group name
+	id       string // providers.ScopedName(Options.Namespace, app, process): the route ID and the default target group name
 	app      string
 	process  string
 	port     int32
@@ -54,7 +54,10 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 	if err := providers.ValidateAppProcess(spec.App, spec.Process); err != nil {
 		return route{}, err
 	}
-	r := route{id: providers.ResourceName(spec.App, spec.Process, ""), app: spec.App, process: spec.Process}
+	if err := providers.ValidateNamespace(b.opts.Namespace); err != nil {
+		return route{}, err
+	}
+	r := route{id: providers.ScopedName(b.opts.Namespace, spec.App, spec.Process), app: spec.App, process: spec.Process}
 	if spec.Port < 1 || spec.Port > 65535 {
 		return route{}, providers.Invalidf("route %s: port %d is outside 1-65535", r.id, spec.Port)
 	}
@@ -93,7 +96,7 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 		if b.opts.Domain == "" {
 			return route{}, providers.Invalidf("route %s has neither a host nor a path, and the balancer has no Domain for a default host", r.id)
 		}
-		r.host = r.id + "." + b.opts.Domain
+		r.host = providers.ResourceName(r.app, r.process, "") + "." + b.opts.Domain
 	}
 
 	h := spec.Health

@@ -22,6 +22,7 @@ import (
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
@@ -45,7 +46,6 @@ import (
 // user holding exactly awsiam.Policy(permissions).
 type enforced struct {
 	name        string
-	prefix      string   // the IAM service prefix of the provider's actions
 	permissions []string // the provider's Permissions()
 	// run runs the provider's suite with the user's configuration; admin
 	// may call every action, for set-up the provider leaves to others.
@@ -62,7 +62,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 	admin := awstest.MotoIAM(t)
 	for _, tc := range []enforced{
 		{
-			name: "dynamostore", prefix: "dynamodb", permissions: dynamostore.Permissions(),
+			name: "dynamostore", permissions: dynamostore.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				table := awstest.Name(t, "iamtable")
 				// Creating the table is set-up for an administrator
@@ -79,7 +79,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			},
 		},
 		{
-			name: "cwlogs", prefix: "logs", permissions: cwlogs.Permissions(),
+			name: "cwlogs", permissions: cwlogs.Permissions(),
 			run: func(t *testing.T, user, _ aws.Config) {
 				l := cwlogs.New(cloudwatchlogs.NewFromConfig(user), &cwlogs.Options{TailLookback: 2 * time.Hour, TailPollInterval: 100 * time.Millisecond, IAM: iam.NewFromConfig(user)})
 				providertest.TestLogs(t, providertest.LogsHarness{New: func(*testing.T) providers.Logs { return l }, Timeout: 30 * time.Second})
@@ -121,7 +121,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			},
 		},
 		{
-			name: "kinesislogs", prefix: "kinesis", permissions: kinesislogs.Permissions(),
+			name: "kinesislogs", permissions: kinesislogs.Permissions(),
 			run: func(t *testing.T, user, _ aws.Config) {
 				user.APIOptions = append(user.APIOptions, awstest.OneAtATime("PutRecords"))
 				client := kinesis.NewFromConfig(user)
@@ -138,7 +138,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			},
 		},
 		{
-			name: "albbalancer", prefix: "elasticloadbalancing", permissions: albbalancer.Permissions(),
+			name: "albbalancer", permissions: albbalancer.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				subnets, sg := awstest.Subnets(t, admin) // the network is the account's, not the balancer's
 				b := albbalancer.New(elbv2.NewFromConfig(user), &albbalancer.Options{
@@ -159,7 +159,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			},
 		},
 		{
-			name: "elbbalancer", prefix: "elasticloadbalancing", permissions: elbbalancer.Permissions(),
+			name: "elbbalancer", permissions: elbbalancer.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				subnets, sg := awstest.Subnets(t, admin)
 				b := elbbalancer.New(elb.NewFromConfig(user), &elbbalancer.Options{Subnets: subnets, SecurityGroups: []string{sg}})
@@ -176,7 +176,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			},
 		},
 		{
-			name: "ecrregistry", prefix: "ecr", permissions: ecrregistry.Permissions(),
+			name: "ecrregistry", permissions: ecrregistry.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				// Pushing images is for another principal (a CI job's):
 				// the administrator pushes.
@@ -208,13 +208,14 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			// Status and the compensation, and must end at its time limit
 			// (long enough for the apply to finish on a loaded machine, so
 			// that the actions called do not depend on the load).
-			name: "ecsscheduler", prefix: "ecs", permissions: ecsscheduler.Permissions(),
+			name: "ecsscheduler", permissions: ecsscheduler.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				subnets, sg := awstest.Subnets(t, admin)
 				app := awstest.Name(t, "shop")
 				sch := ecsscheduler.New(ecs.NewFromConfig(user), &ecsscheduler.Options{
 					Cluster: app, Subnets: subnets, SecurityGroups: []string{sg},
 					ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
+					SSM:              ssm.NewFromConfig(user),
 				})
 				others := fake.New(nil)
 				others.Push(app, "v1", &fake.ImageConfig{Entrypoint: []string{"/app/worker"}})
@@ -226,7 +227,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 				if _, err := c.CreateApp(t.Context(), app, nil); err != nil {
 					t.Fatal(err)
 				}
-				_, err = c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil)
+				_, err = c.App(app).Deploy(t.Context(), convox.ReleaseSpec{Image: app + ":v1", Secrets: map[string]convox.Secret{"API_KEY": "v1"}, Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil)
 				var de *convox.DeployError
 				if !errors.As(err, &de) || !de.Changed {
 					t.Fatalf("deploy on an ECS that runs no task = %v, want a *DeployError at its time limit", err)
@@ -254,7 +255,7 @@ func TestEveryProviderSuitePassesWithExactlyItsPolicyUnderIAMEnforcement(t *test
 			// TestSchedulerConformance); a route, two releases, a status,
 			// target health, a route removal and a delete call every
 			// action moto's CloudFormation checks.
-			name: "cfnstack", prefix: "cloudformation", permissions: cfnstack.Permissions(),
+			name: "cfnstack", permissions: cfnstack.Permissions(),
 			run: func(t *testing.T, user, admin aws.Config) {
 				ctx := t.Context()
 				subnets, sg := awstest.Subnets(t, admin)

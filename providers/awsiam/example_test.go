@@ -94,7 +94,10 @@ func Example() {
 	//         "logs:FilterLogEvents",
 	//         "logs:PutLogEvents",
 	//         "logs:PutSubscriptionFilter",
-	//         "logs:StartLiveTail"
+	//         "logs:StartLiveTail",
+	//         "ssm:DeleteParameters",
+	//         "ssm:DescribeParameters",
+	//         "ssm:PutParameter"
 	//       ],
 	//       "Resource": "*"
 	//     }

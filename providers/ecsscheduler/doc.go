@@ -1,9 +1,10 @@
 // Package ecsscheduler is a providers.Scheduler on Amazon ECS.
 //
 // Each process type of an app is one serving ECS service in the rack's
-// cluster, first named providers.ResourceName(app, process, ""), running
-// revisions of one task-definition family named "<cluster>-<app>-<process>"
-// (one-off tasks use the family "<cluster>-<app>-<process>-run"). While a
+// cluster, first named "<app>_<process>" (see Names), running
+// revisions of one task-definition family named "<cluster>_<app>_<process>"
+// (one-off tasks use the family "<cluster>_<app>_<process>__run"; see Names).
+// While a
 // blue/green or canary deploy runs, a second, staged service per process
 // runs beside it (see Stage). Services carry tags (convox:app,
 // convox:process, convox:release, convox:token, convox:role, ...) from
@@ -31,9 +32,59 @@
 //
 // # Secrets
 //
-// Variables named in Desired.Secret reach the container as plain
-// environment entries of the task definition: they rest in ECS, where
-// anyone allowed ecs:DescribeTaskDefinition in the account can read them.
+// With Options.SSM, secrets are SSM Parameter Store SecureStrings and the
+// task definition names them in its container's secrets (valueFrom): ECS
+// reads them with the task execution role when a task starts, and no
+// secret value rests in ECS. The Scheduler is a providers.SecretKeeper:
+// KeepSecret stores each value, once, as a new parameter
+// "<ParameterPrefix>/<app>/<NAME>/<16 random hex digits>"
+// (ParameterPrefix is "/convox/<Cluster>" by default) and returns its
+// name, the reference the root stores instead of the value and hands back
+// in Desired.SecretRefs. A secret still given by value in Desired.Env is
+// stored by Apply, Stage or RunTask under
+// "<ParameterPrefix>/<app>/<NAME>/r<hash of the release>" (overwritten
+// with the same value when the release is applied again). References
+// outside the app's path are refused with ErrInvalid. Delete deletes every
+// parameter under "<ParameterPrefix>/<app>/". Values are limited to the
+// 4 KB of a standard-tier parameter (MaxSecretValue) and encrypted with
+// the AWS managed key aws/ssm.
+//
+// Parameter Store rather than Secrets Manager: its hierarchical names let
+// one IAM resource ("parameter/convox/<cluster>/*") cover exactly the
+// rack's secrets and one path listing find an app's secrets to delete;
+// standard parameters cost nothing while a Secrets Manager secret is
+// billed monthly; a deleted parameter is gone at once, while Secrets
+// Manager keeps a deleted secret's name for a recovery window; and the
+// rotation and cross-account sharing Secrets Manager adds are not used.
+// The deployer may write and delete parameters but not read them
+// (DescribeParameters returns names only).
+//
+// ExecutionRolePolicy returns the execution role's policy: the actions
+// below on every resource and ssm:GetParameters on the rack's parameters
+// only. Without Options.SSM, secret values are plain environment entries
+// of the task definition, readable by anyone allowed
+// ecs:DescribeTaskDefinition.
+//
+// # Names
+//
+// The cluster is the rack's namespace on ECS. Service names
+// ("<app>_<process>", at most 33 characters; staged and paired ones at
+// most 43, of the 255 ECS allows) are unique per cluster, so racks in
+// their own clusters never share one; app and process names hold no
+// underscore, so two apps of one cluster never share one either
+// (services created by earlier versions as "<app>-<process>" keep their
+// names: services are found by their tags). Task-definition families and SSM
+// parameters are unique per account and region, so their names hold the
+// cluster with separators app and process names never contain: families
+// "<cluster>_<app>_<process>" (app and process names hold no underscore:
+// read from the right, a family names one cluster, app and process; at
+// most 255 characters, so a cluster name of at most 219), parameters
+// "<ParameterPrefix>/<app>/<NAME>/..." (at most 2,048). Families of
+// earlier versions, "<cluster>-<app>-<process>", were ambiguous ("a-b"
+// with app "c" and "a" with app "b-c" shared one): the first Apply after
+// an upgrade registers the process's revision in its new family and
+// starts a deployment, and Delete deregisters the app's revisions of the
+// old family too, only those labeled with the app.
 //
 // # Apply
 //
@@ -78,8 +129,26 @@
 // AcceptsBinding accepts providers.BindingTargetGroup (an ELBv2 target
 // group ARN; up to five per process, for weighted target sets) and
 // providers.BindingClassicELB (a classic load balancer name; one per
-// process, not mixed with target groups). Any other kind makes Apply
-// return providers.ErrInvalid before any change.
+// process). Any other kind makes Apply return providers.ErrInvalid before
+// any change.
+//
+// One ECS service attaches a classic load balancer or target groups,
+// never both, so a process whose bindings mix the kinds — while the root
+// moves an app between a classic load balancer and an ALB
+// (StartBalancerMigration) — runs as two services: the serving one,
+// attached to the kind its launch type serves (EC2 for the classic load
+// balancer, Fargate for target groups), and a paired service beside it,
+// named "<app>_<process>--p<7 hexadecimal digits of a hash of the token>"
+// and tagged convox:role=paired, running the same task definition family
+// attached to the other kind, as a staged service runs beside the serving
+// one. Both serve; the rollout completes when both have. When the
+// bindings are of one kind again, Apply keeps the service of that kind:
+// after a move (FinishBalancerMigration) the paired service becomes the
+// serving one and the other is retired (scaled to zero and deleted, so it
+// drains); after an abort (AbortBalancerMigration) the paired service is
+// retired. Stage refuses mixed bindings with ErrInvalid before any change
+// (the root runs no blue/green or canary deploy during a balancer
+// migration).
 //
 // # Status
 //
@@ -102,8 +171,8 @@
 // two services:
 //
 //   - Stage creates, per process of the staged release, a service named
-//     "<app>-<process>--<hash>" (eight hexadecimal digits of a hash of the
-//     rollout token, at most 38 characters) tagged convox:role=staged,
+//     "<app>_<process>--<hash>" (eight hexadecimal digits of a hash of the
+//     rollout token, at most 43 characters) tagged convox:role=staged,
 //     running the staged release's task definition attached to the staged
 //     bindings (the target group of the route's other target set). The
 //     serving services are not touched. The same token again changes
@@ -158,8 +227,9 @@
 // AccessDeniedException is providers.ErrPermission; throttling is
 // providers.ErrThrottled; ServerException and 5xx are
 // providers.ErrUnavailable. A canceled context stays a context error.
-// Environment values never appear in errors; note that they are stored in
-// the task definition, readable by anyone allowed ecs:DescribeTaskDefinition.
+// Environment values never appear in errors; note that plain ones are
+// stored in the task definition, readable by anyone allowed
+// ecs:DescribeTaskDefinition (see Secrets).
 //
 // # Permissions
 //
@@ -181,11 +251,24 @@
 //	ecs:RunTask                     (TaskRunner)
 //	ecs:StopTask                    (TaskRunner, Delete)
 //	iam:PassRole                    (on ExecutionRoleARN and TaskRoleARN)
+//	ssm:PutParameter                (Options.SSM: KeepSecret, Apply)
+//	ssm:DescribeParameters          (Options.SSM: Delete)
+//	ssm:DeleteParameters            (Options.SSM: Delete)
 //
 // Stage, PromoteStage and DiscardStage use only actions of this list
 // (services are created, tagged, scaled to zero and deleted).
 //
-// The task execution role needs ecr:GetAuthorizationToken,
-// ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, logs:CreateLogGroup,
-// logs:CreateLogStream and logs:PutLogEvents.
+// # Task execution role
+//
+// The task execution role needs these actions on every resource
+// (ExecutionRoleActions), and ssm:GetParameters on
+// "arn:aws:ssm:<region>:<account>:parameter<ParameterPrefix>/*" with
+// Options.SSM (ExecutionRolePolicy returns both):
+//
+//	ecr:GetAuthorizationToken
+//	ecr:BatchGetImage
+//	ecr:GetDownloadUrlForLayer
+//	logs:CreateLogGroup
+//	logs:CreateLogStream
+//	logs:PutLogEvents
 package ecsscheduler

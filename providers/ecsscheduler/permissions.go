@@ -24,5 +24,8 @@ func Permissions() []string {
 		"ecs:RunTask",
 		"ecs:StopTask",
 		"iam:PassRole",
+		"ssm:PutParameter",
+		"ssm:DescribeParameters",
+		"ssm:DeleteParameters",
 	}
 }

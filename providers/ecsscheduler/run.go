@@ -96,12 +96,19 @@ func (s *Scheduler) RunTask(ctx context.Context, spec providers.RunSpec) (provid
 	if spec.Token == "" {
 		return providers.Task{}, providers.Invalidf("run token is empty")
 	}
+	if err := s.checkSecrets(spec.App, spec.Env, spec.Secret, spec.SecretRefs); err != nil {
+		return providers.Task{}, err
+	}
 	if err := s.ensureCluster(ctx); err != nil {
+		return providers.Task{}, err
+	}
+	env, refs, err := s.environment(ctx, spec.App, spec.Release, spec.Env, spec.Secret, spec.SecretRefs)
+	if err != nil {
 		return providers.Task{}, err
 	}
 	p := spec.Process
 	p.Port = 0 // a one-off task serves no traffic
-	td, err := s.ensureTaskDefinition(ctx, spec.App, p, spec.Release, spec.Image, spec.Env, nil, true)
+	td, err := s.ensureTaskDefinition(ctx, spec.App, p, spec.Release, spec.Image, env, refs, nil, true)
 	if err != nil {
 		return providers.Task{}, err
 	}

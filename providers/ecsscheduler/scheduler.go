@@ -73,6 +73,15 @@ type Options struct {
 	// Limits bound what the scheduler runs (see Limits); zero fields take
 	// the ECS defaults of DefaultLimits.
 	Limits providers.Limits
+	// SSM is the Parameter Store client (an *ssm.Client) secrets are kept
+	// with; see Secrets in the package documentation. Without it, secret
+	// values are plain environment entries of the task definition.
+	SSM SSMAPI
+	// ParameterPrefix is the SSM path of the rack's secrets,
+	// "/convox/<Cluster>" by default: an app's secrets are under
+	// "<ParameterPrefix>/<app>/". It starts with a slash and does not end
+	// with one.
+	ParameterPrefix string
 }
 
 // Scheduler runs apps on ECS. It is safe for concurrent use.
@@ -136,6 +145,9 @@ func New(api API, opts *Options) *Scheduler {
 		s.opts.StoppedTasks = 20
 	}
 	s.opts.Limits = withECSDefaults(s.opts.Limits)
+	if s.opts.ParameterPrefix == "" {
+		s.opts.ParameterPrefix = "/convox/" + s.opts.Cluster
+	}
 	return s
 }
 
@@ -172,6 +184,7 @@ const (
 const (
 	roleStaged  = "staged"
 	roleServing = "serving"
+	rolePaired  = "paired"
 )
 
 // Labels on task definitions.
@@ -181,7 +194,31 @@ const (
 	labelRelease = "convox.release"
 )
 
+// family is the task-definition family of a process:
+// "<cluster>_<app>_<process>", and "<cluster>_<app>_<process>__run" for
+// its one-off tasks. Family names are unique per account and region, so
+// they hold the cluster, the rack's namespace. App and process names hold
+// no underscore, so read from the right a family names one cluster, app
+// and process ("a-b"+"c" and "a"+"b-c" differ), and a serving family,
+// which ends with a process name, never ends with "__run". At most 255
+// characters: a cluster name of at most 219 with the 36 of the rest.
 func (s *Scheduler) family(app, process string) string {
+	return s.opts.Cluster + "_" + app + "_" + process
+}
+
+// serviceName is the name of the serving service a process's first Apply
+// creates: "<app>_<process>". App and process names hold no underscore,
+// so the name is one app's and process's ("a-b"+"c" and "a"+"b-c"
+// differ); at most 33 characters. Services created by earlier versions,
+// "<app>-<process>", keep their names: services are found by their tags.
+func serviceName(app, process string) string {
+	return app + "_" + process
+}
+
+// legacyFamily is the family name earlier versions used,
+// "<cluster>-<app>-<process>" (ambiguous: "a-b"+"c" and "a"+"b-c"
+// share it); Delete still deregisters the app's revisions there.
+func (s *Scheduler) legacyFamily(app, process string) string {
 	return s.opts.Cluster + "-" + providers.ResourceName(app, process, "")
 }
 
@@ -219,8 +256,8 @@ func validate(d providers.Desired, lim providers.Limits, accepts func(string) bo
 				groups++
 			}
 		}
-		if classic > 1 || (classic > 0 && groups > 0) || groups > 5 {
-			return providers.Invalidf("process %q: ECS attaches one classic load balancer or up to five target groups, got %d and %d", name, classic, groups)
+		if classic > 1 || groups > 5 {
+			return providers.Invalidf("process %q: ECS attaches at most one classic load balancer and up to five target groups, got %d and %d", name, classic, groups)
 		}
 	}
 	return nil
@@ -232,6 +269,9 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return providers.Rollout{}, err
 	}
 	token := d.Token
+	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
+		return providers.Rollout{}, err
+	}
 	if token == "" {
 		token = d.Release
 	}
@@ -245,10 +285,14 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		return providers.Rollout{}, err
 	}
 	current := apps[d.App]
-	if current != nil && sameToken(current.services, d, token) {
+	if current != nil && sameToken(current.services, d, token) && pairsApplied(current, d, token) {
 		r := current.rollout()
 		r.ID, r.Token = token, token
 		return r, nil
+	}
+	env, refs, err := s.environment(ctx, d.App, d.Release, d.Env, d.Secret, d.SecretRefs)
+	if err != nil {
+		return providers.Rollout{}, err
 	}
 	base := ""
 	var prev []types.Tag
@@ -263,28 +307,48 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 		}
 	}
 	started := time.Now().UTC().Truncate(time.Second)
+	var retired []*types.Service
 	for _, p := range d.Processes {
-		bindings := d.Bindings[p.Name]
-		var svc *types.Service
-		var candidates []string
+		var svc, paired *types.Service
 		if current != nil {
-			if svc = current.services[p.Name]; svc != nil {
-				for _, dep := range svc.Deployments {
-					candidates = append(candidates, aws.ToString(dep.TaskDefinition))
-				}
-			}
+			svc, paired = current.services[p.Name], current.paired[p.Name]
 		}
-		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, d.Env, bindings, false, candidates...)
+		own, other := splitBindings(d.Bindings[p.Name], svc)
+		name := serviceName(d.App, p.Name)
+		var role []types.Tag
+		if svc != nil && other == nil && paired != nil && svc.LaunchType != s.launchType(classicBinding(own)) && paired.LaunchType == s.launchType(classicBinding(own)) {
+			// The move between kinds of load balancer is finished: the
+			// paired service, on the bindings' kind, becomes the serving
+			// one, and the one it replaces is retired.
+			role = []types.Tag{tag(tagRole, roleServing), tag(tagReplaced, aws.ToString(svc.ServiceName))}
+			retired = append(retired, svc)
+			svc, paired = paired, nil
+		}
+		tags, err := s.applyProcess(ctx, d, p, env, refs, own, svc, name, token, role, func(td string) []types.Tag {
+			return append([]types.Tag{
+				tag(tagApp, d.App), tag(tagProcess, p.Name), tag(tagRelease, d.Release), tag(tagToken, tagValue(token)),
+				tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
+			}, prev...)
+		})
 		if err != nil {
 			return providers.Rollout{}, err
 		}
-		tags := []types.Tag{
-			tag(tagApp, d.App), tag(tagProcess, p.Name), tag(tagRelease, d.Release), tag(tagToken, tagValue(token)),
-			tag(tagBase, base), tag(tagStarted, strconv.FormatInt(started.Unix(), 10)), tag(tagTaskDef, td),
-		}
-		tags = append(tags, prev...)
-		if err := s.applyService(ctx, providers.ResourceName(d.App, p.Name, ""), p, td, bindings, svc, token, tags); err != nil {
-			return providers.Rollout{}, err
+		switch {
+		case other != nil:
+			// While the app moves between a classic load balancer and
+			// target groups, a paired service runs the release on the
+			// other kind.
+			pairTags := func(td string) []types.Tag {
+				return append(slices.DeleteFunc(slices.Clone(tags), func(t types.Tag) bool {
+					k := aws.ToString(t.Key)
+					return k == tagTaskDef || k == tagRole || k == tagReplaced
+				}), tag(tagTaskDef, td), tag(tagRole, rolePaired))
+			}
+			if _, err := s.applyProcess(ctx, d, p, env, refs, other, paired, pairedName(d.App, p.Name, token), token, nil, pairTags); err != nil {
+				return providers.Rollout{}, err
+			}
+		case paired != nil:
+			retired = append(retired, paired)
 		}
 	}
 	if current != nil {
@@ -295,8 +359,90 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 				}
 			}
 		}
+		for name, svc := range current.paired {
+			if !slices.ContainsFunc(d.Processes, func(p providers.Process) bool { return p.Name == name }) {
+				retired = append(retired, svc)
+			}
+		}
+	}
+	if err := s.retire(ctx, retired); err != nil {
+		return providers.Rollout{}, err
 	}
 	return providers.Rollout{ID: token, Release: d.Release, Token: token, State: providers.RolloutInProgress, Started: started}, nil
+}
+
+// applyProcess registers (or reuses) the task definition of process p
+// attached to bindings and creates the service name, or updates svc,
+// with the tags tagsFor returns for that task definition plus extra. It
+// returns the tags applied.
+func (s *Scheduler) applyProcess(ctx context.Context, d providers.Desired, p providers.Process, env, refs map[string]string, bindings []providers.Binding, svc *types.Service, name, token string, extra []types.Tag, tagsFor func(td string) []types.Tag) ([]types.Tag, error) {
+	var candidates []string
+	if svc != nil {
+		for _, dep := range svc.Deployments {
+			candidates = append(candidates, aws.ToString(dep.TaskDefinition))
+		}
+	}
+	td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
+	if err != nil {
+		return nil, err
+	}
+	tags := append(tagsFor(td), extra...)
+	if err := s.applyService(ctx, name, p, td, bindings, svc, token, tags); err != nil {
+		return nil, err
+	}
+	return tags, nil
+}
+
+// splitBindings separates a process's bindings when they mix a classic
+// load balancer and target groups, which one ECS service cannot attach
+// together: own are those of the kind the serving service svc runs for
+// (its launch type: EC2 for a classic load balancer, Fargate for target
+// groups; the first binding's kind without a service), other the rest,
+// for a paired service. Bindings of one kind are all own.
+func splitBindings(bs []providers.Binding, svc *types.Service) (own, other []providers.Binding) {
+	isClassic := func(b providers.Binding) bool { return b.Kind == providers.BindingClassicELB }
+	if !slices.ContainsFunc(bs, isClassic) || !slices.ContainsFunc(bs, func(b providers.Binding) bool { return !isClassic(b) }) {
+		return bs, nil
+	}
+	ownClassic := isClassic(bs[0])
+	if svc != nil && svc.LaunchType != "" {
+		ownClassic = svc.LaunchType == types.LaunchTypeEc2
+	}
+	for _, b := range bs {
+		if isClassic(b) == ownClassic {
+			own = append(own, b)
+		} else {
+			other = append(other, b)
+		}
+	}
+	return own, other
+}
+
+// pairedName is the name of the paired service of a process under a
+// rollout token: the process's service name, "--p" and seven hexadecimal
+// digits of a hash of the token (at most 38 characters, like stagedName;
+// never a staged name, whose suffix is hexadecimal only).
+func pairedName(app, process, token string) string {
+	return serviceName(app, process) + "--p" + hashed(app + "/" + token)[:7]
+}
+
+// pairsApplied reports whether the app's paired services are those d
+// needs: one carrying token for each process whose bindings mix kinds,
+// none for the others.
+func pairsApplied(v *appView, d providers.Desired, token string) bool {
+	for _, p := range d.Processes {
+		_, other := splitBindings(d.Bindings[p.Name], v.services[p.Name])
+		paired := v.paired[p.Name]
+		if (other != nil) != (paired != nil) || paired != nil && tagOf(paired.Tags, tagToken) != tagValue(token) {
+			return false
+		}
+	}
+	for name := range v.paired {
+		if !slices.ContainsFunc(d.Processes, func(p providers.Process) bool { return p.Name == name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // lockApp serializes the Applies of one app within this scheduler, so
@@ -377,7 +523,7 @@ func classicBinding(bs []providers.Binding) bool {
 }
 
 // taskDefinitionInput builds the task definition of a process.
-func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release string, img providers.Image, env map[string]string, bindings []providers.Binding, oneOff bool) *ecs.RegisterTaskDefinitionInput {
+func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release string, img providers.Image, env, refs map[string]string, bindings []providers.Binding, oneOff bool) *ecs.RegisterTaskDefinitionInput {
 	cpu, mem := p.CPU, p.Memory
 	if cpu == 0 {
 		cpu = s.opts.CPU
@@ -387,7 +533,7 @@ func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release
 	}
 	family := s.family(app, p.Name)
 	if oneOff {
-		family += "-run"
+		family += "__run"
 	}
 	vars := maps.Clone(env)
 	if vars == nil {
@@ -400,11 +546,16 @@ func (s *Scheduler) taskDefinitionInput(app string, p providers.Process, release
 	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		kv = append(kv, types.KeyValuePair{Name: aws.String(k), Value: aws.String(vars[k])})
 	}
+	var secrets []types.Secret
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		secrets = append(secrets, types.Secret{Name: aws.String(k), ValueFrom: aws.String(refs[k])})
+	}
 	c := types.ContainerDefinition{
 		Name:        aws.String(p.Name),
 		Image:       aws.String(img.Ref()),
 		Essential:   aws.Bool(true),
 		Environment: kv,
+		Secrets:     secrets,
 		DockerLabels: map[string]string{
 			labelApp: app, labelProcess: p.Name, labelRelease: release,
 		},
@@ -470,6 +621,7 @@ type containerSpec struct {
 	Command     []string
 	CPU, Memory int32
 	Env         []string
+	Secrets     []string
 	Ports       []string
 	LogDriver   string
 	LogOptions  map[string]string
@@ -490,6 +642,10 @@ func specOf(family string, cpu, mem *string, mode types.NetworkMode, compat []ty
 			cs.Env = append(cs.Env, aws.ToString(kv.Name)+"="+aws.ToString(kv.Value))
 		}
 		slices.Sort(cs.Env)
+		for _, sec := range cd.Secrets {
+			cs.Secrets = append(cs.Secrets, aws.ToString(sec.Name)+"="+aws.ToString(sec.ValueFrom))
+		}
+		slices.Sort(cs.Secrets)
 		for _, pm := range cd.PortMappings {
 			cs.Ports = append(cs.Ports, fmt.Sprintf("%d:%d", aws.ToInt32(pm.ContainerPort), aws.ToInt32(pm.HostPort)))
 		}
@@ -512,7 +668,7 @@ func (a spec) equal(b spec) bool {
 	for i, x := range a.Containers {
 		y := b.Containers[i]
 		if x.Name != y.Name || x.Image != y.Image || !slices.Equal(x.Command, y.Command) || x.CPU != y.CPU ||
-			x.Memory != y.Memory || !slices.Equal(x.Env, y.Env) || !slices.Equal(x.Ports, y.Ports) ||
+			x.Memory != y.Memory || !slices.Equal(x.Env, y.Env) || !slices.Equal(x.Secrets, y.Secrets) || !slices.Equal(x.Ports, y.Ports) ||
 			x.LogDriver != y.LogDriver || !maps.Equal(x.LogOptions, y.LogOptions) || !maps.Equal(x.Labels, y.Labels) {
 			return false
 		}
@@ -524,8 +680,8 @@ func (a spec) equal(b spec) bool {
 // process needs: one of the candidates (the revisions the service runs,
 // so that a rollback reuses its revision), else the family's latest
 // revision, else a newly registered one.
-func (s *Scheduler) ensureTaskDefinition(ctx context.Context, app string, p providers.Process, release string, img providers.Image, env map[string]string, bindings []providers.Binding, oneOff bool, candidates ...string) (string, error) {
-	in := s.taskDefinitionInput(app, p, release, img, env, bindings, oneOff)
+func (s *Scheduler) ensureTaskDefinition(ctx context.Context, app string, p providers.Process, release string, img providers.Image, env, refs map[string]string, bindings []providers.Binding, oneOff bool, candidates ...string) (string, error) {
+	in := s.taskDefinitionInput(app, p, release, img, env, refs, bindings, oneOff)
 	want := specOf(*in.Family, in.Cpu, in.Memory, in.NetworkMode, in.RequiresCompatibilities, in.ExecutionRoleArn, in.TaskRoleArn, in.ContainerDefinitions)
 	for _, arn := range candidates {
 		info, err := s.describe(ctx, arn)
@@ -711,8 +867,9 @@ func (s *Scheduler) deleteService(ctx context.Context, name string) error {
 	return nil
 }
 
-// Delete stops the app's one-off tasks, removes its services and
-// deregisters its task definitions. Deleting a missing app returns nil.
+// Delete stops the app's one-off tasks, removes its services,
+// deregisters its task definitions and deletes its secret parameters
+// (with Options.SSM). Deleting a missing app returns nil.
 func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
 		return err
@@ -726,7 +883,8 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 	}
 	a := apps[app]
 	if a == nil {
-		return nil
+		// Secrets kept before the app's first Apply are deleted too.
+		return s.deleteSecrets(ctx, app)
 	}
 	processes := map[string]bool{}
 	for _, svc := range a.all() {
@@ -736,10 +894,47 @@ func (s *Scheduler) Delete(ctx context.Context, app string) error {
 		processes[tagOf(svc.Tags, tagProcess)] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(processes)) {
-		for _, family := range []string{s.family(app, name), s.family(app, name) + "-run"} {
+		for _, family := range []string{s.family(app, name), s.family(app, name) + "__run"} {
 			if err := s.deregisterFamily(ctx, family); err != nil {
 				return err
 			}
+		}
+		for _, family := range []string{s.legacyFamily(app, name), s.legacyFamily(app, name) + "-run"} {
+			if err := s.deregisterLegacy(ctx, family, app); err != nil {
+				return err
+			}
+		}
+	}
+	// Last, once no service starts tasks that read them.
+	return s.deleteSecrets(ctx, app)
+}
+
+// deregisterLegacy deregisters the revisions of a legacy family that are
+// labeled with app: another rack's app may share the family name.
+func (s *Scheduler) deregisterLegacy(ctx context.Context, family, app string) error {
+	var arns []string
+	var token *string
+	for {
+		out, err := s.api.ListTaskDefinitions(ctx, &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(family), Status: types.TaskDefinitionStatusActive, NextToken: token})
+		if err != nil {
+			return awserr.Wrap(fmt.Sprintf("list task definitions %q", family), err)
+		}
+		arns = append(arns, out.TaskDefinitionArns...)
+		if out.NextToken == nil {
+			break
+		}
+		token = out.NextToken
+	}
+	for _, arn := range arns {
+		info, err := s.describe(ctx, arn)
+		if err != nil {
+			return err
+		}
+		if info.app != app || info.spec.Family != family {
+			continue
+		}
+		if _, err := s.api.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(arn)}); err != nil {
+			return awserr.Wrap(fmt.Sprintf("deregister task definition %q", arn), err)
 		}
 	}
 	return nil

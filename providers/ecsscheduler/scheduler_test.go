@@ -287,7 +287,12 @@ func TestApplyRejectsInvalidDesiredStateBeforeAnyChange(t *testing.T) {
 			d.Bindings = map[string][]providers.Binding{"web": {{Kind: providers.BindingLocal, Target: "x", Port: 8080}}}
 		}},
 		{"binding for a process not listed", func(d *providers.Desired) { d.Bindings = map[string][]providers.Binding{"api": {tg}} }},
-		{"classic balancer mixed with target groups", func(d *providers.Desired) { d.Bindings = map[string][]providers.Binding{"web": {tg, clb}} }},
+		{"two classic balancers", func(d *providers.Desired) {
+			d.Bindings = map[string][]providers.Binding{"web": {clb, {Kind: providers.BindingClassicELB, Target: "shop-web2", Port: 8080}}}
+		}},
+		{"six target groups", func(d *providers.Desired) {
+			d.Bindings = map[string][]providers.Binding{"web": {tg, tg, tg, tg, tg, tg}}
+		}},
 		{"binding on a process without a port", func(d *providers.Desired) {
 			d.Bindings = map[string][]providers.Binding{"worker": {{Kind: providers.BindingTargetGroup, Target: "arn"}}}
 		}},
@@ -340,7 +345,7 @@ func TestBindingsAttachServicesToBalancers(t *testing.T) {
 			d := desired("shop", "R1", "t1", nil, web)
 			d.Bindings = map[string][]providers.Binding{"web": {tt.binding}}
 			r.apply(t, d)
-			out, err := r.client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{"shop-web"}})
+			out, err := r.client.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{"shop_web"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +373,7 @@ func TestBindingsAttachServicesToBalancers(t *testing.T) {
 func TestTaskDefinitionLogsToTheAppsLogGroup(t *testing.T) {
 	r := newRack(t, nil)
 	r.apply(t, desired("shop", "R1", "t1", map[string]string{"B": "2", "A": "1"}, web))
-	out, err := r.client.DescribeTaskDefinition(t.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(cluster + "-shop-web")})
+	out, err := r.client.DescribeTaskDefinition(t.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(cluster + "_shop_web")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +428,7 @@ func TestDeleteRemovesTheAppAndIsIdempotent(t *testing.T) {
 	if st := r.status(t, "shop-api"); len(st.Processes) != 1 {
 		t.Errorf("Delete of shop touched shop-api: %+v", st.Processes)
 	}
-	list, err := r.client.ListTaskDefinitions(t.Context(), &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(cluster + "-shop-web")})
+	list, err := r.client.ListTaskDefinitions(t.Context(), &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String(cluster + "_shop_web")})
 	if err != nil {
 		t.Fatal(err)
 	}

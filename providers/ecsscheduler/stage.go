@@ -19,14 +19,15 @@ import (
 )
 
 // stagedName is the name of the service that stages a process of the app
-// under a rollout token: the process's service name, two hyphens and eight
-// hexadecimal digits of a hash of the token. App and process names never
-// hold two hyphens in a row, so it cannot be another process's name; a new
-// token gives a new name, so a service still draining under an older name
-// never blocks a stage. Names are at most 38 characters (the 28 of
-// "<app>-<process>" and ten), far below the 255 ECS allows.
+// under a rollout token: the process's service name (serviceName), two
+// hyphens and eight hexadecimal digits of a hash of the token. App and
+// process names never hold two hyphens in a row, so it cannot be another
+// process's name; a new token gives a new name, so a service still
+// draining under an older name never blocks a stage. Names are at most 43
+// characters (the 33 of "<app>_<process>" and ten), far below the 255 ECS
+// allows.
 func stagedName(app, process, token string) string {
-	return providers.ResourceName(app, process, "") + "--" + hashed(app + "/" + token)[:8]
+	return serviceName(app, process) + "--" + hashed(app + "/" + token)[:8]
 }
 
 // Stage runs d beside the app's serving services: one more ECS service
@@ -38,6 +39,14 @@ func stagedName(app, process, token string) string {
 // providers.ErrNotFound.
 func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
 	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
+		return providers.Rollout{}, err
+	}
+	for name, bs := range d.Bindings {
+		if _, other := splitBindings(bs, nil); other != nil {
+			return providers.Rollout{}, providers.Invalidf("process %q: a staged release attaches to one kind of load balancer, not a classic load balancer and target groups", name)
+		}
+	}
+	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
 		return providers.Rollout{}, err
 	}
 	token := cmp.Or(d.Token, d.Release)
@@ -72,6 +81,10 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	if err := s.retire(ctx, append(old, v.stale...)); err != nil {
 		return providers.Rollout{}, err
 	}
+	env, refs, err := s.environment(ctx, d.App, d.Release, d.Env, d.Secret, d.SecretRefs)
+	if err != nil {
+		return providers.Rollout{}, err
+	}
 	for _, p := range d.Processes {
 		if svc := v.staged[p.Name]; svc != nil && tagOf(svc.Tags, tagToken) == tagValue(token) {
 			continue
@@ -83,7 +96,7 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 				candidates = append(candidates, aws.ToString(dep.TaskDefinition))
 			}
 		}
-		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, d.Env, bindings, false, candidates...)
+		td, err := s.ensureTaskDefinition(ctx, d.App, p, d.Release, d.Image, env, refs, bindings, false, candidates...)
 		if err != nil {
 			return providers.Rollout{}, err
 		}

@@ -102,7 +102,7 @@ func runningIDs(st providers.AppStatus, release string) []string {
 func (r *rack) stagedService(t *testing.T) string {
 	t.Helper()
 	for _, n := range r.services(t) {
-		if strings.HasPrefix(n, "shop-web--") {
+		if strings.HasPrefix(n, "shop_web--") {
 			return n
 		}
 	}
@@ -157,7 +157,7 @@ func TestStageRunsASecondServiceInTheStagedTargetGroup(t *testing.T) {
 	st := r.status(t, "shop")
 
 	t.Run("the serving service keeps its task definition, target group and tasks", func(t *testing.T) {
-		svc := r.describe(t, "shop-web")
+		svc := r.describe(t, "shop_web")
 		want := []types.LoadBalancer{{TargetGroupArn: aws.String(tgLive.Target), ContainerName: aws.String("web"), ContainerPort: aws.Int32(8080)}}
 		if diff := cmp.Diff(want, svc.LoadBalancers, cmpSDK); diff != "" {
 			t.Errorf("serving load balancers (-want +got):\n%s", diff)
@@ -168,7 +168,7 @@ func TestStageRunsASecondServiceInTheStagedTargetGroup(t *testing.T) {
 	})
 	t.Run("each process is staged in a service named after it and the token, in the staged target group", func(t *testing.T) {
 		names := r.services(t)
-		re := regexp.MustCompile(`^shop-(web|worker)(--[0-9a-f]{8})?$`)
+		re := regexp.MustCompile(`^shop_(web|worker)(--[0-9a-f]{8})?$`)
 		for _, n := range names {
 			if !re.MatchString(n) {
 				t.Errorf("service %q does not match %s", n, re)
@@ -303,7 +303,7 @@ func TestPromoteStageSwitchesServicesWithoutRestartingTasks(t *testing.T) {
 		for _, k := range []string{"convox:role", "convox:promoted", "convox:replaced", "convox:base", "convox:prev-token", "convox:token"} {
 			got[k] = tagValue(svc, k)
 		}
-		wantTags := map[string]string{"convox:role": "serving", "convox:promoted": "t2", "convox:replaced": "shop-web", "convox:base": "R1", "convox:prev-token": "t1", "convox:token": "t2"}
+		wantTags := map[string]string{"convox:role": "serving", "convox:promoted": "t2", "convox:replaced": "shop_web", "convox:base": "R1", "convox:prev-token": "t1", "convox:token": "t2"}
 		if diff := cmp.Diff(wantTags, got); diff != "" {
 			t.Errorf("tags of the promoted service (-want +got):\n%s", diff)
 		}
@@ -558,7 +558,7 @@ func TestDiscardingAStage(t *testing.T) {
 			if diff := cmp.Diff(tt.want, observe(r.status(t, "shop"))); diff != "" {
 				t.Errorf("observation once settled (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff([]string{"shop-web"}, r.services(t)); diff != "" {
+			if diff := cmp.Diff([]string{"shop_web"}, r.services(t)); diff != "" {
 				t.Errorf("services (-want +got):\n%s", diff)
 			}
 		})
@@ -633,7 +633,7 @@ func TestStagedServicesShareDescribeServicesBatches(t *testing.T) {
 func TestRetainedReleasesKeepTheirTaskDefinitions(t *testing.T) {
 	r := newRack(t, nil)
 	r.serving(t, web)
-	r1 := aws.ToString(r.describe(t, "shop-web").TaskDefinition)
+	r1 := aws.ToString(r.describe(t, "shop_web").TaskDefinition)
 	r.stage(t, bound("R2", "t2", tgStage, web))
 	r.srv.Settle()
 	if err := r.sch.DiscardStage(t.Context(), "shop"); err != nil {
@@ -693,8 +693,8 @@ func TestStagedServiceNamesFitECSAndNeverClash(t *testing.T) {
 				t.Errorf("services %v, want four distinct", names)
 			}
 			for _, n := range names {
-				if len(n) > 38 {
-					t.Errorf("service name %q is %d characters, want at most 38", n, len(n))
+				if len(n) > 43 {
+					t.Errorf("service name %q is %d characters, want at most 43", n, len(n))
 				}
 			}
 		})

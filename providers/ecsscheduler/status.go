@@ -25,6 +25,11 @@ type appView struct {
 	services map[string]*types.Service
 	// staged are the staged services by process name (see Stage).
 	staged map[string]*types.Service
+	// paired are the paired services by process name: the serving
+	// release attached to the other kind of load balancer while the app
+	// moves between a classic load balancer and target groups (see
+	// Apply).
+	paired map[string]*types.Service
 	// stale are other ACTIVE services of the app: a process's older serving
 	// or staged service left by an interrupted PromoteStage or Stage. The
 	// next call that changes the app retires them.
@@ -79,7 +84,7 @@ func (s *Scheduler) describeApps(ctx context.Context, apps []string) (map[string
 		token = out.NextToken
 	}
 	slices.Sort(names)
-	type candidates struct{ serving, staged []*types.Service }
+	type candidates struct{ serving, staged, paired []*types.Service }
 	found := map[string]map[string]*candidates{} // app -> process -> services
 	for batch := range slices.Chunk(names, 10) {
 		out, err := s.api.DescribeServices(ctx, &ecs.DescribeServicesInput{
@@ -102,16 +107,19 @@ func (s *Scheduler) describeApps(ctx context.Context, apps []string) (map[string
 				c = &candidates{}
 				found[app][process] = c
 			}
-			if tagOf(svc.Tags, tagRole) == roleStaged {
+			switch tagOf(svc.Tags, tagRole) {
+			case roleStaged:
 				c.staged = append(c.staged, svc)
-			} else {
+			case rolePaired:
+				c.paired = append(c.paired, svc)
+			default:
 				c.serving = append(c.serving, svc)
 			}
 		}
 	}
 	views := map[string]*appView{}
 	for app, procs := range found {
-		v := &appView{app: app, services: map[string]*types.Service{}, staged: map[string]*types.Service{}}
+		v := &appView{app: app, services: map[string]*types.Service{}, staged: map[string]*types.Service{}, paired: map[string]*types.Service{}}
 		for _, process := range slices.Sorted(maps.Keys(procs)) {
 			c := procs[process]
 			if len(c.serving) > 0 {
@@ -124,6 +132,11 @@ func (s *Scheduler) describeApps(ctx context.Context, apps []string) (map[string
 				v.staged[process] = c.staged[0]
 				v.stale = append(v.stale, c.staged[1:]...)
 			}
+			if len(c.paired) > 0 {
+				slices.SortFunc(c.paired, compareServing)
+				v.paired[process] = c.paired[0]
+				v.stale = append(v.stale, c.paired[1:]...)
+			}
 		}
 		views[app] = v
 	}
@@ -131,11 +144,11 @@ func (s *Scheduler) describeApps(ctx context.Context, apps []string) (map[string
 }
 
 // ofApps reports whether a service name can belong to one of apps: the
-// services of an app are named "<app>-...". Several apps may match (an app
+// services of an app are named "<app>_..." (earlier "<app>-..."). Several apps may match (an app
 // "shop" and an app "shop-api"); tags or task definition labels decide.
 func ofApps(name string, apps map[string]bool) bool {
 	for a := range apps {
-		if strings.HasPrefix(name, a+"-") {
+		if strings.HasPrefix(name, a+"_") || strings.HasPrefix(name, a+"-") {
 			return true
 		}
 	}
@@ -192,10 +205,18 @@ var stateRank = map[providers.RolloutState]int{
 }
 
 // rollout derives the state of the app's serving rollout from its
-// services. A rollout made serving by PromoteStage stays in progress while
-// a task of a service it replaced still runs.
+// services, paired services included. A rollout made serving by
+// PromoteStage stays in progress while a task of a service it replaced
+// still runs.
 func (a *appView) rollout() providers.Rollout {
-	r := rolloutOf(a.services)
+	svcs := a.services
+	if len(a.paired) > 0 {
+		svcs = maps.Clone(a.services)
+		for name, svc := range a.paired {
+			svcs[name+"--paired"] = svc
+		}
+	}
+	r := rolloutOf(svcs)
 	if r.State == providers.RolloutCompleted && a.lingering {
 		r.State = providers.RolloutInProgress
 	}
@@ -402,6 +423,7 @@ func (s *Scheduler) processStatus(ctx context.Context, name string, svc *types.S
 func (a *appView) all() []*types.Service {
 	out := slices.Collect(maps.Values(a.services))
 	out = append(out, slices.Collect(maps.Values(a.staged))...)
+	out = append(out, slices.Collect(maps.Values(a.paired))...)
 	out = append(out, a.stale...)
 	slices.SortFunc(out, func(x, y *types.Service) int {
 		return strings.Compare(aws.ToString(x.ServiceName), aws.ToString(y.ServiceName))
@@ -488,7 +510,7 @@ func (s *Scheduler) deletedServiceApp(ctx context.Context, t types.Task, apps ma
 	if err != nil {
 		return "", false, err
 	}
-	if !apps[info.app] || !strings.HasPrefix(name, info.app+"-") {
+	if !apps[info.app] || !strings.HasPrefix(name, info.app+"_") && !strings.HasPrefix(name, info.app+"-") {
 		return "", false, nil
 	}
 	return info.app, true, nil

@@ -49,6 +49,13 @@ type Options struct {
 	HTTPSPort int
 	// Tags are added to every load balancer the balancer creates.
 	Tags map[string]string
+	// Namespace scopes the names of the balancer's load balancers, which
+	// are unique per account and region: with one, a route's ID and load
+	// balancer name is providers.ScopedName(Namespace, app, process), so
+	// racks sharing an account never want the same load balancer. Empty
+	// keeps the unscoped names "<app>-<process>". It must pass
+	// providers.ValidateNamespace; EnsureRoute refuses it otherwise.
+	Namespace string
 }
 
 // Tag keys the balancer sets on its load balancers. An existing load
@@ -137,7 +144,10 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 	if err := providers.ValidateAppProcess(spec.App, spec.Process); err != nil {
 		return route{}, err
 	}
-	r := route{name: providers.ResourceName(spec.App, spec.Process, ""), app: spec.App, process: spec.Process}
+	if err := providers.ValidateNamespace(b.opts.Namespace); err != nil {
+		return route{}, err
+	}
+	r := route{name: providers.ScopedName(b.opts.Namespace, spec.App, spec.Process), app: spec.App, process: spec.Process}
 	if spec.Port < 1 || spec.Port > 65535 {
 		return route{}, providers.Invalidf("route %s: port %d is outside 1-65535", r.name, spec.Port)
 	}

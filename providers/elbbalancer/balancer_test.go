@@ -465,13 +465,49 @@ func TestBalancerIsNotAWeightShifter(t *testing.T) {
 }
 
 // TestConformanceOnMoto runs the balancer suite on moto's classic ELB,
-// an implementation independent of the package's own test server.
+// an implementation independent of the package's own test server,
+// without a namespace and in one.
 func TestConformanceOnMoto(t *testing.T) {
 	e := awstest.EmulatorOf(t, awstest.Moto)
 	cfg := e.Config()
 	subnets, sg := awstest.Subnets(t, cfg)
-	b := elbbalancer.New(elb.NewFromConfig(cfg), &elbbalancer.Options{Subnets: subnets, SecurityGroups: []string{sg}})
-	providertest.TestBalancer(t, providertest.BalancerHarness{
-		New: func(t *testing.T) providers.Balancer { return b },
-	})
+	for _, ns := range []string{"", "rack-a"} {
+		t.Run("namespace "+ns, func(t *testing.T) {
+			b := elbbalancer.New(elb.NewFromConfig(cfg), &elbbalancer.Options{Subnets: subnets, SecurityGroups: []string{sg}, Namespace: ns})
+			providertest.TestBalancer(t, providertest.BalancerHarness{
+				New: func(t *testing.T) providers.Balancer { return b },
+			})
+		})
+	}
+}
+
+// TestTwoRacksRouteOneAppSideBySide checks that two racks in their own
+// namespaces give an app of the same name load balancers of their own.
+func TestTwoRacksRouteOneAppSideBySide(t *testing.T) {
+	srv := elbtest.New(t)
+	client := elb.NewFromConfig(awstest.ConfigFor(srv.URL))
+	a := elbbalancer.New(client, &elbbalancer.Options{Subnets: []string{"subnet-1"}, Namespace: "rack-a"})
+	b := elbbalancer.New(client, &elbbalancer.Options{Subnets: []string{"subnet-1"}, Namespace: "rack-b"})
+	spec := providers.RouteSpec{App: "shop", Process: "web", Port: 8080}
+	ra, err := a.EnsureRoute(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("rack a: %v", err)
+	}
+	rb, err := b.EnsureRoute(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("rack b: %v", err)
+	}
+	if ra.ID == rb.ID || ra.Endpoint == rb.Endpoint {
+		t.Fatalf("both racks route shop-web to %s (%s) / %s (%s): want load balancers of their own", ra.ID, ra.Endpoint, rb.ID, rb.Endpoint)
+	}
+	if err := a.DeleteRoute(t.Context(), ra.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Health(t.Context(), rb.ID); err != nil {
+		t.Errorf("rack b's route after rack a deleted its own: %v", err)
+	}
+	bad := elbbalancer.New(client, &elbbalancer.Options{Subnets: []string{"subnet-1"}, Namespace: "Rack/A"})
+	if _, err := bad.EnsureRoute(t.Context(), spec); !errors.Is(err, providers.ErrInvalid) {
+		t.Errorf("EnsureRoute in namespace %q = %v, want ErrInvalid", "Rack/A", err)
+	}
 }

@@ -87,7 +87,7 @@ func TestDeployThroughECSAndAClassicLoadBalancer(t *testing.T) {
 	})
 
 	t.Run("the ECS service runs on EC2 behind the classic load balancer", func(t *testing.T) {
-		out, err := ecsClient.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("rack"), Services: []string{"shop-web"}})
+		out, err := ecsClient.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("rack"), Services: []string{"shop_web"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,8 +11,12 @@
 // # Routes
 //
 // Each routed process gets a load balancer named
-// providers.ResourceName(app, process, "") ("shop-web"), which is also the
-// route ID. It has one listener: HTTP on port 80, or HTTPS on port 443 with
+// providers.ScopedName(Options.Namespace, app, process), which is also the
+// route ID: "shop-web" without a namespace, "shop-web-<10 hexadecimal
+// digits>" in one. Classic load balancer names are unique per account and
+// region (at most 32 characters), so racks sharing an account give each
+// balancer a namespace of its own. The budget: at most 17 characters of
+// "<app>-<process>" kept readable, a hyphen and the hash, 28 in all. It has one listener: HTTP on port 80, or HTTPS on port 443 with
 // the route's certificate (RouteSpec.Certificate, else
 // Options.Certificate), forwarding HTTP to the process's port on the
 // instances. Its health check is "HTTP:<port><path>" with the spec's

@@ -59,7 +59,6 @@ type Balancer struct {
 	stateFile string
 	ports     map[string]int
 	log       *slog.Logger
-	transport *http.Transport
 	probe     *http.Client
 
 	mu     sync.Mutex
@@ -124,12 +123,16 @@ type targetSet struct {
 	binding string
 	route   *route
 	rr      atomic.Uint64
-	targets map[string]*target // guarded by b.mu
+	// guarded by b.mu
+	targets map[string]*target
+	drain   uint64 // generation of the set's weight changes, for drainSet
 }
 
 type target struct {
 	addr     string
-	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	up       *upstream              // the target's connections
+	proxy    *httputil.ReverseProxy // upgrades and Expect: 100-continue
 	inflight atomic.Int64
 	removed  atomic.Bool
 
@@ -173,20 +176,11 @@ func (s *snapshot) pick(n uint64) *target {
 }
 
 func newBalancer(name, stateFile string, ports map[string]int, log *slog.Logger) *Balancer {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 	return &Balancer{
 		name:      name,
 		stateFile: stateFile,
 		ports:     ports,
 		log:       log,
-		transport: tr,
 		probe:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		routes:    map[string]*route{},
 		sets:      map[string]*targetSet{},
@@ -221,7 +215,7 @@ func (r *route) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func serve(t *target, w http.ResponseWriter, req *http.Request) {
 	defer t.inflight.Add(-1)
-	t.proxy.ServeHTTP(w, req)
+	t.forward(w, req)
 }
 
 func stripPort(host string) string {
@@ -232,14 +226,23 @@ func stripPort(host string) string {
 }
 
 func (b *Balancer) newTarget(addr string) *target {
-	t := &target{addr: addr, state: providers.TargetInitial}
+	t := &target{addr: addr, log: b.log, up: newUpstream(addr), state: providers.TargetInitial}
 	t.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.SetXForwarded()
 		},
-		Transport: b.transport,
+		// Its connections are the target's, cut with the others when a
+		// drain ends.
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           t.up.dialContext,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       upstreamIdleTimeout,
+			ExpectContinueTimeout: time.Second,
+		},
+		BufferPool: bufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			b.log.Debug("proxy error", "target", addr, "err", err)
 			w.WriteHeader(http.StatusBadGateway)
@@ -366,7 +369,11 @@ func (b *Balancer) startRoute(id string, spec providers.RouteSpec, port int, wei
 		b.sets[set.binding] = set
 	}
 	r.rebuild()
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: discardLogger}
+	// Clients may speak HTTP/1.1 or HTTP/2 without TLS (prior knowledge).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	r.srv = &http.Server{Handler: r, Protocols: &protocols, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: discardLogger}
 	go r.srv.Serve(ln)
 	go r.healthLoop()
 	b.routes[id] = r
@@ -380,6 +387,7 @@ func (b *Balancer) stopRoute(r *route) {
 	for _, set := range r.sets {
 		for _, t := range set.targets {
 			t.removed.Store(true)
+			t.up.closeAll(true)
 		}
 		delete(b.sets, set.binding)
 	}
@@ -489,11 +497,49 @@ func (b *Balancer) SetWeights(ctx context.Context, routeID string, weights map[s
 	if sum != 100 {
 		return providers.Invalidf("route %q: weights sum to %d, not 100", routeID, sum)
 	}
-	for set := range r.sets {
-		r.weights[set] = weights[set]
+	for name, set := range r.sets {
+		before, after := r.weights[name], weights[name]
+		r.weights[name] = after
+		switch {
+		case after > 0:
+			set.drain++ // a pending drain of the set ends here
+		case before > 0:
+			set.drain++
+			r.drainSet(set, set.drain)
+		}
 	}
 	r.rebuild()
 	return b.save()
+}
+
+// drainSet lets the requests and connections of a set that lost its
+// weight go on for the route's deregistration delay, then closes the
+// connections still open (websockets, streams), unless the set got weight
+// again meanwhile; b.mu is held.
+func (r *route) drainSet(set *targetSet, gen uint64) {
+	time.AfterFunc(r.drainDelay(), func() {
+		r.b.mu.Lock()
+		if set.drain != gen || (r.sets[set.name] == set && r.weights[set.name] > 0) {
+			r.b.mu.Unlock()
+			return
+		}
+		ts := make([]*target, 0, len(set.targets))
+		for _, t := range set.targets {
+			ts = append(ts, t)
+		}
+		r.b.mu.Unlock()
+		for _, t := range ts {
+			t.up.closeAll(false)
+		}
+	})
+}
+
+// drainDelay is how long removed targets drain; b.mu is held.
+func (r *route) drainDelay() time.Duration {
+	if d := r.spec.DeregistrationDelay; d > 0 {
+		return d
+	}
+	return defaultDeregisterDelay
 }
 
 // Weights returns the weight of every set of the route.
@@ -596,11 +642,7 @@ func (b *Balancer) deregister(ctx context.Context, bindings []string, addr strin
 		t := set.targets[addr]
 		t.removed.Store(true)
 		set.route.rebuild()
-		delay := set.route.spec.DeregistrationDelay
-		if delay <= 0 {
-			delay = defaultDeregisterDelay
-		}
-		drains = append(drains, drain{set, t, delay})
+		drains = append(drains, drain{set, t, set.route.drainDelay()})
 	}
 	b.mu.Unlock()
 	for _, d := range drains {
@@ -608,6 +650,9 @@ func (b *Balancer) deregister(ctx context.Context, bindings []string, addr strin
 		for d.t.inflight.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
+		// What is still open after the delay (a websocket, a stream) is
+		// closed now, before the scheduler stops the process.
+		d.t.up.closeAll(true)
 		b.mu.Lock()
 		if d.set.targets[addr] == d.t {
 			delete(d.set.targets, addr)
@@ -627,6 +672,7 @@ func (b *Balancer) dropTarget(bindings []string, addr string) {
 			continue
 		}
 		set.targets[addr].removed.Store(true)
+		set.targets[addr].up.closeAll(true)
 		delete(set.targets, addr)
 		set.route.rebuild()
 	}
@@ -795,5 +841,19 @@ func (b *Balancer) close() {
 		cancel()
 		<-r.done
 	}
-	b.transport.CloseIdleConnections()
+	// Shutdown does not wait for hijacked connections (websockets):
+	// closing the targets' connections ends them.
+	b.mu.Lock()
+	var ups []*upstream
+	for _, r := range routes {
+		for _, set := range r.sets {
+			for _, t := range set.targets {
+				ups = append(ups, t.up)
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, u := range ups {
+		u.closeAll(true)
+	}
 }

@@ -32,8 +32,9 @@ const maxBalancerName = 32
 
 // Balancer is one of the rack's balancers (Rack.Balancer, the default, or
 // Rack.BalancerNamed), a providers.Balancer and providers.WeightShifter:
-// one HTTP reverse proxy (net/http/httputil) per route, listening on
-// 127.0.0.1.
+// one HTTP reverse proxy per route, listening on 127.0.0.1 and speaking
+// HTTP/1.1 and HTTP/2 without TLS (prior knowledge) to clients and
+// HTTP/1.1 to targets.
 //
 // Each route has target sets: the default set "" and the sets made by
 // EnsureTargetSet. A set's binding has Balancer set to the balancer's Name
@@ -45,15 +46,20 @@ const maxBalancerName = 32
 //
 // The request path reads one atomic pointer to an immutable snapshot of the
 // routable targets (healthy targets of sets with weight above zero), picks
-// a set by weight and a target round-robin with atomic counters, and hands
-// the request to that target's ReverseProxy, which shares one
-// http.Transport with keep-alives: no lock and no allocation of its own.
+// a set by weight and a target round-robin with atomic counters, and
+// forwards the request on its own goroutine over one of the target's
+// kept-alive connections (proxy_forward.go): no lock but the pool's and
+// no allocation of its own. Websocket upgrades and Expect: 100-continue
+// go through httputil.ReverseProxy over connections of the same target.
 // Health checks, weight changes and draining build a new snapshot.
 //
 // Removing a target (draining) takes it out of the snapshot first and then
 // waits until its in-flight requests finish (bounded by the route's
 // DeregistrationDelay) before the scheduler stops the process, so a rolling
-// update fails no request.
+// update fails no request; websockets and streams still open when the
+// delay ends are closed then. A set whose weight drops to zero drains the
+// same way: its open connections go on for the delay and are closed after
+// it, unless the set is weighted again first.
 type Balancer struct {
 	name      string
 	stateFile string

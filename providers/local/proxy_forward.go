@@ -219,7 +219,9 @@ func (t *target) exchange(w http.ResponseWriter, req *http.Request, fresh bool) 
 
 	// The first byte tells a kept-alive connection the target closed
 	// (nothing at all arrives) from a failure within a response.
+	c.limit = maxResponseHeaderBytes
 	if _, err := c.br.Peek(1); err != nil {
+		c.limit = 0
 		return t.early(c, err)
 	}
 	var resp *http.Response
@@ -241,6 +243,7 @@ func (t *target) exchange(w http.ResponseWriter, req *http.Request, fresh bool) 
 			clear(h)
 		}
 	}
+	c.limit = 0 // the body is bounded by its framing, or streams
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return errors.New("the target switched protocols without being asked")
 	}

@@ -505,34 +505,16 @@ func TestProxyClientGoneCancelsTheTarget(t *testing.T) {
 func TestProxyRetriesAKeptAliveConnectionTheTargetClosed(t *testing.T) {
 	// A target that closes every connection after one response without
 	// saying so: the next request finds its kept-alive connection closed.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				body := "answer to " + req.URL.Path
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-			}()
-		}
-	}()
+	addr := rawTarget(t, func(c net.Conn, req *http.Request) {
+		body := "answer to " + req.URL.Path
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	})
 	b := newTestBalancer(t, nil)
 	route, err := b.EnsureRoute(t.Context(), providers.RouteSpec{App: "web", Process: "web", Port: 8080})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.register([]string{route.Binding.Target}, ln.Addr().String(), true)
+	b.register([]string{route.Binding.Target}, addr, true)
 	var got []string
 	for _, path := range []string{"/one", "/two", "/three"} {
 		got = append(got, get(route.Endpoint+path))
@@ -551,5 +533,59 @@ func TestSnapshotPickDoesNotAllocate(t *testing.T) {
 	n := uint64(0)
 	if allocs := testing.AllocsPerRun(1000, func() { n++; s.pick(n) }); allocs != 0 {
 		t.Errorf("pick allocates %v times per call, want 0", allocs)
+	}
+}
+
+// rawTarget serves every connection with answer, after reading one
+// request, and closes it.
+func rawTarget(t *testing.T, answer func(c net.Conn, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				answer(c, req)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestProxyRefusesAnOversizedResponseHeader(t *testing.T) {
+	// The target keeps the connection open after 2 MiB of one header
+	// line: only a limit ends the wait.
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	addr := rawTarget(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+		chunk := bytes.Repeat([]byte("a"), 64<<10)
+		for range 32 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		<-done
+	})
+	b := newTestBalancer(t, nil)
+	route, err := b.EnsureRoute(t.Context(), providers.RouteSpec{App: "web", Process: "web", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.register([]string{route.Binding.Target}, addr, true)
+	if got := get(route.Endpoint); got != "status 502: " {
+		t.Errorf("a response header of 2 MiB answered %q, want status 502", got)
 	}
 }

@@ -22,7 +22,14 @@ const (
 	// upstreamBufSize is the size of the read and write buffers of an
 	// upstream connection: large enough for a response's header block.
 	upstreamBufSize = 16 << 10
+	// maxResponseHeaderBytes bounds the status line and headers of a
+	// target's response (as net/http's server bounds a request's).
+	maxResponseHeaderBytes = 1 << 20
 )
+
+// errResponseHeaderTooLarge is the error of a response whose header block
+// passes maxResponseHeaderBytes.
+var errResponseHeaderTooLarge = errors.New("the target's response header is larger than 1 MiB")
 
 // errUpstreamClosed is the error of a dial to a target whose connections
 // were cut (its drain ended).
@@ -57,6 +64,28 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool // served a request before
+	// limit, when positive, is how many more bytes may be read before
+	// reads fail: set while a response's header block is read.
+	limit int
+}
+
+// Read reads from the connection within the limit, if one is set.
+func (c *upConn) Read(b []byte) (int, error) {
+	if c.limit == 0 {
+		return c.Conn.Read(b)
+	}
+	if c.limit < 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if len(b) > c.limit {
+		b = b[:c.limit]
+	}
+	n, err := c.Conn.Read(b)
+	c.limit -= n
+	if c.limit == 0 {
+		c.limit = -1
+	}
+	return n, err
 }
 
 // Close closes the connection and forgets it.

@@ -67,12 +67,16 @@ func TestBalancerWeightChangeDrainsWebsockets(t *testing.T) {
 	tests := []struct {
 		name  string
 		delay time.Duration
-		// finish ends the websocket after the weight change: by the
-		// client, or by waiting for the drain delay to close it.
+		// clientCloses ends the websocket by the client after the weight
+		// change; otherwise the test waits for the drain delay to close it.
 		clientCloses bool
+		// weightBack gives the old set its weight back right after the
+		// change, and waits past the delay.
+		weightBack bool
 	}{
-		{"a websocket goes on after its set loses its weight and closes normally", longDrain, true},
-		{"a websocket still open when the drain delay ends is closed", shortDrain, false},
+		{"a websocket goes on after its set loses its weight and closes normally", longDrain, true, false},
+		{"a websocket still open when the drain delay ends is closed", shortDrain, false, false},
+		{"a set weighted again before the delay ends keeps its websockets", shortDrain, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +90,14 @@ func TestBalancerWeightChangeDrainsWebsockets(t *testing.T) {
 			}
 			if got := get(route.Endpoint); got != "new" {
 				t.Errorf("a new request after the weight change answered %q, want new", got)
+			}
+			if tt.weightBack {
+				if err := b.SetWeights(t.Context(), route.ID, map[string]int{"": 100}); err != nil {
+					t.Fatal(err)
+				}
+				// Past the delay: a drain still pending would have cut the
+				// websocket by now.
+				time.Sleep(10 * shortDrain)
 			}
 			if !tt.clientCloses {
 				wsClosed(t, ws)

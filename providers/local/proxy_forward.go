@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The balancer's hot path forwards a request over a kept-alive HTTP/1.1
@@ -125,9 +126,13 @@ func (t *target) forward(w http.ResponseWriter, req *http.Request) {
 		t.proxy.ServeHTTP(w, req)
 		return
 	}
-	err := t.exchange(w, req, false)
+	maxIdle := upstreamIdleTimeout
+	if hasBody(req) {
+		maxIdle = upstreamIdleForBody
+	}
+	err := t.exchange(w, req, maxIdle)
 	if err != nil && t.retryable(err, req) {
-		err = t.exchange(w, req, true)
+		err = t.exchange(w, req, 0)
 	}
 	if err == nil {
 		return
@@ -169,11 +174,11 @@ func hasBody(req *http.Request) bool {
 }
 
 // exchange sends req to the target over one connection and copies the
-// response to w. fresh dials a new connection instead of taking an idle
-// one.
-func (t *target) exchange(w http.ResponseWriter, req *http.Request, fresh bool) (err error) {
+// response to w. It takes a connection idle for less than maxIdle, or
+// dials a new one (always, with maxIdle 0).
+func (t *target) exchange(w http.ResponseWriter, req *http.Request, maxIdle time.Duration) (err error) {
 	ctx := req.Context()
-	c, err := t.up.get(ctx, fresh)
+	c, err := t.up.get(ctx, maxIdle)
 	if err != nil {
 		return err
 	}
@@ -204,6 +209,11 @@ func (t *target) exchange(w http.ResponseWriter, req *http.Request, fresh bool) 
 		return t.early(c, err)
 	}
 	if body {
+		// The head goes at once: a client may wait for the response's
+		// head before it sends its body.
+		if err := c.bw.Flush(); err != nil {
+			return t.early(c, err)
+		}
 		wrote = make(chan error, 1)
 		go func() {
 			err := writeBody(c.bw, req, chunked)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"runtime"
 	"strings"
 	"sync"
@@ -123,6 +125,36 @@ func TestProxyForwardsHeaders(t *testing.T) {
 			}
 			if diff := cmp.Diff(want, g); diff != "" {
 				t.Errorf("the request the target saw and the response the client got (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestProxyPassesInformationalResponses(t *testing.T) {
+	_, route, _ := proxyRoute(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		fmt.Fprint(w, "page")
+	})
+	for name, client := range clients(t) {
+		t.Run(name, func(t *testing.T) {
+			var hints []string
+			trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+				return nil
+			}}
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, route.Endpoint+"/page", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := []string{"103 </style.css>; rel=preload", "200 page"}
+			got := append(hints, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("responses (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -519,7 +551,17 @@ func TestProxyRetriesAKeptAliveConnectionTheTargetClosed(t *testing.T) {
 	for _, path := range []string{"/one", "/two", "/three"} {
 		got = append(got, get(route.Endpoint+path))
 	}
-	if diff := cmp.Diff([]string{"answer to /one", "answer to /two", "answer to /three"}, got); diff != "" {
+	// A body cannot be sent twice: a request with one takes no connection
+	// that has been idle for long.
+	time.Sleep(upstreamIdleForBody + 100*time.Millisecond)
+	resp, err := http.Post(route.Endpoint+"/four", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	got = append(got, string(body))
+	if diff := cmp.Diff([]string{"answer to /one", "answer to /two", "answer to /three", "answer to /four"}, got); diff != "" {
 		t.Errorf("responses (-want +got):\n%s", diff)
 	}
 }

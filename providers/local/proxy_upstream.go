@@ -19,6 +19,12 @@ const (
 	// upstreamIdleTimeout closes a kept-alive connection unused this long
 	// (checked when it is taken, so an idle pool costs no timer).
 	upstreamIdleTimeout = 90 * time.Second
+	// upstreamIdleForBody is the longest a kept-alive connection may have
+	// been idle to carry a request with a body. A request without one is
+	// sent again on a new connection when the target closed the idle one
+	// (as servers do after a few seconds, Node's after 5); a body cannot be
+	// read twice, so it only takes a connection that was busy just now.
+	upstreamIdleForBody = time.Second
 	// upstreamBufSize is the size of the read and write buffers of an
 	// upstream connection: large enough for a response's header block.
 	upstreamBufSize = 16 << 10
@@ -96,16 +102,16 @@ func (c *upConn) Close() error {
 	return c.Conn.Close()
 }
 
-// get returns a kept-alive connection or dials a new one (always, with
-// fresh).
-func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, error) {
+// get returns a connection kept alive for less than maxIdle, closing
+// older ones, or dials a new one (always, with maxIdle 0).
+func (u *upstream) get(ctx context.Context, maxIdle time.Duration) (*upConn, error) {
 	now := time.Now()
 	u.mu.Lock()
-	for !fresh && len(u.idle) > 0 {
+	for maxIdle > 0 && len(u.idle) > 0 {
 		c := u.idle[len(u.idle)-1]
 		u.idle[len(u.idle)-1] = nil
 		u.idle = u.idle[:len(u.idle)-1]
-		if now.Sub(c.idleAt) < upstreamIdleTimeout {
+		if now.Sub(c.idleAt) < maxIdle {
 			u.mu.Unlock()
 			return c, nil
 		}

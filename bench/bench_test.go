@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,7 @@ func TestPartsRunShort(t *testing.T) {
 // partReports are lines (or their beginnings) each part's report must
 // hold, whatever the numbers.
 var partReports = map[string][]string{
+	"proxy":    {"ratio local/reverseproxy requests/s = ", "ratio local/reverseproxy p99 latency = ", "local/reverseproxy p99 latency = "},
 	"status":   {"DescribeServices calls per poll: batched (StatusMany) ", "one-per-service/batched DescribeServices calls per poll = "},
 	"deploy":   {"time per deploy: ", "allocations per deploy: ", "  history    10: ", "  history  1000: ", "rollback time with 1000/10 releases of history = "},
 	"many":     {"deploys: 100 succeeded, 0 failed", "control, client limiter off: 200 apps, ", "throttling errors seen = "},
@@ -274,5 +277,32 @@ func TestPercentileAndMedian(t *testing.T) {
 	}
 	if diff := cmp.Diff(rounds[2], median(rounds), cmp.AllowUnexported(loadResult{})); diff != "" {
 		t.Errorf("median (-want +got):\n%s", diff)
+	}
+}
+
+// TestProxyProfileWritesOneProfilePerRound runs the proxy part briefly with
+// -proxyprofile: its one round of the local balancer leaves one profile.
+func TestProxyProfileWritesOneProfilePerRound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the proxy part starts real servers; skipped with -short")
+	}
+	prefix := filepath.Join(t.TempDir(), "cpu.pprof")
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"-short", "-only", "proxy", "-proxyprofile", prefix}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d, want 0\n%s%s", code, stdout.String(), stderr.String())
+	}
+	got, err := filepath.Glob(prefix + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{prefix + ".1"}, got); diff != "" {
+		t.Fatalf("profile files (-want +got):\n%s", diff)
+	}
+	fi, err := os.Stat(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("profile %s: %d bytes, mode %v; want a non-empty file of mode 0600", got[0], fi.Size(), fi.Mode().Perm())
 	}
 }

@@ -4,6 +4,7 @@
 //	go run ./bench               # every part, full length
 //	go run ./bench -short        # every part, briefly (as CI runs it)
 //	go run ./bench -only proxy   # one part
+//	go run ./bench -only proxy -proxyprofile cpu.pprof  # and profile the balancer (cpu.pprof.N)
 //
 // Each part prints a header, its measurements, its ratios and one line per
 // goal, "GOAL MET" or "GOAL MISSED". A missed goal is a result, not a
@@ -53,6 +54,10 @@ type config struct {
 	short bool
 	// out receives the part's report.
 	out io.Writer
+	// proxyProfile, when set, names the files (proxyProfile.1, .2, ...)
+	// the proxy part writes a CPU profile of this process to, one per
+	// round of the local balancer.
+	proxyProfile string
 }
 
 // part is one benchmark of the command.
@@ -87,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	short := fs.Bool("short", false, "run every part briefly (for CI); the numbers are not meaningful")
 	only := fs.String("only", "", "run only the named part")
+	proxyProfile := fs.String("proxyprofile", "", "write a CPU profile of each local balancer round of the proxy part to `file`.N")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: bench [-short] [-only NAME]")
 		fs.PrintDefaults()
@@ -117,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	cfg := config{short: *short, out: stdout}
+	cfg := config{short: *short, out: stdout, proxyProfile: *proxyProfile}
 	mode := "full"
 	if cfg.short {
 		mode = "short (numbers are not meaningful)"

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,11 +56,13 @@ const (
 	proxyRounds      = 3 // rounds of measurement per target (1 with -short)
 )
 
-// Goals of issue #3: the local balancer costs nothing next to a plain
-// ReverseProxy and stays within half of nginx's throughput.
+// Goals of issue #21: the local balancer serves a fifth more than a plain
+// ReverseProxy with a p99 latency no worse, and at least half of nginx's
+// throughput.
 const (
-	goalLocalOverReverseProxy = 1.0
-	goalLocalOverNginx        = 0.5
+	goalLocalOverReverseProxy    = 1.2
+	goalLocalOverNginx           = 0.5
+	goalLocalOverReverseProxyP99 = 1.0
 )
 
 // loadResult is one measurement.
@@ -147,9 +150,17 @@ func runProxy(ctx context.Context, cfg config) error {
 	}
 	// Rounds interleave the targets, so that a change in the machine's
 	// other load during the run weighs on all of them alike.
+	prof := &roundProfiler{path: cfg.proxyProfile}
+	defer prof.stop()
 	for round := range rounds {
 		for _, t := range targets {
+			if t.name == "local" {
+				if err := prof.start(); err != nil {
+					return err
+				}
+			}
 			res, err := gen.run(ctx, t.url, d)
+			prof.stop()
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", t.name, round+1, err)
 			}
@@ -159,6 +170,7 @@ func runProxy(ctx context.Context, cfg config) error {
 			t.rounds = append(t.rounds, res)
 		}
 	}
+	prof.stop()
 	for _, t := range targets {
 		t.res = median(t.rounds)
 	}
@@ -182,10 +194,10 @@ func runProxy(ctx context.Context, cfg config) error {
 	}
 	// A ratio compares the two targets round by round (measurements run
 	// seconds apart) and reports the median round.
-	ratio := func(a, b string) (float64, string) {
+	ratioOf := func(a, b string, of func(loadResult) float64) (float64, string) {
 		var rs []float64
 		for i := range by[a].rounds {
-			rs = append(rs, by[a].rounds[i].rps()/by[b].rounds[i].rps())
+			rs = append(rs, of(by[a].rounds[i])/of(by[b].rounds[i]))
 		}
 		each := make([]string, len(rs))
 		for i, r := range rs {
@@ -194,6 +206,8 @@ func runProxy(ctx context.Context, cfg config) error {
 		slices.Sort(rs)
 		return rs[(len(rs)-1)/2], strings.Join(each, " ")
 	}
+	ratio := func(a, b string) (float64, string) { return ratioOf(a, b, loadResult.rps) }
+	p99 := func(r loadResult) float64 { return float64(r.p99) }
 	pairs := [][2]string{{"reverseproxy", "direct"}, {"local", "direct"}, {"reverseproxy", "nginx"}, {"local", "reverseproxy"}, {"local", "nginx"}}
 	for _, p := range pairs {
 		if by[p[0]] == nil || by[p[1]] == nil {
@@ -202,8 +216,11 @@ func runProxy(ctx context.Context, cfg config) error {
 		r, each := ratio(p[0], p[1])
 		fmt.Fprintf(cfg.out, "ratio %s/%s requests/s = %.2f (rounds: %s)\n", p[0], p[1], r, each)
 	}
+	rp99, each := ratioOf("local", "reverseproxy", p99)
+	fmt.Fprintf(cfg.out, "ratio local/reverseproxy p99 latency = %.2f (rounds: %s)\n", rp99, each)
 	r, _ := ratio("local", "reverseproxy")
 	goal(cfg.out, "local/reverseproxy requests/s", r, goalLocalOverReverseProxy)
+	goalAtMost(cfg.out, "local/reverseproxy p99 latency", rp99, goalLocalOverReverseProxyP99)
 	if by["nginx"] != nil {
 		r, _ := ratio("local", "nginx")
 		goal(cfg.out, "local/nginx requests/s", r, goalLocalOverNginx)
@@ -432,4 +449,41 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// roundProfiler writes a CPU profile of each measured round of the local
+// balancer, to path.1, path.2, ...; `go tool pprof` merges the files it is
+// given.
+type roundProfiler struct {
+	path  string
+	round int
+	f     *os.File
+}
+
+// start begins profiling a round; it does nothing without a path.
+func (p *roundProfiler) start() error {
+	if p.path == "" {
+		return nil
+	}
+	p.round++
+	f, err := os.OpenFile(fmt.Sprintf("%s.%d", p.path, p.round), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	p.f = f
+	return nil
+}
+
+// stop ends the round being profiled, if any.
+func (p *roundProfiler) stop() {
+	if p.f == nil {
+		return
+	}
+	pprof.StopCPUProfile()
+	p.f.Close()
+	p.f = nil
 }

@@ -32,8 +32,9 @@ const maxBalancerName = 32
 
 // Balancer is one of the rack's balancers (Rack.Balancer, the default, or
 // Rack.BalancerNamed), a providers.Balancer and providers.WeightShifter:
-// one HTTP reverse proxy (net/http/httputil) per route, listening on
-// 127.0.0.1.
+// one HTTP reverse proxy per route, listening on 127.0.0.1 and speaking
+// HTTP/1.1 and HTTP/2 without TLS (prior knowledge) to clients and
+// HTTP/1.1 to targets.
 //
 // Each route has target sets: the default set "" and the sets made by
 // EnsureTargetSet. A set's binding has Balancer set to the balancer's Name
@@ -45,21 +46,25 @@ const maxBalancerName = 32
 //
 // The request path reads one atomic pointer to an immutable snapshot of the
 // routable targets (healthy targets of sets with weight above zero), picks
-// a set by weight and a target round-robin with atomic counters, and hands
-// the request to that target's ReverseProxy, which shares one
-// http.Transport with keep-alives: no lock and no allocation of its own.
+// a set by weight and a target round-robin with atomic counters, and
+// forwards the request on its own goroutine over one of the target's
+// kept-alive connections (proxy_forward.go): no lock but the pool's and
+// no allocation of its own. Websocket upgrades and Expect: 100-continue
+// go through httputil.ReverseProxy over connections of the same target.
 // Health checks, weight changes and draining build a new snapshot.
 //
 // Removing a target (draining) takes it out of the snapshot first and then
 // waits until its in-flight requests finish (bounded by the route's
 // DeregistrationDelay) before the scheduler stops the process, so a rolling
-// update fails no request.
+// update fails no request; websockets and streams still open when the
+// delay ends are closed then. A set whose weight drops to zero drains the
+// same way: its open connections go on for the delay and are closed after
+// it, unless the set is weighted again first.
 type Balancer struct {
 	name      string
 	stateFile string
 	ports     map[string]int
 	log       *slog.Logger
-	transport *http.Transport
 	probe     *http.Client
 
 	mu     sync.Mutex
@@ -124,12 +129,16 @@ type targetSet struct {
 	binding string
 	route   *route
 	rr      atomic.Uint64
-	targets map[string]*target // guarded by b.mu
+	// guarded by b.mu
+	targets map[string]*target
+	drain   uint64 // generation of the set's weight changes, for drainSet
 }
 
 type target struct {
 	addr     string
-	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	up       *upstream              // the target's connections
+	proxy    *httputil.ReverseProxy // upgrades and Expect: 100-continue
 	inflight atomic.Int64
 	removed  atomic.Bool
 
@@ -173,20 +182,11 @@ func (s *snapshot) pick(n uint64) *target {
 }
 
 func newBalancer(name, stateFile string, ports map[string]int, log *slog.Logger) *Balancer {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 	return &Balancer{
 		name:      name,
 		stateFile: stateFile,
 		ports:     ports,
 		log:       log,
-		transport: tr,
 		probe:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		routes:    map[string]*route{},
 		sets:      map[string]*targetSet{},
@@ -221,7 +221,7 @@ func (r *route) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func serve(t *target, w http.ResponseWriter, req *http.Request) {
 	defer t.inflight.Add(-1)
-	t.proxy.ServeHTTP(w, req)
+	t.forward(w, req)
 }
 
 func stripPort(host string) string {
@@ -232,14 +232,23 @@ func stripPort(host string) string {
 }
 
 func (b *Balancer) newTarget(addr string) *target {
-	t := &target{addr: addr, state: providers.TargetInitial}
+	t := &target{addr: addr, log: b.log, up: newUpstream(addr), state: providers.TargetInitial}
 	t.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.SetXForwarded()
 		},
-		Transport: b.transport,
+		// Its connections are the target's, cut with the others when a
+		// drain ends.
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           t.up.dialContext,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       upstreamIdleTimeout,
+			ExpectContinueTimeout: time.Second,
+		},
+		BufferPool: bufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			b.log.Debug("proxy error", "target", addr, "err", err)
 			w.WriteHeader(http.StatusBadGateway)
@@ -366,7 +375,11 @@ func (b *Balancer) startRoute(id string, spec providers.RouteSpec, port int, wei
 		b.sets[set.binding] = set
 	}
 	r.rebuild()
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: discardLogger}
+	// Clients may speak HTTP/1.1 or HTTP/2 without TLS (prior knowledge).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	r.srv = &http.Server{Handler: r, Protocols: &protocols, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: discardLogger}
 	go r.srv.Serve(ln)
 	go r.healthLoop()
 	b.routes[id] = r
@@ -380,6 +393,7 @@ func (b *Balancer) stopRoute(r *route) {
 	for _, set := range r.sets {
 		for _, t := range set.targets {
 			t.removed.Store(true)
+			t.up.closeAll(true)
 		}
 		delete(b.sets, set.binding)
 	}
@@ -489,11 +503,49 @@ func (b *Balancer) SetWeights(ctx context.Context, routeID string, weights map[s
 	if sum != 100 {
 		return providers.Invalidf("route %q: weights sum to %d, not 100", routeID, sum)
 	}
-	for set := range r.sets {
-		r.weights[set] = weights[set]
+	for name, set := range r.sets {
+		before, after := r.weights[name], weights[name]
+		r.weights[name] = after
+		switch {
+		case after > 0:
+			set.drain++ // a pending drain of the set ends here
+		case before > 0:
+			set.drain++
+			r.drainSet(set, set.drain)
+		}
 	}
 	r.rebuild()
 	return b.save()
+}
+
+// drainSet lets the requests and connections of a set that lost its
+// weight go on for the route's deregistration delay, then closes the
+// connections still open (websockets, streams), unless the set got weight
+// again meanwhile; b.mu is held.
+func (r *route) drainSet(set *targetSet, gen uint64) {
+	time.AfterFunc(r.drainDelay(), func() {
+		r.b.mu.Lock()
+		if set.drain != gen || (r.sets[set.name] == set && r.weights[set.name] > 0) {
+			r.b.mu.Unlock()
+			return
+		}
+		ts := make([]*target, 0, len(set.targets))
+		for _, t := range set.targets {
+			ts = append(ts, t)
+		}
+		r.b.mu.Unlock()
+		for _, t := range ts {
+			t.up.closeAll(false)
+		}
+	})
+}
+
+// drainDelay is how long removed targets drain; b.mu is held.
+func (r *route) drainDelay() time.Duration {
+	if d := r.spec.DeregistrationDelay; d > 0 {
+		return d
+	}
+	return defaultDeregisterDelay
 }
 
 // Weights returns the weight of every set of the route.
@@ -596,11 +648,7 @@ func (b *Balancer) deregister(ctx context.Context, bindings []string, addr strin
 		t := set.targets[addr]
 		t.removed.Store(true)
 		set.route.rebuild()
-		delay := set.route.spec.DeregistrationDelay
-		if delay <= 0 {
-			delay = defaultDeregisterDelay
-		}
-		drains = append(drains, drain{set, t, delay})
+		drains = append(drains, drain{set, t, set.route.drainDelay()})
 	}
 	b.mu.Unlock()
 	for _, d := range drains {
@@ -608,6 +656,9 @@ func (b *Balancer) deregister(ctx context.Context, bindings []string, addr strin
 		for d.t.inflight.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
+		// What is still open after the delay (a websocket, a stream) is
+		// closed now, before the scheduler stops the process.
+		d.t.up.closeAll(true)
 		b.mu.Lock()
 		if d.set.targets[addr] == d.t {
 			delete(d.set.targets, addr)
@@ -627,6 +678,7 @@ func (b *Balancer) dropTarget(bindings []string, addr string) {
 			continue
 		}
 		set.targets[addr].removed.Store(true)
+		set.targets[addr].up.closeAll(true)
 		delete(set.targets, addr)
 		set.route.rebuild()
 	}
@@ -795,5 +847,19 @@ func (b *Balancer) close() {
 		cancel()
 		<-r.done
 	}
-	b.transport.CloseIdleConnections()
+	// Shutdown does not wait for hijacked connections (websockets):
+	// closing the targets' connections ends them.
+	b.mu.Lock()
+	var ups []*upstream
+	for _, r := range routes {
+		for _, set := range r.sets {
+			for _, t := range set.targets {
+				ups = append(ups, t.up)
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, u := range ups {
+		u.closeAll(true)
+	}
 }

@@ -64,7 +64,7 @@
 //	-load-balancer NAME|ARN  CONVOX_AWS_LOAD_BALANCER      shared ALB; a name is created when missing (default "convox")
 //	-domain DOMAIN           CONVOX_AWS_DOMAIN             the process answers on <app>-<process>.DOMAIN
 //	-table NAME              CONVOX_AWS_TABLE              DynamoDB table, created by -setup (default "convox")
-//	-namespace NAME          CONVOX_AWS_NAMESPACE          this rack's documents in the table (default "convox")
+//	-namespace NAME          CONVOX_AWS_NAMESPACE          this rack's documents, target groups and log groups
 //	-registry-endpoint URL   CONVOX_AWS_REGISTRY_ENDPOINT  see "Registry endpoint" below
 //
 // The process is set by flags only: -process (default "web"), -count (2),

@@ -63,16 +63,24 @@ func openRack(ctx context.Context, cfg aws.Config, s settings) (*rack, error) {
 		LoadBalancer: s.loadBalancer, Subnets: s.subnets, SecurityGroups: s.securityGroups, Domain: s.domain,
 		Namespace: s.namespace, // racks sharing an account want target groups of their own
 	})
+	// A namespaced rack keeps its apps' log groups apart from another
+	// rack's apps of the same name: "/convox/<namespace>/<app>".
+	var logOpts cwlogs.Options
+	if s.namespace != "" {
+		logOpts.GroupPrefix = cwlogs.DefaultGroupPrefix + s.namespace + "/"
+	}
+	logs := cwlogs.New(cloudwatchlogs.NewFromConfig(cfg), &logOpts)
 	return &rack{
 		Rack: convox.Rack{
 			Registry: reg,
 			Scheduler: ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{
 				Cluster: s.cluster, Subnets: s.subnets, SecurityGroups: s.securityGroups,
 				AssignPublicIP: s.publicIP, ExecutionRoleARN: s.executionRole,
-				SSM: ssm.NewFromConfig(cfg), // secrets are SSM parameters the task definitions name
+				SSM:      ssm.NewFromConfig(cfg), // secrets are SSM parameters the task definitions name
+				LogGroup: logs.Group,             // the tasks' awslogs driver writes where Logs reads
 			}),
 			Balancer: alb,
-			Logs:     cwlogs.New(cloudwatchlogs.NewFromConfig(cfg), nil),
+			Logs:     logs,
 			Store:    dynamostore.New(db, s.table, &dynamostore.Options{Namespace: s.namespace}),
 		},
 		alb: alb,

@@ -114,7 +114,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.StringVar(&s.loadBalancer, "load-balancer", s.loadBalancer, "name or ARN of the shared application load balancer (a name is created when missing)")
 	fs.StringVar(&s.domain, "domain", "", "the process answers on the host <app>-<process>.`DOMAIN`")
 	fs.StringVar(&s.table, "table", s.table, "the DynamoDB table of apps and release history (created by -setup)")
-	fs.StringVar(&s.namespace, "namespace", "", "this rack's namespace: its documents in the table (default \"convox\") and its target group names (scoped when set)")
+	fs.StringVar(&s.namespace, "namespace", "", "this rack's namespace: its documents in the table (default \"convox\"), its target group names and its log groups (scoped when set)")
 	fs.StringVar(&s.registryEndpoint, "registry-endpoint", "", "send this program's registry data-path requests for the ECR host to this `URL` instead (a pull-through mirror, an emulator); see the package documentation")
 	fs.BoolVar(&status, "status", false, "print the app, its endpoint and its releases instead of deploying")
 	fs.BoolVar(&rollback, "rollback", false, "roll the app back to its last healthy release instead of deploying")

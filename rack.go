@@ -60,6 +60,7 @@ const (
 	CapBatchStatus   Capability = "BatchStatus"   // scheduler: many apps per call
 	CapWeightShifter Capability = "WeightShifter" // balancer: weighted target sets (canary, blue/green)
 	CapLogTailer     Capability = "LogTailer"     // logs: pushed tailing
+	CapLogSubscriber Capability = "LogSubscriber" // logs: subscription filters (AppClient.Subscribe)
 	CapImageLister   Capability = "ImageLister"   // registry: list images
 	CapImageDeleter  Capability = "ImageDeleter"  // registry: delete images
 )
@@ -233,6 +234,9 @@ func (s selection) check(caps ...Capability) error {
 			kind, name = "balancer", s.spec.Balancer
 		case CapLogTailer:
 			_, ok = s.logs.(providers.LogTailer)
+			kind, name = "logs backend", s.spec.Logs
+		case CapLogSubscriber:
+			_, ok = s.logs.(providers.LogSubscriber)
 			kind, name = "logs backend", s.spec.Logs
 		case CapImageLister:
 			_, ok = s.registry.(providers.ImageLister)

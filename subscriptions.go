@@ -80,9 +80,8 @@ func (a *AppClient) subscriber(ctx context.Context, forChange bool) (providers.L
 	if forChange && app.Deleting {
 		return nil, fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
 	}
-	sub, ok := sel.logs.(providers.LogSubscriber)
-	if !ok {
-		return nil, fmt.Errorf("%w: logs backend %q does not implement LogSubscriber", providers.ErrUnimplemented, sel.spec.Logs)
+	if err := sel.check(CapLogSubscriber); err != nil {
+		return nil, err
 	}
-	return sub, nil
+	return sel.logs.(providers.LogSubscriber), nil
 }

@@ -201,4 +201,11 @@ func TestSubscriptionsNeedTheCapability(t *testing.T) {
 	if !errors.Is(err, providers.ErrUnimplemented) || !strings.Contains(err.Error(), "LogSubscriber") {
 		t.Errorf("Subscribe on a backend without subscriptions = %v, want ErrUnimplemented naming LogSubscriber", err)
 	}
+	if err := r.ConvoxRack().Check(convox.CapLogSubscriber); !errors.Is(err, providers.ErrUnimplemented) {
+		t.Errorf("Rack.Check(CapLogSubscriber) on the fake = %v, want ErrUnimplemented before any call", err)
+	}
+	sc, _ := subscribingClient(t)
+	if err := sc.App("web").Check(t.Context(), convox.CapLogSubscriber); err != nil {
+		t.Errorf("AppClient.Check(CapLogSubscriber) on a subscribing backend = %v, want nil", err)
+	}
 }

@@ -3,17 +3,16 @@ package convox
 import (
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/convox-go/convox/providers"
 )
 
-// Subscription forwards an app's log lines, optionally filtered by a
-// pattern, to a Lambda function, a Kinesis stream or a Firehose stream
-// (see providers.Subscription). Package logforward is a Lambda handler
-// that reads what a subscription delivers.
-type Subscription = providers.Subscription
-
-// Subscribe creates or replaces the app's subscription named s.Name and
+// Subscribe creates or replaces the app's subscription named s.Name (a
+// providers.Subscription forwards the app's log lines, optionally filtered
+// by a pattern, to a Lambda function, a Kinesis stream or a Firehose
+// stream; package logforward is a Lambda handler that reads what it
+// delivers) and
 // returns it as stored (with the role the logs backend created for a
 // Kinesis or Firehose destination, when it created one). The app's logs
 // backend must implement providers.LogSubscriber (cwlogs does); that, the
@@ -21,39 +20,48 @@ type Subscription = providers.Subscription
 // change. DeleteApp deletes the app's logs and with them its
 // subscriptions.
 //
-//	sub, err := c.App("web").Subscribe(ctx, convox.Subscription{
+//	sub, err := c.App("web").Subscribe(ctx, providers.Subscription{
 //		Name:        "alerts",
 //		Destination: "arn:aws:lambda:us-east-1:123456789012:function:logforward",
 //		Pattern:     "?panic ?FATAL",
 //	})
-func (a *AppClient) Subscribe(ctx context.Context, s Subscription) (Subscription, error) {
+func (a *AppClient) Subscribe(ctx context.Context, s providers.Subscription) (providers.Subscription, error) {
 	const op = "Subscribe"
 	if err := s.Validate(); err != nil {
-		return Subscription{}, wrapErr(op, a.name, "", err)
+		return providers.Subscription{}, wrapErr(op, a.name, "", err)
 	}
 	sub, err := a.subscriber(ctx, true)
 	if err != nil {
-		return Subscription{}, wrapErr(op, a.name, "", err)
+		return providers.Subscription{}, wrapErr(op, a.name, "", err)
 	}
 	out, err := sub.Subscribe(ctx, a.name, s)
 	if err != nil {
-		return Subscription{}, wrapErr(op, a.name, "", err)
+		return providers.Subscription{}, wrapErr(op, a.name, "", err)
 	}
 	return out, nil
 }
 
-// Subscriptions lists the app's subscriptions by name.
-func (a *AppClient) Subscriptions(ctx context.Context) ([]Subscription, error) {
-	const op = "Subscriptions"
-	sub, err := a.subscriber(ctx, false)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
+// Subscriptions yields the app's subscriptions by name, like every
+// listing of the API; a failure is yielded last.
+func (a *AppClient) Subscriptions(ctx context.Context) iter.Seq2[providers.Subscription, error] {
+	return func(yield func(providers.Subscription, error) bool) {
+		const op = "Subscriptions"
+		sub, err := a.subscriber(ctx, false)
+		if err != nil {
+			yield(providers.Subscription{}, wrapErr(op, a.name, "", err))
+			return
+		}
+		out, err := sub.Subscriptions(ctx, a.name)
+		if err != nil {
+			yield(providers.Subscription{}, wrapErr(op, a.name, "", err))
+			return
+		}
+		for _, s := range out {
+			if !yield(s, nil) {
+				return
+			}
+		}
 	}
-	out, err := sub.Subscriptions(ctx, a.name)
-	if err != nil {
-		return nil, wrapErr(op, a.name, "", err)
-	}
-	return out, nil
 }
 
 // Unsubscribe removes the app's subscription named name; a missing one is

@@ -3,6 +3,7 @@ package convox_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -110,9 +111,9 @@ func TestSubscriptionsLifecycle(t *testing.T) {
 	c, logs := subscribingClient(t)
 	ctx := t.Context()
 	web := c.App("web")
-	alerts := convox.Subscription{Name: "alerts", Destination: lambdaARN, Pattern: "?panic ?FATAL"}
-	archive := convox.Subscription{Name: "archive", Destination: kinesisARN, RoleARN: "arn:aws:iam::123456789012:role/logs"}
-	for _, s := range []convox.Subscription{archive, alerts} {
+	alerts := providers.Subscription{Name: "alerts", Destination: lambdaARN, Pattern: "?panic ?FATAL"}
+	archive := providers.Subscription{Name: "archive", Destination: kinesisARN, RoleARN: "arn:aws:iam::123456789012:role/logs"}
+	for _, s := range []providers.Subscription{archive, alerts} {
 		got, err := web.Subscribe(ctx, s)
 		if err != nil {
 			t.Fatalf("Subscribe %s: %v", s.Name, err)
@@ -121,17 +122,17 @@ func TestSubscriptionsLifecycle(t *testing.T) {
 			t.Errorf("Subscribe %s (-want +got):\n%s", s.Name, diff)
 		}
 	}
-	got, err := web.Subscriptions(ctx)
+	got, err := collectSubs(web.Subscriptions(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]convox.Subscription{alerts, archive}, got); diff != "" {
+	if diff := cmp.Diff([]providers.Subscription{alerts, archive}, got); diff != "" {
 		t.Errorf("Subscriptions (-want +got):\n%s", diff)
 	}
 	if err := web.Unsubscribe(ctx, "archive"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := web.Subscriptions(ctx); !cmp.Equal([]convox.Subscription{alerts}, got) {
+	if got, _ := collectSubs(web.Subscriptions(ctx)); !cmp.Equal([]providers.Subscription{alerts}, got) {
 		t.Errorf("Subscriptions after Unsubscribe = %v, want alerts alone", got)
 	}
 	if err := c.DeleteApp(ctx, "web"); err != nil {
@@ -157,11 +158,11 @@ func TestSubscriptionsRefuse(t *testing.T) {
 		reaches bool
 	}{
 		{"an invalid subscription before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
-			_, err := c.App("web").Subscribe(ctx, convox.Subscription{Name: "a", Destination: "arn:aws:sqs:us-east-1:123456789012:q"})
+			_, err := c.App("web").Subscribe(ctx, providers.Subscription{Name: "a", Destination: "arn:aws:sqs:us-east-1:123456789012:q"})
 			return err
 		}, providers.ErrInvalid, "Subscribe", false},
 		{"a missing app before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
-			_, err := c.App("api").Subscribe(ctx, convox.Subscription{Name: "a", Destination: lambdaARN})
+			_, err := c.App("api").Subscribe(ctx, providers.Subscription{Name: "a", Destination: lambdaARN})
 			return err
 		}, providers.ErrNotFound, "Subscribe", false},
 		{"an empty name to unsubscribe before any call", func(ctx context.Context, c *convox.Client, _ *subscribingLogs) error {
@@ -169,7 +170,7 @@ func TestSubscriptionsRefuse(t *testing.T) {
 		}, providers.ErrInvalid, "Unsubscribe", false},
 		{"a provider error keeps its sentinel", func(ctx context.Context, c *convox.Client, logs *subscribingLogs) error {
 			logs.fail = providers.ErrThrottled
-			_, err := c.App("web").Subscriptions(ctx)
+			_, err := collectSubs(c.App("web").Subscriptions(ctx))
 			return err
 		}, providers.ErrThrottled, "Subscriptions", true},
 	}
@@ -197,7 +198,7 @@ func TestSubscriptionsNeedTheCapability(t *testing.T) {
 	if _, err := c.CreateApp(t.Context(), "web", nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.App("web").Subscribe(t.Context(), convox.Subscription{Name: "a", Destination: lambdaARN})
+	_, err = c.App("web").Subscribe(t.Context(), providers.Subscription{Name: "a", Destination: lambdaARN})
 	if !errors.Is(err, providers.ErrUnimplemented) || !strings.Contains(err.Error(), "LogSubscriber") {
 		t.Errorf("Subscribe on a backend without subscriptions = %v, want ErrUnimplemented naming LogSubscriber", err)
 	}
@@ -208,4 +209,16 @@ func TestSubscriptionsNeedTheCapability(t *testing.T) {
 	if err := sc.App("web").Check(t.Context(), convox.CapLogSubscriber); err != nil {
 		t.Errorf("AppClient.Check(CapLogSubscriber) on a subscribing backend = %v, want nil", err)
 	}
+}
+
+// collectSubs gathers a subscription listing, stopping at its error.
+func collectSubs(seq iter.Seq2[providers.Subscription, error]) ([]providers.Subscription, error) {
+	var out []providers.Subscription
+	for s, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

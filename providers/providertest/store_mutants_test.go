@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/providertest"
@@ -165,6 +167,10 @@ func (s *memStore) Put(ctx context.Context, key string, value []byte, ifVersion 
 			return 0, fmt.Errorf("put %q: the store is busy: %w", key, providers.ErrConflict)
 		}
 		defer s.busy.Unlock()
+		// A real store holds such a lock across its I/O: yield while
+		// holding it, so that racers meet it even on a loaded machine.
+		runtime.Gosched()
+		time.Sleep(10 * time.Microsecond)
 	case "cas-check-then-write":
 		// The check and the write are each atomic, under locks of their
 		// own, but not together: a racer may check between them.

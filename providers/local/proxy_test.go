@@ -256,11 +256,16 @@ func readEvent(br *bufio.Reader) (string, error) {
 }
 
 func TestProxyServerSentEventsArriveOneByOne(t *testing.T) {
-	next := make(chan string)
-	_, route, _ := proxyRoute(t, 0, sseBackend(next))
 	for name, client := range clients(t) {
 		t.Run(name, func(t *testing.T) {
-			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, route.Endpoint+"/events", nil)
+			// A route and a backend of its own: a handler of another
+			// client's stream, not yet canceled, must not take its events.
+			next := make(chan string)
+			_, route, _ := proxyRoute(t, 0, sseBackend(next))
+			// Bounds a broken proxy's hang; no assertion depends on it.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, route.Endpoint+"/events", nil)
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -271,7 +276,11 @@ func TestProxyServerSentEventsArriveOneByOne(t *testing.T) {
 			// before: a proxy that buffered would never deliver the first.
 			for i := range 5 {
 				want := fmt.Sprintf("event %d", i)
-				next <- want
+				select {
+				case next <- want:
+				case <-ctx.Done():
+					t.Fatalf("the backend never asked for event %d", i)
+				}
 				got, err := readEvent(br)
 				if err != nil {
 					t.Fatalf("reading event %d: %v", i, err)

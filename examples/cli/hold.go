@@ -519,9 +519,11 @@ func forward(ctx context.Context, g *globals, args []string, std stdio) (code in
 			return report(std, g, "", fmt.Errorf("read standard input: %w", err)), true
 		}
 	}
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return 0, false
-	}
+	// A failed write is not the end: a holder that refuses the caller
+	// answers and closes without reading the request, so the write can
+	// fail after its answer arrived. Its reply, if any, is read below;
+	// without one the command runs here.
+	_ = json.NewEncoder(conn).Encode(req)
 	finished := make(chan struct{})
 	defer close(finished)
 	go func() {

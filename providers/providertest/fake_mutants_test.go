@@ -340,6 +340,10 @@ func (s *schedulerMutant) Apply(ctx context.Context, d providers.Desired) (provi
 		if ok {
 			return ro, nil
 		}
+		// A real scheduler's Apply does I/O between the check and the
+		// fill; the fake's is quick. Take as long, so that racers meet
+		// the window even on a loaded machine.
+		time.Sleep(time.Millisecond)
 		d.Token = fmt.Sprintf("%s-%d", token, s.next())
 		ro, err := s.Scheduler.Apply(ctx, d)
 		ro.Token = token

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/convox-go/convox/providers"
 	"time"
 )
 
@@ -142,5 +144,39 @@ func SlogEvents(logger *slog.Logger) func(Event) {
 			attrs = append(attrs, slog.String("reason", e.Reason))
 		}
 		logger.LogAttrs(context.Background(), level, e.Message, attrs...)
+	}
+}
+
+// platformLog writes a platform event line into the app's logs.
+func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.NotifyTimeout)
+	defer cancel()
+	doc, err := c.loadApp(ctx, app)
+	if err != nil {
+		return
+	}
+	sel, err := c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return
+	}
+	e := providers.LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
+	if err := sel.logs.Write(ctx, []providers.LogEntry{e}); err != nil {
+		c.log.Warn("convox: write platform log", "app", app, "err", err)
+	}
+}
+
+// notify delivers n to every notifier, each bounded by NotifyTimeout; a
+// failure is reported as an event and never fails the caller.
+func (c *Client) notify(ctx context.Context, n providers.Notification) {
+	if n.Time.IsZero() {
+		n.Time = time.Now().UTC()
+	}
+	for i, nt := range c.rack.notifiers {
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.NotifyTimeout)
+		err := nt.Notify(nctx, n)
+		cancel()
+		if err != nil {
+			c.emit(Event{Type: EventNotifyFailed, App: n.App, Release: n.Release, Message: fmt.Sprintf("notifier %d failed", i), Reason: err.Error()})
+		}
 	}
 }

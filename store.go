@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
@@ -75,33 +74,6 @@ func (r routeDoc) other() string {
 
 // maxHistory bounds appDoc.History.
 const maxHistory = 50
-
-type leaseDoc struct {
-	// Token identifies the deploy attempt; it is also the scheduler apply token.
-	Token  string `json:"token"`
-	Holder string `json:"holder"`
-	// Process identifies the holder's process, so that a deployer on the
-	// same host can prove it gone (see expired).
-	Process  *holder.ID `json:"process,omitempty"`
-	Release  string     `json:"release"`
-	Previous string     `json:"previous,omitempty"`
-	Started  time.Time  `json:"started"`
-	Expires  time.Time  `json:"expires"`
-	// Cancel asks the holder to abort and restore Previous.
-	Cancel bool `json:"cancel,omitempty"`
-	// Staged is set while a weighted deploy has a staged release, and
-	// Switched once it asked the scheduler to promote it; compensation
-	// (including by a later deployer taking over an expired lease) reads them.
-	Staged   bool `json:"staged,omitempty"`
-	Switched bool `json:"switched,omitempty"`
-}
-
-// expired reports whether the lease no longer holds: its TTL has passed,
-// or its holder's process is provably gone (it ran on this host and has
-// ended), so that a crashed deployer does not block the app for a TTL.
-func (l *leaseDoc) expired(now time.Time) bool {
-	return !now.Before(l.Expires) || l.Process != nil && l.Process.Gone()
-}
 
 type appDoc struct {
 	Name        string    `json:"name"`

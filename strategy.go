@@ -277,21 +277,6 @@ func (d *Deployment) setLive(ctx context.Context, wp weightedPlan) error {
 	return err
 }
 
-// markLease records progress in this deployment's lease.
-func (d *Deployment) markLease(ctx context.Context, fn func(*leaseDoc)) *stepError {
-	_, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
-		if a.Lease == nil || a.Lease.Token != d.token {
-			return errLeaseLost
-		}
-		fn(a.Lease)
-		return nil
-	})
-	if err != nil {
-		return d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
-	}
-	return nil
-}
-
 // unstage compensates a weighted deploy that has not switched: traffic
 // goes back to the serving release at once and the staged tasks stop.
 func (d *Deployment) unstage(ctx context.Context, sel selection) error {

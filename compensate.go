@@ -1,0 +1,240 @@
+package convox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/convox-go/convox/internal/poll"
+	"github.com/convox-go/convox/providers"
+)
+
+// fail compensates a failed promotion: it restores the previous release
+// (or stops the failed one on a first deploy), marks the release failed or
+// canceled with the reason, releases the lease and returns a *DeployError.
+// Compensation runs detached from cancellation, under its own bound.
+func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.CompensateTimeout)
+	defer cancel()
+	canceled := errors.Is(serr.err, errCanceled)
+	lost := errors.Is(serr.err, errLeaseLost)
+	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Changed: true, Canceled: canceled, Err: serr.err}
+	if canceled {
+		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)
+	}
+	d.mu.Lock()
+	last := d.lastStatus
+	d.mu.Unlock()
+	if last != nil {
+		st := *last
+		de.LastStatus = &st
+		var stopped []providers.Task
+		for _, t := range st.Tasks {
+			if t.Release == d.Release && t.State == providers.TaskStopped {
+				stopped = append(stopped, t)
+			}
+		}
+		de.StoppedTasks = d.crashes(stopped)
+	}
+	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)
+
+	if canceled {
+		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy canceled", Reason: serr.reason})
+		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s canceled at %s", d.Release, serr.step))
+	} else {
+		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})
+		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
+	}
+	for _, l := range de.LastLogLines {
+		d.c.log.Debug("convox: last log line of failed release", "app", d.App, "release", d.Release, "stream", l.Stream, "message", l.Message)
+	}
+
+	var errs []error
+	if lost {
+		// Another deployer owns the app now; it decides what runs.
+		return de
+	}
+	if err := d.compensate(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("compensate: %w", err))
+	} else {
+		de.RolledBack = true
+	}
+	// The bookkeeping gets its own bound: a compensation that used up its
+	// time must still record the failure and release the lease.
+	ctx, cancelBook := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancelBook()
+	if err := d.c.updateRelease(ctx, d.App, d.Release, func(r *releaseDoc) {
+		r.Failed, r.Canceled, r.Reason = !canceled, canceled, serr.reason
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("mark release failed: %w", err))
+	}
+	if _, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
+		if a.Lease != nil && a.Lease.Token == d.token {
+			a.Lease = nil
+		}
+		return nil
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("release lease: %w", err))
+	}
+	kind, msg := EventRolledBack, ""
+	switch {
+	case !de.RolledBack:
+		msg = "compensation failed; the previous release may not be serving"
+		kind = EventDeployFailed
+	case d.Previous != "":
+		msg = fmt.Sprintf("%s is serving again", d.Previous)
+	default:
+		msg = fmt.Sprintf("the processes of %s were stopped", d.Release)
+	}
+	if canceled {
+		kind = EventCanceled
+	}
+	d.c.emit(Event{Type: kind, App: d.App, Release: d.Release, Step: StepCompensate, Message: msg, Reason: serr.reason})
+	d.c.platformLog(ctx, d.App, d.Release, msg)
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: d.summary})
+	if len(errs) > 0 {
+		return errors.Join(append([]error{de}, errs...)...)
+	}
+	return de
+}
+
+// compensate restores what ran before the deploy, retrying until ctx ends:
+// each attempt is bounded by a fifth of CompensateTimeout (at least 10s),
+// so one hung or failed call costs an attempt, not the compensation.
+// Every error but providers.ErrInvalid is retried, not only temporary ones: leaving
+// the app half-deployed is worse than trying again.
+func (d *Deployment) compensate(ctx context.Context) error {
+	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
+		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	per := max(d.c.opts.CompensateTimeout/5, 10*time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, per)
+		err := d.compensateOnce(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// A refused desired state (providers.ErrInvalid) cannot succeed by retrying.
+		if ctx.Err() != nil || errors.Is(err, providers.ErrInvalid) {
+			return err
+		}
+		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: StepCompensate, Message: "compensation failed; retrying", Reason: err.Error()})
+		if werr := b.Wait(ctx); werr != nil {
+			return err
+		}
+	}
+}
+
+// compensateOnce re-applies the previous release and waits for it (or
+// reverts a weighted deploy's staging), or stops the app's processes when
+// there was no previous release.
+func (d *Deployment) compensateOnce(ctx context.Context) error {
+	sel, err := d.selection(ctx)
+	if err != nil {
+		return err
+	}
+	if (d.staged != nil || d.wasStaged) && !d.switched {
+		return d.unstage(ctx, sel)
+	}
+	if d.switched && d.staged != nil {
+		// The staged sets serve all traffic: restore the previous release there.
+		if err := d.setLive(ctx, *d.staged); err != nil {
+			return err
+		}
+	}
+	if d.Previous == "" {
+		return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return sel.scheduler.Delete(ctx, d.App) })
+	}
+	if c, ok := sel.scheduler.(providers.Canceler); ok {
+		if st, err := sel.scheduler.Status(ctx, d.App); err == nil {
+			for _, r := range st.Rollouts {
+				if r.Token == d.token && r.State == providers.RolloutInProgress {
+					if err := c.CancelRollout(ctx, d.App, r.ID); err != nil {
+						d.c.log.Warn("convox: cancel rollout", "app", d.App, "rollout", r.ID, "err", err)
+					}
+				}
+			}
+		}
+	}
+	prev, err := d.c.loadRelease(ctx, d.App, d.Previous)
+	if err != nil {
+		return err
+	}
+	bindings, serr := d.ensureRoutes(ctx, prev)
+	if serr != nil {
+		return serr
+	}
+	token := newToken()
+	if err := d.retry(ctx, StepCompensate, func(ctx context.Context) error {
+		_, err := sel.scheduler.Apply(ctx, prev.desired(token, bindings))
+		return err
+	}); err != nil {
+		return err
+	}
+	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	for {
+		app, err := d.c.loadApp(ctx, d.App)
+		var obs observation
+		if err == nil {
+			obs, err = d.c.observe(ctx, sel, app, prev, token, nil)
+		}
+		switch {
+		case err == nil && obs.converged(d.Previous):
+			return nil
+		case err != nil && !providers.IsTemporary(err):
+			return err
+		case err == nil && obs.rollout != nil && (obs.rollout.State == providers.RolloutFailed || obs.rollout.State == providers.RolloutCanceled):
+			// Waiting longer cannot help; the next attempt applies again
+			// (and stops there when the scheduler refuses the release).
+			return fmt.Errorf("restoring %s: rollout %s: %s", d.Previous, obs.rollout.State, obs.rollout.Reason)
+		}
+		if werr := b.Wait(ctx); werr != nil {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("restoring %s: %w; last seen %s", d.Previous, werr, obs.progress)
+		}
+	}
+}
+
+// lastLines returns up to n of the release's most recent process log
+// lines since start, skipping the platform's own.
+func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []providers.LogEntry {
+	// Diagnostics must not eat the compensation's time.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.NotifyTimeout)
+	defer cancel()
+	doc, err := c.loadApp(ctx, app)
+	if err != nil {
+		return nil
+	}
+	sel, err := c.rack.selectFor(doc.Spec)
+	if err != nil {
+		return nil
+	}
+	var lines []providers.LogEntry
+	token := ""
+	for range 1000 {
+		page, err := sel.logs.Read(ctx, providers.LogQuery{App: app, Release: release, Start: start.Add(-time.Minute)}, token)
+		if err != nil {
+			c.log.Warn("convox: read last log lines", "app", app, "release", release, "err", err)
+			break
+		}
+		for _, e := range page.Entries {
+			if e.Stream == providers.StreamPlatform {
+				continue
+			}
+			lines = append(lines, e)
+			if len(lines) > n {
+				lines = slices.Delete(lines, 0, len(lines)-n)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	return lines
+}

@@ -38,14 +38,14 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 		}
 		de.StoppedTasks = d.crashes(stopped)
 	}
-	de.LastLogLines = d.c.lastLines(ctx, d.App, d.Release, d.start, 20)
+	de.LastLogLines = d.lastLines(ctx, 20)
 
 	if canceled {
 		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy canceled", Reason: serr.reason})
-		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s canceled at %s", d.Release, serr.step))
+		d.platformLog(ctx, fmt.Sprintf("deploy of %s canceled at %s", d.Release, serr.step))
 	} else {
 		d.c.emit(Event{Type: EventDeployFailed, App: d.App, Release: d.Release, Step: serr.step, Message: "deploy failed", Reason: serr.reason})
-		d.c.platformLog(ctx, d.App, d.Release, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
+		d.platformLog(ctx, fmt.Sprintf("deploy of %s failed at %s: %s", d.Release, serr.step, serr.reason))
 	}
 	for _, l := range de.LastLogLines {
 		d.c.log.Debug("convox: last log line of failed release", "app", d.App, "release", d.Release, "stream", l.Stream, "message", l.Message)
@@ -92,7 +92,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 		kind = EventCanceled
 	}
 	d.c.emit(Event{Type: kind, App: d.App, Release: d.Release, Step: StepCompensate, Message: msg, Reason: serr.reason})
-	d.c.platformLog(ctx, d.App, d.Release, msg)
+	d.platformLog(ctx, msg)
 	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: d.summary})
 	if len(errs) > 0 {
 		return errors.Join(append([]error{de}, errs...)...)
@@ -201,16 +201,13 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 }
 
 // lastLines returns up to n of the release's most recent process log
-// lines since start, skipping the platform's own.
-func (c *Client) lastLines(ctx context.Context, app, release string, start time.Time, n int) []providers.LogEntry {
+// lines since the deployment started, skipping the platform's own.
+func (d *Deployment) lastLines(ctx context.Context, n int) []providers.LogEntry {
+	c, app, release, start := d.c, d.App, d.Release, d.start
 	// Diagnostics must not eat the compensation's time.
 	ctx, cancel := context.WithTimeout(ctx, c.opts.NotifyTimeout)
 	defer cancel()
-	doc, err := c.loadApp(ctx, app)
-	if err != nil {
-		return nil
-	}
-	sel, err := c.rack.selectFor(doc.Spec)
+	sel, err := d.selection(ctx)
 	if err != nil {
 		return nil
 	}

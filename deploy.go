@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/convox-go/convox/internal/holder"
 	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
@@ -80,10 +79,12 @@ type Deployment struct {
 	opts    DeployOptions
 	token   string
 	summary string // the plan's one-line summary, for notifications
-	start   time.Time
-	cancel  context.CancelCauseFunc
-	done    chan struct{}
-	err     error
+	// sel holds the app's providers once resolved; see selection.
+	sel    *selection
+	start  time.Time
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	err    error
 
 	// Weighted deploys: staged is set once the new release is staged,
 	// switched once the scheduler was asked to make it the serving one.
@@ -193,28 +194,12 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 				Reason: fmt.Sprintf("compensating the abandoned deploy of %s failed: %v", l.Release, err), Err: err}
 		}
 	}
-	token := newToken()
-	now := time.Now()
-	self := holder.Self()
-	var takenOver string
-	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
-		if d.Deleting {
-			return fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
-		}
-		takenOver = ""
-		if l := d.Lease; l != nil && l.Token != token { // our own token: a retried write that had succeeded
-			if !l.expired(now) {
-				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", providers.ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
-			}
-			takenOver = l.Holder
-		}
-		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Process: &self, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
-		return nil
-	})
+	app, takenOver, err := a.takeLease(ctx, id)
 	if err != nil {
 		return nil, deployErr(a.name, id, StepLease, err)
 	}
 	dep := a.newDeployment(id, app.Lease, o)
+	dep.sel = &sel
 	msg := fmt.Sprintf("promoting %s", id)
 	if dep.Previous != "" {
 		msg += fmt.Sprintf(" (active: %s)", dep.Previous)
@@ -223,7 +208,7 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 		msg += fmt.Sprintf("; took over an expired lease of %s", takenOver)
 	}
 	a.c.emit(Event{Type: EventDeployStarted, App: a.name, Release: id, Step: StepLease, Message: msg})
-	a.c.platformLog(ctx, a.name, id, msg)
+	dep.platformLog(ctx, msg)
 	dep.summary = a.summary(ctx, dep.Previous, rel)
 	a.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployStarted, App: a.name, Release: id, Previous: dep.Previous, Summary: dep.summary})
 
@@ -352,12 +337,23 @@ func (d *Deployment) ctxOr(ctx context.Context, serr *stepError) *stepError {
 	return serr
 }
 
+// selection returns the app's providers, resolved once per deployment
+// (Promote resolves them; a deployment that takes over an abandoned
+// lease resolves them at its first use).
 func (d *Deployment) selection(ctx context.Context) (selection, error) {
+	if d.sel != nil {
+		return *d.sel, nil
+	}
 	app, err := d.c.loadApp(ctx, d.App)
 	if err != nil {
 		return selection{}, err
 	}
-	return d.c.rack.selectFor(app.Spec)
+	sel, err := d.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return selection{}, err
+	}
+	d.sel = &sel
+	return sel, nil
 }
 
 // ensureRoutes ensures a route for every process of rel with a port, on
@@ -369,9 +365,9 @@ func (d *Deployment) ensureRoutes(ctx context.Context, rel *releaseDoc) (map[str
 	if err != nil {
 		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "%v", err))
 	}
-	sel, err := d.c.rack.selectFor(app.Spec)
+	sel, err := d.selection(ctx)
 	if err != nil {
-		return nil, failStep(StepRoutes, err, "%v", err)
+		return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "%v", err))
 	}
 	routes, serr := d.ensureRoutesOn(ctx, rel, sel, sel.spec.Balancer, sel.balancer)
 	if serr != nil {

@@ -147,21 +147,18 @@ func SlogEvents(logger *slog.Logger) func(Event) {
 	}
 }
 
-// platformLog writes a platform event line into the app's logs.
-func (c *Client) platformLog(ctx context.Context, app, release, msg string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.NotifyTimeout)
+// platformLog writes a platform event line about the deployment into the
+// app's logs.
+func (d *Deployment) platformLog(ctx context.Context, msg string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.NotifyTimeout)
 	defer cancel()
-	doc, err := c.loadApp(ctx, app)
+	sel, err := d.selection(ctx)
 	if err != nil {
 		return
 	}
-	sel, err := c.rack.selectFor(doc.Spec)
-	if err != nil {
-		return
-	}
-	e := providers.LogEntry{Time: time.Now().UTC(), App: app, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: release, Message: msg}
+	e := providers.LogEntry{Time: time.Now().UTC(), App: d.App, Stream: providers.StreamPlatform, Process: providers.StreamPlatform, Release: d.Release, Message: msg}
 	if err := sel.logs.Write(ctx, []providers.LogEntry{e}); err != nil {
-		c.log.Warn("convox: write platform log", "app", app, "err", err)
+		d.c.log.Warn("convox: write platform log", "app", d.App, "err", err)
 	}
 }
 

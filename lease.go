@@ -62,7 +62,7 @@ func (d *Deployment) succeed(ctx context.Context) error {
 	}
 	msg := fmt.Sprintf("%s is active and healthy", d.Release)
 	d.c.emit(Event{Type: EventDeploySucceeded, App: d.App, Release: d.Release, Step: StepActivate, Message: msg})
-	d.c.platformLog(ctx, d.App, d.Release, msg)
+	d.platformLog(ctx, msg)
 	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeploySucceeded, App: d.App, Release: d.Release, Previous: d.Previous, Summary: d.summary})
 	return nil
 }
@@ -209,6 +209,8 @@ func (d *Deployment) markLease(ctx context.Context, fn func(*leaseDoc)) *stepErr
 	return nil
 }
 
+// leaseDoc is an app's deploy lease: who promotes which release, until
+// when, and how far a weighted deploy got.
 type leaseDoc struct {
 	// Token identifies the deploy attempt; it is also the scheduler apply token.
 	Token  string `json:"token"`
@@ -234,4 +236,29 @@ type leaseDoc struct {
 // ended), so that a crashed deployer does not block the app for a TTL.
 func (l *leaseDoc) expired(now time.Time) bool {
 	return !now.Before(l.Expires) || l.Process != nil && l.Process.Gone()
+}
+
+// takeLease takes the app's deploy lease for promoting release id. It
+// fails with providers.ErrConflict while another deployer's lease holds or
+// the app is being deleted; an expired lease is taken over, and takenOver
+// names its holder.
+func (a *AppClient) takeLease(ctx context.Context, id string) (app *appDoc, takenOver string, err error) {
+	token := newToken()
+	now := time.Now()
+	self := holder.Self()
+	app, err = a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		if d.Deleting {
+			return fmt.Errorf("%w: app %q is being deleted", providers.ErrConflict, a.name)
+		}
+		takenOver = ""
+		if l := d.Lease; l != nil && l.Token != token { // our own token: a retried write that had succeeded
+			if !l.expired(now) {
+				return fmt.Errorf("%w: a deploy of %s by %s is in progress since %s", providers.ErrConflict, l.Release, l.Holder, l.Started.Format(time.RFC3339))
+			}
+			takenOver = l.Holder
+		}
+		d.Lease = &leaseDoc{Token: token, Holder: a.c.opts.Holder, Process: &self, Release: id, Previous: d.Active, Started: now, Expires: now.Add(a.c.opts.LeaseTTL)}
+		return nil
+	})
+	return app, takenOver, err
 }

@@ -236,8 +236,14 @@ func TestRackCheck(t *testing.T) {
 		want error
 	}{
 		{"a complete rack passes", full, nil, nil},
-		{"the fake offers every capability", full, []convox.Capability{convox.CapTaskRunner, convox.CapCanceler, convox.CapBatchStatus, convox.CapWeightShifter, convox.CapLogTailer, convox.CapImageLister, convox.CapImageDeleter}, nil},
+		{"the fake offers every capability", full, []convox.Capability{convox.CapTaskRunner, convox.CapCanceler, convox.CapBatchStatus, convox.CapStager, convox.CapWeightShifter, convox.CapLogTailer, convox.CapImageLister, convox.CapImageDeleter}, nil},
 		{"a balancer without weights refuses weighted strategies", plain, []convox.Capability{convox.CapWeightShifter}, providers.ErrUnimplemented},
+		{"a scheduler without Stager refuses weighted strategies", plain, []convox.Capability{convox.CapStager}, providers.ErrUnimplemented},
+		{"a scheduler without Stager fails even beside a weighted balancer", func() convox.Rack {
+			rk := full
+			rk.Scheduler = plainScheduler{r.Scheduler()}
+			return rk
+		}(), []convox.Capability{convox.CapWeightShifter, convox.CapStager}, providers.ErrUnimplemented},
 		{"a scheduler without one-off tasks refuses runs", plain, []convox.Capability{convox.CapTaskRunner}, providers.ErrUnimplemented},
 		{"a rack without a store is invalid", convox.Rack{Registry: r.Registry(), Scheduler: r.Scheduler(), Logs: r.Logs()}, nil, providers.ErrInvalid},
 		{"two providers with one name are invalid", convox.Rack{

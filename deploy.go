@@ -299,18 +299,7 @@ func (d *Deployment) promote(ctx context.Context) *stepError {
 	if err != nil {
 		return failStep(StepApply, err, "%v", err)
 	}
-	if d.opts.Strategy.weighted() {
-		return d.promoteWeighted(ctx, rel, sel)
-	}
-	d.stepEvent(StepApply, fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler))
-	desired := rel.desired(d.token, bindings)
-	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
-		_, err := sel.scheduler.Apply(ctx, desired)
-		return err
-	}); err != nil {
-		return d.ctxOr(ctx, failStep(StepApply, err, "apply: %v", err))
-	}
-	return d.wait(ctx, rel, sel)
+	return d.opts.Strategy.get().promote(ctx, d, rel, sel, bindings)
 }
 
 // ctxOr turns a failure caused by the deploy's context ending into a

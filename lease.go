@@ -194,8 +194,9 @@ func (a *AppClient) takeOverAndCompensate(ctx context.Context, oldToken string) 
 	return err
 }
 
-// markLease records progress in this deployment's lease.
-func (d *Deployment) markLease(ctx context.Context, fn func(*leaseDoc)) *stepError {
+// markLease records progress in this deployment's lease; a failure is
+// reported at step, the step whose progress is marked.
+func (d *Deployment) markLease(ctx context.Context, step Step, fn func(*leaseDoc)) *stepError {
 	_, err := d.c.updateApp(ctx, d.App, func(a *appDoc) error {
 		if a.Lease == nil || a.Lease.Token != d.token {
 			return errLeaseLost
@@ -204,7 +205,7 @@ func (d *Deployment) markLease(ctx context.Context, fn func(*leaseDoc)) *stepErr
 		return nil
 	})
 	if err != nil {
-		return d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
+		return d.ctxOr(ctx, failStep(step, err, "%v", err))
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ const (
 	CapCanceler      Capability = "Canceler"      // scheduler: stop an in-flight rollout
 	CapBatchStatus   Capability = "BatchStatus"   // scheduler: many apps per call
 	CapWeightShifter Capability = "WeightShifter" // balancer: weighted target sets (canary, blue/green)
+	CapStager        Capability = "Stager"        // scheduler: a release staged beside the serving one (canary, blue/green)
 	CapLogTailer     Capability = "LogTailer"     // logs: pushed tailing
 	CapLogSubscriber Capability = "LogSubscriber" // logs: subscription filters (AppClient.Subscribe)
 	CapImageLister   Capability = "ImageLister"   // registry: list images
@@ -228,6 +229,9 @@ func (s selection) check(caps ...Capability) error {
 			kind, name = "scheduler", s.spec.Scheduler
 		case CapBatchStatus:
 			_, ok = s.scheduler.(providers.BatchStatus)
+			kind, name = "scheduler", s.spec.Scheduler
+		case CapStager:
+			_, ok = s.scheduler.(providers.Stager)
 			kind, name = "scheduler", s.spec.Scheduler
 		case CapWeightShifter:
 			_, ok = s.balancer.(providers.WeightShifter)

@@ -32,14 +32,27 @@ type CanaryStep struct {
 // Strategy is how a release replaces the serving one. The zero value is
 // Rolling.
 type Strategy struct {
-	kind  string
-	steps []CanaryStep
-	bake  time.Duration
+	impl strategyImpl
+}
+
+// strategyImpl is one way of replacing the serving release.
+type strategyImpl interface {
+	// String names the strategy for messages and events.
+	String() string
+	// needs lists the optional capabilities of the app's providers the
+	// strategy uses; Promote refuses the deploy before any change when
+	// one is missing.
+	needs() []Capability
+	// validate checks the strategy's own parameters.
+	validate() error
+	// promote replaces the serving release by rel, once routes are
+	// ensured (bindings are the serving target sets, per process).
+	promote(ctx context.Context, d *Deployment, rel *releaseDoc, sel selection, bindings map[string][]providers.Binding) *stepError
 }
 
 // Rolling replaces tasks in place through the scheduler: start new, wait
 // healthy, stop old. It needs no optional capability.
-func Rolling() Strategy { return Strategy{} }
+func Rolling() Strategy { return Strategy{impl: rolling{}} }
 
 // BlueGreen runs the new release beside the serving one in a second target
 // set at weight 0, waits until it is healthy, switches all traffic to it,
@@ -47,48 +60,115 @@ func Rolling() Strategy { return Strategy{} }
 // the old release. A failure before the old release stopped restores
 // traffic to it at once. It needs a balancer with WeightShifter and a
 // scheduler with Stager.
-func BlueGreen(bake time.Duration) Strategy { return Strategy{kind: "blue-green", bake: bake} }
+func BlueGreen(bake time.Duration) Strategy { return Strategy{impl: blueGreen{bake: bake}} }
 
 // Canary is a canary deploy sending the given percentages of traffic to
 // the new release in turn, each held for DefaultBake while its health is
-// watched, then 100%. Canary(10, 50) goes 10% → 50% → 100%.
+// watched, then 100%. Canary(10, 50) goes 10% → 50% → 100%. Like
+// BlueGreen, it needs a balancer with WeightShifter and a scheduler with
+// Stager.
 func Canary(percents ...int) Strategy {
 	steps := make([]CanaryStep, len(percents))
 	for i, p := range percents {
 		steps[i] = CanaryStep{Percent: p, Bake: DefaultBake}
 	}
-	return Strategy{kind: "canary", steps: steps}
+	return Strategy{impl: canary{steps: steps}}
 }
 
 // CanarySteps is a canary deploy with explicit steps; see Canary.
 func CanarySteps(steps ...CanaryStep) Strategy {
-	return Strategy{kind: "canary", steps: slices.Clone(steps)}
+	return Strategy{impl: canary{steps: slices.Clone(steps)}}
 }
 
 // String names the strategy ("rolling", "blue-green", "canary 10%/1m0s → 50%/1m0s").
-func (s Strategy) String() string {
-	switch s.kind {
-	case "":
-		return "rolling"
-	case "canary":
-		parts := make([]string, len(s.steps))
-		for i, st := range s.steps {
-			parts[i] = fmt.Sprintf("%d%%/%s", st.Percent, st.Bake)
-		}
-		return "canary " + strings.Join(parts, " → ")
+func (s Strategy) String() string { return s.get().String() }
+
+func (s Strategy) get() strategyImpl {
+	if s.impl == nil {
+		return rolling{}
 	}
-	return s.kind
+	return s.impl
 }
 
-func (s Strategy) weighted() bool { return s.kind != "" }
+// weighted reports whether the strategy splits traffic between two
+// releases, which a balancer migration in progress rules out.
+func (s Strategy) weighted() bool { return slices.Contains(s.get().needs(), CapWeightShifter) }
 
 // validate checks the strategy against the release and the app's
 // providers, before any side effect.
 func (s Strategy) validate(rel *releaseDoc, sel selection) error {
-	if !s.weighted() {
+	impl := s.get()
+	if err := impl.validate(); err != nil {
+		return err
+	}
+	needs := impl.needs()
+	if len(needs) == 0 {
 		return nil
 	}
-	if s.kind == "canary" && len(s.steps) == 0 {
+	routed := slices.ContainsFunc(rel.Processes, func(p Process) bool { return p.Port > 0 && p.Count > 0 })
+	if !routed {
+		return providers.Invalidf("a %s deploy needs a running process with a port", impl)
+	}
+	if err := sel.check(needs...); err != nil {
+		return fmt.Errorf("%s deploys split traffic between two releases running side by side: %w", impl, err)
+	}
+	return nil
+}
+
+// rolling is the Rolling strategy.
+type rolling struct{}
+
+func (rolling) String() string      { return "rolling" }
+func (rolling) needs() []Capability { return nil }
+func (rolling) validate() error     { return nil }
+
+func (rolling) promote(ctx context.Context, d *Deployment, rel *releaseDoc, sel selection, bindings map[string][]providers.Binding) *stepError {
+	d.stepEvent(StepApply, fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler))
+	desired := rel.desired(d.token, bindings)
+	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
+		_, err := sel.scheduler.Apply(ctx, desired)
+		return err
+	}); err != nil {
+		return d.ctxOr(ctx, failStep(StepApply, err, "apply: %v", err))
+	}
+	return d.wait(ctx, rel, sel)
+}
+
+// weightedNeeds are the capabilities of the weighted strategies.
+var weightedNeeds = []Capability{CapWeightShifter, CapStager}
+
+// blueGreen is the BlueGreen strategy.
+type blueGreen struct{ bake time.Duration }
+
+func (blueGreen) String() string      { return "blue-green" }
+func (blueGreen) needs() []Capability { return weightedNeeds }
+
+func (s blueGreen) validate() error {
+	if s.bake < 0 {
+		return providers.Invalidf("bake time %s is negative", s.bake)
+	}
+	return nil
+}
+
+func (s blueGreen) promote(ctx context.Context, d *Deployment, rel *releaseDoc, sel selection, _ map[string][]providers.Binding) *stepError {
+	return d.promoteWeighted(ctx, rel, sel, []CanaryStep{{Percent: 100, Bake: s.bake}})
+}
+
+// canary is the Canary strategy.
+type canary struct{ steps []CanaryStep }
+
+func (s canary) String() string {
+	parts := make([]string, len(s.steps))
+	for i, st := range s.steps {
+		parts[i] = fmt.Sprintf("%d%%/%s", st.Percent, st.Bake)
+	}
+	return "canary " + strings.Join(parts, " → ")
+}
+
+func (canary) needs() []Capability { return weightedNeeds }
+
+func (s canary) validate() error {
+	if len(s.steps) == 0 {
 		return providers.Invalidf("a canary needs at least one step")
 	}
 	prev := 0
@@ -101,20 +181,11 @@ func (s Strategy) validate(rel *releaseDoc, sel selection) error {
 		}
 		prev = st.Percent
 	}
-	if s.bake < 0 {
-		return providers.Invalidf("bake time %s is negative", s.bake)
-	}
-	routed := slices.ContainsFunc(rel.Processes, func(p Process) bool { return p.Port > 0 && p.Count > 0 })
-	if !routed {
-		return providers.Invalidf("a %s deploy needs a running process with a port", s.kind)
-	}
-	if err := sel.check(CapWeightShifter); err != nil {
-		return fmt.Errorf("%s deploys split traffic: %w", s.kind, err)
-	}
-	if _, ok := sel.scheduler.(providers.Stager); !ok {
-		return fmt.Errorf("%w: %s deploys run two releases side by side, and scheduler %q does not implement Stager", providers.ErrUnimplemented, s.kind, sel.spec.Scheduler)
-	}
 	return nil
+}
+
+func (s canary) promote(ctx context.Context, d *Deployment, rel *releaseDoc, sel selection, _ map[string][]providers.Binding) *stepError {
+	return d.promoteWeighted(ctx, rel, sel, append(slices.Clone(s.steps), CanaryStep{Percent: 100}))
 }
 
 // weightedPlan is the target sets of a weighted deploy, per routed process.
@@ -175,49 +246,17 @@ func (d *Deployment) planWeighted(ctx context.Context, rel *releaseDoc, ws provi
 	return wp, nil
 }
 
-// promoteWeighted runs a blue/green or canary deploy.
-func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel selection) *stepError {
+// promoteWeighted runs a blue/green or canary deploy: it stages rel beside
+// the serving release, shifts traffic to it in steps (the last at 100%),
+// each held for its bake, then switches and drains the old release.
+func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel selection, steps []CanaryStep) *stepError {
 	ws := sel.balancer.(providers.WeightShifter)
 	stager := sel.scheduler.(providers.Stager)
-	s := d.opts.Strategy
-
-	d.stepEvent(StepStage, fmt.Sprintf("staging %s beside the serving release (%s)", d.Release, s))
-	wp, err := d.planWeighted(ctx, rel, ws)
-	if err != nil {
-		return d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
-	}
-	if err := d.setWeights(ctx, ws, wp, 0); err != nil {
-		return d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
-	}
-	if serr := d.markLease(ctx, func(l *leaseDoc) { l.Staged = true }); serr != nil {
+	wp, serr := d.stage(ctx, rel, sel, ws, stager)
+	if serr != nil {
 		return serr
 	}
-	d.staged = &wp
-	bindings := map[string][]providers.Binding{}
-	for p, b := range wp.oth {
-		bindings[p] = []providers.Binding{b}
-	}
-	desired := rel.desired(d.token, bindings)
-	if err := d.retry(ctx, StepStage, func(ctx context.Context) error {
-		_, err := stager.Stage(ctx, desired)
-		return err
-	}); err != nil {
-		return d.ctxOr(ctx, failStep(StepStage, err, "stage: %v", err))
-	}
-	if serr := d.waitFor(ctx, rel, sel, waitSpec{
-		step: StepStage, message: "waiting for the staged release's tasks running and targets healthy", sets: wp.other,
-		done: func(o observation) bool {
-			return o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
-		},
-	}); serr != nil {
-		return serr
-	}
-
-	steps := s.steps
-	if s.kind == "blue-green" {
-		steps = nil
-	}
-	for _, st := range append(steps, CanaryStep{Percent: 100, Bake: s.bake}) {
+	for _, st := range steps {
 		d.stepEvent(StepShift, fmt.Sprintf("sending %d%% of traffic to %s", st.Percent, d.Release))
 		if err := d.setWeights(ctx, ws, wp, st.Percent); err != nil {
 			return d.ctxOr(ctx, failStep(StepShift, err, "%v", err))
@@ -232,7 +271,7 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 	}
 
 	d.stepEvent(StepSwitch, fmt.Sprintf("%s serves all traffic; draining and stopping the old release", d.Release))
-	if serr := d.markLease(ctx, func(l *leaseDoc) { l.Switched = true }); serr != nil {
+	if serr := d.markLease(ctx, StepSwitch, func(l *leaseDoc) { l.Switched = true }); serr != nil {
 		return serr
 	}
 	d.switched = true
@@ -256,6 +295,40 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 		}
 	}
 	return nil
+}
+
+// stage runs rel beside the serving release in the other target set of
+// every routed process, at weight 0, and waits until it is healthy.
+func (d *Deployment) stage(ctx context.Context, rel *releaseDoc, sel selection, ws providers.WeightShifter, stager providers.Stager) (weightedPlan, *stepError) {
+	d.stepEvent(StepStage, fmt.Sprintf("staging %s beside the serving release (%s)", d.Release, d.opts.Strategy))
+	wp, err := d.planWeighted(ctx, rel, ws)
+	if err != nil {
+		return wp, d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
+	}
+	if err := d.setWeights(ctx, ws, wp, 0); err != nil {
+		return wp, d.ctxOr(ctx, failStep(StepStage, err, "%v", err))
+	}
+	if serr := d.markLease(ctx, StepStage, func(l *leaseDoc) { l.Staged = true }); serr != nil {
+		return wp, serr
+	}
+	d.staged = &wp
+	bindings := map[string][]providers.Binding{}
+	for p, b := range wp.oth {
+		bindings[p] = []providers.Binding{b}
+	}
+	desired := rel.desired(d.token, bindings)
+	if err := d.retry(ctx, StepStage, func(ctx context.Context) error {
+		_, err := stager.Stage(ctx, desired)
+		return err
+	}); err != nil {
+		return wp, d.ctxOr(ctx, failStep(StepStage, err, "stage: %v", err))
+	}
+	return wp, d.waitFor(ctx, rel, sel, waitSpec{
+		step: StepStage, message: "waiting for the staged release's tasks running and targets healthy", sets: wp.other,
+		done: func(o observation) bool {
+			return o.progress.Running == o.progress.Desired && o.progress.Healthy == o.progress.Targets
+		},
+	})
 }
 
 // setLive records that the staged sets now serve traffic.

@@ -3,6 +3,8 @@ package convox_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -149,55 +151,92 @@ func TestStrategies(t *testing.T) {
 		})
 	})
 
-	t.Run("weighted strategies are refused before any change without the capabilities", func(t *testing.T) {
-		cases := []struct {
+	t.Run("a strategy is refused before any change when the rack lacks what it needs", func(t *testing.T) {
+		full := func(r *fake.Rack) convox.Rack { return r.ConvoxRack() }
+		noWeights := func(r *fake.Rack) convox.Rack { // a classic ELB
+			rk := r.ConvoxRack()
+			rk.Balancer = plainBalancer{r.Balancer()}
+			return rk
+		}
+		noStager := func(r *fake.Rack) convox.Rack {
+			rk := r.ConvoxRack()
+			rk.Scheduler = plainScheduler{r.Scheduler()}
+			return rk
+		}
+		racks := []struct {
 			name string
 			rack func(r *fake.Rack) convox.Rack
-			want error
+			// refuses holds the capability the rack lacks ("" for none).
+			refuses convox.Capability
 		}{
-			{"a balancer without WeightShifter (a classic ELB)", func(r *fake.Rack) convox.Rack {
-				rk := r.ConvoxRack()
-				rk.Balancer = plainBalancer{r.Balancer()}
-				return rk
-			}, providers.ErrUnimplemented},
-			{"a scheduler without Stager", func(r *fake.Rack) convox.Rack {
-				rk := r.ConvoxRack()
-				rk.Scheduler = plainScheduler{r.Scheduler()}
-				return rk
-			}, providers.ErrUnimplemented},
+			{"a complete rack", full, ""},
+			{"a balancer without WeightShifter", noWeights, convox.CapWeightShifter},
+			{"a scheduler without Stager", noStager, convox.CapStager},
 		}
-		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) {
-					w := newWorld(t, nil)
-					ctx := t.Context()
-					w.deployV1(ctx)
-					w.push("v2")
-					c, err := convox.New(tc.rack(w.rack), &convox.Options{PollInterval: time.Second})
-					if err != nil {
-						t.Fatal(err)
-					}
-					rel, err := c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v2"})
-					if err != nil {
-						t.Fatal(err)
-					}
-					w.rack.ResetCalls()
-					_, err = c.App("web").Promote(ctx, rel.ID, &convox.DeployOptions{Strategy: convox.Canary(10)})
-					if !errors.Is(err, tc.want) {
-						t.Fatalf("Promote = %v, want %v", err, tc.want)
-					}
-					for _, call := range w.rack.Calls() {
-						switch call.Provider {
-						case "Scheduler", "Balancer":
-							t.Errorf("refused deploy called %s", call)
-						case "Store":
-							if call.Method == "Put" {
-								t.Errorf("refused deploy wrote %s", call.Key)
+		strategies := []struct {
+			strategy convox.Strategy
+			needs    []convox.Capability
+		}{
+			{convox.Rolling(), nil},
+			{convox.BlueGreen(0), []convox.Capability{convox.CapWeightShifter, convox.CapStager}},
+			{convox.Canary(10), []convox.Capability{convox.CapWeightShifter, convox.CapStager}},
+		}
+		for _, rk := range racks {
+			for _, st := range strategies {
+				refused := rk.refuses != "" && slices.Contains(st.needs, rk.refuses)
+				verdict := "is accepted"
+				if refused {
+					verdict = "is refused"
+				}
+				t.Run(fmt.Sprintf("%s on %s %s", st.strategy, rk.name, verdict), func(t *testing.T) {
+					synctest.Test(t, func(t *testing.T) {
+						w := newWorld(t, nil)
+						ctx := t.Context()
+						w.deployV1(ctx)
+						w.push("v2")
+						crk := rk.rack(w.rack)
+						if err := crk.Check(st.needs...); refused != errors.Is(err, providers.ErrUnimplemented) {
+							t.Errorf("Rack.Check(%v) = %v, want refused %v", st.needs, err, refused)
+						}
+						c, err := convox.New(crk, &convox.Options{PollInterval: time.Second})
+						if err != nil {
+							t.Fatal(err)
+						}
+						rel, err := c.App("web").CreateRelease(ctx, convox.ReleaseSpec{Image: "web:v2"})
+						if err != nil {
+							t.Fatal(err)
+						}
+						w.rack.ResetCalls()
+						dep, err := c.App("web").Promote(ctx, rel.ID, &convox.DeployOptions{Strategy: st.strategy})
+						if !refused {
+							if err != nil {
+								t.Fatalf("Promote = %v, want accepted", err)
+							}
+							if err := dep.Wait(ctx); err != nil {
+								t.Fatalf("Wait = %v", err)
+							}
+							return
+						}
+						var de *convox.DeployError
+						if !errors.As(err, &de) || !errors.Is(err, providers.ErrUnimplemented) || de.Step != convox.StepPrepare || de.Changed {
+							t.Fatalf("Promote = %v, want a *DeployError at %s matching ErrUnimplemented that changed nothing", err, convox.StepPrepare)
+						}
+						if !strings.Contains(err.Error(), string(rk.refuses)) {
+							t.Errorf("Promote = %q, want it to name the missing %s", err, rk.refuses)
+						}
+						for _, call := range w.rack.Calls() {
+							switch call.Provider {
+							case "Scheduler", "Balancer":
+								t.Errorf("refused deploy called %s", call)
+							case "Store":
+								if call.Method == "Put" {
+									t.Errorf("refused deploy wrote %s", call.Key)
+								}
 							}
 						}
-					}
+					})
 				})
-			})
+			}
 		}
 	})
 

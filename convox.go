@@ -262,7 +262,15 @@ func wrapErr(op, app, release string, err error) error {
 
 // Options configure a Client. The zero value (or nil) gives defaults.
 type Options struct {
-	// OnEvent receives every Event synchronously and in order. It must not block for long.
+	// OnEvent receives every Event synchronously, in order per app: the
+	// events of one app (and so of each of its deployments) are delivered
+	// one at a time in the order they happened, and all of a deployment's
+	// events are delivered before Deployment.Wait returns. Events of
+	// different apps may be delivered concurrently. A callback that falls
+	// behind blocks only the work that produced the event and later events
+	// of the same app (its deployment waits for the callback to return);
+	// it never delays other apps, and no event is dropped. OnEvent may be
+	// called from several goroutines at once, for different apps.
 	OnEvent func(Event)
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -336,7 +344,8 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 
-	eventMu sync.Mutex // serializes OnEvent
+	eventMu    sync.Mutex            // guards eventLanes
+	eventLanes map[string]*eventLane // by app, while an event of the app is being delivered
 
 	mu       sync.Mutex
 	inflight map[string]*Deployment      // by app, deploys driven by this client
@@ -354,12 +363,19 @@ func New(r Rack, opts *Options) (*Client, error) {
 	}
 	o := opts.withDefaults()
 	return &Client{
-		rack: rk, opts: o, log: o.Logger, inflight: map[string]*Deployment{},
+		rack: rk, opts: o, log: o.Logger, inflight: map[string]*Deployment{}, eventLanes: map[string]*eventLane{},
 		limiters: map[string]*limiter.Limiter{}, batchers: map[string]*statusBatcher{},
 	}, nil
 }
 
-// emit delivers an event to Options.OnEvent, serialized.
+// eventLane serializes the delivery of one app's events.
+type eventLane struct {
+	mu    sync.Mutex // held while an event of the app is delivered
+	users int        // emitters holding or waiting for mu; guarded by Client.eventMu
+}
+
+// emit delivers an event to Options.OnEvent, serialized per app (see
+// Options.OnEvent): a slow callback holds up the emitters of its app only.
 func (c *Client) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -369,7 +385,22 @@ func (c *Client) emit(e Event) {
 		return
 	}
 	c.eventMu.Lock()
-	defer c.eventMu.Unlock()
+	lane := c.eventLanes[e.App]
+	if lane == nil {
+		lane = &eventLane{}
+		c.eventLanes[e.App] = lane
+	}
+	lane.users++
+	c.eventMu.Unlock()
+	defer func() {
+		c.eventMu.Lock()
+		if lane.users--; lane.users == 0 {
+			delete(c.eventLanes, e.App)
+		}
+		c.eventMu.Unlock()
+	}()
+	lane.mu.Lock()
+	defer lane.mu.Unlock()
 	c.opts.OnEvent(e)
 }
 

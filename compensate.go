@@ -19,7 +19,32 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.c.opts.CompensateTimeout)
 	defer cancel()
 	canceled := errors.Is(serr.err, errCanceled)
-	lost := errors.Is(serr.err, errLeaseLost)
+	de := d.failure(ctx, serr, canceled)
+	if errors.Is(serr.err, errLeaseLost) {
+		// Another deployer owns the app now; it decides what runs.
+		return de
+	}
+	var errs []error
+	if err := d.compensate(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("compensate: %w", err))
+	} else {
+		de.RolledBack = true
+	}
+	// The bookkeeping gets its own bound: a compensation that used up its
+	// time must still record the failure and release the lease.
+	ctx, cancelBook := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancelBook()
+	errs = append(errs, d.recordFailure(ctx, serr, canceled)...)
+	d.reportOutcome(ctx, serr, canceled, de.RolledBack)
+	if len(errs) > 0 {
+		return errors.Join(append([]error{de}, errs...)...)
+	}
+	return de
+}
+
+// failure describes a failed promotion with what was last seen of it (its
+// status, stopped tasks and last log lines), and reports the failure.
+func (d *Deployment) failure(ctx context.Context, serr *stepError, canceled bool) *DeployError {
 	de := &DeployError{App: d.App, Release: d.Release, Previous: d.Previous, Step: serr.step, Reason: serr.reason, Changed: true, Canceled: canceled, Err: serr.err}
 	if canceled {
 		de.Err = fmt.Errorf("%w: %w", errCanceled, context.Canceled)
@@ -50,21 +75,13 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	for _, l := range de.LastLogLines {
 		d.c.log.Debug("convox: last log line of failed release", "app", d.App, "release", d.Release, "stream", l.Stream, "message", l.Message)
 	}
+	return de
+}
 
+// recordFailure marks the release failed (or canceled) and releases the
+// deployment's lease.
+func (d *Deployment) recordFailure(ctx context.Context, serr *stepError, canceled bool) []error {
 	var errs []error
-	if lost {
-		// Another deployer owns the app now; it decides what runs.
-		return de
-	}
-	if err := d.compensate(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("compensate: %w", err))
-	} else {
-		de.RolledBack = true
-	}
-	// The bookkeeping gets its own bound: a compensation that used up its
-	// time must still record the failure and release the lease.
-	ctx, cancelBook := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancelBook()
 	if err := d.c.updateRelease(ctx, d.App, d.Release, func(r *releaseDoc) {
 		r.Failed, r.Canceled, r.Reason = !canceled, canceled, serr.reason
 	}); err != nil {
@@ -78,9 +95,14 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("release lease: %w", err))
 	}
+	return errs
+}
+
+// reportOutcome reports how the compensation of a failed promotion ended.
+func (d *Deployment) reportOutcome(ctx context.Context, serr *stepError, canceled, rolledBack bool) {
 	kind, msg := EventRolledBack, ""
 	switch {
-	case !de.RolledBack:
+	case !rolledBack:
 		msg = "compensation failed; the previous release may not be serving"
 		kind = EventDeployFailed
 	case d.Previous != "":
@@ -93,11 +115,7 @@ func (d *Deployment) fail(ctx context.Context, serr *stepError) error {
 	}
 	d.c.emit(Event{Type: kind, App: d.App, Release: d.Release, Step: StepCompensate, Message: msg, Reason: serr.reason})
 	d.platformLog(ctx, msg)
-	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: de.RolledBack, Summary: d.summary})
-	if len(errs) > 0 {
-		return errors.Join(append([]error{de}, errs...)...)
-	}
-	return de
+	d.c.notify(ctx, providers.Notification{Kind: providers.NotifyDeployFailed, App: d.App, Release: d.Release, Previous: d.Previous, Reason: serr.reason, RolledBack: rolledBack, Summary: d.summary})
 }
 
 // compensate restores what ran before the deploy, retrying until ctx ends:
@@ -174,6 +192,12 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	return d.waitRestored(ctx, sel, prev, token)
+}
+
+// waitRestored waits until the previous release, applied with token,
+// serves again; it gives up on a non-temporary error or a failed rollout.
+func (d *Deployment) waitRestored(ctx context.Context, sel selection, prev *releaseDoc, token string) error {
 	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
 	for {
 		app, err := d.c.loadApp(ctx, d.App)

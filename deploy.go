@@ -164,28 +164,11 @@ var errTimedOut = errors.New("deploy timed out")
 // Promote returns: what it replaced serves again, then this one starts.
 func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions) (*Deployment, error) {
 	o := opts.withDefaults(a.c)
-	app, err := a.c.loadApp(ctx, a.name)
+	app, rel, sel, err := a.prepare(ctx, id, o)
 	if err != nil {
-		return nil, deployErr(a.name, id, StepPrepare, err)
-	}
-	rel, err := a.c.loadRelease(ctx, a.name, id)
-	if err != nil {
-		return nil, deployErr(a.name, id, StepPrepare, err)
+		return nil, err
 	}
 	id = releaseID(rel.Seq)
-	sel, err := a.c.rack.selectFor(app.Spec)
-	if err != nil {
-		return nil, deployErr(a.name, id, StepPrepare, err)
-	}
-	if err := o.Strategy.validate(rel, sel); err != nil {
-		return nil, deployErr(a.name, id, StepPrepare, err)
-	}
-	if err := rel.validate(sel.limits()); err != nil {
-		return nil, deployErr(a.name, id, StepPrepare, err)
-	}
-	if o.Strategy.weighted() && app.Migration != nil {
-		return nil, deployErr(a.name, id, StepPrepare, fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", providers.ErrConflict, o.Strategy, app.Migration.To))
-	}
 	if l := app.Lease; l != nil && l.expired(time.Now()) {
 		// The deploy in flight was abandoned (its deployer crashed or lost
 		// the store): restore what it replaced before starting this one.
@@ -225,6 +208,35 @@ func (a *AppClient) Promote(ctx context.Context, id string, opts *DeployOptions)
 		dep.err = dep.run(runCtx)
 	}()
 	return dep, nil
+}
+
+// prepare loads the app and release id and resolves the app's providers,
+// refusing a promotion they cannot carry out with a *DeployError at
+// StepPrepare, before any change.
+func (a *AppClient) prepare(ctx context.Context, id string, o DeployOptions) (*appDoc, *releaseDoc, selection, error) {
+	app, err := a.c.loadApp(ctx, a.name)
+	if err != nil {
+		return nil, nil, selection{}, deployErr(a.name, id, StepPrepare, err)
+	}
+	rel, err := a.c.loadRelease(ctx, a.name, id)
+	if err != nil {
+		return nil, nil, selection{}, deployErr(a.name, id, StepPrepare, err)
+	}
+	id = releaseID(rel.Seq)
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err == nil {
+		err = o.Strategy.validate(rel, sel)
+	}
+	if err == nil {
+		err = rel.validate(sel.limits())
+	}
+	if err == nil && o.Strategy.weighted() && app.Migration != nil {
+		err = fmt.Errorf("%w: a %s deploy cannot run while the app migrates to balancer %q; finish or abort the migration first", providers.ErrConflict, o.Strategy, app.Migration.To)
+	}
+	if err != nil {
+		return nil, nil, selection{}, deployErr(a.name, id, StepPrepare, err)
+	}
+	return app, rel, sel, nil
 }
 
 // summary describes what promoting rel changes, for notifications.

@@ -58,49 +58,61 @@ func (c *Client) observe(ctx context.Context, sel selection, app *appDoc, rel *r
 			continue
 		}
 		for _, r := range app.routesOf(p.Name) {
-			b := sel.balancers[r.Balancer]
-			if b == nil {
-				return o, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", p.Name, r.Balancer)
-			}
-			if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
-				return o, err
-			}
-			hs, err := b.Health(ctx, r.ID)
-			if err != nil {
-				return o, err
-			}
 			set, ok := sets[p.Name]
 			if !ok {
 				set = r.Live
 			}
-			// While the rollout is in flight, count only the release's own
-			// targets (by task address, when the scheduler reports addresses) so
-			// old tasks still serving do not count as new ones; once the
-			// scheduler reports the release rolled out, every target is its.
-			countAll := st.Release == id || !anyAddress(st.Tasks)
-			own := map[string]bool{}
-			for _, t := range st.Tasks {
-				if t.Release == id && t.Process == p.Name && t.Address != "" && t.State == providers.TaskRunning {
-					own[t.Address] = true
-				}
+			healthy, unhealthy, err := c.routeHealth(ctx, sel, st, id, p.Name, r, set)
+			if err != nil {
+				return o, err
 			}
-			healthy := 0
-			for _, h := range hs {
-				if h.Set != set || !countAll && !own[h.Target] {
-					continue
-				}
-				switch h.State {
-				case providers.TargetHealthy:
-					healthy++
-				case providers.TargetUnhealthy:
-					o.unhealthy = append(o.unhealthy, h)
-				}
-			}
+			o.unhealthy = append(o.unhealthy, unhealthy...)
 			o.progress.Targets += p.Count
 			o.progress.Healthy += min(healthy, p.Count)
 		}
 	}
 	return o, nil
+}
+
+// routeHealth counts the healthy targets of release id in target set set
+// of process's route r, and lists its unhealthy ones.
+func (c *Client) routeHealth(ctx context.Context, sel selection, st providers.AppStatus, id, process string, r routeDoc, set string) (int, []providers.TargetHealth, error) {
+	b := sel.balancers[r.Balancer]
+	if b == nil {
+		return 0, nil, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", process, r.Balancer)
+	}
+	if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
+		return 0, nil, err
+	}
+	hs, err := b.Health(ctx, r.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	// While the rollout is in flight, count only the release's own
+	// targets (by task address, when the scheduler reports addresses) so
+	// old tasks still serving do not count as new ones; once the
+	// scheduler reports the release rolled out, every target is its.
+	countAll := st.Release == id || !anyAddress(st.Tasks)
+	own := map[string]bool{}
+	for _, t := range st.Tasks {
+		if t.Release == id && t.Process == process && t.Address != "" && t.State == providers.TaskRunning {
+			own[t.Address] = true
+		}
+	}
+	healthy := 0
+	var unhealthy []providers.TargetHealth
+	for _, h := range hs {
+		if h.Set != set || !countAll && !own[h.Target] {
+			continue
+		}
+		switch h.State {
+		case providers.TargetHealthy:
+			healthy++
+		case providers.TargetUnhealthy:
+			unhealthy = append(unhealthy, h)
+		}
+	}
+	return healthy, unhealthy, nil
 }
 
 // anyAddress reports whether the scheduler reports task addresses at all.
@@ -180,34 +192,12 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 			if w.done != nil && w.done(obs) {
 				return nil
 			}
-			if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
-				return failStep(w.step, providers.ErrUnhealthy, "rollout %s: %s", r.State, r.Reason)
+			p, serr := d.verdict(obs, rel, w, &unhealthyRuns)
+			if serr != nil {
+				return serr
 			}
-			crashed := d.crashes(obs.stopped)
-			if max := d.opts.FailFast.MaxStopped; max > 0 && len(crashed) >= max {
-				return failStep(w.step, providers.ErrUnhealthy, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
-			}
-			if t, ok := earlyExit(crashed, rel); ok && !d.opts.FailFast.AllowEarlyExits {
-				return failStep(w.step, providers.ErrUnhealthy, "task %s of %s exited within its health grace window (%s)", t.ID, summarizeStops([]providers.Task{t}), graceOf(t.Process, rel))
-			}
-			if len(obs.unhealthy) > 0 {
-				unhealthyRuns++
-			} else {
-				unhealthyRuns = 0
-			}
-			if max := d.opts.FailFast.MaxUnhealthy; max > 0 && unhealthyRuns >= max {
-				h := obs.unhealthy[0]
-				return failStep(w.step, providers.ErrUnhealthy, "%d targets of %s failed health checks in %d observations in a row (%s: %s)", len(obs.unhealthy), d.Release, unhealthyRuns, h.Target, h.Reason)
-			}
-			p := obs.progress
-			p.Stopped = len(crashed)
-			if w.done == nil {
-				if p.Healthy < p.Targets || p.Running < p.Desired {
-					return failStep(w.step, providers.ErrUnhealthy, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
-				}
-				if time.Since(start) >= w.bake {
-					return nil
-				}
+			if w.done == nil && time.Since(start) >= w.bake {
+				return nil
 			}
 			p.Elapsed, p.Limit = time.Since(start), limit
 			if first || p.Running != last.Running || p.Healthy != last.Healthy || p.Stopped != last.Stopped {
@@ -317,4 +307,36 @@ func summarizeStops(ts []providers.Task) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// verdict judges one observation of a wait that is not done yet: it fails
+// fast on a failed rollout, crash-looping or early-exiting tasks, targets
+// unhealthy in *unhealthyRuns observations in a row (which it counts), and
+// during a bake on any unhealthy target; otherwise it returns the progress.
+func (d *Deployment) verdict(obs observation, rel *releaseDoc, w waitSpec, unhealthyRuns *int) (Progress, *stepError) {
+	p := obs.progress
+	if r := obs.rollout; r != nil && (r.State == providers.RolloutFailed || r.State == providers.RolloutCanceled) {
+		return p, failStep(w.step, providers.ErrUnhealthy, "rollout %s: %s", r.State, r.Reason)
+	}
+	crashed := d.crashes(obs.stopped)
+	if max := d.opts.FailFast.MaxStopped; max > 0 && len(crashed) >= max {
+		return p, failStep(w.step, providers.ErrUnhealthy, "%d tasks of %s stopped: %s", len(crashed), d.Release, summarizeStops(crashed))
+	}
+	if t, ok := earlyExit(crashed, rel); ok && !d.opts.FailFast.AllowEarlyExits {
+		return p, failStep(w.step, providers.ErrUnhealthy, "task %s of %s exited within its health grace window (%s)", t.ID, summarizeStops([]providers.Task{t}), graceOf(t.Process, rel))
+	}
+	if len(obs.unhealthy) > 0 {
+		*unhealthyRuns++
+	} else {
+		*unhealthyRuns = 0
+	}
+	if max := d.opts.FailFast.MaxUnhealthy; max > 0 && *unhealthyRuns >= max {
+		h := obs.unhealthy[0]
+		return p, failStep(w.step, providers.ErrUnhealthy, "%d targets of %s failed health checks in %d observations in a row (%s: %s)", len(obs.unhealthy), d.Release, *unhealthyRuns, h.Target, h.Reason)
+	}
+	p.Stopped = len(crashed)
+	if w.done == nil && (p.Healthy < p.Targets || p.Running < p.Desired) {
+		return p, failStep(w.step, providers.ErrUnhealthy, "%s became unhealthy while baking: %d/%d running, %d/%d targets healthy", d.Release, p.Running, p.Desired, p.Healthy, p.Targets)
+	}
+	return p, nil
 }

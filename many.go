@@ -167,15 +167,8 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	seen := map[string]bool{}
-	for _, d := range deploys {
-		if err := c.precheck(ctx, d.App, d.Spec); err != nil {
-			return nil, deployErr(d.App, "", StepPrepare, err)
-		}
-		if seen[d.App] {
-			return nil, deployErr(d.App, "", StepPrepare, providers.Invalidf("app %q is listed twice", d.App))
-		}
-		seen[d.App] = true
+	if err := c.precheckGroup(ctx, deploys); err != nil {
+		return nil, err
 	}
 	results := make([]GroupResult, len(deploys))
 	previous := make([]string, len(deploys))
@@ -215,35 +208,60 @@ func (c *Client) DeployMany(ctx context.Context, deploys []AppDeploy, opts *Grou
 		}
 	}
 	if o.AllOrNothing && failed {
-		u := new(errgroup.Group)
-		u.SetLimit(o.Concurrency)
-		var umu sync.Mutex
-		for i := range results {
-			if results[i].Err != nil || results[i].Skipped || results[i].Release == nil {
-				continue
-			}
-			if previous[i] == "" {
-				umu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %s was its first release; there is nothing to roll back to", results[i].App, results[i].Release.ID))
-				umu.Unlock()
-				continue
-			}
-			u.Go(func() error {
-				rb, err := c.App(results[i].App).Rollback(ctx, ToRelease(previous[i]), nil)
-				umu.Lock()
-				defer umu.Unlock()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: undo: %w", results[i].App, err))
-					return nil
-				}
-				results[i].RolledBack = rb
-				return nil
-			})
-		}
-		_ = u.Wait()
+		errs = append(errs, c.undo(ctx, results, previous, o.Concurrency)...)
 	}
 	if len(errs) == 0 {
 		return results, nil
 	}
 	return results, &Error{Op: "DeployMany", Err: errors.Join(errs...)}
+}
+
+// undo rolls the apps of a failed all-or-nothing group that deployed back
+// to previous[i], the release each had active before, at most concurrency
+// at a time, and returns what could not be undone.
+func (c *Client) undo(ctx context.Context, results []GroupResult, previous []string, concurrency int) []error {
+	var errs []error
+	u := new(errgroup.Group)
+	u.SetLimit(concurrency)
+	var umu sync.Mutex
+	for i := range results {
+		if results[i].Err != nil || results[i].Skipped || results[i].Release == nil {
+			continue
+		}
+		if previous[i] == "" {
+			umu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %s was its first release; there is nothing to roll back to", results[i].App, results[i].Release.ID))
+			umu.Unlock()
+			continue
+		}
+		u.Go(func() error {
+			rb, err := c.App(results[i].App).Rollback(ctx, ToRelease(previous[i]), nil)
+			umu.Lock()
+			defer umu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: undo: %w", results[i].App, err))
+				return nil
+			}
+			results[i].RolledBack = rb
+			return nil
+		})
+	}
+	_ = u.Wait()
+	return errs
+}
+
+// precheckGroup refuses, before any change, a group that lists an app twice
+// or holds a deploy that precheck refuses.
+func (c *Client) precheckGroup(ctx context.Context, deploys []AppDeploy) error {
+	seen := map[string]bool{}
+	for _, d := range deploys {
+		if err := c.precheck(ctx, d.App, d.Spec); err != nil {
+			return deployErr(d.App, "", StepPrepare, err)
+		}
+		if seen[d.App] {
+			return deployErr(d.App, "", StepPrepare, providers.Invalidf("app %q is listed twice", d.App))
+		}
+		seen[d.App] = true
+	}
+	return nil
 }

@@ -230,48 +230,8 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 	if spec.Image == "" && latest == nil {
 		return nil, providers.Invalidf("the first release of %s needs an image", a.name)
 	}
-	doc.Env = map[string]envDoc{}
-	if spec.Env == nil && latest != nil {
-		for k, v := range latest.Env {
-			if !v.Secret {
-				doc.Env[k] = v
-			}
-		}
-	}
-	if spec.Secrets == nil && latest != nil {
-		for k, v := range latest.Env {
-			if v.Secret {
-				doc.Env[k] = v
-			}
-		}
-	}
-	for k, v := range spec.Env {
-		doc.Env[k] = envDoc{Value: v}
-	}
-	for k, v := range spec.Secrets {
-		doc.Env[k] = envDoc{Value: string(v), Secret: true}
-	}
-	switch {
-	case spec.Processes != nil:
-		for _, p := range spec.Processes {
-			doc.Processes = append(doc.Processes, p.withDefaults())
-		}
-	case latest != nil:
-		doc.Processes = slices.Clone(latest.Processes)
-	default:
-		return nil, providers.Invalidf("the first release of %s needs at least one process", a.name)
-	}
-	if len(doc.Processes) == 0 {
-		return nil, providers.Invalidf("a release of %s needs at least one process", a.name)
-	}
-	if doc.Description == "" {
-		// Every release says what made it.
-		switch {
-		case spec.Image != "":
-			doc.Description = "deploy " + spec.Image
-		case latest != nil:
-			doc.Description = "update of " + releaseID(latest.Seq)
-		}
+	if err := doc.inherit(spec, latest); err != nil {
+		return nil, err
 	}
 	// What a release copies from the latest one is checked too: bounds may
 	// have changed since, and a copied value must not slip through.
@@ -304,6 +264,56 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 		return nil, err
 	}
 	return doc, nil
+}
+
+// inherit fills r's variables, secrets, processes and description from
+// spec, taking what spec leaves unset (nil) from latest, the app's latest
+// release (nil for the first one).
+func (r *releaseDoc) inherit(spec ReleaseSpec, latest *releaseDoc) error {
+	r.Env = map[string]envDoc{}
+	if spec.Env == nil && latest != nil {
+		for k, v := range latest.Env {
+			if !v.Secret {
+				r.Env[k] = v
+			}
+		}
+	}
+	if spec.Secrets == nil && latest != nil {
+		for k, v := range latest.Env {
+			if v.Secret {
+				r.Env[k] = v
+			}
+		}
+	}
+	for k, v := range spec.Env {
+		r.Env[k] = envDoc{Value: v}
+	}
+	for k, v := range spec.Secrets {
+		r.Env[k] = envDoc{Value: string(v), Secret: true}
+	}
+	switch {
+	case spec.Processes != nil:
+		for _, p := range spec.Processes {
+			r.Processes = append(r.Processes, p.withDefaults())
+		}
+	case latest != nil:
+		r.Processes = slices.Clone(latest.Processes)
+	default:
+		return providers.Invalidf("the first release of %s needs at least one process", r.App)
+	}
+	if len(r.Processes) == 0 {
+		return providers.Invalidf("a release of %s needs at least one process", r.App)
+	}
+	if r.Description == "" {
+		// Every release says what made it.
+		switch {
+		case spec.Image != "":
+			r.Description = "deploy " + spec.Image
+		case latest != nil:
+			r.Description = "update of " + releaseID(latest.Seq)
+		}
+	}
+	return nil
 }
 
 // saveNewRelease allocates the next sequence number and writes the release.

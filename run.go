@@ -75,10 +75,17 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 		return nil, wrapErr(op, a.name, id, err)
 	}
 	a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("started one-off task %s of %s", task.ID, process)})
-	t := &tailer{logs: sel.logs, q: providers.LogQuery{App: a.name, Stream: task.ID}}
+	return a.follow(ctx, runner, sel.logs, id, task, o.Output)
+}
+
+// follow streams a one-off task's output to out (when not nil) until the
+// task stops, and returns its result; if ctx ends first it stops the task.
+func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, logs providers.Logs, id string, task providers.Task, out io.Writer) (*RunResult, error) {
+	const op = "Run"
+	t := &tailer{logs: logs, q: providers.LogQuery{App: a.name, Stream: task.ID}}
 	write := func(e providers.LogEntry) bool {
-		if o.Output != nil {
-			fmt.Fprintln(o.Output, e.Message)
+		if out != nil {
+			fmt.Fprintln(out, e.Message)
 		}
 		return true
 	}

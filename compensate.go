@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -126,7 +125,7 @@ func (d *Deployment) reportOutcome(ctx context.Context, serr *stepError, cancele
 func (d *Deployment) compensate(ctx context.Context) error {
 	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
 		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
-	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	b := d.c.pollBackoff()
 	per := max(d.c.opts.CompensateTimeout/5, 10*time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, per)
@@ -198,7 +197,7 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 // waitRestored waits until the previous release, applied with token,
 // serves again; it gives up on a non-temporary error or a failed rollout.
 func (d *Deployment) waitRestored(ctx context.Context, sel selection, prev *releaseDoc, token string) error {
-	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	b := d.c.pollBackoff()
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		var obs observation

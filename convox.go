@@ -216,6 +216,7 @@ import (
 	"time"
 
 	"github.com/convox-go/convox/internal/limiter"
+	"github.com/convox-go/convox/internal/poll"
 )
 
 // Error is the error of a Client call outside the deploy calls (which
@@ -409,4 +410,10 @@ func newToken() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// pollBackoff returns the backoff between the observations and retries
+// of a deploy: from Options.PollInterval up to Options.MaxPollInterval.
+func (c *Client) pollBackoff() poll.Backoff {
+	return poll.Backoff{Initial: c.opts.PollInterval, Max: c.opts.MaxPollInterval}
 }

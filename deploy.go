@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -455,7 +454,7 @@ func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel se
 
 // retry runs fn until it succeeds, fails with a non-temporary error, or ctx ends.
 func (d *Deployment) retry(ctx context.Context, step Step, fn func(context.Context) error) error {
-	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	b := d.c.pollBackoff()
 	for {
 		err := fn(ctx)
 		if err == nil || !providers.IsTemporary(err) || ctx.Err() != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/convox-go/convox/internal/holder"
-	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -100,7 +99,7 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	}); err != nil {
 		return wrapErr(op, a.name, l.Release, err)
 	}
-	b := poll.Backoff{Initial: a.c.opts.PollInterval, Max: a.c.opts.MaxPollInterval}
+	b := a.c.pollBackoff()
 	for {
 		app, err := a.c.loadApp(ctx, a.name)
 		if err != nil && !providers.IsTemporary(err) {

@@ -157,7 +157,7 @@ func (d *Deployment) wait(ctx context.Context, rel *releaseDoc, sel selection) *
 // bake on an unhealthy target. Temporary errors are retried; others stop
 // the wait at once. Each change of progress is reported as an event.
 func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection, w waitSpec) *stepError {
-	b := poll.Backoff{Initial: d.c.opts.PollInterval, Max: d.c.opts.MaxPollInterval}
+	b := d.c.pollBackoff()
 	start := time.Now()
 	limit := d.opts.Timeout
 	if w.done == nil {

@@ -41,7 +41,11 @@ func startSubprocess(t *testing.T, test, prefix string, env ...string) *subproce
 	t.Helper()
 	p := &subprocess{lines: make(chan string, 256)}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
-	p.cmd.Env = append(os.Environ(), env...)
+	// A binary built with -race sleeps a second as it exits (to let other
+	// threads report races, which Go reports as they happen); each round
+	// waits for two helpers to exit.
+	p.cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stderr = &p.stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

@@ -25,12 +25,13 @@ import (
 	"github.com/convox-go/convox/providers/local/localtest"
 )
 
-// TestTwoCLIsDeploy runs two "convox deploy" commands at the same instant on one local rack directory, for several
-// rounds. The first to open the rack holds it; the second finds it held and
-// forwards its command to the holder over the rack's socket, where it meets
-// the first deploy's lease: exactly one exits 0 and the other exits 1 with
-// the error code "conflict". Afterwards the history holds both releases of
-// every round and the last winner's release is active and serving.
+// TestTwoCLIsDeploy runs two "convox deploy" commands at the same instant
+// on one local rack directory, for several rounds. The first to open the
+// rack holds it; the second finds it held and forwards its command to the
+// holder over the rack's socket, where it meets the first deploy's lease:
+// exactly one exits 0 and the other exits 1 with the error code
+// "conflict". Afterwards the history holds both releases of every round
+// and the last winner's release is active and serving.
 func TestTwoCLIsDeploy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example CLI and runs real processes on a local rack")

@@ -1,6 +1,6 @@
 //go:build linux
 
-package convox_test
+package local_test
 
 import (
 	"bufio"
@@ -8,9 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,10 +23,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
+	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // The crash test kills a deploying process with SIGKILL and checks what a
@@ -90,13 +97,13 @@ func TestCrashHelperProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if app.Active == "" {
-		if _, err := web.Deploy(ctx, serverSpec("c0"), nil); err != nil {
+		if _, err := web.Deploy(ctx, crashServerSpec("c0"), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Start from a settled rack, as the calibration run does, so that the
 	// kill points fall inside the deploy.
-	if _, err := settle(ctx, rack.Scheduler()); err != nil {
+	if _, err := crashSettle(ctx, rack.Scheduler()); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("%sdeploying\n", crashLine)
@@ -120,9 +127,9 @@ func TestCrashHelperProcess(t *testing.T) {
 
 // startCrashHelper starts TestCrashHelperProcess deploying the image tag
 // on the rack in dir, and waits until its measured deploy starts.
-func startCrashHelper(t *testing.T, dir, tag string) *subprocess {
+func startCrashHelper(t *testing.T, dir, tag string) *helperProcess {
 	t.Helper()
-	h := startSubprocess(t, "TestCrashHelperProcess", crashLine, crashDirEnv+"="+dir, crashTagEnv+"="+tag)
+	h := startHelperProcess(t, "TestCrashHelperProcess", crashLine, crashDirEnv+"="+dir, crashTagEnv+"="+tag)
 	timeout := time.After(time.Minute)
 	for {
 		line, ok, timedOut := h.next(timeout)
@@ -238,7 +245,7 @@ func TestCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushMessageImages(t, ctx, rack, tags...)
+	crashPushImages(t, ctx, rack, tags...)
 	if _, err := crashClient(t, rack, nil).CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +459,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		t.Errorf("%s: a Cancel afterwards = %v, want ErrNotFound: a lease is still held", name, err)
 	}
 
-	st, err := settle(ctx, rack.Scheduler())
+	st, err := crashSettle(ctx, rack.Scheduler())
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -483,14 +490,18 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 	}
 	// What the balancer serves is the active release, on every request.
 	for range 5 {
-		if got, want := get(t, app.Endpoints["web"]), message[app.Active]; got != want {
+		_, got, err := get(ctx, http.DefaultClient, app.Endpoints["web"])
+		if err != nil {
+			t.Fatalf("%s: GET %s: %v", name, app.Endpoints["web"], err)
+		}
+		if want := message[app.Active]; got != want {
 			t.Errorf("%s: GET %s = %q, want %q of active release %s", name, app.Endpoints["web"], got, want, app.Active)
 			break
 		}
 	}
 
 	// Only the active release runs, in processes of this rack.
-	tasks, err := collect(web.Tasks(ctx))
+	tasks, err := crashCollect(web.Tasks(ctx))
 	if err != nil {
 		t.Fatalf("%s: Tasks: %v", name, err)
 	}
@@ -510,4 +521,144 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		t.Errorf("%s: %d processes run from the rack directory (%v), want the %d tasks", name, len(procs), procs, running)
 	}
 	return message[app.Active], outcome
+}
+
+// helperProcess is this test binary run again as a helper process (one
+// test function, selected with -test.run), reporting lines with a prefix
+// on standard output.
+type helperProcess struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stdin  io.WriteCloser
+	stderr strings.Builder // read only after the process was waited for
+	waited bool
+}
+
+// startHelperProcess runs the test function named test in a new process
+// with env added to the environment; lines it prints starting with prefix
+// are delivered, without the prefix, by next.
+func startHelperProcess(t *testing.T, test, prefix string, env ...string) *helperProcess {
+	t.Helper()
+	p := &helperProcess{lines: make(chan string, 256)}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = &p.stderr
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if line, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+				p.lines <- line
+			}
+		}
+	}()
+	return p
+}
+
+// next returns the process's next line; ok is false once it exited, and
+// timedOut is true when timeout fired first.
+func (p *helperProcess) next(timeout <-chan time.Time) (line string, ok, timedOut bool) {
+	select {
+	case line, ok := <-p.lines:
+		return line, ok, false
+	case <-timeout:
+		return "", true, true
+	}
+}
+
+// kill ends the process with SIGKILL (if it still runs) and waits for it,
+// after it printed everything.
+func (p *helperProcess) kill() {
+	if p.waited {
+		return
+	}
+	p.cmd.Process.Kill()
+	for range p.lines {
+	}
+	p.cmd.Wait()
+	p.stdin.Close()
+	p.waited = true
+}
+
+// fatal kills the process and ends the test, showing the process's stderr.
+func (p *helperProcess) fatal(t *testing.T, format string, args ...any) {
+	t.Helper()
+	p.kill()
+	t.Fatalf("%s; the helper process's stderr:\n%s", fmt.Sprintf(format, args...), p.stderr.String())
+}
+
+// crashSettle polls the app's scheduler status until no rollout is in
+// progress and a release is rolled out, at most 30 seconds.
+func crashSettle(ctx context.Context, s providers.Scheduler) (providers.AppStatus, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := s.Status(ctx, "web")
+		if err == nil && st.Release != "" && !slices.ContainsFunc(st.Rollouts, func(r providers.Rollout) bool {
+			return r.State == providers.RolloutInProgress
+		}) {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("the rollout did not settle in 30s (last status %+v, err %v)", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// crashServerSpec is a first release of the test server image with the
+// tag: one routed web process answering the image's MESSAGE,
+// health-checked often so that deploys are quick.
+func crashServerSpec(tag string) convox.ReleaseSpec {
+	return convox.ReleaseSpec{
+		Image: "web:" + tag,
+		Processes: []convox.Process{{
+			Name: "web", Count: 1, Port: 8080,
+			Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
+		}},
+	}
+}
+
+// crashPushImages pushes to the rack's registry, as web:TAG, one image of
+// the test server per tag, answering GET / with the tag.
+func crashPushImages(t *testing.T, ctx context.Context, rack *local.Rack, tags ...string) {
+	t.Helper()
+	base := localtest.BuildGoImage(t, "testdata/server")
+	for _, tag := range tags {
+		cfg, err := base.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = cfg.DeepCopy()
+		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
+		img, err := mutate.ConfigFile(base, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// crashCollect gathers what an iterator yields, stopping at its error.
+func crashCollect[T any](seq iter.Seq2[T, error]) ([]T, error) {
+	var out []T
+	for v, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -29,6 +29,12 @@ const (
 	EventRollback        EventType = "rollback.started"
 	EventNotifyFailed    EventType = "notify.failed" // a notifier failed; the deploy goes on
 	EventRun             EventType = "run"           // a one-off process changed state
+	// EventPlatform is an event the scheduler's platform recorded while
+	// applying the release (a CloudFormation stack event), reported
+	// during the deploy's waits when the scheduler implements
+	// providers.EventReporter: Time is the platform's, Message the
+	// resource and its status, Reason the platform's explanation.
+	EventPlatform EventType = "deploy.platform"
 )
 
 // Step names a stage of a deploy.

@@ -169,6 +169,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 	d.mu.Lock()
 	d.step = w.step
 	d.mu.Unlock()
+	platformEvents := d.platformEvents(sel.scheduler) // the scheduler's own rollout events (platformevents.go)
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		if err == nil {
@@ -180,6 +181,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 		if err == nil {
 			obs, err = d.c.observe(ctx, sel, app, rel, d.token, w.sets)
 		}
+		platformEvents(ctx, w.step)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return d.ctxOr(ctx, failStep(w.step, err, "%v", err))

@@ -57,13 +57,24 @@ type Plan struct {
 	Image     *FieldChange
 	Env       []EnvChange
 	Processes []ProcessChange
+	// Resources is what the app's scheduler would change to run the
+	// proposed release, resource by resource, as the platform itself
+	// computes it (a CloudFormation change set). Only AppClient.Plan sets
+	// it, and only when the scheduler implements providers.ChangePlanner;
+	// it is nil otherwise.
+	Resources []providers.ResourceChange
 }
 
-// Empty reports whether the releases run the same thing.
-func (p *Plan) Empty() bool { return p.Image == nil && len(p.Env) == 0 && len(p.Processes) == 0 }
+// Empty reports whether the releases run the same thing and, when the
+// scheduler planned, it would change no resource.
+func (p *Plan) Empty() bool {
+	return p.Image == nil && len(p.Env) == 0 && len(p.Processes) == 0 && len(p.Resources) == 0
+}
 
 // String summarizes the plan on one line, e.g.
-// "image sha256:1a2b… → sha256:3c4d…; env +FEATURE ~TOKEN -MODE; web count 2 → 3".
+// "image sha256:1a2b… → sha256:3c4d…; env +FEATURE ~TOKEN -MODE; web count 2 → 3;
+// resources +TaskOfwebV2 ~ServiceOfweb -TaskOfwebV1" (a resource replaced
+// is "~Name!", one that may be replaced "~Name?").
 func (p *Plan) String() string {
 	if p.Empty() {
 		return "no changes"
@@ -91,7 +102,32 @@ func (p *Plan) String() string {
 			parts = append(parts, pc.Name+" "+strings.Join(fs, ", "))
 		}
 	}
+	if len(p.Resources) > 0 {
+		var rs []string
+		for _, r := range p.Resources {
+			rs = append(rs, resourceChangeString(r))
+		}
+		parts = append(parts, "resources "+strings.Join(rs, " "))
+	}
 	return strings.Join(parts, "; ")
+}
+
+// resourceChangeString renders one resource change as +Name, -Name,
+// ~Name, ~Name! (replaced) or ~Name? (conditionally replaced).
+func resourceChangeString(r providers.ResourceChange) string {
+	switch r.Action {
+	case providers.ChangeAdd:
+		return "+" + r.Resource
+	case providers.ChangeRemove:
+		return "-" + r.Resource
+	}
+	switch r.Replacement {
+	case providers.ReplacementYes:
+		return "~" + r.Resource + "!"
+	case providers.ReplacementConditional:
+		return "~" + r.Resource + "?"
+	}
+	return "~" + r.Resource
 }
 
 func short(digest string) string {
@@ -104,6 +140,12 @@ func short(digest string) string {
 // Plan returns the difference between the active release and the release
 // spec would create, without writing anything: the spec is validated and
 // its image resolved exactly as CreateRelease would.
+//
+// When the app's scheduler implements providers.ChangePlanner, the plan's
+// Resources list what the scheduler would change to run the release,
+// bound to the app's existing routes (a route Promote would create first
+// is not in it). A failing PlanChanges fails Plan with its error, so that
+// a plan never looks smaller than the change it describes.
 func (a *AppClient) Plan(ctx context.Context, spec ReleaseSpec) (*Plan, error) {
 	const op = "Plan"
 	to, err := a.buildRelease(ctx, spec, "")
@@ -120,7 +162,42 @@ func (a *AppClient) Plan(ctx context.Context, spec ReleaseSpec) (*Plan, error) {
 			return nil, wrapErr(op, a.name, app.Active, err)
 		}
 	}
-	return diff(a.name, from, to, ""), nil
+	p := diff(a.name, from, to, "")
+	sel, err := a.c.rack.selectFor(app.Spec)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
+	}
+	if cp, ok := sel.scheduler.(providers.ChangePlanner); ok {
+		to.Seq = app.Latest + 1
+		if p.Resources, err = cp.PlanChanges(ctx, to.desired(newToken(), planBindings(app, to))); err != nil {
+			return nil, wrapErr(op, a.name, "", err)
+		}
+	}
+	return p, nil
+}
+
+// planBindings returns the bindings Promote would give rel's routed
+// processes whose routes exist, without ensuring any route: the target
+// sets serving traffic, on the app's balancer and, while a balancer
+// migration runs, on the target balancer too.
+func planBindings(app *appDoc, rel *releaseDoc) map[string][]providers.Binding {
+	var bindings map[string][]providers.Binding
+	for _, pr := range rel.Processes {
+		r, ok := app.Routes[pr.Name]
+		if pr.Port == 0 || !ok {
+			continue
+		}
+		if bindings == nil {
+			bindings = map[string][]providers.Binding{}
+		}
+		bindings[pr.Name] = []providers.Binding{r.live()}
+		if app.Migration != nil {
+			if m, ok := app.Migration.Routes[pr.Name]; ok {
+				bindings[pr.Name] = append(bindings[pr.Name], m.live())
+			}
+		}
+	}
+	return bindings
 }
 
 // Diff returns the difference between two releases of the app.

@@ -154,3 +154,69 @@ func TestCheckRollback(t *testing.T) {
 		})
 	})
 }
+
+func TestPlanIncludesTheSchedulersResourceChanges(t *testing.T) {
+	changes := []providers.ResourceChange{
+		{Resource: "ServiceOfweb", Type: "AWS::ECS::Service", Action: providers.ChangeModify, Replacement: providers.ReplacementNo, Scopes: []string{"Properties"}},
+		{Resource: "TaskOfwebV1", Type: "AWS::ECS::TaskDefinition", Action: providers.ChangeRemove},
+		{Resource: "TaskOfwebV2", Type: "AWS::ECS::TaskDefinition", Action: providers.ChangeAdd},
+		{Resource: "TargetGroupOfweb", Type: "AWS::ElasticLoadBalancingV2::TargetGroup", Action: providers.ChangeModify, Replacement: providers.ReplacementYes},
+		{Resource: "RuleOfweb", Type: "AWS::ElasticLoadBalancingV2::ListenerRule", Action: providers.ChangeModify, Replacement: providers.ReplacementConditional},
+	}
+	for _, tc := range []struct {
+		name       string
+		changes    []providers.ResourceChange
+		planErr    error
+		wantString string
+		wantErr    error
+	}{
+		{
+			name: "the scheduler's changes are the plan's resources", changes: changes,
+			wantString: "env +FEATURE; resources ~ServiceOfweb -TaskOfwebV1 +TaskOfwebV2 ~TargetGroupOfweb! ~RuleOfweb?",
+		},
+		{name: "no resource change adds nothing to the summary", wantString: "env +FEATURE"},
+		{name: "a failing plan of the scheduler fails Plan", planErr: providers.ErrUnavailable, wantErr: providers.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				s := &stackScheduler{}
+				w := newStackWorld(t, s)
+				w.deployV1(ctx)
+				s.changes, s.planErr = tc.changes, tc.planErr
+				w.rack.ResetCalls()
+				spec := webSpec("web:v1")
+				spec.Env["FEATURE"] = "on"
+				plan, err := w.c.App("web").Plan(ctx, spec)
+				if tc.wantErr != nil {
+					if !errors.Is(err, tc.wantErr) {
+						t.Fatalf("Plan = %v, %v; want an error matching %v", plan, err, tc.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Plan: %v", err)
+				}
+				if diff := cmp.Diff(tc.changes, plan.Resources); diff != "" {
+					t.Errorf("plan's resources (-want +got):\n%s", diff)
+				}
+				if got := plan.String(); got != tc.wantString {
+					t.Errorf("plan.String() = %q, want %q", got, tc.wantString)
+				}
+				if len(s.planned) != 1 {
+					t.Fatalf("PlanChanges called %d times, want 1", len(s.planned))
+				}
+				d := s.planned[0]
+				if d.App != "web" || d.Release != "R2" || d.Env["FEATURE"] != "on" || len(d.Bindings) != 1 || len(d.Bindings["web"]) != 1 || d.Bindings["web"][0].Target == "" {
+					t.Errorf("planned Desired %+v, want release R2 of web with FEATURE and web's one binding", d)
+				}
+				for _, c := range w.rack.Calls() {
+					switch c.Name() {
+					case "Store.Put", "Store.Delete", "Scheduler.Apply", "Balancer.EnsureRoute":
+						t.Errorf("Plan had a side effect: %s", c)
+					}
+				}
+			})
+		})
+	}
+}

@@ -64,6 +64,10 @@ const (
 	CapLogSubscriber Capability = "LogSubscriber" // logs: subscription filters (AppClient.Subscribe)
 	CapImageLister   Capability = "ImageLister"   // registry: list images
 	CapImageDeleter  Capability = "ImageDeleter"  // registry: delete images
+
+	CapChangePlanner Capability = "ChangePlanner" // scheduler: resource changes in AppClient.Plan
+	CapDriftDetector Capability = "DriftDetector" // scheduler: AppClient.Drift
+	CapEventReporter Capability = "EventReporter" // scheduler: platform events during deploys
 )
 
 // Check reports, before any side effect, whether the rack's default
@@ -248,6 +252,15 @@ func (s selection) check(caps ...Capability) error {
 		case CapImageDeleter:
 			_, ok = s.registry.(providers.ImageDeleter)
 			kind, name = "registry", s.spec.Registry
+		case CapChangePlanner:
+			_, ok = s.scheduler.(providers.ChangePlanner)
+			kind, name = "scheduler", s.spec.Scheduler
+		case CapDriftDetector:
+			_, ok = s.scheduler.(providers.DriftDetector)
+			kind, name = "scheduler", s.spec.Scheduler
+		case CapEventReporter:
+			_, ok = s.scheduler.(providers.EventReporter)
+			kind, name = "scheduler", s.spec.Scheduler
 		default:
 			return providers.Invalidf("unknown capability %q", c)
 		}

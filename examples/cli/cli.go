@@ -98,7 +98,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		appsCreateCmd(), appsListCmd(), appsInfoCmd(), appsDeleteCmd(),
-		buildCmd(), deployCmd(),
+		buildCmd(), deployCmd(), planCmd(),
 		releasesListCmd(), releasesInfoCmd(), releasesDiffCmd(),
 		rollbackCmd(), cancelCmd(), scaleCmd(),
 		envListCmd(), envSetCmd(), envUnsetCmd(),

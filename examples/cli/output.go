@@ -150,6 +150,17 @@ type planJSON struct {
 	Image     *changeJSON     `json:"image"`
 	Env       []envChangeJSON `json:"env"`
 	Processes []procDiffJSON  `json:"processes"`
+	// Resources is what the platform would do per resource (convox plan
+	// on a scheduler that plans its own changes); empty otherwise.
+	Resources []resourceChangeJSON `json:"resources"`
+}
+
+type resourceChangeJSON struct {
+	Resource    string   `json:"resource"`
+	Type        string   `json:"type"`
+	Action      string   `json:"action"`
+	Replacement string   `json:"replacement,omitempty"`
+	Scopes      []string `json:"scopes,omitempty"`
 }
 
 type changeJSON struct {
@@ -171,7 +182,7 @@ type procDiffJSON struct {
 }
 
 func toPlanJSON(p *convox.Plan) planJSON {
-	out := planJSON{App: p.App, From: p.From, To: p.To, Empty: p.Empty(), Summary: p.String(), Env: []envChangeJSON{}, Processes: []procDiffJSON{}}
+	out := planJSON{App: p.App, From: p.From, To: p.To, Empty: p.Empty(), Summary: p.String(), Env: []envChangeJSON{}, Processes: []procDiffJSON{}, Resources: []resourceChangeJSON{}}
 	if p.Image != nil {
 		out.Image = &changeJSON{Field: p.Image.Field, From: p.Image.From, To: p.Image.To}
 	}
@@ -184,6 +195,9 @@ func toPlanJSON(p *convox.Plan) planJSON {
 			d.Fields = append(d.Fields, changeJSON{Field: f.Field, From: f.From, To: f.To})
 		}
 		out.Processes = append(out.Processes, d)
+	}
+	for _, r := range p.Resources {
+		out.Resources = append(out.Resources, resourceChangeJSON{Resource: r.Resource, Type: r.Type, Action: string(r.Action), Replacement: string(r.Replacement), Scopes: r.Scopes})
 	}
 	return out
 }

@@ -125,28 +125,7 @@ func releasesDiffCmd() *command {
 			if s.g.json {
 				return writeJSON(s.std.Stdout, toPlanJSON(plan))
 			}
-			w := s.std.Stdout
-			fmt.Fprintf(w, "%s → %s: %s\n", args[0], args[1], plan)
-			if plan.Image != nil {
-				fmt.Fprintf(w, "  image  %s → %s\n", plan.Image.From, plan.Image.To)
-			}
-			for _, e := range plan.Env {
-				sign := map[convox.ChangeKind]string{convox.Added: "+", convox.Removed: "-", convox.Changed: "~"}[e.Kind]
-				secret := ""
-				if e.Secret {
-					secret = " (secret)"
-				}
-				fmt.Fprintf(w, "  env    %s%s %s%s\n", sign, e.Name, e.Kind, secret)
-			}
-			for _, pc := range plan.Processes {
-				if pc.Kind != convox.Changed {
-					fmt.Fprintf(w, "  %s  %s\n", pc.Name, pc.Kind)
-					continue
-				}
-				for _, f := range pc.Fields {
-					fmt.Fprintf(w, "  %s  %s %s → %s\n", pc.Name, f.Field, f.From, f.To)
-				}
-			}
+			printPlan(s.std.Stdout, args[0]+" → "+args[1], plan)
 			return nil
 		},
 	}

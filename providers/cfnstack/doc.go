@@ -65,8 +65,9 @@
 //     canceled rollout.
 //
 // Status lists no tasks: stopped tasks' reasons reach the caller as the
-// failing service's status reason. Events returns the stack's events, to
-// show as deploy progress.
+// failing service's status reason. Events returns the stack's events;
+// RolloutEvents (providers.EventReporter) returns them to the root, which
+// reports each once as a deploy.platform event while a deploy waits.
 //
 // # Plans and drift
 //
@@ -75,7 +76,10 @@
 // remove, per resource) that it deletes afterwards. Drift runs
 // CloudFormation's drift detection on the app's stack and returns the
 // resources changed or deleted outside it, with the paths of the
-// differing properties (never their values).
+// differing properties (never their values). PlanChanges
+// (providers.ChangePlanner) and DetectDrift (providers.DriftDetector)
+// return the same as the providers types, for the root's
+// AppClient.Plan (its Resources) and AppClient.Drift.
 //
 // # Limits
 //

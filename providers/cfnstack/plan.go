@@ -30,6 +30,9 @@ type Change struct {
 	// Replacement says whether a Modify replaces the resource: "True",
 	// "False" or "Conditional"; empty for other actions.
 	Replacement string
+	// Scopes lists what of the resource changes ("Properties", "Tags",
+	// ...), sorted.
+	Scopes []string
 }
 
 // cleanupTimeout bounds the deletion of a plan's change set after the
@@ -116,6 +119,10 @@ func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, err
 			if rc.Action == cfntypes.ChangeActionModify {
 				ch.Replacement = string(rc.Replacement)
 			}
+			for _, sc := range rc.Scope {
+				ch.Scopes = append(ch.Scopes, string(sc))
+			}
+			slices.Sort(ch.Scopes)
 			out = append(out, ch)
 		}
 		if cs.NextToken == nil {

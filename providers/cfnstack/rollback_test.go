@@ -103,8 +103,10 @@ type rewriter struct {
 	log     []event // events played so far, oldest first
 	crt     string
 	entered bool
-	// taken is set once the armed update was taken.
+	// taken is set once the armed update was taken, at epoch: the
+	// played events are stamped from then on, a millisecond apart.
 	taken bool
+	epoch time.Time
 	// calls records the intercepted calls with their parameters.
 	calls []string
 }
@@ -130,7 +132,7 @@ func (w *rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 			w.active, w.log = nil, nil
 			return w.next.RoundTrip(req)
 		}
-		w.taken = true
+		w.taken, w.epoch = true, time.Now().UTC().Truncate(time.Millisecond)
 		w.crt = form.Get("ClientRequestToken")
 		w.active, w.entered = slices.Clone(w.b.phases), false
 		w.calls = append(w.calls, "UpdateStack")
@@ -205,7 +207,7 @@ func (w *rewriter) eventsXML() string {
 	}
 	for i, e := range w.log {
 		m := member{StackId: w.stack, EventId: fmt.Sprint(i), StackName: w.stack, LogicalResourceId: e.resource, ResourceType: "AWS::ECS::Service",
-			Timestamp: eventTime(i).Format("2006-01-02T15:04:05.000Z"), ResourceStatus: e.status, ResourceStatusReason: e.reason, ClientRequestToken: w.crt}
+			Timestamp: w.eventTime(i).Format("2006-01-02T15:04:05.000Z"), ResourceStatus: e.status, ResourceStatusReason: e.reason, ClientRequestToken: w.crt}
 		if e.resource == "" {
 			m.LogicalResourceId, m.ResourceType = w.stack, "AWS::CloudFormation::Stack"
 		}
@@ -217,8 +219,8 @@ func (w *rewriter) eventsXML() string {
 }
 
 // eventTime is the time of the i-th played event.
-func eventTime(i int) time.Time {
-	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+func (w *rewriter) eventTime(i int) time.Time {
+	return w.epoch.Add(time.Duration(i) * time.Millisecond)
 }
 
 // observed is what one Status call says, reduced to what the cases check.
@@ -345,8 +347,8 @@ func TestAWSRollbacksAreReportedTruthfully(t *testing.T) {
 					if o.Rollout.ID != ro.ID {
 						t.Errorf("newest rollout %+v, want the applied one %s", o.Rollout, ro.ID)
 					}
-					if !o.Rollout.Started.Equal(eventTime(0)) {
-						t.Errorf("rollout %+v started at %s, want the start event's time %s", o.Rollout, o.Rollout.Started, eventTime(0))
+					if start := w.eventTime(0); !o.Rollout.Started.Equal(start) {
+						t.Errorf("rollout %+v started at %s, want the start event's time %s", o.Rollout, o.Rollout.Started, start)
 					}
 					o.Rollout.ID, o.Rollout.Started = "", time.Time{}
 				}

@@ -1,0 +1,178 @@
+package convox_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/providers"
+	"github.com/convox-go/convox/providers/fake"
+)
+
+// stackScheduler is the fake's scheduler with the capabilities of a
+// scheduler that keeps each app as a stack: it plans, detects drift and
+// reports rollout events, answering from its fields.
+type stackScheduler struct {
+	*fake.Scheduler
+
+	mu sync.Mutex
+	// planned records the Desired of each PlanChanges; changes and
+	// planErr are its answer.
+	planned []providers.Desired
+	changes []providers.ResourceChange
+	planErr error
+	// driftCalls counts DetectDrift calls; drifts and driftErr answer them.
+	driftCalls int
+	drifts     []providers.ResourceDrift
+	driftErr   error
+	// script lists the events a rollout records, revealed two per
+	// RolloutEvents call, each stamped with the time it is revealed;
+	// recorded holds those revealed (and any recorded before).
+	script     []providers.PlatformEvent
+	recorded   []providers.PlatformEvent
+	eventCalls int
+	// hold is how many Status calls report no completed release, so that
+	// a deploy polls that many times more.
+	hold int
+}
+
+func (s *stackScheduler) PlanChanges(_ context.Context, d providers.Desired) ([]providers.ResourceChange, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.planned = append(s.planned, d)
+	return s.changes, s.planErr
+}
+
+func (s *stackScheduler) DetectDrift(context.Context, string) ([]providers.ResourceDrift, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.driftCalls++
+	return s.drifts, s.driftErr
+}
+
+func (s *stackScheduler) RolloutEvents(_ context.Context, _ string, since time.Time) ([]providers.PlatformEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eventCalls++
+	for range 2 {
+		if len(s.script) == 0 {
+			break
+		}
+		e := s.script[0]
+		e.Time = time.Now()
+		s.recorded, s.script = append(s.recorded, e), s.script[1:]
+	}
+	var out []providers.PlatformEvent
+	for _, e := range s.recorded {
+		if !e.Time.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (s *stackScheduler) Status(ctx context.Context, app string) (providers.AppStatus, error) {
+	st, err := s.Scheduler.Status(ctx, app)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.hold > 0 {
+		s.hold--
+		st.Release = ""
+	}
+	return st, err
+}
+
+// newStackWorld is newWorld with the fake's scheduler wrapped in s.
+func newStackWorld(t *testing.T, s *stackScheduler) *world {
+	t.Helper()
+	w := &world{t: t, rack: fake.New(nil)}
+	s.Scheduler = w.rack.Scheduler()
+	rk := w.rack.ConvoxRack()
+	rk.Scheduler = s
+	c, err := convox.New(rk, &convox.Options{
+		OnEvent:      w.record,
+		PollInterval: time.Second, MaxPollInterval: 5 * time.Second,
+		Timeout: 5 * time.Minute, CompensateTimeout: 5 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	w.c = c
+	return w
+}
+
+func TestPlatformEventsAreDeployEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s := &stackScheduler{
+			// An event of an operation before the deploy: never reported.
+			recorded: []providers.PlatformEvent{{Time: time.Now().Add(-time.Hour), Resource: "app-web", Status: "UPDATE_COMPLETE"}},
+			script: []providers.PlatformEvent{
+				{Resource: "app-web", Type: "AWS::CloudFormation::Stack", Status: "CREATE_IN_PROGRESS", Reason: "User Initiated"},
+				{Resource: "TaskOfweb", Type: "AWS::ECS::TaskDefinition", Status: "CREATE_IN_PROGRESS"},
+				{Resource: "TaskOfweb", Type: "AWS::ECS::TaskDefinition", Status: "CREATE_COMPLETE"},
+				{Resource: "ServiceOfweb", Type: "AWS::ECS::Service", Status: "CREATE_COMPLETE"},
+				{Resource: "app-web", Type: "AWS::CloudFormation::Stack", Status: "CREATE_COMPLETE"},
+			},
+			hold: 3,
+		}
+		w := newStackWorld(t, s)
+		time.Sleep(time.Minute) // the stale event is well before the deploy
+		w.deployV1(ctx)
+
+		var got []string
+		for _, e := range w.allEvents() {
+			if e.Type == convox.EventPlatform {
+				if e.App != "web" || e.Release != "R1" || e.Step != convox.StepWait {
+					t.Errorf("platform event %+v, want app web, release R1, step wait", e)
+				}
+				got = append(got, e.Message+"|"+e.Reason)
+			}
+		}
+		want := []string{
+			"app-web CREATE_IN_PROGRESS|User Initiated",
+			"TaskOfweb CREATE_IN_PROGRESS|",
+			"TaskOfweb CREATE_COMPLETE|",
+			"ServiceOfweb CREATE_COMPLETE|",
+			"app-web CREATE_COMPLETE|",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("platform events of the deploy, in order, once each (-want +got):\n%s", diff)
+		}
+		if s.eventCalls < 3 {
+			t.Errorf("RolloutEvents was called %d times, want one per poll (at least 3)", s.eventCalls)
+		}
+		var lines []string
+		for _, e := range w.logs(ctx, convox.LogQuery{Stream: providers.StreamPlatform}) {
+			if strings.Contains(e.Message, "_") {
+				lines = append(lines, e.Message)
+			}
+		}
+		wantLines := []string{
+			"app-web CREATE_IN_PROGRESS: User Initiated",
+			"TaskOfweb CREATE_IN_PROGRESS",
+			"TaskOfweb CREATE_COMPLETE",
+			"ServiceOfweb CREATE_COMPLETE",
+			"app-web CREATE_COMPLETE",
+		}
+		if diff := cmp.Diff(wantLines, lines); diff != "" {
+			t.Errorf("platform log lines of the events (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestNoPlatformEventsWithoutTheCapability(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, nil)
+		w.deployV1(t.Context())
+		if n := w.countEvents(convox.EventPlatform); n != 0 {
+			t.Errorf("%d platform events on a scheduler without EventReporter, want 0", n)
+		}
+	})
+}

@@ -145,26 +145,18 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 }
 
 func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	return s.applyTo(ctx, d, serving)
+	return s.applyTo(ctx, d, false)
 }
 
-// slot is the side of an app a rollout replaces: its serving release
-// (Apply) or the release staged beside it (Stage).
-type slot int
-
-const (
-	serving slot = iota
-	staged
-)
-
-// applyTo records a rollout of d in sl, the one path of Apply and Stage:
-// both validate d and its bindings, replay a known token, and supersede
-// the staged rollout. A serving rollout creates the app and supersedes the
-// in-flight serving rollout; a staged one needs an applied app and leaves
-// the serving side alone.
-func (s *Scheduler) applyTo(ctx context.Context, d providers.Desired, sl slot) (providers.Rollout, error) {
+// applyTo records a rollout of d, the one path of Apply and Stage: of the
+// release staged beside the serving one when staged is true, else of the
+// serving release. Both validate d and its bindings, replay a known token,
+// and supersede the staged rollout. A serving rollout creates the app and
+// supersedes the in-flight serving rollout; a staged one needs an applied
+// app and leaves the serving side alone.
+func (s *Scheduler) applyTo(ctx context.Context, d providers.Desired, staged bool) (providers.Rollout, error) {
 	op := "Scheduler.Apply"
-	if sl == staged {
+	if staged {
 		op = "Scheduler.Stage"
 	}
 	if err := s.r.enter(ctx, op); err != nil {
@@ -181,7 +173,7 @@ func (s *Scheduler) applyTo(ctx context.Context, d providers.Desired, sl slot) (
 	}
 	a, ok := r.apps[d.App]
 	if !ok {
-		if sl == staged {
+		if staged {
 			return providers.Rollout{}, fmt.Errorf("fake scheduler: stage %s: app never applied: %w", d.App, providers.ErrNotFound)
 		}
 		a = &app{name: d.App, tokens: map[string]*rollout{}}
@@ -191,14 +183,14 @@ func (s *Scheduler) applyTo(ctx context.Context, d providers.Desired, sl slot) (
 		return ro.Rollout, nil
 	}
 	ro := a.newRollout(r, d)
-	if cur := a.current; sl == serving && cur != nil && cur.State == providers.RolloutInProgress {
+	if cur := a.current; !staged && cur != nil && cur.State == providers.RolloutInProgress {
 		cur.State = providers.RolloutCanceled
 		cur.Reason = "superseded by " + ro.ID
 	}
 	if a.staged != nil {
 		a.discardStage(r, providers.RolloutCanceled, "superseded by "+ro.ID)
 	}
-	if sl == staged {
+	if staged {
 		a.staged = ro
 	} else {
 		a.current = ro

@@ -37,7 +37,7 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 }
 
 func (s *Scheduler) stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	return s.applyTo(ctx, d, staged)
+	return s.applyTo(ctx, d, true)
 }
 
 // PromoteStage implements providers.Stager. The staged rollout becomes the

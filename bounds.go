@@ -86,10 +86,8 @@ func validateProcesses(app string, ps []Process, lim providers.Limits) error {
 		return err
 	}
 	for _, p := range ps {
-		switch p.Route.Protocol {
-		case "", providers.HTTP, providers.HTTPS, providers.HTTP2:
-		default:
-			return providers.Invalidf("process %s: unknown protocol %q", p.Name, p.Route.Protocol)
+		if err := p.Route.Protocol.Validate(); err != nil {
+			return fmt.Errorf("process %s: %w", p.Name, err)
 		}
 		if (p.Route.Protocol == providers.HTTPS || p.Route.Protocol == providers.HTTP2) && p.Route.Certificate == "" {
 			return providers.Invalidf("process %s: protocol %s needs a certificate", p.Name, p.Route.Protocol)

@@ -9,15 +9,10 @@ import (
 	"github.com/convox-go/convox/providers"
 )
 
-// Health check defaults for zero fields of a RouteSpec's HealthCheck.
-const (
-	defaultHealthPath   = "/"
-	defaultInterval     = 10 * time.Second
-	defaultTimeout      = 5 * time.Second
-	defaultHealthy      = 2
-	defaultUnhealthy    = 3
-	defaultDeregistered = 30 * time.Second
-)
+// defaultDeregistered is the deregistration delay of a RouteSpec that
+// sets none. Zero fields of its HealthCheck take
+// providers.DefaultHealthCheck.
+const defaultDeregistered = 30 * time.Second
 
 // health is a target group's health check, in the units ELBv2 takes.
 type health struct {
@@ -99,18 +94,15 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 		r.host = providers.ResourceName(r.app, r.process, "") + "." + b.opts.Domain
 	}
 
-	h := spec.Health
+	h := spec.Health.WithDefaults(providers.DefaultHealthCheck())
 	r.health.path = h.Path
-	if r.health.path == "" {
-		r.health.path = defaultHealthPath
-	}
 	if !strings.HasPrefix(r.health.path, "/") || len(r.health.path) > 1024 {
 		return route{}, providers.Invalidf("route %s: health check path %q must start with / and have at most 1024 characters", r.id, r.health.path)
 	}
-	interval := seconds(cmpOr(h.Interval, defaultInterval))
-	timeout := seconds(cmpOr(h.Timeout, defaultTimeout))
-	healthy := int64(cmpOr(h.Healthy, defaultHealthy))
-	unhealthy := int64(cmpOr(h.Unhealthy, defaultUnhealthy))
+	interval := seconds(h.Interval)
+	timeout := seconds(h.Timeout)
+	healthy := int64(h.Healthy)
+	unhealthy := int64(h.Unhealthy)
 	switch {
 	case interval < 5 || interval > 300:
 		return route{}, providers.Invalidf("route %s: health check interval %ds is outside 5-300s", r.id, interval)

@@ -1,6 +1,7 @@
 package ecsscheduler
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -265,18 +266,34 @@ func validate(d providers.Desired, lim providers.Limits, accepts func(string) bo
 
 // Apply converges the app to d; see the package documentation.
 func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	return s.apply(ctx, d, false)
+}
+
+// apply is the one path of Apply and Stage, of the staged services when
+// staged is true, else of the serving ones: it validates d (a staged
+// release attaches to one kind of load balancer), checks its secrets,
+// ensures the cluster of a serving release, and reads the app's services
+// under the app's lock; applyServing or applyStaged then converges the
+// side to d, each returning the rollout of a known token unchanged.
+func (s *Scheduler) apply(ctx context.Context, d providers.Desired, staged bool) (providers.Rollout, error) {
 	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
 		return providers.Rollout{}, err
 	}
-	token := d.Token
+	if staged {
+		for name, bs := range d.Bindings {
+			if _, other := splitBindings(bs, nil); other != nil {
+				return providers.Rollout{}, providers.Invalidf("process %q: a staged release attaches to one kind of load balancer, not a classic load balancer and target groups", name)
+			}
+		}
+	}
 	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
 		return providers.Rollout{}, err
 	}
-	if token == "" {
-		token = d.Release
-	}
-	if err := s.ensureCluster(ctx); err != nil {
-		return providers.Rollout{}, err
+	token := cmp.Or(d.Token, d.Release)
+	if !staged {
+		if err := s.ensureCluster(ctx); err != nil {
+			return providers.Rollout{}, err
+		}
 	}
 	unlock := s.lockApp(d.App)
 	defer unlock()
@@ -284,7 +301,15 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	if err != nil {
 		return providers.Rollout{}, err
 	}
-	current := apps[d.App]
+	if staged {
+		return s.applyStaged(ctx, d, token, apps[d.App])
+	}
+	return s.applyServing(ctx, d, token, apps[d.App])
+}
+
+// applyServing converges the serving services of the app, whose services
+// are current (nil for a new app), to d under token; the app is locked.
+func (s *Scheduler) applyServing(ctx context.Context, d providers.Desired, token string, current *appView) (providers.Rollout, error) {
 	if current != nil && sameToken(current.services, d, token) && pairsApplied(current, d, token) {
 		r := current.rollout()
 		r.ID, r.Token = token, token

@@ -38,25 +38,13 @@ func stagedName(app, process, token string) string {
 // rollout and changes nothing. An app without serving services returns
 // providers.ErrNotFound.
 func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := validate(d, s.opts.Limits, s.AcceptsBinding); err != nil {
-		return providers.Rollout{}, err
-	}
-	for name, bs := range d.Bindings {
-		if _, other := splitBindings(bs, nil); other != nil {
-			return providers.Rollout{}, providers.Invalidf("process %q: a staged release attaches to one kind of load balancer, not a classic load balancer and target groups", name)
-		}
-	}
-	if err := s.checkSecrets(d.App, d.Env, d.Secret, d.SecretRefs); err != nil {
-		return providers.Rollout{}, err
-	}
-	token := cmp.Or(d.Token, d.Release)
-	unlock := s.lockApp(d.App)
-	defer unlock()
-	apps, err := s.describeApps(ctx, []string{d.App})
-	if err != nil {
-		return providers.Rollout{}, err
-	}
-	v := apps[d.App]
+	return s.apply(ctx, d, true)
+}
+
+// applyStaged converges the staged services of the app, whose services
+// are v (nil for an app never applied), to d under token; the app is
+// locked.
+func (s *Scheduler) applyStaged(ctx context.Context, d providers.Desired, token string, v *appView) (providers.Rollout, error) {
 	if v == nil || len(v.services) == 0 {
 		return providers.Rollout{}, fmt.Errorf("stage %s of app %q: %w: the app was never applied", d.Release, d.App, providers.ErrNotFound)
 	}

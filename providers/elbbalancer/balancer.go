@@ -68,15 +68,10 @@ const (
 	TagProcess = "convox:process" // the process
 )
 
-// Health check defaults for zero fields of a RouteSpec's HealthCheck.
-const (
-	defaultHealthPath   = "/"
-	defaultInterval     = 10 * time.Second
-	defaultTimeout      = 5 * time.Second
-	defaultHealthy      = 2
-	defaultUnhealthy    = 3
-	defaultDeregistered = 30 * time.Second
-)
+// defaultDeregistered is the deregistration delay of a RouteSpec that
+// sets none. Zero fields of its HealthCheck take
+// providers.DefaultHealthCheck.
+const defaultDeregistered = 30 * time.Second
 
 // Balancer gives each routed process a classic load balancer of its own.
 // It is safe for concurrent use; changes made through one Balancer are
@@ -184,15 +179,16 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 	}
 	r.host = host
 
-	path := or(spec.Health.Path, defaultHealthPath)
+	h := spec.Health.WithDefaults(providers.DefaultHealthCheck())
+	path := h.Path
 	if !strings.HasPrefix(path, "/") || len(path) > 1000 {
 		return route{}, providers.Invalidf("route %s: health check path %q must start with / and have at most 1000 characters", r.name, path)
 	}
 	r.healthURL = fmt.Sprintf("HTTP:%d%s", port, path)
-	interval := seconds(or(spec.Health.Interval, defaultInterval))
-	timeout := seconds(or(spec.Health.Timeout, defaultTimeout))
-	healthy := int64(or(spec.Health.Healthy, defaultHealthy))
-	unhealthy := int64(or(spec.Health.Unhealthy, defaultUnhealthy))
+	interval := seconds(h.Interval)
+	timeout := seconds(h.Timeout)
+	healthy := int64(h.Healthy)
+	unhealthy := int64(h.Unhealthy)
 	switch {
 	case interval < 5 || interval > 300:
 		return route{}, providers.Invalidf("route %s: health check interval %ds is outside 5-300s", r.name, interval)

@@ -107,10 +107,8 @@ func validateRouteSpec(spec providers.RouteSpec) error {
 	if spec.Port < 1 || spec.Port > 65535 {
 		return providers.Invalidf("fake balancer: route port %d out of range", spec.Port)
 	}
-	switch spec.Protocol {
-	case "", providers.HTTP, providers.HTTPS, providers.HTTP2:
-	default:
-		return providers.Invalidf("fake balancer: unknown protocol %q", spec.Protocol)
+	if err := spec.Protocol.Validate(); err != nil {
+		return fmt.Errorf("fake balancer: %w", err)
 	}
 	if spec.DeregistrationDelay < 0 {
 		return providers.Invalidf("fake balancer: negative deregistration delay")

@@ -145,7 +145,21 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 }
 
 func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := s.r.enter(ctx, "Scheduler.Apply"); err != nil {
+	return s.applyTo(ctx, d, false)
+}
+
+// applyTo records a rollout of d, the one path of Apply and Stage: of the
+// release staged beside the serving one when staged is true, else of the
+// serving release. Both validate d and its bindings, replay a known token,
+// and supersede the staged rollout. A serving rollout creates the app and
+// supersedes the in-flight serving rollout; a staged one needs an applied
+// app and leaves the serving side alone.
+func (s *Scheduler) applyTo(ctx context.Context, d providers.Desired, staged bool) (providers.Rollout, error) {
+	op := "Scheduler.Apply"
+	if staged {
+		op = "Scheduler.Stage"
+	}
+	if err := s.r.enter(ctx, op); err != nil {
 		return providers.Rollout{}, err
 	}
 	if err := s.validate(d); err != nil {
@@ -159,6 +173,9 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 	}
 	a, ok := r.apps[d.App]
 	if !ok {
+		if staged {
+			return providers.Rollout{}, fmt.Errorf("fake scheduler: stage %s: app never applied: %w", d.App, providers.ErrNotFound)
+		}
 		a = &app{name: d.App, tokens: map[string]*rollout{}}
 		r.apps[d.App] = a
 	}
@@ -166,14 +183,18 @@ func (s *Scheduler) apply(ctx context.Context, d providers.Desired) (providers.R
 		return ro.Rollout, nil
 	}
 	ro := a.newRollout(r, d)
-	if cur := a.current; cur != nil && cur.State == providers.RolloutInProgress {
+	if cur := a.current; !staged && cur != nil && cur.State == providers.RolloutInProgress {
 		cur.State = providers.RolloutCanceled
 		cur.Reason = "superseded by " + ro.ID
 	}
 	if a.staged != nil {
 		a.discardStage(r, providers.RolloutCanceled, "superseded by "+ro.ID)
 	}
-	a.current = ro
+	if staged {
+		a.staged = ro
+	} else {
+		a.current = ro
+	}
 	return ro.Rollout, nil
 }
 

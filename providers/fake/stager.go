@@ -37,31 +37,7 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 }
 
 func (s *Scheduler) stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := s.r.enter(ctx, "Scheduler.Stage"); err != nil {
-		return providers.Rollout{}, err
-	}
-	if err := s.validate(d); err != nil {
-		return providers.Rollout{}, err
-	}
-	r := s.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.checkBindings(d); err != nil {
-		return providers.Rollout{}, err
-	}
-	a, ok := r.apps[d.App]
-	if !ok {
-		return providers.Rollout{}, fmt.Errorf("fake scheduler: stage %s: app never applied: %w", d.App, providers.ErrNotFound)
-	}
-	if ro, ok := a.tokens[d.Token]; ok {
-		return ro.Rollout, nil
-	}
-	ro := a.newRollout(r, d)
-	if a.staged != nil {
-		a.discardStage(r, providers.RolloutCanceled, "superseded by "+ro.ID)
-	}
-	a.staged = ro
-	return ro.Rollout, nil
+	return s.applyTo(ctx, d, true)
 }
 
 // PromoteStage implements providers.Stager. The staged rollout becomes the

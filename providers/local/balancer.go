@@ -78,33 +78,27 @@ var (
 	_ providers.WeightShifter = (*Balancer)(nil)
 )
 
-// Balancer health check defaults for zero HealthCheck fields.
-const (
-	defaultHealthPath      = "/"
-	defaultHealthInterval  = 2 * time.Second
-	defaultHealthTimeout   = time.Second
-	defaultHealthyCount    = 2
-	defaultUnhealthyCount  = 2
-	defaultDeregisterDelay = 30 * time.Second
-)
+// defaultDeregisterDelay is the deregistration delay of a RouteSpec that
+// sets none.
+const defaultDeregisterDelay = 30 * time.Second
 
+// localHealthDefaults are the local rack's health-check defaults: shorter
+// than providers.DefaultHealthCheck, since probes cost nothing on one
+// machine and deploys should settle quickly.
+var localHealthDefaults = providers.HealthCheck{
+	Path:      providers.DefaultHealthPath,
+	Interval:  2 * time.Second,
+	Timeout:   time.Second,
+	Healthy:   2,
+	Unhealthy: 2,
+}
+
+// withHealthDefaults returns h with zero or negative fields (other than
+// Grace) set to localHealthDefaults.
 func withHealthDefaults(h providers.HealthCheck) providers.HealthCheck {
-	if h.Path == "" {
-		h.Path = defaultHealthPath
-	}
-	if h.Interval <= 0 {
-		h.Interval = defaultHealthInterval
-	}
-	if h.Timeout <= 0 {
-		h.Timeout = defaultHealthTimeout
-	}
-	if h.Healthy <= 0 {
-		h.Healthy = defaultHealthyCount
-	}
-	if h.Unhealthy <= 0 {
-		h.Unhealthy = defaultUnhealthyCount
-	}
-	return h
+	h.Interval, h.Timeout = max(h.Interval, 0), max(h.Timeout, 0)
+	h.Healthy, h.Unhealthy = max(h.Healthy, 0), max(h.Unhealthy, 0)
+	return h.WithDefaults(localHealthDefaults)
 }
 
 type route struct {

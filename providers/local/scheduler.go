@@ -270,28 +270,16 @@ func specHash(d providers.Desired, p providers.Process) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// validate checks a Desired before anything changes.
+// validate checks a Desired before anything changes: the shared rules
+// and the rack's limits (providers.Desired.Validate), then what the local
+// scheduler requires beyond them: a command for every running process,
+// bindings of the rack's balancers to processes with a port, and an image
+// it can run.
 func (s *Scheduler) validate(d providers.Desired) error {
-	if err := providers.ValidateName("app", d.App, providers.MaxAppName); err != nil {
+	if err := d.Validate(s.Limits()); err != nil {
 		return err
 	}
-	if d.Release == "" {
-		return providers.Invalidf("desired state of app %q has no release", d.App)
-	}
-	seen := map[string]bool{}
 	for _, p := range d.Processes {
-		if err := providers.ValidateAppProcess(d.App, p.Name); err != nil {
-			return err
-		}
-		switch {
-		case seen[p.Name]:
-			return providers.Invalidf("process %q is listed twice", p.Name)
-		case p.Count < 0:
-			return providers.Invalidf("process %q: count %d is negative", p.Name, p.Count)
-		case p.Port < 0 || p.Port > 65535:
-			return providers.Invalidf("process %q: port %d is not 0-65535", p.Name, p.Port)
-		}
-		seen[p.Name] = true
 		if p.Count > 0 {
 			if _, err := imageCommand(d.Image, p.Command); err != nil {
 				return fmt.Errorf("process %q: %w", p.Name, err)
@@ -299,10 +287,7 @@ func (s *Scheduler) validate(d providers.Desired) error {
 		}
 	}
 	for pname, bs := range d.Bindings {
-		idx := slices.IndexFunc(d.Processes, func(p providers.Process) bool { return p.Name == pname })
-		if idx < 0 {
-			return providers.Invalidf("bindings name process %q, which is not in the formation", pname)
-		}
+		idx := slices.IndexFunc(d.Processes, func(p providers.Process) bool { return p.Name == pname }) // in the formation: Desired.Validate
 		if len(bs) > 0 && d.Processes[idx].Port == 0 {
 			return providers.Invalidf("process %q has bindings but no port", pname)
 		}
@@ -374,10 +359,16 @@ func (s *Scheduler) loadImage(ctx context.Context, img providers.Image) (v1.Imag
 // Apply validates d, records a rollout and returns it; the app's
 // goroutine converges to d. The same Token returns the same rollout.
 func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	return s.apply(ctx, d, false)
+}
+
+// apply is the one path of Apply and Stage, of the staged release when
+// staged is true, else of the serving one: it validates d, finds the app
+// (a serving rollout creates it and sets a corrupt state aside; a staged
+// one needs a live, readable app), replays a known token, and then queues
+// the serving rollout for the app's goroutine or starts the staged one.
+func (s *Scheduler) apply(ctx context.Context, d providers.Desired, staged bool) (providers.Rollout, error) {
 	if err := ctx.Err(); err != nil {
-		return providers.Rollout{}, err
-	}
-	if err := d.Validate(s.Limits()); err != nil {
 		return providers.Rollout{}, err
 	}
 	if err := s.validate(d); err != nil {
@@ -388,17 +379,9 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 	if s.closed {
 		return providers.Rollout{}, fmt.Errorf("scheduler is closed: %w", providers.ErrUnavailable)
 	}
-	a := s.apps[d.App]
-	if a == nil {
-		a = s.newApp(d.App)
-	}
-	if a.deleted {
-		return providers.Rollout{}, fmt.Errorf("app %q is being deleted: %w", d.App, providers.ErrUnavailable)
-	}
-	if a.corrupt != nil {
-		if err := s.setAsideCorrupt(a); err != nil {
-			return providers.Rollout{}, err
-		}
+	a, err := s.appFor(d.App, staged)
+	if err != nil {
+		return providers.Rollout{}, err
 	}
 	if d.Token != "" {
 		for _, r := range a.rollouts {
@@ -407,11 +390,41 @@ func (s *Scheduler) Apply(ctx context.Context, d providers.Desired) (providers.R
 			}
 		}
 	}
+	if staged {
+		return s.stage(a, d), nil
+	}
 	r := s.enqueue(a, d, false)
 	if err := s.save(a); err != nil {
 		return providers.Rollout{}, err
 	}
 	return r.Rollout, nil
+}
+
+// appFor returns the app a rollout changes (a staged one when staged is
+// true); s.mu is held.
+func (s *Scheduler) appFor(name string, staged bool) (*app, error) {
+	a := s.apps[name]
+	if staged {
+		if a == nil || a.deleted {
+			return nil, fmt.Errorf("stage app %q: %w", name, providers.ErrNotFound)
+		}
+		if a.corrupt != nil {
+			return nil, fmt.Errorf("stage app %q: %w", name, a.corrupt)
+		}
+		return a, nil
+	}
+	if a == nil {
+		a = s.newApp(name)
+	}
+	if a.deleted {
+		return nil, fmt.Errorf("app %q is being deleted: %w", name, providers.ErrUnavailable)
+	}
+	if a.corrupt != nil {
+		if err := s.setAsideCorrupt(a); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // newApp creates an app and starts its goroutine; s.mu is held.

@@ -25,34 +25,12 @@ type stageRec struct {
 // returned rollout completes once every staged task is healthy. A staged
 // release is not persisted: a reopened rack runs the serving release only.
 func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
-	if err := ctx.Err(); err != nil {
-		return providers.Rollout{}, err
-	}
-	if err := d.Validate(s.Limits()); err != nil {
-		return providers.Rollout{}, err
-	}
-	if err := s.validate(d); err != nil {
-		return providers.Rollout{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return providers.Rollout{}, fmt.Errorf("scheduler is closed: %w", providers.ErrUnavailable)
-	}
-	a := s.apps[d.App]
-	if a == nil || a.deleted {
-		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, providers.ErrNotFound)
-	}
-	if a.corrupt != nil {
-		return providers.Rollout{}, fmt.Errorf("stage app %q: %w", d.App, a.corrupt)
-	}
-	if d.Token != "" {
-		for _, r := range a.rollouts {
-			if r.Token == d.Token && !r.internal {
-				return r.Rollout, nil
-			}
-		}
-	}
+	return s.apply(ctx, d, true)
+}
+
+// stage records a staged rollout of d, replacing the app's staged release,
+// and starts its tasks; d is valid and s.mu is held.
+func (s *Scheduler) stage(a *app, d providers.Desired) providers.Rollout {
 	old := a.staged
 	a.seq++
 	rec := &rolloutRec{
@@ -85,7 +63,7 @@ func (s *Scheduler) Stage(ctx context.Context, d providers.Desired) (providers.R
 	}
 	s.wg.Add(1)
 	go s.runStage(runCtx, a, st, old)
-	return rec.Rollout, nil
+	return rec.Rollout
 }
 
 // runStage starts the staged slots and waits until they are healthy.

@@ -124,11 +124,16 @@ func (d *Deployment) currentStep() Step {
 	return d.step
 }
 
-// stepEvent records that the deployment entered step and reports it.
-func (d *Deployment) stepEvent(step Step, msg string) {
+// setStep records that the deployment entered step.
+func (d *Deployment) setStep(step Step) {
 	d.mu.Lock()
 	d.step = step
 	d.mu.Unlock()
+}
+
+// stepEvent records that the deployment entered step and reports it.
+func (d *Deployment) stepEvent(step Step, msg string) {
+	d.setStep(step)
 	d.c.emit(Event{Type: EventStep, App: d.App, Release: d.Release, Step: step, Message: msg})
 }
 

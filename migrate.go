@@ -99,34 +99,72 @@ func (a *AppClient) MigrateRegistry(ctx context.Context, to string, opts *Migrat
 		return nil, wrapErr(op, a.name, "", providers.Invalidf("name the registry to migrate to"))
 	}
 	rep := &RegistryMigration{From: app.Spec.Registry, To: toName}
-
-	// Collect the images to move, per source registry.
-	type source struct {
-		registry string
-		image    providers.Image
+	rels, images, err := a.migrationSources(ctx, toName)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
 	}
-	var rels []*releaseDoc
-	images := map[string]source{} // by source registry and pinned reference
+	rep.Images = len(images)
+	moved, err := a.copyImages(ctx, images, toName, dst, o, rep)
+	if err != nil {
+		return rep, wrapErr(op, a.name, "", err)
+	}
+	if rel, err := a.repoint(ctx, rels, moved, toName, rep); err != nil {
+		return rep, wrapErr(op, a.name, rel, err)
+	}
+	// A release created meanwhile from the old registry is moved by running again.
 	for d, err := range a.c.list(ctx, releasePrefix(a.name), false) {
 		if err != nil {
-			return nil, wrapErr(op, a.name, "", err)
+			return rep, wrapErr(op, a.name, "", err)
+		}
+		if r, err := decodeRelease(d); err == nil && r.Registry != toName {
+			return a.MigrateRegistry(ctx, to, opts)
+		}
+	}
+	a.c.emit(Event{Type: EventMigrated, App: a.name, Message: fmt.Sprintf("registry %s → %s: %d images (%d copied, %d present), %d bytes, %d releases",
+		rep.From, rep.To, rep.Images, rep.Copied, rep.Present, rep.BlobBytes, rep.Releases)})
+	return rep, nil
+}
+
+// migrationSource is one image to move and the registry it was resolved in.
+type migrationSource struct {
+	registry string
+	image    providers.Image
+}
+
+// migrationKey identifies an image to move by its source registry and
+// pinned reference.
+func migrationKey(registry string, img providers.Image) string { return registry + " " + img.Ref() }
+
+// migrationSources lists the app's releases not yet in registry to and the
+// distinct images they reference, by migrationKey. A release resolved in
+// a registry the rack no longer has is an error: its image cannot be read.
+func (a *AppClient) migrationSources(ctx context.Context, to string) ([]*releaseDoc, map[string]migrationSource, error) {
+	var rels []*releaseDoc
+	images := map[string]migrationSource{}
+	for d, err := range a.c.list(ctx, releasePrefix(a.name), false) {
+		if err != nil {
+			return nil, nil, err
 		}
 		r, err := decodeRelease(d)
 		if err != nil {
-			return nil, wrapErr(op, a.name, "", err)
+			return nil, nil, err
 		}
-		if r.Registry == toName {
+		if r.Registry == to {
 			continue
 		}
 		if _, _, err := a.c.rack.registries.get(r.Registry); err != nil {
-			return nil, wrapErr(op, a.name, releaseID(r.Seq), fmt.Errorf("release %s was resolved in registry %q: %w", releaseID(r.Seq), r.Registry, err))
+			return nil, nil, fmt.Errorf("release %s was resolved in registry %q: %w", releaseID(r.Seq), r.Registry, err)
 		}
 		rels = append(rels, r)
-		images[r.Registry+" "+r.Image.Ref()] = source{r.Registry, r.Image}
+		images[migrationKey(r.Registry, r.Image)] = migrationSource{r.Registry, r.Image}
 	}
-	rep.Images = len(images)
+	return rels, images, nil
+}
 
-	// Copy them.
+// copyImages copies images into dst, o.Concurrency at a time, counting
+// into rep and reporting an EventMigration after each; it returns each
+// copy as dst resolves it, by migrationKey.
+func (a *AppClient) copyImages(ctx context.Context, images map[string]migrationSource, toName string, dst providers.Registry, o MigrateOptions, rep *RegistryMigration) (map[string]providers.Image, error) {
 	moved := map[string]providers.Image{}
 	var mu sync.Mutex
 	progress := Transfer{Images: len(images)}
@@ -156,40 +194,29 @@ func (a *AppClient) MigrateRegistry(ctx context.Context, to string, opts *Migrat
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return rep, wrapErr(op, a.name, "", err)
-	}
+	return moved, g.Wait()
+}
 
-	// Point the releases at their copies, then the app at the registry.
+// repoint points the releases at their copies, then the app at registry
+// to. On failure it returns the release it could not rewrite ("" for the
+// app document).
+func (a *AppClient) repoint(ctx context.Context, rels []*releaseDoc, moved map[string]providers.Image, to string, rep *RegistryMigration) (string, error) {
 	for _, r := range rels {
-		img := moved[r.Registry+" "+r.Image.Ref()]
+		img := moved[migrationKey(r.Registry, r.Image)]
 		if err := a.c.updateRelease(ctx, a.name, releaseID(r.Seq), func(d *releaseDoc) {
-			if d.Registry != toName {
-				d.Image, d.Registry = img, toName
+			if d.Registry != to {
+				d.Image, d.Registry = img, to
 			}
 		}); err != nil {
-			return rep, wrapErr(op, a.name, releaseID(r.Seq), err)
+			return releaseID(r.Seq), err
 		}
 		rep.Releases++
 	}
-	if _, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
-		d.Spec.Registry = toName
+	_, err := a.c.updateApp(ctx, a.name, func(d *appDoc) error {
+		d.Spec.Registry = to
 		return nil
-	}); err != nil {
-		return rep, wrapErr(op, a.name, "", err)
-	}
-	// A release created meanwhile from the old registry is moved by running again.
-	for d, err := range a.c.list(ctx, releasePrefix(a.name), false) {
-		if err != nil {
-			return rep, wrapErr(op, a.name, "", err)
-		}
-		if r, err := decodeRelease(d); err == nil && r.Registry != toName {
-			return a.MigrateRegistry(ctx, to, opts)
-		}
-	}
-	a.c.emit(Event{Type: EventMigrated, App: a.name, Message: fmt.Sprintf("registry %s → %s: %d images (%d copied, %d present), %d bytes, %d releases",
-		rep.From, rep.To, rep.Images, rep.Copied, rep.Present, rep.BlobBytes, rep.Releases)})
-	return rep, nil
+	})
+	return "", err
 }
 
 // copyImage copies one image into dst and returns it as dst resolves it.
@@ -275,45 +302,12 @@ func (a *AppClient) PruneImages(ctx context.Context, opts *PruneOptions) (*Prune
 	if err := sel.check(CapImageDeleter); err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
-	protect := map[string]string{}
-	if app.Lease != nil {
-		protect[app.Lease.Release] = "being deployed"
-	}
-	if app.LastHealthy != "" {
-		protect[app.LastHealthy] = "last healthy release"
-	}
-	if app.Active != "" {
-		protect[app.Active] = "active release"
-	}
-	keepFor := map[string]string{} // digest → reason
-	var candidates []providers.Image
-	n := 0
-	for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
-		if err != nil {
-			return nil, wrapErr(op, a.name, "", err)
-		}
-		r, err := decodeRelease(d)
-		if err != nil {
-			return nil, wrapErr(op, a.name, "", err)
-		}
-		n++
-		id := releaseID(r.Seq)
-		switch {
-		case r.Registry != app.Spec.Registry:
-			continue // in another registry
-		case protect[id] != "":
-			keepFor[r.Image.Digest] = fmt.Sprintf("%s (%s)", protect[id], id)
-		case n <= o.Keep:
-			if keepFor[r.Image.Digest] == "" {
-				keepFor[r.Image.Digest] = fmt.Sprintf("one of the newest %d releases (%s)", o.Keep, id)
-			}
-		default:
-			candidates = append(candidates, r.Image)
-		}
+	candidates, keepFor, err := a.pruneCandidates(ctx, app, o.Keep)
+	if err != nil {
+		return nil, wrapErr(op, a.name, "", err)
 	}
 	res := &Pruned{DryRun: o.DryRun}
 	seen := map[string]bool{}
-	slices.Reverse(candidates) // oldest first
 	for _, img := range candidates {
 		if keepFor[img.Digest] != "" || seen[img.Digest] {
 			continue
@@ -333,6 +327,52 @@ func (a *AppClient) PruneImages(ctx context.Context, opts *PruneOptions) (*Prune
 		}
 	}
 	return res, nil
+}
+
+// pruneCandidates walks the app's releases in the app's registry, newest
+// first, and returns the images of the releases PruneImages may delete
+// (oldest release first, possibly repeated) and, by digest, why an image
+// must be kept: it belongs to the active, last healthy or deploying
+// release, or to one of the newest keep releases.
+func (a *AppClient) pruneCandidates(ctx context.Context, app *appDoc, keep int) ([]providers.Image, map[string]string, error) {
+	protect := map[string]string{}
+	if app.Lease != nil {
+		protect[app.Lease.Release] = "being deployed"
+	}
+	if app.LastHealthy != "" {
+		protect[app.LastHealthy] = "last healthy release"
+	}
+	if app.Active != "" {
+		protect[app.Active] = "active release"
+	}
+	keepFor := map[string]string{} // digest → reason
+	var candidates []providers.Image
+	n := 0
+	for d, err := range a.c.list(ctx, releasePrefix(a.name), true) {
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := decodeRelease(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		n++
+		id := releaseID(r.Seq)
+		switch {
+		case r.Registry != app.Spec.Registry:
+			continue // in another registry
+		case protect[id] != "":
+			keepFor[r.Image.Digest] = fmt.Sprintf("%s (%s)", protect[id], id)
+		case n <= keep:
+			if keepFor[r.Image.Digest] == "" {
+				keepFor[r.Image.Digest] = fmt.Sprintf("one of the newest %d releases (%s)", keep, id)
+			}
+		default:
+			candidates = append(candidates, r.Image)
+		}
+	}
+	slices.Reverse(candidates) // oldest first
+	return candidates, keepFor, nil
 }
 
 // SwitchLogs makes the app use the rack's logs backend named name: new

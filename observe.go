@@ -166,9 +166,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 	var last Progress
 	first := true
 	unhealthyRuns := 0
-	d.mu.Lock()
-	d.step = w.step
-	d.mu.Unlock()
+	d.setStep(w.step)
 	platformEvents := d.platformEvents(sel.scheduler) // the scheduler's own rollout events (platformevents.go)
 	for {
 		app, err := d.c.loadApp(ctx, d.App)

@@ -95,6 +95,7 @@ type Deployment struct {
 	step       Step // the step in progress
 	lastStatus *providers.AppStatus
 	known      map[string]bool // IDs of the release's tasks at the first observation
+	platform   platformCursor  // the scheduler's rollout events reported so far
 }
 
 // Done is closed when the deployment has finished.

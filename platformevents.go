@@ -14,42 +14,53 @@ type platformEventKey struct {
 	resource, status, reason string
 }
 
+// platformCursor is how far a deployment has reported the scheduler's
+// rollout events: the newest event time reported, and the events at that
+// time already reported (several can share a timestamp).
+type platformCursor struct {
+	since time.Time
+	seen  map[platformEventKey]bool
+}
+
 // platformEvents returns a function that reports the rollout events the
 // scheduler recorded for the deployment's app since the deployment began
-// (providers.EventReporter), each
-// once, oldest first: as an EventPlatform event of the given step and as
-// a line in the app's platform log stream. Each call asks only for the
-// events at or after the newest one reported before, and drops those it
-// has reported. For a scheduler without the capability the function does
-// nothing. A failure to read the events is logged and left for the next
-// call: reporting never fails a deploy.
+// (providers.EventReporter), each once, oldest first: as an EventPlatform
+// event of the given step and as a line in the app's platform log stream.
+// Each call asks only for the events at or after the newest one reported
+// before, and drops those it has reported. For a scheduler without the
+// capability the function does nothing. A failure to read the events is
+// logged and left for the next call: reporting never fails a deploy.
 //
-// The state lives in the returned function: the deploy's wait makes one
-// and calls it at every poll.
+// The cursor lives in the deployment, so the several waits of a weighted
+// deploy (stage, shift, switch) report each event once between them. The
+// waits of one deployment run one after another, never at once.
 func (d *Deployment) platformEvents(s providers.Scheduler) func(ctx context.Context, step Step) {
-	c, app, release, since := d.c, d.App, d.Release, d.start
+	c, app, release := d.c, d.App, d.Release
 	er, ok := s.(providers.EventReporter)
 	if !ok {
 		return func(context.Context, Step) {}
 	}
-	seen := map[platformEventKey]bool{}
+	cur := &d.platform
+	if cur.seen == nil {
+		cur.since, cur.seen = d.start, map[platformEventKey]bool{}
+	}
 	return func(ctx context.Context, step Step) {
-		events, err := er.RolloutEvents(ctx, app, since)
+		events, err := er.RolloutEvents(ctx, app, cur.since)
 		if err != nil {
 			c.log.Debug("convox: read platform events", "app", app, "err", err)
 			return
 		}
 		for _, e := range events {
 			k := platformEventKey{e.Time, e.Resource, e.Status, e.Reason}
-			if seen[k] || e.Time.Before(since) {
+			if cur.seen[k] || e.Time.Before(cur.since) {
 				continue
 			}
-			seen[k] = true
-			if e.Time.After(since) {
-				since = e.Time
-				for old := range seen {
-					if old.time.Before(since) {
-						delete(seen, old)
+			cur.seen[k] = true
+			if e.Time.After(cur.since) {
+				cur.since = e.Time
+				for old := range cur.seen {
+					if old.time.Before(cur.since) {
+						delete(cur.seen, old)
 					}
 				}
 			}

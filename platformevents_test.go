@@ -176,3 +176,45 @@ func TestNoPlatformEventsWithoutTheCapability(t *testing.T) {
 		}
 	})
 }
+
+func TestPlatformEventsAreReportedOnceAcrossTheWaitsOfADeploy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s := &stackScheduler{}
+		w := newStackWorld(t, s)
+		w.deployV1(ctx)
+		w.push("v2")
+		s.mu.Lock()
+		s.script = []providers.PlatformEvent{
+			{Resource: "app-web", Status: "UPDATE_IN_PROGRESS"},
+			{Resource: "ServiceOfweb", Status: "UPDATE_IN_PROGRESS"},
+			{Resource: "ServiceOfweb", Status: "UPDATE_COMPLETE"},
+			{Resource: "app-web", Status: "UPDATE_COMPLETE"},
+		}
+		s.mu.Unlock()
+		before := len(w.allEvents())
+		// Blue/green waits several times (the staged release, the bake,
+		// the switch); each wait polls the events from where the last
+		// one stopped.
+		if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, &convox.DeployOptions{Strategy: convox.BlueGreen(30 * time.Second)}); err != nil {
+			t.Fatalf("blue/green deploy: %v", err)
+		}
+		var got []string
+		waits := map[convox.Step]bool{}
+		for _, e := range w.allEvents()[before:] {
+			switch e.Type {
+			case convox.EventPlatform:
+				got = append(got, e.Message)
+			case convox.EventWaiting:
+				waits[e.Step] = true
+			}
+		}
+		if len(waits) < 2 {
+			t.Fatalf("the deploy waited in steps %v, want at least two waits for this test to mean anything", waits)
+		}
+		want := []string{"app-web UPDATE_IN_PROGRESS", "ServiceOfweb UPDATE_IN_PROGRESS", "ServiceOfweb UPDATE_COMPLETE", "app-web UPDATE_COMPLETE"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("platform events of a deploy with several waits, once each (-want +got):\n%s", diff)
+		}
+	})
+}

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,97 +16,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/internal/helperproc"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 	"github.com/convox-go/convox/providers/local"
 )
-
-// subprocess is this test binary run again as a helper process (one test
-// function, selected with -test.run): it reads commands on standard input
-// and reports lines with a prefix on standard output.
-type subprocess struct {
-	cmd    *exec.Cmd
-	lines  chan string
-	stdin  io.WriteCloser
-	stderr strings.Builder // read only after the process was waited for
-	waited bool
-}
-
-// startSubprocess runs the test function named test in a new process with
-// env added to the environment; lines it prints starting with prefix are
-// delivered, without the prefix, by next.
-func startSubprocess(t *testing.T, test, prefix string, env ...string) *subprocess {
-	t.Helper()
-	p := &subprocess{lines: make(chan string, 256)}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
-	// A binary built with -race sleeps a second as it exits (to let other
-	// threads report races, which Go reports as they happen); each round
-	// waits for two helpers to exit.
-	p.cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stderr = &p.stderr
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-				p.lines <- line
-			}
-		}
-	}()
-	return p
-}
-
-// send writes a command line to the process.
-func (p *subprocess) send(line string) { io.WriteString(p.stdin, line+"\n") }
-
-// next returns the process's next line; ok is false once it exited, and
-// timedOut is true when timeout fired first.
-func (p *subprocess) next(timeout <-chan time.Time) (line string, ok, timedOut bool) {
-	select {
-	case line, ok := <-p.lines:
-		return line, ok, false
-	case <-timeout:
-		return "", true, true
-	}
-}
-
-// kill ends the process with SIGKILL (if it still runs) and waits for it.
-func (p *subprocess) kill() {
-	if p.waited {
-		return
-	}
-	p.cmd.Process.Kill()
-	p.wait()
-}
-
-// wait waits for the process to exit, after it printed everything.
-func (p *subprocess) wait() error {
-	for range p.lines {
-	}
-	err := p.cmd.Wait()
-	p.stdin.Close()
-	p.waited = true
-	return err
-}
-
-// fatal kills the process and ends the test, showing the process's stderr.
-func (p *subprocess) fatal(t *testing.T, format string, args ...any) {
-	t.Helper()
-	p.kill()
-	t.Fatalf("%s; the helper process's stderr:\n%s", fmt.Sprintf(format, args...), p.stderr.String())
-}
 
 // Environment of the concurrent deploy helper process.
 const (
@@ -239,19 +151,19 @@ func TestTwoProcessesDeploy(t *testing.T) {
 	lastWinner := ""
 	for round := 1; round <= rounds; round++ {
 		names := []string{"a", "b"}
-		procs := map[string]*subprocess{}
+		procs := map[string]*helperproc.Process{}
 		for _, n := range names {
-			procs[n] = startSubprocess(t, "TestTwoProcessesDeployHelperProcess", concurrentLine,
+			procs[n] = helperproc.Start(t, "TestTwoProcessesDeployHelperProcess", concurrentLine,
 				concurrentDirEnv+"="+dir, concurrentTagEnv+"="+n+strconv.Itoa(round))
 		}
 		timeout := time.After(time.Minute)
 		for _, n := range names {
-			if line, ok, timedOut := procs[n].next(timeout); timedOut || !ok || line != "ready" {
-				procs[n].fatal(t, "round %d: process %s did not get ready (%q)", round, n, line)
+			if line, ok, timedOut := procs[n].Next(timeout); timedOut || !ok || line != "ready" {
+				procs[n].Fatal(t, "round %d: process %s did not get ready (%q)", round, n, line)
 			}
 		}
 		for _, n := range names {
-			procs[n].send("go")
+			procs[n].Send("go")
 		}
 
 		// Collect both outcomes; the lease holder continues once the other
@@ -260,7 +172,7 @@ func TestTwoProcessesDeploy(t *testing.T) {
 		reports := make(chan report, 16)
 		for _, n := range names {
 			go func() {
-				for line := range procs[n].lines {
+				for line := range procs[n].Lines() {
 					reports <- report{n, line}
 				}
 				reports <- report{n, "exited"}
@@ -274,7 +186,7 @@ func TestTwoProcessesDeploy(t *testing.T) {
 			case r = <-reports:
 			case <-timeout:
 				for _, p := range procs {
-					p.kill()
+					p.Kill()
 				}
 				t.Fatalf("round %d: no outcome within a minute (holder %q, winner %q, loser %q)", round, holder, winner, loser)
 			}
@@ -283,7 +195,7 @@ func TestTwoProcessesDeploy(t *testing.T) {
 			case "applying":
 				if holder != "" {
 					for _, p := range procs {
-						p.kill()
+						p.Kill()
 					}
 					t.Fatalf("round %d: processes %s and %s both hold the deploy lease", round, holder, r.name)
 				}
@@ -307,13 +219,13 @@ func TestTwoProcessesDeploy(t *testing.T) {
 				t.Errorf("round %d: process %s: %s", round, r.name, r.line)
 			}
 			if holder != "" && loser != "" && !continued {
-				procs[holder].send("continue")
+				procs[holder].Send("continue")
 				continued = true
 			}
 		}
 		for _, n := range names {
-			if err := procs[n].wait(); err != nil {
-				t.Errorf("round %d: process %s: %v\n%s", round, n, err, procs[n].stderr.String())
+			if err := procs[n].Wait(); err != nil {
+				t.Errorf("round %d: process %s: %v\n%s", round, n, err, procs[n].Stderr())
 			}
 		}
 		if winner == "" || loser == "" || winner != holder {

@@ -7,13 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
-	"github.com/convox-go/convox/providers/local"
-	"github.com/convox-go/convox/providers/local/localtest"
 )
 
 // world is a Client over a fake rack, recording events.
@@ -156,28 +152,6 @@ func (w *world) sawStep(step convox.Step) bool {
 		}
 	}
 	return false
-}
-
-// pushMessageImages pushes to the local rack's registry, as web:TAG, one
-// image of the local test server per tag, answering GET / with the tag.
-func pushMessageImages(t *testing.T, ctx context.Context, rack *local.Rack, tags ...string) {
-	t.Helper()
-	base := localtest.BuildGoImage(t, "providers/local/testdata/server")
-	for _, tag := range tags {
-		cfg, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // collect gathers what an iterator of the SDK yields, stopping at its error.

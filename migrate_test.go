@@ -19,6 +19,7 @@ import (
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 	"github.com/convox-go/convox/providers/local"
+	"github.com/convox-go/convox/providers/local/localtest"
 	"github.com/convox-go/convox/providers/ociregistry"
 )
 
@@ -61,7 +62,7 @@ func TestMigrateRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushMessageImages(t, ctx, rack, "one", "two")
+	localtest.PushVariants(t, ctx, rack.Registry(), "web", localtest.BuildGoImage(t, "providers/local/testdata/server"), "MESSAGE", "one", "two")
 	if _, err := c.CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers"
@@ -50,7 +49,7 @@ func TestTwoCLIsDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushMessageImages(t, ctx, rack, tags...)
+	localtest.PushVariants(t, ctx, rack.Registry(), "web", localtest.BuildGoImage(t, "../../providers/local/testdata/server"), "MESSAGE", tags...)
 	c, err := convox.New(rack.ConvoxRack(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -180,29 +179,6 @@ func TestTwoCLIsDeploy(t *testing.T) {
 		t.Errorf("GET %s = %q, want %q", app.Endpoints["web"], got, last)
 	}
 	t.Logf("%d rounds of two CLI deploys at once: one winner each (%s)", rounds, strings.Join(winners, " "))
-}
-
-// pushMessageImages pushes to the local rack's registry, as web:TAG, one
-// image of the local rack's test server per tag, answering GET / with the
-// tag.
-func pushMessageImages(t *testing.T, ctx context.Context, rack *local.Rack, tags ...string) {
-	t.Helper()
-	base := localtest.BuildGoImage(t, "../../providers/local/testdata/server")
-	for _, tag := range tags {
-		cfg, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // serverSpec is a first release of the test server image with the tag:

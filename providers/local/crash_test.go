@@ -8,12 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,9 +21,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/internal/helperproc"
 	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/local"
 	"github.com/convox-go/convox/providers/local/localtest"
@@ -127,17 +125,17 @@ func TestCrashHelperProcess(t *testing.T) {
 
 // startCrashHelper starts TestCrashHelperProcess deploying the image tag
 // on the rack in dir, and waits until its measured deploy starts.
-func startCrashHelper(t *testing.T, dir, tag string) *helperProcess {
+func startCrashHelper(t *testing.T, dir, tag string) *helperproc.Process {
 	t.Helper()
-	h := startHelperProcess(t, "TestCrashHelperProcess", crashLine, crashDirEnv+"="+dir, crashTagEnv+"="+tag)
+	h := helperproc.Start(t, "TestCrashHelperProcess", crashLine, crashDirEnv+"="+dir, crashTagEnv+"="+tag)
 	timeout := time.After(time.Minute)
 	for {
-		line, ok, timedOut := h.next(timeout)
+		line, ok, timedOut := h.Next(timeout)
 		switch {
 		case timedOut:
-			h.fatal(t, "the helper did not start deploying within a minute")
+			h.Fatal(t, "the helper did not start deploying within a minute")
 		case !ok:
-			h.fatal(t, "the helper exited before deploying")
+			h.Fatal(t, "the helper exited before deploying")
 		case line == "deploying":
 			return h
 		}
@@ -245,7 +243,7 @@ func TestCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crashPushImages(t, ctx, rack, tags...)
+	localtest.PushVariants(t, ctx, rack.Registry(), "web", localtest.BuildGoImage(t, "testdata/server"), "MESSAGE", tags...)
 	if _, err := crashClient(t, rack, nil).CreateApp(ctx, "web", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +256,9 @@ func TestCrash(t *testing.T) {
 	var took time.Duration
 	timeout := time.After(time.Minute)
 	for took == 0 {
-		line, ok, timedOut := h.next(timeout)
+		line, ok, timedOut := h.Next(timeout)
 		if timedOut || !ok {
-			h.fatal(t, "the calibration deploy did not finish")
+			h.Fatal(t, "the calibration deploy did not finish")
 		}
 		ev, at := crashParse(line)
 		if ev == "deployed" {
@@ -269,7 +267,7 @@ func TestCrash(t *testing.T) {
 			phases = append(phases, crashPhase{name: ev, from: at})
 		}
 	}
-	h.kill()
+	h.Kill()
 	// Each phase lasts until the next event; the deploy starts by creating
 	// the release and ends with the time after it finished.
 	phases = append([]crashPhase{{name: "creating the release"}}, phases...)
@@ -312,12 +310,12 @@ func TestCrash(t *testing.T) {
 		last, deployed := "none", false
 	wait:
 		for {
-			line, ok, timedOut := h.next(kill)
+			line, ok, timedOut := h.Next(kill)
 			switch {
 			case timedOut:
 				break wait
 			case !ok:
-				h.fatal(t, "%s: the helper exited before it was killed", name)
+				h.Fatal(t, "%s: the helper exited before it was killed", name)
 			}
 			if ev, _ := crashParse(line); ev == "deployed" {
 				deployed = true
@@ -325,7 +323,7 @@ func TestCrash(t *testing.T) {
 				last = ev
 			}
 		}
-		h.kill()
+		h.Kill()
 		var outcome string
 		activeTag, outcome = checkAfterCrash(t, dir, name, how)
 		switch {
@@ -523,81 +521,6 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 	return message[app.Active], outcome
 }
 
-// helperProcess is this test binary run again as a helper process (one
-// test function, selected with -test.run), reporting lines with a prefix
-// on standard output.
-type helperProcess struct {
-	cmd    *exec.Cmd
-	lines  chan string
-	stdin  io.WriteCloser
-	stderr strings.Builder // read only after the process was waited for
-	waited bool
-}
-
-// startHelperProcess runs the test function named test in a new process
-// with env added to the environment; lines it prints starting with prefix
-// are delivered, without the prefix, by next.
-func startHelperProcess(t *testing.T, test, prefix string, env ...string) *helperProcess {
-	t.Helper()
-	p := &helperProcess{lines: make(chan string, 256)}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = &p.stderr
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-				p.lines <- line
-			}
-		}
-	}()
-	return p
-}
-
-// next returns the process's next line; ok is false once it exited, and
-// timedOut is true when timeout fired first.
-func (p *helperProcess) next(timeout <-chan time.Time) (line string, ok, timedOut bool) {
-	select {
-	case line, ok := <-p.lines:
-		return line, ok, false
-	case <-timeout:
-		return "", true, true
-	}
-}
-
-// kill ends the process with SIGKILL (if it still runs) and waits for it,
-// after it printed everything.
-func (p *helperProcess) kill() {
-	if p.waited {
-		return
-	}
-	p.cmd.Process.Kill()
-	for range p.lines {
-	}
-	p.cmd.Wait()
-	p.stdin.Close()
-	p.waited = true
-}
-
-// fatal kills the process and ends the test, showing the process's stderr.
-func (p *helperProcess) fatal(t *testing.T, format string, args ...any) {
-	t.Helper()
-	p.kill()
-	t.Fatalf("%s; the helper process's stderr:\n%s", fmt.Sprintf(format, args...), p.stderr.String())
-}
-
 // crashSettle polls the app's scheduler status until no rollout is in
 // progress and a release is rolled out, at most 30 seconds.
 func crashSettle(ctx context.Context, s providers.Scheduler) (providers.AppStatus, error) {
@@ -626,28 +549,6 @@ func crashServerSpec(tag string) convox.ReleaseSpec {
 			Name: "web", Count: 1, Port: 8080,
 			Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
 		}},
-	}
-}
-
-// crashPushImages pushes to the rack's registry, as web:TAG, one image of
-// the test server per tag, answering GET / with the tag.
-func crashPushImages(t *testing.T, ctx context.Context, rack *local.Rack, tags ...string) {
-	t.Helper()
-	base := localtest.BuildGoImage(t, "testdata/server")
-	for _, tag := range tags {
-		cfg, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		cfg.Config.Env = append(cfg.Config.Env, "MESSAGE="+tag)
-		img, err := mutate.ConfigFile(base, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rack.Registry().PushImage(ctx, "web", tag, img); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

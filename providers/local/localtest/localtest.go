@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox/goimage"
@@ -69,4 +70,32 @@ func BuildGoImage(t testing.TB, srcDir string) v1.Image {
 	}
 	images[abs] = img
 	return img
+}
+
+// ImagePusher pushes an image to a registry as repo:tag; the local rack's
+// Registry is one.
+type ImagePusher interface {
+	PushImage(ctx context.Context, repo, tag string, img v1.Image) (providers.Image, error)
+}
+
+// PushVariants pushes to reg, as repo:TAG for each tag, a variant of img
+// whose environment adds KEY=TAG (the variants share img's layers), so that
+// a test app can tell which image it runs; a failure ends the test.
+func PushVariants(t testing.TB, ctx context.Context, reg ImagePusher, repo string, img v1.Image, key string, tags ...string) {
+	t.Helper()
+	for _, tag := range tags {
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = cfg.DeepCopy()
+		cfg.Config.Env = append(cfg.Config.Env, key+"="+tag)
+		variant, err := mutate.ConfigFile(img, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.PushImage(ctx, repo, tag, variant); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

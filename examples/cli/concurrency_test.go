@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,7 +154,7 @@ func TestTwoCLIsDeploy(t *testing.T) {
 	if err := c.App("web").Cancel(ctx); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("Cancel = %v, want ErrNotFound: a deploy lease is left", err)
 	}
-	st, err := settle(ctx, rack.Scheduler())
+	st, err := localtest.Settle(ctx, rack.Scheduler(), "web", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,23 +188,5 @@ func serverSpec(tag string) convox.ReleaseSpec {
 			Name: "web", Count: 1, Port: 8080,
 			Health: providers.HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Healthy: 1},
 		}},
-	}
-}
-
-// settle polls the app's scheduler status until no rollout is in progress
-// and a release is rolled out, at most 30 seconds.
-func settle(ctx context.Context, s providers.Scheduler) (providers.AppStatus, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := s.Status(ctx, "web")
-		if err == nil && st.Release != "" && !slices.ContainsFunc(st.Rollouts, func(r providers.Rollout) bool {
-			return r.State == providers.RolloutInProgress
-		}) {
-			return st, nil
-		}
-		if time.Now().After(deadline) {
-			return st, fmt.Errorf("the rollout did not settle in 30s (last status %+v, err %v)", st, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -101,7 +100,7 @@ func TestCrashHelperProcess(t *testing.T) {
 	}
 	// Start from a settled rack, as the calibration run does, so that the
 	// kill points fall inside the deploy.
-	if _, err := crashSettle(ctx, rack.Scheduler()); err != nil {
+	if _, err := localtest.Settle(ctx, rack.Scheduler(), "web", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("%sdeploying\n", crashLine)
@@ -457,7 +456,7 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		t.Errorf("%s: a Cancel afterwards = %v, want ErrNotFound: a lease is still held", name, err)
 	}
 
-	st, err := crashSettle(ctx, rack.Scheduler())
+	st, err := localtest.Settle(ctx, rack.Scheduler(), "web", 30*time.Second)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -519,24 +518,6 @@ func checkAfterCrash(t *testing.T, dir, name, how string) (string, string) {
 		t.Errorf("%s: %d processes run from the rack directory (%v), want the %d tasks", name, len(procs), procs, running)
 	}
 	return message[app.Active], outcome
-}
-
-// crashSettle polls the app's scheduler status until no rollout is in
-// progress and a release is rolled out, at most 30 seconds.
-func crashSettle(ctx context.Context, s providers.Scheduler) (providers.AppStatus, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := s.Status(ctx, "web")
-		if err == nil && st.Release != "" && !slices.ContainsFunc(st.Rollouts, func(r providers.Rollout) bool {
-			return r.State == providers.RolloutInProgress
-		}) {
-			return st, nil
-		}
-		if time.Now().After(deadline) {
-			return st, fmt.Errorf("the rollout did not settle in 30s (last status %+v, err %v)", st, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // crashServerSpec is a first release of the test server image with the

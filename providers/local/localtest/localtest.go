@@ -14,9 +14,12 @@ package localtest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -96,6 +99,29 @@ func PushVariants(t testing.TB, ctx context.Context, reg ImagePusher, repo strin
 		}
 		if _, err := reg.PushImage(ctx, repo, tag, variant); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// Settle polls the scheduler's status of app until a release is rolled
+// out and no rollout is in progress, for at most within, and returns the
+// last status; after within it returns an error describing that status.
+func Settle(ctx context.Context, s providers.Scheduler, app string, within time.Duration) (providers.AppStatus, error) {
+	deadline := time.Now().Add(within)
+	for {
+		st, err := s.Status(ctx, app)
+		if err == nil && st.Release != "" && !slices.ContainsFunc(st.Rollouts, func(r providers.Rollout) bool {
+			return r.State == providers.RolloutInProgress
+		}) {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("the rollout did not settle in %v (last status %+v, err %v)", within, st, err)
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -177,7 +177,7 @@ func (r Rack) resolve() (rack, error) {
 	if r.Store == nil {
 		return rk, providers.Invalidf("the rack needs a store")
 	}
-	rk.store = r.Store
+	rk.store = retryingStore{r.Store}
 	for i, n := range r.Notifiers {
 		if n == nil {
 			return rk, providers.Invalidf("notifier %d in the rack is nil", i)

@@ -248,7 +248,7 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 			return wrapErr(op, name, "", err)
 		}
 	}
-	if err := sel.scheduler.Delete(ctx, name); err != nil {
+	if err := sel.sched.Delete(ctx, name); err != nil {
 		return wrapErr(op, name, "", fmt.Errorf("delete scheduler resources: %w", err))
 	}
 	routes := slices.Clone(doc.Retired)
@@ -462,7 +462,7 @@ func (a *AppClient) tasks(ctx context.Context) ([]providers.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sel.scheduler.Status(ctx, a.name)
+	st, err := sel.sched.Status(ctx, a.name)
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil, nil // never deployed, or deleted: no tasks
 	}

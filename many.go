@@ -57,10 +57,7 @@ func (c *Client) status(ctx context.Context, sel selection, app string) (provide
 	c.mu.Unlock()
 	if !ok || !concurrent {
 		// Nothing to batch with: observe at once.
-		if err := c.limit(ctx, "scheduler", sel.spec.Scheduler); err != nil {
-			return providers.AppStatus{}, err
-		}
-		return sel.scheduler.Status(ctx, app)
+		return sel.sched.Status(ctx, app)
 	}
 	c.mu.Lock()
 	b := c.batchers[sel.spec.Scheduler]

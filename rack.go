@@ -157,6 +157,9 @@ type rack struct {
 	logs       named[providers.Logs]
 	store      providers.Store
 	notifiers  []providers.Notifier
+	// client is the Client whose chain the providers' calls go through;
+	// nil for a rack only checked (Rack.Check).
+	client *Client
 }
 
 func (r Rack) resolve() (rack, error) {
@@ -195,6 +198,7 @@ type selection struct {
 	balancer  providers.Balancer // nil when the rack has none
 	balancers map[string]providers.Balancer
 	logs      providers.Logs
+	sched     schedulerCalls // the scheduler's rollout calls, through the client's chain
 }
 
 // selectFor resolves an app's provider names; empty names take defaults.
@@ -216,6 +220,7 @@ func (rk rack) selectFor(spec AppSpec) (selection, error) {
 		}
 	}
 	s.balancers = rk.balancers.byName()
+	s.sched = schedulerCalls{ch: chain{c: rk.client, kind: "scheduler", name: s.spec.Scheduler}, s: s.scheduler}
 	return s, nil
 }
 

@@ -66,6 +66,31 @@ func (nopRegistry) Credentials(context.Context, string) (providers.Credentials, 
 	return providers.Credentials{}, nil
 }
 
+type listingRegistry struct{ nopRegistry }
+
+func (listingRegistry) ListImages(context.Context, string) ([]providers.Image, error) {
+	return nil, nil
+}
+
+type deletingRegistry struct{ nopRegistry }
+
+func (deletingRegistry) DeleteImage(context.Context, string, string) error { return nil }
+
+type fullRegistry struct {
+	listingRegistry
+	deletingRegistry
+}
+
+func (fullRegistry) EnsureRepository(context.Context, string) (providers.Repository, error) {
+	return providers.Repository{}, nil
+}
+func (fullRegistry) Resolve(context.Context, string) (providers.Image, error) {
+	return providers.Image{}, nil
+}
+func (fullRegistry) Credentials(context.Context, string) (providers.Credentials, error) {
+	return providers.Credentials{}, nil
+}
+
 type nopLogs struct{ providers.Logs }
 
 // capabilities lists the capabilities sel.check finds, and whether the
@@ -104,6 +129,7 @@ func TestChainKeepsCapabilities(t *testing.T) {
 		name      string
 		scheduler providers.Scheduler
 		balancer  providers.Balancer
+		registry  providers.Registry // nopRegistry when nil
 		want      []string
 	}{
 		{name: "base", scheduler: baseScheduler{}, balancer: baseBalancer{}},
@@ -119,15 +145,24 @@ func TestChainKeepsCapabilities(t *testing.T) {
 			name: "both", scheduler: stagingScheduler{}, balancer: weightedBalancer{},
 			want: []string{"WeightShifter", "Stager", "balancer is a WeightShifter", "balancer default is a WeightShifter", "scheduler calls stage"},
 		},
+		{name: "listing registry", scheduler: baseScheduler{}, balancer: baseBalancer{}, registry: listingRegistry{}, want: []string{"ImageLister"}},
+		{name: "deleting registry", scheduler: baseScheduler{}, balancer: baseBalancer{}, registry: deletingRegistry{}, want: []string{"ImageDeleter"}},
+		{name: "full registry", scheduler: baseScheduler{}, balancer: baseBalancer{}, registry: fullRegistry{}, want: []string{"ImageLister", "ImageDeleter"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Rack{Registry: nopRegistry{}, Scheduler: tc.scheduler, Balancer: tc.balancer, Logs: nopLogs{}, Store: memStore{}}
-			rk, err := r.resolve()
+			if tc.registry == nil {
+				tc.registry = nopRegistry{}
+			}
+			raw := selection{spec: AppSpec{Registry: DefaultName, Scheduler: DefaultName, Balancer: DefaultName, Logs: DefaultName},
+				registry: tc.registry, scheduler: tc.scheduler, balancer: tc.balancer, logs: nopLogs{},
+				balancers: map[string]providers.Balancer{DefaultName: tc.balancer}, sched: schedulerCalls{s: tc.scheduler}}
+			r := Rack{Registry: tc.registry, Scheduler: tc.scheduler, Balancer: tc.balancer, Logs: nopLogs{}, Store: memStore{}}
+			checked, err := r.resolve()
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := rk.selectFor(AppSpec{})
+			resolved, err := checked.selectFor(AppSpec{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,6 +181,9 @@ func TestChainKeepsCapabilities(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, capabilities(raw)); diff != "" {
 				t.Errorf("rack's providers (-want +got)\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, capabilities(resolved)); diff != "" {
+				t.Errorf("providers Rack.Check sees (-want +got)\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.want, capabilities(wrapped)); diff != "" {
 				t.Errorf("client's providers (-want +got)\n%s", diff)
@@ -213,6 +251,61 @@ func TestChainRetries(t *testing.T) {
 				got.Err = err
 			}
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b error) bool { return a == b })); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+// flakyRegistry fails its first Resolve calls with errs.
+type flakyRegistry struct {
+	nopRegistry
+	errs  []error
+	calls int
+}
+
+func (f *flakyRegistry) Resolve(context.Context, string) (providers.Image, error) {
+	f.calls++
+	if len(f.errs) == 0 {
+		return providers.Image{Digest: "sha256:1"}, nil
+	}
+	err := f.errs[0]
+	f.errs = f.errs[1:]
+	return providers.Image{}, err
+}
+
+// TestRegistryResolveRetries: the client's registries retry a temporary
+// error of Resolve and give up on others at once.
+func TestRegistryResolveRetries(t *testing.T) {
+	unavailable := fmt.Errorf("registry: %w", providers.ErrUnavailable)
+	notFound := fmt.Errorf("registry: %w", providers.ErrNotFound)
+	type result struct {
+		Calls  int
+		Digest string
+		Err    bool
+	}
+	tests := []struct {
+		name string
+		errs []error
+		want result
+	}{
+		{name: "temporary", errs: []error{unavailable}, want: result{Calls: 2, Digest: "sha256:1"}},
+		{name: "not found", errs: []error{notFound}, want: result{Calls: 1, Err: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := &flakyRegistry{errs: tc.errs}
+			c, err := New(Rack{Registry: reg, Scheduler: baseScheduler{}, Logs: nopLogs{}, Store: memStore{}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sel, err := c.rack.selectFor(AppSpec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := c.resolve(context.Background(), sel.registry, "web:v1")
+			got := result{Calls: reg.calls, Digest: img.Digest, Err: err != nil}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})

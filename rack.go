@@ -168,6 +168,9 @@ func (r Rack) resolve() (rack, error) {
 	if rk.registries, err = mkNamed("registry", r.Registry, r.Registries, true); err != nil {
 		return rk, err
 	}
+	for i, it := range rk.registries.items {
+		rk.registries.items[i].Provider = wrapRegistry(it.Provider)
+	}
 	if rk.schedulers, err = mkNamed("scheduler", r.Scheduler, r.Schedulers, true); err != nil {
 		return rk, err
 	}

@@ -256,15 +256,46 @@ func (r retryingStore) List(ctx context.Context, prefix string, opts providers.L
 	return p, err
 }
 
-// resolve resolves an image reference, retrying a temporary registry
-// error as the store's calls are retried.
+// resolve resolves an image reference; the rack's registries retry a
+// temporary error of Resolve themselves (retryingRegistry).
 func (c *Client) resolve(ctx context.Context, reg providers.Registry, ref string) (providers.Image, error) {
-	var img providers.Image
-	err := retryBounded(ctx, func() error {
-		var err error
-		img, err = reg.Resolve(ctx, ref)
-		return err
-	})
+	return reg.Resolve(ctx, ref)
+}
+
+// wrapRegistry returns r with Resolve retried by retryBounded, as the
+// store's calls are. It implements providers.ImageLister and
+// providers.ImageDeleter if and only if r does; their calls, like
+// EnsureRepository and Credentials, are not retried.
+func wrapRegistry(r providers.Registry) providers.Registry {
+	w := retryingRegistry{r}
+	l, lister := r.(providers.ImageLister)
+	d, deleter := r.(providers.ImageDeleter)
+	switch {
+	case lister && deleter:
+		return struct {
+			retryingRegistry
+			providers.ImageLister
+			providers.ImageDeleter
+		}{w, l, d}
+	case lister:
+		return struct {
+			retryingRegistry
+			providers.ImageLister
+		}{w, l}
+	case deleter:
+		return struct {
+			retryingRegistry
+			providers.ImageDeleter
+		}{w, d}
+	}
+	return w
+}
+
+// retryingRegistry is a registry whose Resolve is retried by retryBounded.
+type retryingRegistry struct{ providers.Registry }
+
+func (r retryingRegistry) Resolve(ctx context.Context, ref string) (img providers.Image, err error) {
+	err = retryBounded(ctx, func() error { img, err = r.Registry.Resolve(ctx, ref); return err })
 	return img, err
 }
 

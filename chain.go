@@ -125,7 +125,8 @@ func (w *weightedBalancerCalls) DeleteTargetSet(ctx context.Context, routeID, se
 // through a chain. A scheduler has many optional capabilities, so the
 // selection keeps the scheduler itself for capability checks and the
 // calls the engine makes of them (runs, plans, drift), and makes its
-// rollout calls (Apply, Status, Delete and staging) through schedulerCalls.
+// rollout calls (Apply, Status, Delete and staging) through schedulerCalls;
+// the status batcher calls StatusMany through its chain.
 type schedulerCalls struct {
 	ch chain
 	s  providers.Scheduler

@@ -186,12 +186,7 @@ func (c *Client) CreateApp(ctx context.Context, name string, spec *AppSpec) (*Ap
 	if err != nil {
 		return nil, wrapErr(op, name, "", err)
 	}
-	var v int64
-	err = c.retryStore(ctx, func() error {
-		var err error
-		v, err = c.rack.store.Put(ctx, appKey(name), b, 0)
-		return err
-	})
+	v, err := c.rack.store.Put(ctx, appKey(name), b, 0)
 	if errors.Is(err, providers.ErrConflict) {
 		return nil, &Error{Op: op, App: name, Err: fmt.Errorf("app %q: %w", name, providers.ErrAlreadyExists)}
 	}
@@ -253,7 +248,7 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 			return wrapErr(op, name, "", err)
 		}
 	}
-	if err := sel.scheduler.Delete(ctx, name); err != nil {
+	if err := sel.sched.Delete(ctx, name); err != nil {
 		return wrapErr(op, name, "", fmt.Errorf("delete scheduler resources: %w", err))
 	}
 	routes := slices.Clone(doc.Retired)
@@ -276,11 +271,11 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 		if err != nil {
 			return wrapErr(op, name, "", err)
 		}
-		if err := c.retryStore(ctx, func() error { return c.rack.store.Delete(ctx, d.Key, providers.AnyVersion) }); err != nil {
+		if err := c.rack.store.Delete(ctx, d.Key, providers.AnyVersion); err != nil {
 			return wrapErr(op, name, "", err)
 		}
 	}
-	if err := c.retryStore(ctx, func() error { return c.rack.store.Delete(ctx, appKey(name), doc.version) }); err != nil {
+	if err := c.rack.store.Delete(ctx, appKey(name), doc.version); err != nil {
 		return wrapErr(op, name, "", err)
 	}
 	c.emit(Event{Type: EventAppDeleted, App: name, Message: "app deleted"})
@@ -467,7 +462,7 @@ func (a *AppClient) tasks(ctx context.Context) ([]providers.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sel.scheduler.Status(ctx, a.name)
+	st, err := sel.sched.Status(ctx, a.name)
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil, nil // never deployed, or deleted: no tasks
 	}

@@ -163,10 +163,10 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 		}
 	}
 	if d.Previous == "" {
-		return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return sel.scheduler.Delete(ctx, d.App) })
+		return sel.sched.Delete(d.at(ctx, StepCompensate), d.App)
 	}
 	if c, ok := sel.scheduler.(providers.Canceler); ok {
-		if st, err := sel.scheduler.Status(ctx, d.App); err == nil {
+		if st, err := sel.sched.Status(ctx, d.App); err == nil {
 			for _, r := range st.Rollouts {
 				if r.Token == d.token && r.State == providers.RolloutInProgress {
 					if err := c.CancelRollout(ctx, d.App, r.ID); err != nil {
@@ -185,10 +185,7 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 		return serr
 	}
 	token := newToken()
-	if err := d.retry(ctx, StepCompensate, func(ctx context.Context) error {
-		_, err := sel.scheduler.Apply(ctx, prev.desired(token, bindings))
-		return err
-	}); err != nil {
+	if _, err := sel.sched.Apply(d.at(ctx, StepCompensate), prev.desired(token, bindings)); err != nil {
 		return err
 	}
 	return d.waitRestored(ctx, sel, prev, token)

@@ -160,7 +160,8 @@
 //
 //   - Store calls and Registry.Resolve: up to 8 attempts, backing off from
 //     100ms to 2s, within the caller's ctx.
-//   - Inside a deploy (Balancer.EnsureRoute, Scheduler.Apply, and the
+//   - Inside a deploy (Balancer.EnsureRoute, Scheduler.Apply, the staging
+//     and weight calls of blue/green and canary deploys, and the
 //     Scheduler.Status and Balancer.Health observations of its wait):
 //     until the deploy's timeout (DeployOptions.Timeout), backing off from
 //     Options.PollInterval to Options.MaxPollInterval; each retry is an
@@ -171,8 +172,10 @@
 //   - Logs reads: a following Logs iteration retries temporary errors
 //     until its ctx ends; a one-shot read does not retry.
 //
-// Calls made by the Client's waits draw on one rate limiter per provider
-// (Options.RateLimit), shared by all its deploys.
+// Every call the Client makes to a balancer, and its scheduler calls that
+// roll out, observe and stop apps (Apply, Status, StatusMany, Delete and
+// staging), draw on one rate limiter per provider (Options.RateLimit),
+// shared by all its deploys.
 //
 // # Store layout
 //
@@ -292,9 +295,9 @@ type Options struct {
 	NotifyTimeout time.Duration
 	// Holder identifies this client in deploy leases. Default: host name and process id.
 	Holder string
-	// RateLimit bounds the calls per second that the client's waits make to
-	// each provider, shared by every deploy of the client; RateBurst is the
-	// burst. Defaults: 20 and 20. A negative RateLimit disables the limit.
+	// RateLimit bounds the calls per second that the client makes to each
+	// balancer and scheduler (see the package doc, # Retries), shared by
+	// every deploy of the client; RateBurst is the burst. Defaults: 20 and 20. A negative RateLimit disables the limit.
 	RateLimit float64
 	RateBurst int
 	// BatchWindow is how long a status observation waits to be batched
@@ -363,10 +366,16 @@ func New(r Rack, opts *Options) (*Client, error) {
 		return nil, wrapErr("New", "", "", err)
 	}
 	o := opts.withDefaults()
-	return &Client{
-		rack: rk, opts: o, log: o.Logger, inflight: map[string]*Deployment{}, eventLanes: map[string]*eventLane{},
+	c := &Client{
+		opts: o, log: o.Logger, inflight: map[string]*Deployment{}, eventLanes: map[string]*eventLane{},
 		limiters: map[string]*limiter.Limiter{}, batchers: map[string]*statusBatcher{},
-	}, nil
+	}
+	rk.client = c
+	for i, b := range rk.balancers.items {
+		rk.balancers.items[i].Provider = wrapBalancer(chain{c: c, kind: "balancer", name: b.Name}, b.Provider)
+	}
+	c.rack = rk
+	return c, nil
 }
 
 // eventLane serializes the delivery of one app's events.

@@ -438,12 +438,8 @@ func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel se
 			Host: p.Route.Host, Path: p.Route.Path, Certificate: p.Route.Certificate,
 			Health: p.Health, DeregistrationDelay: p.Route.DeregistrationDelay,
 		}
-		var route providers.Route
-		if err := d.retry(ctx, StepRoutes, func(ctx context.Context) error {
-			var err error
-			route, err = bal.EnsureRoute(ctx, spec)
-			return err
-		}); err != nil {
+		route, err := bal.EnsureRoute(d.at(ctx, StepRoutes), spec)
+		if err != nil {
 			return nil, d.ctxOr(ctx, failStep(StepRoutes, err, "ensure route of %s on balancer %s: %v", p.Name, name, err))
 		}
 		if route.Binding.Balancer == "" {
@@ -456,19 +452,4 @@ func (d *Deployment) ensureRoutesOn(ctx context.Context, rel *releaseDoc, sel se
 		routes[p.Name] = routeDoc{Balancer: name, ID: route.ID, Endpoint: route.Endpoint, Binding: route.Binding}
 	}
 	return routes, nil
-}
-
-// retry runs fn until it succeeds, fails with a non-temporary error, or ctx ends.
-func (d *Deployment) retry(ctx context.Context, step Step, fn func(context.Context) error) error {
-	b := d.c.pollBackoff()
-	for {
-		err := fn(ctx)
-		if err == nil || !providers.IsTemporary(err) || ctx.Err() != nil {
-			return err
-		}
-		d.c.emit(Event{Type: EventRetry, App: d.App, Release: d.Release, Step: step, Message: "retrying", Reason: err.Error()})
-		if werr := b.Wait(ctx); werr != nil {
-			return err
-		}
-	}
 }

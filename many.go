@@ -57,10 +57,7 @@ func (c *Client) status(ctx context.Context, sel selection, app string) (provide
 	c.mu.Unlock()
 	if !ok || !concurrent {
 		// Nothing to batch with: observe at once.
-		if err := c.limit(ctx, "scheduler", sel.spec.Scheduler); err != nil {
-			return providers.AppStatus{}, err
-		}
-		return sel.scheduler.Status(ctx, app)
+		return sel.sched.Status(ctx, app)
 	}
 	c.mu.Lock()
 	b := c.batchers[sel.spec.Scheduler]
@@ -91,21 +88,28 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 	// The leader observes for every waiter: its own cancellation must not fail theirs.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	// Waiting for the rate limit first lets every request that arrives
-	// meanwhile join the batch: under load, batches grow by themselves.
-	err := c.limit(fctx, "scheduler", sel.spec.Scheduler)
-	t := time.NewTimer(c.opts.BatchWindow)
-	<-t.C
-	b.mu.Lock()
-	batch := b.pending
-	b.pending = map[string][]chan statusResult{}
-	b.leading = false
-	b.mu.Unlock()
-
-	apps := slices.Sorted(maps.Keys(batch))
+	var batch map[string][]chan statusResult
+	take := func() {
+		t := time.NewTimer(c.opts.BatchWindow)
+		<-t.C
+		b.mu.Lock()
+		batch = b.pending
+		b.pending = map[string][]chan statusResult{}
+		b.leading = false
+		b.mu.Unlock()
+	}
+	// The scheduler's chain waits for the rate limit before it calls:
+	// taking the batch in the call lets every request that arrives
+	// meanwhile join it, so under load, batches grow by themselves.
 	var m map[string]providers.AppStatus
-	if err == nil {
-		m, err = bs.StatusMany(fctx, apps)
+	err := sel.sched.ch.do(fctx, func() error {
+		take()
+		var err error
+		m, err = bs.StatusMany(fctx, slices.Sorted(maps.Keys(batch)))
+		return err
+	})
+	if batch == nil {
+		take() // the rate limit gave up: the batch gets its error
 	}
 	for app, chans := range batch {
 		r := statusResult{err: err}

@@ -81,9 +81,6 @@ func (c *Client) routeHealth(ctx context.Context, sel selection, st providers.Ap
 	if b == nil {
 		return 0, nil, providers.Invalidf("route of process %s is on balancer %q, which the rack no longer has", process, r.Balancer)
 	}
-	if err := c.limit(ctx, "balancer", r.Balancer); err != nil {
-		return 0, nil, err
-	}
 	hs, err := b.Health(ctx, r.ID)
 	if err != nil {
 		return 0, nil, err

@@ -157,6 +157,9 @@ type rack struct {
 	logs       named[providers.Logs]
 	store      providers.Store
 	notifiers  []providers.Notifier
+	// client is the Client whose chain the providers' calls go through;
+	// nil for a rack only checked (Rack.Check).
+	client *Client
 }
 
 func (r Rack) resolve() (rack, error) {
@@ -164,6 +167,9 @@ func (r Rack) resolve() (rack, error) {
 	var err error
 	if rk.registries, err = mkNamed("registry", r.Registry, r.Registries, true); err != nil {
 		return rk, err
+	}
+	for i, it := range rk.registries.items {
+		rk.registries.items[i].Provider = wrapRegistry(it.Provider)
 	}
 	if rk.schedulers, err = mkNamed("scheduler", r.Scheduler, r.Schedulers, true); err != nil {
 		return rk, err
@@ -177,7 +183,7 @@ func (r Rack) resolve() (rack, error) {
 	if r.Store == nil {
 		return rk, providers.Invalidf("the rack needs a store")
 	}
-	rk.store = r.Store
+	rk.store = retryingStore{r.Store}
 	for i, n := range r.Notifiers {
 		if n == nil {
 			return rk, providers.Invalidf("notifier %d in the rack is nil", i)
@@ -195,6 +201,7 @@ type selection struct {
 	balancer  providers.Balancer // nil when the rack has none
 	balancers map[string]providers.Balancer
 	logs      providers.Logs
+	sched     schedulerCalls // the scheduler's rollout calls, through the client's chain
 }
 
 // selectFor resolves an app's provider names; empty names take defaults.
@@ -216,6 +223,7 @@ func (rk rack) selectFor(spec AppSpec) (selection, error) {
 		}
 	}
 	s.balancers = rk.balancers.byName()
+	s.sched = schedulerCalls{ch: chain{c: rk.client, kind: "scheduler", name: s.spec.Scheduler}, s: s.scheduler}
 	return s, nil
 }
 

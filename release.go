@@ -331,12 +331,7 @@ func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
 		if err != nil {
 			return err
 		}
-		var v int64
-		err = c.retryStore(ctx, func() error {
-			var err error
-			v, err = c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
-			return err
-		})
+		v, err := c.rack.store.Put(ctx, releaseKey(doc.App, doc.Seq), b, 0)
 		if errors.Is(err, providers.ErrConflict) {
 			continue // taken by a concurrent creation
 		}
@@ -355,12 +350,7 @@ func (c *Client) saveNewRelease(ctx context.Context, doc *releaseDoc) error {
 
 // latestDoc returns the newest release document, or nil when there is none.
 func (a *AppClient) latestDoc(ctx context.Context) (*releaseDoc, error) {
-	var page providers.DocPage
-	err := a.c.retryStore(ctx, func() error {
-		var err error
-		page, err = a.c.rack.store.List(ctx, releasePrefix(a.name), providers.ListOptions{Reverse: true, Limit: 1})
-		return err
-	})
+	page, err := a.c.rack.store.List(ctx, releasePrefix(a.name), providers.ListOptions{Reverse: true, Limit: 1})
 	if err != nil || len(page.Docs) == 0 {
 		return nil, err
 	}

@@ -174,12 +174,7 @@ func (c *Client) loadApp(ctx context.Context, name string) (*appDoc, error) {
 	if err := providers.ValidateName("app", name, providers.MaxAppName); err != nil {
 		return nil, err
 	}
-	var d providers.Doc
-	err := c.retryStore(ctx, func() error {
-		var err error
-		d, err = c.rack.store.Get(ctx, appKey(name))
-		return err
-	})
+	d, err := c.rack.store.Get(ctx, appKey(name))
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil, fmt.Errorf("app %q: %w", name, providers.ErrNotFound)
 	}
@@ -200,12 +195,7 @@ func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 	if err != nil {
 		return err
 	}
-	var v int64
-	err = c.retryStore(ctx, func() error {
-		var err error
-		v, err = c.rack.store.Put(ctx, appKey(doc.Name), b, doc.version)
-		return err
-	})
+	v, err := c.rack.store.Put(ctx, appKey(doc.Name), b, doc.version)
 	if err != nil {
 		return err
 	}
@@ -221,11 +211,11 @@ const (
 	retryMax      = 2 * time.Second
 )
 
-// retryStore runs a store operation, retrying temporary errors (up to
+// retryBounded runs one provider call, retrying temporary errors (up to
 // retryAttempts calls, backing off from retryInitial to retryMax): the
 // store holds the truth about what is active, so a throttled write must
 // not abandon a workflow midway.
-func (c *Client) retryStore(ctx context.Context, fn func() error) error {
+func retryBounded(ctx context.Context, fn func() error) error {
 	b := poll.Backoff{Initial: retryInitial, Max: retryMax}
 	for attempt := 1; ; attempt++ {
 		err := fn()
@@ -238,15 +228,74 @@ func (c *Client) retryStore(ctx context.Context, fn func() error) error {
 	}
 }
 
-// resolve resolves an image reference, retrying a temporary registry
-// error as retryStore retries the store.
+// retryingStore is the rack's Store as the Client uses it: every call
+// retried by retryBounded. A conditional Put or Delete is retried as it
+// was asked, with the same version: when an attempt that reported a
+// temporary error did write, the retry reports ErrConflict, which the
+// caller handles as any concurrent write (updateApp and updateRelease
+// read again). The Store interface has no optional capabilities, so the
+// wrapper hides none.
+type retryingStore struct{ s providers.Store }
+
+func (r retryingStore) Get(ctx context.Context, key string) (d providers.Doc, err error) {
+	err = retryBounded(ctx, func() error { d, err = r.s.Get(ctx, key); return err })
+	return d, err
+}
+
+func (r retryingStore) Put(ctx context.Context, key string, value []byte, ifVersion int64) (v int64, err error) {
+	err = retryBounded(ctx, func() error { v, err = r.s.Put(ctx, key, value, ifVersion); return err })
+	return v, err
+}
+
+func (r retryingStore) Delete(ctx context.Context, key string, ifVersion int64) error {
+	return retryBounded(ctx, func() error { return r.s.Delete(ctx, key, ifVersion) })
+}
+
+func (r retryingStore) List(ctx context.Context, prefix string, opts providers.ListOptions) (p providers.DocPage, err error) {
+	err = retryBounded(ctx, func() error { p, err = r.s.List(ctx, prefix, opts); return err })
+	return p, err
+}
+
+// resolve resolves an image reference; the rack's registries retry a
+// temporary error of Resolve themselves (retryingRegistry).
 func (c *Client) resolve(ctx context.Context, reg providers.Registry, ref string) (providers.Image, error) {
-	var img providers.Image
-	err := c.retryStore(ctx, func() error {
-		var err error
-		img, err = reg.Resolve(ctx, ref)
-		return err
-	})
+	return reg.Resolve(ctx, ref)
+}
+
+// wrapRegistry returns r with Resolve retried by retryBounded, as the
+// store's calls are. It implements providers.ImageLister and
+// providers.ImageDeleter if and only if r does; their calls, like
+// EnsureRepository and Credentials, are not retried.
+func wrapRegistry(r providers.Registry) providers.Registry {
+	w := retryingRegistry{r}
+	l, lister := r.(providers.ImageLister)
+	d, deleter := r.(providers.ImageDeleter)
+	switch {
+	case lister && deleter:
+		return struct {
+			retryingRegistry
+			providers.ImageLister
+			providers.ImageDeleter
+		}{w, l, d}
+	case lister:
+		return struct {
+			retryingRegistry
+			providers.ImageLister
+		}{w, l}
+	case deleter:
+		return struct {
+			retryingRegistry
+			providers.ImageDeleter
+		}{w, d}
+	}
+	return w
+}
+
+// retryingRegistry is a registry whose Resolve is retried by retryBounded.
+type retryingRegistry struct{ providers.Registry }
+
+func (r retryingRegistry) Resolve(ctx context.Context, ref string) (img providers.Image, err error) {
+	err = retryBounded(ctx, func() error { img, err = r.Registry.Resolve(ctx, ref); return err })
 	return img, err
 }
 
@@ -277,12 +326,7 @@ func (c *Client) loadRelease(ctx context.Context, app, id string) (*releaseDoc, 
 	if err != nil {
 		return nil, err
 	}
-	var d providers.Doc
-	err = c.retryStore(ctx, func() error {
-		var err error
-		d, err = c.rack.store.Get(ctx, releaseKey(app, seq))
-		return err
-	})
+	d, err := c.rack.store.Get(ctx, releaseKey(app, seq))
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil, fmt.Errorf("release %s of app %q: %w", releaseID(seq), app, providers.ErrNotFound)
 	}
@@ -313,10 +357,7 @@ func (c *Client) updateRelease(ctx context.Context, app, id string, fn func(*rel
 		if err != nil {
 			return err
 		}
-		err = c.retryStore(ctx, func() error {
-			_, err := c.rack.store.Put(ctx, releaseKey(app, r.Seq), b, r.version)
-			return err
-		})
+		_, err = c.rack.store.Put(ctx, releaseKey(app, r.Seq), b, r.version)
 		if err == nil || !errors.Is(err, providers.ErrConflict) || attempt >= 50 {
 			return err
 		}
@@ -329,11 +370,7 @@ func (c *Client) list(ctx context.Context, prefix string, reverse bool) iter.Seq
 		token := ""
 		for {
 			var page providers.DocPage
-			err := c.retryStore(ctx, func() error {
-				var err error
-				page, err = c.rack.store.List(ctx, prefix, providers.ListOptions{Reverse: reverse, Token: token})
-				return err
-			})
+			page, err := c.rack.store.List(ctx, prefix, providers.ListOptions{Reverse: reverse, Token: token})
 			if err != nil {
 				yield(providers.Doc{}, err)
 				return

@@ -125,10 +125,7 @@ func (rolling) validate() error     { return nil }
 func (rolling) promote(ctx context.Context, d *Deployment, rel *releaseDoc, sel selection, bindings map[string][]providers.Binding) *stepError {
 	d.stepEvent(StepApply, fmt.Sprintf("applying %s to scheduler %s", d.Release, sel.spec.Scheduler))
 	desired := rel.desired(d.token, bindings)
-	if err := d.retry(ctx, StepApply, func(ctx context.Context) error {
-		_, err := sel.scheduler.Apply(ctx, desired)
-		return err
-	}); err != nil {
+	if _, err := sel.sched.Apply(d.at(ctx, StepApply), desired); err != nil {
 		return d.ctxOr(ctx, failStep(StepApply, err, "apply: %v", err))
 	}
 	return d.wait(ctx, rel, sel)
@@ -204,7 +201,7 @@ func (wp weightedPlan) weights(p string, newPercent int) map[string]int {
 func (d *Deployment) setWeights(ctx context.Context, ws providers.WeightShifter, wp weightedPlan, newPercent int) error {
 	for _, p := range slices.Sorted(maps.Keys(wp.routes)) {
 		id := wp.routes[p].ID
-		if err := d.retry(ctx, StepShift, func(ctx context.Context) error { return ws.SetWeights(ctx, id, wp.weights(p, newPercent)) }); err != nil {
+		if err := ws.SetWeights(d.at(ctx, StepShift), id, wp.weights(p, newPercent)); err != nil {
 			return fmt.Errorf("set weights of %s: %w", p, err)
 		}
 	}
@@ -230,12 +227,8 @@ func (d *Deployment) planWeighted(ctx context.Context, rel *releaseDoc, ws provi
 			wp.oth[p.Name] = r.Binding
 			continue
 		}
-		var b providers.Binding
-		if err := d.retry(ctx, StepStage, func(ctx context.Context) error {
-			var err error
-			b, err = ws.EnsureTargetSet(ctx, r.ID, o)
-			return err
-		}); err != nil {
+		b, err := ws.EnsureTargetSet(d.at(ctx, StepStage), r.ID, o)
+		if err != nil {
 			return wp, fmt.Errorf("ensure target set %q of %s: %w", o, p.Name, err)
 		}
 		if b.Balancer == "" {
@@ -251,7 +244,7 @@ func (d *Deployment) planWeighted(ctx context.Context, rel *releaseDoc, ws provi
 // each held for its bake, then switches and drains the old release.
 func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel selection, steps []CanaryStep) *stepError {
 	ws := sel.balancer.(providers.WeightShifter)
-	stager := sel.scheduler.(providers.Stager)
+	stager, _ := sel.sched.stager()
 	wp, serr := d.stage(ctx, rel, sel, ws, stager)
 	if serr != nil {
 		return serr
@@ -275,7 +268,7 @@ func (d *Deployment) promoteWeighted(ctx context.Context, rel *releaseDoc, sel s
 		return serr
 	}
 	d.switched = true
-	if err := d.retry(ctx, StepSwitch, func(ctx context.Context) error { return stager.PromoteStage(ctx, d.App) }); err != nil {
+	if err := stager.PromoteStage(d.at(ctx, StepSwitch), d.App); err != nil {
 		return d.ctxOr(ctx, failStep(StepSwitch, err, "promote staged release: %v", err))
 	}
 	if err := d.setLive(ctx, wp); err != nil {
@@ -317,10 +310,7 @@ func (d *Deployment) stage(ctx context.Context, rel *releaseDoc, sel selection, 
 		bindings[p] = []providers.Binding{b}
 	}
 	desired := rel.desired(d.token, bindings)
-	if err := d.retry(ctx, StepStage, func(ctx context.Context) error {
-		_, err := stager.Stage(ctx, desired)
-		return err
-	}); err != nil {
+	if _, err := stager.Stage(d.at(ctx, StepStage), desired); err != nil {
 		return wp, d.ctxOr(ctx, failStep(StepStage, err, "stage: %v", err))
 	}
 	return wp, d.waitFor(ctx, rel, sel, waitSpec{
@@ -354,7 +344,7 @@ func (d *Deployment) setLive(ctx context.Context, wp weightedPlan) error {
 // goes back to the serving release at once and the staged tasks stop.
 func (d *Deployment) unstage(ctx context.Context, sel selection) error {
 	ws, ok1 := sel.balancer.(providers.WeightShifter)
-	stager, ok2 := sel.scheduler.(providers.Stager)
+	stager, ok2 := sel.sched.stager()
 	if !ok1 || !ok2 {
 		return fmt.Errorf("%w: the rack no longer offers weighted deploys for this app", providers.ErrUnimplemented)
 	}
@@ -374,5 +364,5 @@ func (d *Deployment) unstage(ctx context.Context, sel selection) error {
 		return err
 	}
 	d.stepEvent(StepCompensate, "all traffic is back on the serving release; stopping the staged one")
-	return d.retry(ctx, StepCompensate, func(ctx context.Context) error { return stager.DiscardStage(ctx, d.App) })
+	return stager.DiscardStage(d.at(ctx, StepCompensate), d.App)
 }

@@ -141,35 +141,76 @@ func (s serialSynced) Health(ctx context.Context, id string) ([]providers.Target
 // ALB's route. Requests to each endpoint never fail while it serves, and
 // the state is checked through the AWS APIs.
 func TestClassicELBToALBMigrationOnECS(t *testing.T) {
+	finishAndAbort(t, classicToALB)
+}
+
+// finishAndAbort runs migrate on each emulator twice: ending the migration
+// with Finish and with Abort.
+func finishAndAbort(t *testing.T, migrate func(t *testing.T, e awstest.Emulator, finish bool)) {
 	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
 		for _, finish := range []bool{true, false} {
 			name := "abort"
 			if finish {
 				name = "finish"
 			}
-			t.Run(name, func(t *testing.T) { classicToALB(t, e, finish) })
+			t.Run(name, func(t *testing.T) { migrate(t, e, finish) })
 		}
 	})
 }
 
-func classicToALB(t *testing.T, e awstest.Emulator, finish bool) {
-	ctx := t.Context()
+// migrationHarness returns a harness on the emulator e with an ECS server
+// stepping on its own and a store table, and the subnets and security
+// groups a load balancer may be created in there.
+func migrationHarness(t *testing.T, e awstest.Emulator) (h *harness, subnets, sgs []string) {
 	cfg := e.Config()
-	h := &harness{t: t, cfg: cfg, ecs: ecstest.New(t, &ecstest.Options{AutoStep: true}), table: awstest.Name(t, "store")}
-	if err := dynamostore.EnsureTable(ctx, dynamodb.NewFromConfig(cfg), h.table); err != nil {
+	h = &harness{t: t, cfg: cfg, ecs: ecstest.New(t, &ecstest.Options{AutoStep: true}), table: awstest.Name(t, "store")}
+	if err := dynamostore.EnsureTable(t.Context(), dynamodb.NewFromConfig(cfg), h.table); err != nil {
 		t.Fatalf("store table: %v", err)
 	}
-	subnets, sgs := []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
-	if e.Backend == awstest.Moto {
-		// moto creates load balancers only in subnets of its EC2 (AWS
-		// requires existing subnets too; kumo does not check).
-		var sg string
-		subnets, sg = awstest.Subnets(t, cfg)
-		sgs = []string{sg}
+	subnets, sgs = lbSubnets(t, e)
+	return h, subnets, sgs
+}
+
+// lbSubnets returns the subnets and security groups a load balancer may
+// be created in on the emulator e: moto creates load balancers only in
+// subnets of its EC2 (AWS requires existing subnets too; kumo does not
+// check).
+func lbSubnets(t *testing.T, e awstest.Emulator) (subnets, sgs []string) {
+	if e.Backend != awstest.Moto {
+		return []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
 	}
+	subnets, sg := awstest.Subnets(t, e.Config())
+	return subnets, []string{sg}
+}
+
+// endMigration ends the migration of web with Finish or Abort and checks
+// that the users of the endpoint that stays served throughout and those
+// of the one that goes were served until it went. oldName and newName
+// name the endpoints in failures.
+func endMigration(t *testing.T, web *convox.AppClient, finish bool, oldUsers, newUsers *prober, oldName, newName string) {
+	t.Helper()
+	if finish {
+		// The users of the old endpoint have moved to the new one.
+		checkRequests(t, oldName+", until Finish", oldUsers)
+		if _, err := web.FinishBalancerMigration(t.Context(), nil); err != nil {
+			t.Fatalf("FinishBalancerMigration: %v", err)
+		}
+		checkRequests(t, newName+", from Start to after Finish", newUsers)
+		return
+	}
+	checkRequests(t, newName+", from Start to Abort", newUsers)
+	if err := web.AbortBalancerMigration(t.Context(), nil); err != nil {
+		t.Fatalf("AbortBalancerMigration: %v", err)
+	}
+	checkRequests(t, oldName+", throughout", oldUsers)
+}
+
+func classicToALB(t *testing.T, e awstest.Emulator, finish bool) {
+	ctx := t.Context()
+	h, subnets, sgs := migrationHarness(t, e)
 	elbSrv := elbtest.New(t)
 	elbAPI := elb.NewFromConfig(awstest.ConfigFor(elbSrv.URL))
-	elbv2API := elbv2.NewFromConfig(cfg)
+	elbv2API := elbv2.NewFromConfig(h.cfg)
 	ecsAPI := h.ecsClient()
 	att := &serialAttacher{att: &elbtest.Attacher{ECS: ecsAPI, Cluster: cluster, ELB: elbAPI, ELBv2: elbv2API}}
 	lbName := awstest.Name(t, "alb")
@@ -233,22 +274,10 @@ func classicToALB(t *testing.T, e awstest.Emulator, finish bool) {
 		t.Errorf("after a deploy during the migration (-want +got):\n%s", diff)
 	}
 
-	var want state
+	endMigration(t, web, finish, oldUsers, newUsers, "the classic endpoint", "the ALB endpoint")
+	want := state{Services: []string{"EC2 classic:" + route + " " + r2.ID}, ClassicHealthy: 2, ALBHealthy: -1}
 	if finish {
-		// The users of the old endpoint have moved to the new one.
-		checkRequests(t, "the classic endpoint, until Finish", oldUsers)
-		if _, err := web.FinishBalancerMigration(ctx, nil); err != nil {
-			t.Fatalf("FinishBalancerMigration: %v", err)
-		}
-		checkRequests(t, "the ALB endpoint, from Start to after Finish", newUsers)
 		want = state{Services: []string{"FARGATE target-group:" + route + " " + r2.ID}, ClassicHealthy: -1, ALBHealthy: 2}
-	} else {
-		checkRequests(t, "the ALB endpoint, from Start to Abort", newUsers)
-		if err := web.AbortBalancerMigration(ctx, nil); err != nil {
-			t.Fatalf("AbortBalancerMigration: %v", err)
-		}
-		checkRequests(t, "the classic endpoint, throughout", oldUsers)
-		want = state{Services: []string{"EC2 classic:" + route + " " + r2.ID}, ClassicHealthy: 2, ALBHealthy: -1}
 	}
 	h.ecs.Settle()
 	if diff := cmp.Diff(want, look()); diff != "" {
@@ -409,31 +438,13 @@ func targetsHealthy(t *testing.T, api *elbv2.Client, arn string) int {
 // While both serve, the one service is attached to both target groups;
 // Finish leaves it on the new one and deletes the old, Abort the reverse.
 func TestALBToALBMigrationOnECS(t *testing.T) {
-	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
-		for _, finish := range []bool{true, false} {
-			name := "abort"
-			if finish {
-				name = "finish"
-			}
-			t.Run(name, func(t *testing.T) { albToALB(t, e, finish) })
-		}
-	})
+	finishAndAbort(t, albToALB)
 }
 
 func albToALB(t *testing.T, e awstest.Emulator, finish bool) {
 	ctx := t.Context()
-	cfg := e.Config()
-	h := &harness{t: t, cfg: cfg, ecs: ecstest.New(t, &ecstest.Options{AutoStep: true}), table: awstest.Name(t, "store")}
-	if err := dynamostore.EnsureTable(ctx, dynamodb.NewFromConfig(cfg), h.table); err != nil {
-		t.Fatalf("store table: %v", err)
-	}
-	subnets, sgs := []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
-	if e.Backend == awstest.Moto {
-		var sg string
-		subnets, sg = awstest.Subnets(t, cfg)
-		sgs = []string{sg}
-	}
-	elbv2API := elbv2.NewFromConfig(cfg)
+	h, subnets, sgs := migrationHarness(t, e)
+	elbv2API := elbv2.NewFromConfig(h.cfg)
 	ecsAPI := h.ecsClient()
 	att := &serialAttacher{att: &elbtest.Attacher{ECS: ecsAPI, Cluster: cluster, ELBv2: elbv2API}}
 	alb := func(ns string) serialSynced {
@@ -480,21 +491,10 @@ func albToALB(t *testing.T, e awstest.Emulator, finish bool) {
 	if diff := cmp.Diff(both, look()); diff != "" {
 		t.Errorf("after StartBalancerMigration (-want +got):\n%s", diff)
 	}
-	var want state
+	endMigration(t, web, finish, oldUsers, newUsers, "the first ALB's endpoint", "the second ALB's endpoint")
+	want := state{Services: []string{"FARGATE target-group:" + oldRoute + " " + r1.ID}, OldHealthy: 2, NewHealthy: -1}
 	if finish {
-		checkRequests(t, "the first ALB's endpoint, until Finish", oldUsers)
-		if _, err := web.FinishBalancerMigration(ctx, nil); err != nil {
-			t.Fatalf("FinishBalancerMigration: %v", err)
-		}
-		checkRequests(t, "the second ALB's endpoint, from Start to after Finish", newUsers)
 		want = state{Services: []string{"FARGATE target-group:" + newRoute + " " + r1.ID}, OldHealthy: -1, NewHealthy: 2}
-	} else {
-		checkRequests(t, "the second ALB's endpoint, from Start to Abort", newUsers)
-		if err := web.AbortBalancerMigration(ctx, nil); err != nil {
-			t.Fatalf("AbortBalancerMigration: %v", err)
-		}
-		checkRequests(t, "the first ALB's endpoint, throughout", oldUsers)
-		want = state{Services: []string{"FARGATE target-group:" + oldRoute + " " + r1.ID}, OldHealthy: 2, NewHealthy: -1}
 	}
 	h.ecs.Settle()
 	if diff := cmp.Diff(want, look()); diff != "" {
@@ -527,12 +527,7 @@ func TestTwoRacksDeployOneAppNameSideBySide(t *testing.T) {
 		if err := dynamostore.EnsureTable(ctx, db, table); err != nil {
 			t.Fatal(err)
 		}
-		subnets, sgs := []string{"subnet-a", "subnet-b"}, []string{"sg-1"}
-		if e.Backend == awstest.Moto {
-			var sg string
-			subnets, sg = awstest.Subnets(t, cfg)
-			sgs = []string{sg}
-		}
+		subnets, sgs := lbSubnets(t, e)
 		elbv2API := elbv2.NewFromConfig(cfg)
 		ecsAPI := ecs.NewFromConfig(awstest.ConfigFor(srv.URL))
 		app := awstest.Name(t, "shop")

@@ -420,29 +420,41 @@ func (r *Rack) advance(a *app) {
 	r.advanceStaged(a)
 }
 
+// startStep moves ro through the steps every rollout shares: accepted
+// (start its tasks unless it stalls) and started (run them; when some
+// crash, start again, and when the circuit breaker trips, fail with its
+// reason). It reports whether ro was at one of those steps.
+func (r *Rack) startStep(a *app, ro *rollout, fail func(reason string)) bool {
+	switch ro.step {
+	case stepAccepted:
+		if !r.stalls(a, ro) {
+			r.startTasks(a, ro)
+			ro.step = stepStarted
+		}
+		return true
+	case stepStarted:
+		if r.runTasks(a, ro) == 0 {
+			ro.step = stepRunning
+			return true
+		}
+		ro.step = stepAccepted
+		if r.breakerTripped(ro) {
+			fail(breakerReason(ro))
+		}
+		return true
+	}
+	return false
+}
+
 func (r *Rack) advanceServing(a *app) {
 	ro := a.current
 	if ro == nil || ro.State != providers.RolloutInProgress {
 		return
 	}
+	if r.startStep(a, ro, func(reason string) { a.revert(r, ro, providers.RolloutFailed, reason) }) {
+		return
+	}
 	switch ro.step {
-	case stepAccepted:
-		if r.stalls(a, ro) {
-			return
-		}
-		r.startTasks(a, ro)
-		ro.step = stepStarted
-
-	case stepStarted:
-		if r.runTasks(a, ro) == 0 {
-			ro.step = stepRunning
-			return
-		}
-		ro.step = stepAccepted
-		if r.breakerTripped(ro) {
-			a.revert(r, ro, providers.RolloutFailed, breakerReason(ro))
-		}
-
 	case stepRunning:
 		if r.anyUnhealthy(a, ro) {
 			return
@@ -468,28 +480,11 @@ func (r *Rack) advanceStaged(a *app) {
 	if ro == nil || ro.State != providers.RolloutInProgress {
 		return
 	}
-	switch ro.step {
-	case stepAccepted:
-		if r.stalls(a, ro) {
-			return
-		}
-		r.startTasks(a, ro)
-		ro.step = stepStarted
-
-	case stepStarted:
-		if r.runTasks(a, ro) == 0 {
-			ro.step = stepRunning
-			return
-		}
-		ro.step = stepAccepted
-		if r.breakerTripped(ro) {
-			a.discardStage(r, providers.RolloutFailed, breakerReason(ro))
-		}
-
-	case stepRunning:
-		if !r.anyUnhealthy(a, ro) {
-			ro.State = providers.RolloutCompleted
-		}
+	if r.startStep(a, ro, func(reason string) { a.discardStage(r, providers.RolloutFailed, reason) }) {
+		return
+	}
+	if ro.step == stepRunning && !r.anyUnhealthy(a, ro) {
+		ro.State = providers.RolloutCompleted
 	}
 }
 

@@ -604,11 +604,11 @@ func (b *Balancer) ensureTargetGroup(ctx context.Context, lb *loadBalancer, r ro
 			HealthCheckEnabled:         aws.Bool(true),
 			HealthCheckProtocol:        types.ProtocolEnumHttp,
 			HealthCheckPort:            aws.String("traffic-port"),
-			HealthCheckPath:            aws.String(r.health.path),
-			HealthCheckIntervalSeconds: aws.Int32(r.health.interval),
-			HealthCheckTimeoutSeconds:  aws.Int32(r.health.timeout),
-			HealthyThresholdCount:      aws.Int32(r.health.healthy),
-			UnhealthyThresholdCount:    aws.Int32(r.health.unhealthy),
+			HealthCheckPath:            aws.String(r.health.Path),
+			HealthCheckIntervalSeconds: aws.Int32(r.health.Interval),
+			HealthCheckTimeoutSeconds:  aws.Int32(r.health.Timeout),
+			HealthyThresholdCount:      aws.Int32(r.health.Healthy),
+			UnhealthyThresholdCount:    aws.Int32(r.health.Unhealthy),
 			Matcher:                    &types.Matcher{HttpCode: aws.String("200-399")},
 			Tags: b.tags(TagBalancer, lb.name, TagRoute, r.id, TagApp, r.app, TagProcess, r.process, TagSet, set,
 				TagPort, strconv.Itoa(int(r.port))),
@@ -660,16 +660,16 @@ func (b *Balancer) ensureTargetGroup(ctx context.Context, lb *loadBalancer, r ro
 func (b *Balancer) reconcileTargetGroup(ctx context.Context, tg *types.TargetGroup, r route, created bool) error {
 	arn := aws.ToString(tg.TargetGroupArn)
 	h := r.health
-	if aws.ToString(tg.HealthCheckPath) != h.path || aws.ToInt32(tg.HealthCheckIntervalSeconds) != h.interval ||
-		aws.ToInt32(tg.HealthCheckTimeoutSeconds) != h.timeout || aws.ToInt32(tg.HealthyThresholdCount) != h.healthy ||
-		aws.ToInt32(tg.UnhealthyThresholdCount) != h.unhealthy {
+	if aws.ToString(tg.HealthCheckPath) != h.Path || aws.ToInt32(tg.HealthCheckIntervalSeconds) != h.Interval ||
+		aws.ToInt32(tg.HealthCheckTimeoutSeconds) != h.Timeout || aws.ToInt32(tg.HealthyThresholdCount) != h.Healthy ||
+		aws.ToInt32(tg.UnhealthyThresholdCount) != h.Unhealthy {
 		if _, err := b.api.ModifyTargetGroup(ctx, &elbv2.ModifyTargetGroupInput{
 			TargetGroupArn:             aws.String(arn),
-			HealthCheckPath:            aws.String(h.path),
-			HealthCheckIntervalSeconds: aws.Int32(h.interval),
-			HealthCheckTimeoutSeconds:  aws.Int32(h.timeout),
-			HealthyThresholdCount:      aws.Int32(h.healthy),
-			UnhealthyThresholdCount:    aws.Int32(h.unhealthy),
+			HealthCheckPath:            aws.String(h.Path),
+			HealthCheckIntervalSeconds: aws.Int32(h.Interval),
+			HealthCheckTimeoutSeconds:  aws.Int32(h.Timeout),
+			HealthyThresholdCount:      aws.Int32(h.Healthy),
+			UnhealthyThresholdCount:    aws.Int32(h.Unhealthy),
 		}); err != nil {
 			return awserr.Wrap("modify target group "+aws.ToString(tg.TargetGroupName), err)
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -13,15 +14,6 @@ import (
 // sets none. Zero fields of its HealthCheck take
 // providers.DefaultHealthCheck.
 const defaultDeregistered = 30 * time.Second
-
-// health is a target group's health check, in the units ELBv2 takes.
-type health struct {
-	path      string
-	interval  int32
-	timeout   int32
-	healthy   int32
-	unhealthy int32
-}
 
 // route is a validated RouteSpec.
 type route struct {
@@ -34,13 +26,8 @@ type route struct {
 	prefix   string   // path prefix without trailing slash; "" when the rule has no path condition
 	patterns []string // path-pattern values; empty when the rule has no path condition
 	cert     string
-	health   health
+	health   awshealth.Settings
 	dereg    int32 // deregistration delay in seconds
-}
-
-// seconds converts d to whole seconds, rounding up.
-func seconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
 }
 
 // normalize validates spec and fills the defaults. Every failure matches
@@ -94,34 +81,16 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 		r.host = providers.ResourceName(r.app, r.process, "") + "." + b.opts.Domain
 	}
 
-	h := spec.Health.WithDefaults(providers.DefaultHealthCheck())
-	r.health.path = h.Path
-	if !strings.HasPrefix(r.health.path, "/") || len(r.health.path) > 1024 {
-		return route{}, providers.Invalidf("route %s: health check path %q must start with / and have at most 1024 characters", r.id, r.health.path)
+	h, err := awshealth.Check(r.id, spec.Health, awshealth.TargetGroup)
+	if err != nil {
+		return route{}, err
 	}
-	interval := seconds(h.Interval)
-	timeout := seconds(h.Timeout)
-	healthy := int64(h.Healthy)
-	unhealthy := int64(h.Unhealthy)
-	switch {
-	case interval < 5 || interval > 300:
-		return route{}, providers.Invalidf("route %s: health check interval %ds is outside 5-300s", r.id, interval)
-	case timeout < 2 || timeout > 120:
-		return route{}, providers.Invalidf("route %s: health check timeout %ds is outside 2-120s", r.id, timeout)
-	case timeout >= interval:
-		return route{}, providers.Invalidf("route %s: health check timeout %ds must be shorter than the interval %ds", r.id, timeout, interval)
-	case healthy < 2 || healthy > 10:
-		return route{}, providers.Invalidf("route %s: healthy threshold %d is outside 2-10", r.id, healthy)
-	case unhealthy < 2 || unhealthy > 10:
-		return route{}, providers.Invalidf("route %s: unhealthy threshold %d is outside 2-10", r.id, unhealthy)
-	}
-	r.health.interval, r.health.timeout = int32(interval), int32(timeout)
-	r.health.healthy, r.health.unhealthy = int32(healthy), int32(unhealthy)
+	r.health = h
 
 	if spec.DeregistrationDelay < 0 {
 		return route{}, providers.Invalidf("route %s: negative deregistration delay %v", r.id, spec.DeregistrationDelay)
 	}
-	dereg := seconds(cmpOr(spec.DeregistrationDelay, defaultDeregistered))
+	dereg := awshealth.Seconds(cmpOr(spec.DeregistrationDelay, defaultDeregistered))
 	if dereg > 3600 {
 		return route{}, providers.Invalidf("route %s: deregistration delay %v is longer than 3600s", r.id, spec.DeregistrationDelay)
 	}

@@ -9,13 +9,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/providers"
 )
 
 func TestNormalize(t *testing.T) {
 	b := New(nil, &Options{Domain: "apps.example.com"})
 	base := providers.RouteSpec{App: "shop", Process: "web", Port: 8080}
-	defaults := health{path: "/", interval: 10, timeout: 5, healthy: 2, unhealthy: 3}
+	defaults := awshealth.Settings{Path: "/", Interval: 10, Timeout: 5, Healthy: 2, Unhealthy: 3}
 	tests := []struct {
 		name   string
 		change func(*providers.RouteSpec)
@@ -44,7 +45,7 @@ func TestNormalize(t *testing.T) {
 				s.DeregistrationDelay = 1500 * time.Millisecond
 			},
 			route{id: "shop-web", app: "shop", process: "web", port: 8080, protocol: providers.HTTP, host: "shop-web.apps.example.com",
-				health: health{path: "/healthz", interval: 7, timeout: 2, healthy: 4, unhealthy: 5}, dereg: 2}},
+				health: awshealth.Settings{Path: "/healthz", Interval: 7, Timeout: 2, Healthy: 4, Unhealthy: 5}, dereg: 2}},
 		{"https keeps its certificate",
 			func(s *providers.RouteSpec) {
 				s.Protocol = providers.HTTPS
@@ -62,7 +63,7 @@ func TestNormalize(t *testing.T) {
 			if err != nil {
 				t.Fatalf("normalize: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(route{}, health{})); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(route{})); diff != "" {
 				t.Errorf("normalize (-want +got):\n%s", diff)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -215,12 +216,12 @@ func (b *Balancer) baseRoute(ctx context.Context, id, arn string) (route, error)
 	t := tags[arn]
 	r := route{
 		id: id, app: t[TagApp], process: t[TagProcess], port: aws.ToInt32(tg.Port),
-		health: health{
-			path: aws.ToString(tg.HealthCheckPath), interval: aws.ToInt32(tg.HealthCheckIntervalSeconds),
-			timeout: aws.ToInt32(tg.HealthCheckTimeoutSeconds), healthy: aws.ToInt32(tg.HealthyThresholdCount),
-			unhealthy: aws.ToInt32(tg.UnhealthyThresholdCount),
+		health: awshealth.Settings{
+			Path: aws.ToString(tg.HealthCheckPath), Interval: aws.ToInt32(tg.HealthCheckIntervalSeconds),
+			Timeout: aws.ToInt32(tg.HealthCheckTimeoutSeconds), Healthy: aws.ToInt32(tg.HealthyThresholdCount),
+			Unhealthy: aws.ToInt32(tg.UnhealthyThresholdCount),
 		},
-		dereg: int32(seconds(defaultDeregistered)),
+		dereg: int32(awshealth.Seconds(defaultDeregistered)),
 	}
 	if p, err := strconv.Atoi(t[TagPort]); err == nil && p > 0 {
 		r.port = int32(p)

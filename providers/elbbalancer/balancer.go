@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing/types"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -124,8 +125,6 @@ type route struct {
 	drain     int32
 }
 
-func seconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
-
 func or[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
@@ -179,33 +178,16 @@ func (b *Balancer) normalize(spec providers.RouteSpec) (route, error) {
 	}
 	r.host = host
 
-	h := spec.Health.WithDefaults(providers.DefaultHealthCheck())
-	path := h.Path
-	if !strings.HasPrefix(path, "/") || len(path) > 1000 {
-		return route{}, providers.Invalidf("route %s: health check path %q must start with / and have at most 1000 characters", r.name, path)
+	h, err := awshealth.Check(r.name, spec.Health, awshealth.Classic)
+	if err != nil {
+		return route{}, err
 	}
-	r.healthURL = fmt.Sprintf("HTTP:%d%s", port, path)
-	interval := seconds(h.Interval)
-	timeout := seconds(h.Timeout)
-	healthy := int64(h.Healthy)
-	unhealthy := int64(h.Unhealthy)
-	switch {
-	case interval < 5 || interval > 300:
-		return route{}, providers.Invalidf("route %s: health check interval %ds is outside 5-300s", r.name, interval)
-	case timeout < 2 || timeout > 60:
-		return route{}, providers.Invalidf("route %s: health check timeout %ds is outside 2-60s", r.name, timeout)
-	case timeout >= interval:
-		return route{}, providers.Invalidf("route %s: health check timeout %ds must be shorter than the interval %ds", r.name, timeout, interval)
-	case healthy < 2 || healthy > 10:
-		return route{}, providers.Invalidf("route %s: healthy threshold %d is outside 2-10", r.name, healthy)
-	case unhealthy < 2 || unhealthy > 10:
-		return route{}, providers.Invalidf("route %s: unhealthy threshold %d is outside 2-10", r.name, unhealthy)
-	}
-	r.interval, r.timeout, r.healthy, r.unhealthy = int32(interval), int32(timeout), int32(healthy), int32(unhealthy)
+	r.healthURL = fmt.Sprintf("HTTP:%d%s", port, h.Path)
+	r.interval, r.timeout, r.healthy, r.unhealthy = h.Interval, h.Timeout, h.Healthy, h.Unhealthy
 	if spec.DeregistrationDelay < 0 {
 		return route{}, providers.Invalidf("route %s: negative deregistration delay %v", r.name, spec.DeregistrationDelay)
 	}
-	drain := seconds(or(spec.DeregistrationDelay, defaultDeregistered))
+	drain := awshealth.Seconds(or(spec.DeregistrationDelay, defaultDeregistered))
 	if drain > 3600 {
 		return route{}, providers.Invalidf("route %s: deregistration delay %v is longer than 3600s", r.name, spec.DeregistrationDelay)
 	}

@@ -77,6 +77,16 @@
 // listing appear twice or not at all — even when the last key returned was
 // deleted in between. A token from another prefix or order is ErrInvalid.
 //
+// # Sizes
+//
+// A DynamoDB item holds at most 400 KB (MaxItemSize, 409,600 bytes),
+// attribute names and values together. Put refuses a value larger than
+// Store.MaxValueSize(key) — the item's size less the namespace, the key and
+// the other attributes, about 409,500 bytes for the root's keys — with
+// providers.ErrInvalid before any call. Typical release documents are a
+// few KiB; one near the root's largest (see the convox package's Store
+// layout) is refused, and its deploy fails before anything changed.
+//
 // # Errors
 //
 // SDK errors pass through internal/awserr and match one sentinel of

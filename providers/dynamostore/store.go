@@ -32,6 +32,23 @@ const (
 	AttrWrite     = "wid" // binary: a random ID of the Put that wrote the item
 )
 
+// MaxItemSize is the largest DynamoDB item in bytes (400 KB): the lengths
+// of its attribute names and values together.
+const MaxItemSize = 400 << 10
+
+// itemOverhead is the size of an item's attributes other than its
+// namespace, key and value: the five attribute names, the largest version
+// number (a number takes at most 21 bytes) and the 16-byte write ID.
+const itemOverhead = len(AttrNamespace) + len(AttrKey) + len(AttrValue) + len(AttrVersion) + len(AttrWrite) + 21 + 16
+
+// MaxValueSize returns the largest value Put stores under key: what a
+// DynamoDB item holds besides the key, the namespace and the other
+// attributes. Put refuses a larger value with providers.ErrInvalid before
+// any call.
+func (s *Store) MaxValueSize(key string) int {
+	return MaxItemSize - itemOverhead - len(s.ns) - len(key)
+}
+
 // DefaultNamespace is the partition key value of documents when
 // Options.Namespace is empty.
 const DefaultNamespace = "convox"
@@ -169,6 +186,9 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ifVersion int
 	}
 	if ifVersion < providers.AnyVersion {
 		return 0, providers.Invalidf("dynamostore: put %q: version %d", key, ifVersion)
+	}
+	if limit := s.MaxValueSize(key); len(value) > limit {
+		return 0, providers.Invalidf("dynamostore: put %q: a value of %d bytes is larger than the %d bytes a DynamoDB item holds under this key", key, len(value), limit)
 	}
 	if value == nil {
 		value = []byte{}

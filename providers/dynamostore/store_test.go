@@ -1,6 +1,7 @@
 package dynamostore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -210,6 +211,50 @@ func TestListContinuesAfterTheLastKeyWasDeleted(t *testing.T) {
 					t.Errorf("keys over the pages (-want +got):\n%s", diff)
 				}
 			})
+		}
+	})
+}
+
+// TestLargestValue stores the largest value a key holds on each emulator
+// (the item is then as large as DynamoDB allows, but for the digits its
+// version number could still grow by) and refuses a byte more with
+// ErrInvalid, leaving the document as it was.
+func TestLargestValue(t *testing.T) {
+	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
+		ctx := t.Context()
+		s := dynamostore.New(emulator(t, e), testTable, &dynamostore.Options{Namespace: awstest.Name(t, "ns")})
+		key := "apps/shop/releases/R1"
+		n := s.MaxValueSize(key)
+		if e.Backend == awstest.Moto {
+			// AWS: "The maximum item size in DynamoDB is 400 KB, which
+			// includes both attribute name binary length (UTF-8 length)
+			// and attribute value lengths (again binary length)" (Service,
+			// account, and table quotas in Amazon DynamoDB), 409,600
+			// bytes; moto caps items at 405,000 bytes instead
+			// (moto/dynamodb/models/dynamo_type.py, LimitedSizeDict).
+			n -= dynamostore.MaxItemSize - 405000
+		}
+		largest := bytes.Repeat([]byte{'x'}, n)
+		if _, err := s.Put(ctx, key, largest, 0); err != nil {
+			t.Fatalf("put the largest value (%d bytes): %v", len(largest), err)
+		}
+		doc, err := s.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(doc.Value, largest) {
+			t.Errorf("read back %d bytes, want the %d written", len(doc.Value), len(largest))
+		}
+		_, err = s.Put(ctx, key, bytes.Repeat([]byte{'x'}, s.MaxValueSize(key)+1), providers.AnyVersion)
+		if !errors.Is(err, providers.ErrInvalid) {
+			t.Errorf("put a byte more: %v, want an error matching ErrInvalid", err)
+		}
+		doc2, err := s.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc2.Version != doc.Version {
+			t.Errorf("version %d after the refused put, want %d (unchanged)", doc2.Version, doc.Version)
 		}
 	})
 }

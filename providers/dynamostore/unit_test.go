@@ -310,3 +310,31 @@ func TestListQueries(t *testing.T) {
 		t.Errorf("keys (-want +got):\n%s", diff)
 	}
 }
+
+// TestPutRefusesAnOversizedValueBeforeAnyCall: a value larger than an item
+// holds under its key is ErrInvalid without a request (the stub fails the
+// test on any call); the largest one is sent.
+func TestPutRefusesAnOversizedValueBeforeAnyCall(t *testing.T) {
+	sent := 0
+	api := &stub{t: t, update: func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
+		sent++
+		return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{dynamostore.AttrVersion: &types.AttributeValueMemberN{Value: "1"}}}, nil
+	}}
+	s := dynamostore.New(api, "t", &dynamostore.Options{Namespace: "ns", Now: clock})
+	key := "apps/shop/releases/R1"
+	if got, want := s.MaxValueSize(key), dynamostore.MaxItemSize-len("ns")-len(key)-len("pkskvalverwid")-21-16; got != want {
+		t.Errorf("MaxValueSize = %d, want %d", got, want)
+	}
+	if _, err := s.Put(t.Context(), key, make([]byte, s.MaxValueSize(key)+1), 0); !errors.Is(err, providers.ErrInvalid) {
+		t.Errorf("put a byte too many: %v, want an error matching ErrInvalid", err)
+	}
+	if sent != 0 {
+		t.Errorf("%d requests sent for the oversized value, want none", sent)
+	}
+	if _, err := s.Put(t.Context(), key, make([]byte, s.MaxValueSize(key)), 0); err != nil {
+		t.Errorf("put the largest value: %v", err)
+	}
+	if sent != 1 {
+		t.Errorf("%d requests sent for the largest value, want 1", sent)
+	}
+}

@@ -124,14 +124,21 @@
 //	cloudformation:DetectStackDrift         (Drift)
 //	cloudformation:DescribeStackDriftDetectionStatus   (Drift)
 //	cloudformation:DescribeStackResourceDrifts         (Drift)
+//	cloudformation:DescribeStackResource    (RunTask)
 //	ecs:CreateCluster
 //	ecs:DescribeServices
-//	ecs:RegisterTaskDefinition              (through CloudFormation)
-//	ecs:DeregisterTaskDefinition            (through CloudFormation)
-//	ecs:DescribeTaskDefinition              (through CloudFormation)
+//	ecs:RegisterTaskDefinition              (RunTask; and through CloudFormation)
+//	ecs:DeregisterTaskDefinition            (Delete; and through CloudFormation)
+//	ecs:DescribeTaskDefinition              (RunTask, Delete; and through CloudFormation)
 //	ecs:CreateService                       (through CloudFormation)
 //	ecs:UpdateService                       (through CloudFormation)
 //	ecs:DeleteService                       (through CloudFormation)
+//	ecs:RunTask                             (RunTask)
+//	ecs:TagResource                         (RunTask tags its task on creation)
+//	ecs:DescribeTasks                       (GetTask, StopTask)
+//	ecs:StopTask                            (StopTask, Delete)
+//	ecs:ListTasks                           (Delete)
+//	ecs:ListTaskDefinitionFamilies          (Delete)
 //	elasticloadbalancing:DescribeRules
 //	elasticloadbalancing:DescribeTargetHealth
 //	elasticloadbalancing:DescribeTargetGroups             (through CloudFormation)
@@ -146,5 +153,5 @@
 //	logs:DeleteLogGroup                     (through CloudFormation)
 //	logs:PutRetentionPolicy                 (through CloudFormation)
 //	logs:DescribeLogGroups                  (through CloudFormation)
-//	iam:PassRole                            (the task roles, through CloudFormation)
+//	iam:PassRole                            (the task roles: RunTask, and through CloudFormation)
 package cfnstack

@@ -3,6 +3,7 @@ package cfnstack_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -242,4 +243,26 @@ type stubELB struct{ cfnstack.ELBAPI }
 
 func (stubELB) DescribeRules(context.Context, *elbv2.DescribeRulesInput, ...func(*elbv2.Options)) (*elbv2.DescribeRulesOutput, error) {
 	return &elbv2.DescribeRulesOutput{}, nil
+}
+
+// TestPermissionsAreTheDocumentedOnes keeps Permissions equal to the list
+// under Permissions in the package documentation.
+func TestPermissionsAreTheDocumentedOnes(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(b), "// # Permissions\n")
+	if !ok {
+		t.Fatal("doc.go has no Permissions section")
+	}
+	var documented []string
+	for _, line := range strings.Split(list, "\n") {
+		if rest, ok := strings.CutPrefix(line, "//\t"); ok {
+			documented = append(documented, strings.Fields(rest)[0])
+		}
+	}
+	if diff := cmp.Diff(documented, cfnstack.Permissions()); diff != "" {
+		t.Errorf("Permissions() against the documented list (-documented +Permissions):\n%s", diff)
+	}
 }

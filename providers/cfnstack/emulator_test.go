@@ -455,7 +455,10 @@ func TestChangesPlanWithoutChangingOnMoto(t *testing.T) {
 		added = append(added, c.Type)
 	}
 	slices.Sort(added)
-	want := []string{"AWS::ECS::Service", "AWS::ECS::Service", "AWS::ECS::TaskDefinition", "AWS::ECS::TaskDefinition", "AWS::Logs::LogGroup"}
+	// web has a port and no route yet: the deploy would make its route
+	// first, and the plan shows it.
+	want := []string{"AWS::ECS::Service", "AWS::ECS::Service", "AWS::ECS::TaskDefinition", "AWS::ECS::TaskDefinition",
+		"AWS::ElasticLoadBalancingV2::ListenerRule", "AWS::ElasticLoadBalancingV2::TargetGroup", "AWS::Logs::LogGroup"}
 	if diff := cmp.Diff(want, added); diff != "" {
 		t.Errorf("resource types a new app's plan adds (-want +got):\n%s", diff)
 	}

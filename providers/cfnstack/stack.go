@@ -696,7 +696,9 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 }
 
 // validate checks d before any call: the shared rules of Desired, what
-// a ClientRequestToken holds, a pinned image and target group bindings.
+// a ClientRequestToken holds, a pinned image, no secret references (the
+// stack mode is no providers.SecretKeeper: a reference would be dropped)
+// and target group bindings.
 func (s *Stack) validate(d providers.Desired) error {
 	if err := d.Validate(s.Limits()); err != nil {
 		return err
@@ -706,6 +708,9 @@ func (s *Stack) validate(d providers.Desired) error {
 	}
 	if d.Image.Repository == "" || d.Image.Digest == "" {
 		return providers.Invalidf("app %s release %s: the image is not pinned to a digest", d.App, d.Release)
+	}
+	if len(d.SecretRefs) > 0 {
+		return providers.Invalidf("app %s release %s: the stack mode keeps secret values in its task definitions and takes no secret references", d.App, d.Release)
 	}
 	for _, name := range slices.Sorted(maps.Keys(d.Bindings)) {
 		bs := d.Bindings[name]

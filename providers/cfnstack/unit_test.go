@@ -92,6 +92,9 @@ func TestApplyRefusesBadInputBeforeAnyCall(t *testing.T) {
 		{"a classic load balancer binding", func(d *providers.Desired) {
 			d.Bindings = map[string][]providers.Binding{"web": {{Kind: providers.BindingClassicELB, Target: "lb", Port: 8080}}}
 		}},
+		{"a secret by reference, which the stack mode does not keep", func(d *providers.Desired) {
+			d.Secret, d.SecretRefs = []string{"KEY"}, map[string]string{"KEY": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}
+		}},
 		{"six target groups for one service", func(d *providers.Desired) {
 			b := providers.Binding{Kind: providers.BindingTargetGroup, Target: "arn:tg", Port: 8080}
 			d.Bindings = map[string][]providers.Binding{"web": {b, b, b, b, b, b}}

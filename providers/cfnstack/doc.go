@@ -148,7 +148,10 @@
 // operation on the stack (an update in flight, the stack created
 // meanwhile) is providers.ErrUnavailable, temporary; a stack operation
 // that failed in EnsureRoute, DeleteRoute or Delete is
-// providers.ErrConflict with the failing resource's reason.
+// providers.ErrConflict with the failing resource's reason. A RunTask
+// token ECS already saw with other parameters (ConflictException) is
+// providers.ErrConflict; a RunTask that started no task is
+// providers.ErrUnavailable with ECS's reason.
 //
 // # Permissions
 //

@@ -49,6 +49,9 @@ const (
 // Amazon ECS API Reference, RunTask).
 const maxOverrides = 8192
 
+// maxFamily is the longest task definition family ECS takes.
+const maxFamily = 255
+
 // maxTaskID bounds a task ID or ARN given to GetTask and StopTask.
 const maxTaskID = 256
 
@@ -84,6 +87,10 @@ func (s *Stack) RunTask(ctx context.Context, spec providers.RunSpec) (providers.
 		return providers.Task{}, providers.Invalidf("run of %s/%s: the stack mode keeps secret values in its task definitions and takes no secret references", spec.App, spec.Process.Name)
 	}
 	p := spec.Process
+	// "<prefix><process>_<hash>", the hash being taskDefinitionID's 12 hex digits.
+	if n := len(s.runFamilyPrefix(spec.App)) + len(p.Name) + 1 + 12; n > maxFamily {
+		return providers.Task{}, providers.Invalidf("run of %s/%s: its task definition family would be %d characters; ECS allows %d", spec.App, p.Name, n, maxFamily)
+	}
 	in := &ecs.RunTaskInput{
 		Cluster:    aws.String(s.opts.Cluster),
 		LaunchType: ecstypes.LaunchTypeFargate,

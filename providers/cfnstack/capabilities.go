@@ -16,7 +16,8 @@ var (
 )
 
 // PlanChanges implements providers.ChangePlanner with Changes: a change
-// set of the template Apply would send, deleted before it returns.
+// set of the template a deploy of d would leave (Apply's, with the routes
+// the deploy would make first), deleted before it returns.
 func (s *Stack) PlanChanges(ctx context.Context, d providers.Desired) ([]providers.ResourceChange, error) {
 	changes, err := s.Changes(ctx, d)
 	if err != nil {

@@ -49,7 +49,8 @@ func TestBalancerConformance(t *testing.T) {
 // started with MOTO_ECS_SERVICE_RUNNING, and list no tasks either way), as
 // ecsscheduler's tests on moto note too. The scheduler side is checked on
 // moto by TestDeployScaleEnvRollbackDeleteOnMoto (resources through the
-// ECS API) and TestAWSRollbacksAreReportedTruthfully (statuses).
+// ECS API) and TestAWSRollbacksAreReportedTruthfully (statuses); the
+// suite's TaskRunner group runs in TestTaskRunnerConformanceOnMoto.
 func TestSchedulerConformance(t *testing.T) {
 	t.Skip("moto's ECS runs no task, and every group of the scheduler suite waits for running tasks; see the doc comment")
 }

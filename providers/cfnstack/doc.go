@@ -69,17 +69,62 @@
 // RolloutEvents (providers.EventReporter) returns them to the root, which
 // reports each once as a deploy.platform event while a deploy waits.
 //
+// # One-off tasks
+//
+// RunTask (providers.TaskRunner) starts a one-off task on the stack's
+// cluster and network, logging to the app's log group under the
+// process's stream prefix as the services do, and never changes the
+// stack. Its task definition is the stack's own when the stack holds the
+// one the run needs: task definitions are named by a hash of their
+// content, so rendering the run's process, image and environment as
+// Apply does names the resource to look up (DescribeStackResource), and a
+// run of the deployed release registers nothing. Any other run (another
+// release, another environment) cannot use the stack's (ECS overrides
+// change neither the image nor remove variables, and adding a definition
+// to the template would be a stack update): it registers the same
+// definition outside the stack, in a family named by its content
+// ("<cluster>-<app>_<process>_<hash>"), reused by every run of that
+// content. The command overrides the process's (at most ECS's 8,192
+// characters of overrides). RunTask is idempotent by the run's token
+// (ECS's client token, kept 24 hours) and tags the task with its app,
+// process, release and token; GetTask and StopTask act on such tasks of
+// the app only. An app without a stack gets one holding only its log
+// group first, as a first EnsureRoute does. Delete stops the app's
+// one-off tasks and deregisters the definitions RunTask registered.
+//
 // # Plans and drift
 //
-// Changes returns what applying a Desired state would change, from a
+// Changes returns what deploying a Desired state would change, from a
 // CloudFormation change set (add, modify with or without replacement,
-// remove, per resource) that it deletes afterwards. Drift runs
+// remove, per resource) that it deletes afterwards. The template planned
+// is the one the deploy would leave: Apply's, plus the target group and
+// listener rule of each process with a port whose route the deploy would
+// make first (no binding in the Desired state, no route in the stack). Drift runs
 // CloudFormation's drift detection on the app's stack and returns the
 // resources changed or deleted outside it, with the paths of the
 // differing properties (never their values). PlanChanges
 // (providers.ChangePlanner) and DetectDrift (providers.DriftDetector)
 // return the same as the providers types, for the root's
 // AppClient.Plan (its Resources) and AppClient.Drift.
+//
+// # Not implemented
+//
+// Stager and WeightShifter (blue/green and canary deploys driven by the
+// root) are not implemented. CloudFormation runs an ECS blue/green
+// deployment itself, within one stack update, in two ways: through
+// CodeDeploy (an AWS::CodeDeploy::BlueGreen hook and the
+// AWS::CodeDeployBlueGreen transform, with task sets and production and
+// test listeners, for a single ECS service per stack, and no other
+// resource changing in the same update), or with ECS's own blue/green
+// strategy (AWS::ECS::Service DeploymentConfiguration Strategy and an
+// alternate target group), while the deployment circuit breaker the stack
+// mode relies on "can only be used for services using the rolling update
+// (ECS) deployment type" (Amazon ECS API Reference,
+// DeploymentConfiguration). Neither lets the root stage a
+// release, shift weights step by step and promote or discard it, and the
+// emulator the tests run on (moto) models neither. BatchStatus and
+// SecretKeeper are not implemented either: Status reads one stack, and
+// secret values are written into the task definitions (see Secrets).
 //
 // # Limits
 //
@@ -103,7 +148,10 @@
 // operation on the stack (an update in flight, the stack created
 // meanwhile) is providers.ErrUnavailable, temporary; a stack operation
 // that failed in EnsureRoute, DeleteRoute or Delete is
-// providers.ErrConflict with the failing resource's reason.
+// providers.ErrConflict with the failing resource's reason. A RunTask
+// token ECS already saw with other parameters (ConflictException) is
+// providers.ErrConflict; a RunTask that started no task is
+// providers.ErrUnavailable with ECS's reason.
 //
 // # Permissions
 //
@@ -124,14 +172,21 @@
 //	cloudformation:DetectStackDrift         (Drift)
 //	cloudformation:DescribeStackDriftDetectionStatus   (Drift)
 //	cloudformation:DescribeStackResourceDrifts         (Drift)
+//	cloudformation:DescribeStackResource    (RunTask)
 //	ecs:CreateCluster
 //	ecs:DescribeServices
-//	ecs:RegisterTaskDefinition              (through CloudFormation)
-//	ecs:DeregisterTaskDefinition            (through CloudFormation)
-//	ecs:DescribeTaskDefinition              (through CloudFormation)
+//	ecs:RegisterTaskDefinition              (RunTask; and through CloudFormation)
+//	ecs:DeregisterTaskDefinition            (Delete; and through CloudFormation)
+//	ecs:DescribeTaskDefinition              (RunTask, Delete; and through CloudFormation)
 //	ecs:CreateService                       (through CloudFormation)
 //	ecs:UpdateService                       (through CloudFormation)
 //	ecs:DeleteService                       (through CloudFormation)
+//	ecs:RunTask                             (RunTask)
+//	ecs:TagResource                         (RunTask tags its task on creation)
+//	ecs:DescribeTasks                       (GetTask, StopTask)
+//	ecs:StopTask                            (StopTask, Delete)
+//	ecs:ListTasks                           (Delete)
+//	ecs:ListTaskDefinitionFamilies          (Delete)
 //	elasticloadbalancing:DescribeRules
 //	elasticloadbalancing:DescribeTargetHealth
 //	elasticloadbalancing:DescribeTargetGroups             (through CloudFormation)
@@ -146,5 +201,5 @@
 //	logs:DeleteLogGroup                     (through CloudFormation)
 //	logs:PutRetentionPolicy                 (through CloudFormation)
 //	logs:DescribeLogGroups                  (through CloudFormation)
-//	iam:PassRole                            (the task roles, through CloudFormation)
+//	iam:PassRole                            (the task roles: RunTask, and through CloudFormation)
 package cfnstack

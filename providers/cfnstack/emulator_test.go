@@ -54,6 +54,13 @@ func network(t *testing.T, cfg aws.Config) (subnets []string, sg, vpc, listener 
 	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
 		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
 	}
+	// moto's ECS fails a RunTask in awsvpc mode (HTTP 500) unless the
+	// VPC gives network interfaces DNS names; AWS runs a task in any VPC
+	// ("enableDnsHostnames" only decides whether instances get public DNS
+	// hostnames, Amazon VPC User Guide, DNS attributes for your VPC).
+	if _, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"ModifyVpcAttribute"}, "VpcId": {sn.VPC}, "EnableDnsHostnames.Value": {"true"}}); err != nil {
+		t.Fatalf("ModifyVpcAttribute: %v", err)
+	}
 	elb := elbv2.NewFromConfig(cfg)
 	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "alb")), Subnets: subnets, SecurityGroups: []string{sg}})
 	if err != nil {
@@ -83,7 +90,7 @@ func newRackWith(t *testing.T, cfnCfg, ecsCfg func(*aws.Config)) *rack {
 	cfg := awstest.EmulatorOf(t, awstest.Moto).Config()
 	subnets, sg, vpc, listener := network(t, cfg)
 	r := &rack{
-		ecs: ecs.NewFromConfig(cfg), elb: elbv2.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg),
+		ecs: ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.APIOptions = append(o.APIOptions, awstest.MotoRunsFargateTasks) }), elb: elbv2.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg),
 		listener: listener, cluster: awstest.Name(t, "cluster"), calls: awstest.NewCounter(),
 	}
 	// The provider's clients count their calls; the clients the test
@@ -448,7 +455,10 @@ func TestChangesPlanWithoutChangingOnMoto(t *testing.T) {
 		added = append(added, c.Type)
 	}
 	slices.Sort(added)
-	want := []string{"AWS::ECS::Service", "AWS::ECS::Service", "AWS::ECS::TaskDefinition", "AWS::ECS::TaskDefinition", "AWS::Logs::LogGroup"}
+	// web has a port and no route yet: the deploy would make its route
+	// first, and the plan shows it.
+	want := []string{"AWS::ECS::Service", "AWS::ECS::Service", "AWS::ECS::TaskDefinition", "AWS::ECS::TaskDefinition",
+		"AWS::ElasticLoadBalancingV2::ListenerRule", "AWS::ElasticLoadBalancingV2::TargetGroup", "AWS::Logs::LogGroup"}
 	if diff := cmp.Diff(want, added); diff != "" {
 		t.Errorf("resource types a new app's plan adds (-want +got):\n%s", diff)
 	}

@@ -39,12 +39,18 @@ type Change struct {
 // caller's context ended.
 const cleanupTimeout = 30 * time.Second
 
-// Changes returns what applying d would change in the app's stack, as
-// CloudFormation computes it: it creates a change set of the template
-// Apply would send (CreateChangeSet), reads it (DescribeChangeSet) and
-// deletes it (DeleteChangeSet), changing nothing. For an app without a
-// stack every resource of the template is an Add, and no change set is
-// made. The changes are ordered by resource.
+// Changes returns what deploying d would change in the app's stack, as
+// CloudFormation computes it: it creates a change set of the template a
+// deploy would leave (CreateChangeSet), reads it (DescribeChangeSet) and
+// deletes it (DeleteChangeSet), changing nothing. That template is the
+// one Apply would send plus the routes the deploy would make first: a
+// process with a port, no binding in d and no route in the stack gets its
+// target group and listener rule, from d's port and health check and, for
+// what d does not carry, the defaults HTTP and host
+// "<app>-<process>.<Domain>" (path "/" without a Domain): the resources
+// and actions are the deploy's, a rule's conditions may differ. For
+// an app without a stack every resource of the template is an Add, and no
+// change set is made. The changes are ordered by resource.
 func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, error) {
 	if err := s.validate(d); err != nil {
 		return nil, err
@@ -52,7 +58,11 @@ func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, err
 	st, err := s.describe(ctx, d.App)
 	if errors.Is(err, providers.ErrNotFound) {
 		t := s.newTemplate(d.App)
-		if err := s.setProcesses(t, d, nil); err != nil {
+		d, outputs, err := s.planRoutes(ctx, t, d, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.setProcesses(t, d, outputs); err != nil {
 			return nil, err
 		}
 		var out []Change
@@ -68,7 +78,11 @@ func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, err
 	if err != nil {
 		return nil, err
 	}
-	if err := s.setProcesses(t, d, st.Outputs); err != nil {
+	d, outputs, err := s.planRoutes(ctx, t, d, st.Outputs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setProcesses(t, d, outputs); err != nil {
 		return nil, err
 	}
 	body, err := t.body()
@@ -133,6 +147,57 @@ func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, err
 	}
 	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.Resource, b.Resource) })
 	return out, nil
+}
+
+// plannedTarget stands for the ARN of a planned route's target group,
+// which exists only once the route is made.
+const plannedTarget = "planned:"
+
+// planRoutes adds to t the routes a deploy of d would make first: the
+// root ensures a route for each process with a port before it applies,
+// and d binds only the processes whose routes exist. A process with a
+// port, no binding and no route in the stack gets its target group and
+// listener rule, rendered from what d carries (its port and health check)
+// and the stack's defaults for the rest (HTTP; the host
+// "<app>-<process>.<Domain>", or the path "/" without a Domain), and is
+// bound to them. It returns d with those bindings and the outputs that
+// name them.
+func (s *Stack) planRoutes(ctx context.Context, t *template, d providers.Desired, outputs map[string]string) (providers.Desired, map[string]string, error) {
+	var planned []providers.Process
+	for _, p := range d.Processes {
+		if _, routed := t.Metadata.Convox.Routes[p.Name]; p.Port > 0 && len(d.Bindings[p.Name]) == 0 && !routed {
+			planned = append(planned, p)
+		}
+	}
+	if len(planned) == 0 {
+		return d, outputs, nil
+	}
+	outputs = maps.Clone(outputs)
+	if outputs == nil {
+		outputs = map[string]string{}
+	}
+	d.Bindings = maps.Clone(d.Bindings)
+	if d.Bindings == nil {
+		d.Bindings = map[string][]providers.Binding{}
+	}
+	for _, p := range planned {
+		spec := providers.RouteSpec{App: d.App, Process: p.Name, Port: p.Port, Protocol: providers.HTTP, Health: p.Health}
+		if s.opts.Domain == "" {
+			spec.Path = "/"
+		}
+		r, err := s.routeOf(spec)
+		if err != nil {
+			return d, nil, err
+		}
+		if r.Priority, err = s.freePriority(ctx, d.App, p.Name, r); err != nil {
+			return d, nil, err
+		}
+		s.setRoute(t, d.App, p.Name, r)
+		target := plannedTarget + p.Name
+		outputs[targetGroupOut+logicalName(p.Name)] = target
+		d.Bindings[p.Name] = []providers.Binding{{Kind: providers.BindingTargetGroup, Target: target, Port: p.Port}}
+	}
+	return d, outputs, nil
 }
 
 // Drift is one resource of an app's stack that differs from its template.

@@ -2,6 +2,7 @@ package cfnstack_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/internal/awstest"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/fake"
 )
 
@@ -169,5 +172,48 @@ func TestRootScenariosOnTheStackMode(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, writes); diff != "" {
 		t.Errorf("CloudFormation writes (-want +got):\n%s", diff)
+	}
+}
+
+// TestRootRunOnTheStackMode runs a one-off process through the root
+// client on the stack mode (moto): AppClient.Run of the active release
+// runs the stack's own task definition, registering nothing and changing
+// no stack, and returns the task's exit code. moto moves a task to
+// STOPPED by itself after a few DescribeTasks, its container with exit
+// code 0: a task that ran and exited.
+func TestRootRunOnTheStackMode(t *testing.T) {
+	r := newRackWith(t,
+		func(c *aws.Config) { c.APIOptions = append(c.APIOptions, awstest.MotoRunsFargateTasks) },
+		func(c *aws.Config) {
+			c.HTTPClient = &http.Client{Transport: ecsStartsTasks{http.DefaultTransport}}
+			c.APIOptions = append(c.APIOptions, awstest.MotoRunsFargateTasks)
+		})
+	app := "run" + strings.TrimPrefix(r.cluster, "cluster")
+	others := fake.New(nil)
+	others.Push(app, "v1", &fake.ImageConfig{Entrypoint: []string{"/app/worker"}})
+	c, err := convox.New(convox.Rack{Registry: others.Registry(), Scheduler: r.stack, Balancer: r.stack, Logs: others.Logs(), Store: others.Store()},
+		&convox.Options{PollInterval: 10 * time.Millisecond, MaxPollInterval: 100 * time.Millisecond, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	t.Cleanup(func() { r.stack.Delete(context.WithoutCancel(ctx), app) })
+	if _, err := c.CreateApp(ctx, app, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.App(app).Deploy(ctx, convox.ReleaseSpec{Image: app + ":v1", Env: map[string]string{"MODE": "a"},
+		Processes: []convox.Process{{Name: "worker", Count: 1}}}, nil); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	r.calls.Reset()
+	res, err := c.App(app).Run(ctx, "worker", []string{"bin/migrate"}, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.ExitCode != 0 || res.Task.State != providers.TaskStopped || res.Task.Release != "R1" || res.Task.Process != "worker" {
+		t.Errorf("Run = %+v, want the stopped task of worker, R1, exit code 0", res)
+	}
+	if diff := cmp.Diff(map[string]int{"RunTask": 1}, r.allWrites()); diff != "" {
+		t.Errorf("mutating CloudFormation and ECS calls of the run (-want +got):\n%s", diff)
 	}
 }

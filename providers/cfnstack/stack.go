@@ -41,13 +41,23 @@ type CloudFormationAPI interface {
 	DetectStackDrift(ctx context.Context, in *cloudformation.DetectStackDriftInput, opts ...func(*cloudformation.Options)) (*cloudformation.DetectStackDriftOutput, error)
 	DescribeStackDriftDetectionStatus(ctx context.Context, in *cloudformation.DescribeStackDriftDetectionStatusInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackDriftDetectionStatusOutput, error)
 	DescribeStackResourceDrifts(ctx context.Context, in *cloudformation.DescribeStackResourceDriftsInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackResourceDriftsOutput, error)
+	DescribeStackResource(ctx context.Context, in *cloudformation.DescribeStackResourceInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackResourceOutput, error)
 }
 
 // ECSAPI is the part of the ECS client the provider calls (the cluster on
-// first use, and service counts for Status); *ecs.Client implements it.
+// first use, service counts for Status, and one-off tasks);
+// *ecs.Client implements it.
 type ECSAPI interface {
 	CreateCluster(ctx context.Context, in *ecs.CreateClusterInput, opts ...func(*ecs.Options)) (*ecs.CreateClusterOutput, error)
 	DescribeServices(ctx context.Context, in *ecs.DescribeServicesInput, opts ...func(*ecs.Options)) (*ecs.DescribeServicesOutput, error)
+	RunTask(ctx context.Context, in *ecs.RunTaskInput, opts ...func(*ecs.Options)) (*ecs.RunTaskOutput, error)
+	DescribeTasks(ctx context.Context, in *ecs.DescribeTasksInput, opts ...func(*ecs.Options)) (*ecs.DescribeTasksOutput, error)
+	StopTask(ctx context.Context, in *ecs.StopTaskInput, opts ...func(*ecs.Options)) (*ecs.StopTaskOutput, error)
+	ListTasks(ctx context.Context, in *ecs.ListTasksInput, opts ...func(*ecs.Options)) (*ecs.ListTasksOutput, error)
+	RegisterTaskDefinition(ctx context.Context, in *ecs.RegisterTaskDefinitionInput, opts ...func(*ecs.Options)) (*ecs.RegisterTaskDefinitionOutput, error)
+	DescribeTaskDefinition(ctx context.Context, in *ecs.DescribeTaskDefinitionInput, opts ...func(*ecs.Options)) (*ecs.DescribeTaskDefinitionOutput, error)
+	DeregisterTaskDefinition(ctx context.Context, in *ecs.DeregisterTaskDefinitionInput, opts ...func(*ecs.Options)) (*ecs.DeregisterTaskDefinitionOutput, error)
+	ListTaskDefinitionFamilies(ctx context.Context, in *ecs.ListTaskDefinitionFamiliesInput, opts ...func(*ecs.Options)) (*ecs.ListTaskDefinitionFamiliesOutput, error)
 }
 
 // ELBAPI is the part of the ELBv2 client the provider calls (target health
@@ -686,7 +696,9 @@ func (s *Stack) Apply(ctx context.Context, d providers.Desired) (providers.Rollo
 }
 
 // validate checks d before any call: the shared rules of Desired, what
-// a ClientRequestToken holds, a pinned image and target group bindings.
+// a ClientRequestToken holds, a pinned image, no secret references (the
+// stack mode is no providers.SecretKeeper: a reference would be dropped)
+// and target group bindings.
 func (s *Stack) validate(d providers.Desired) error {
 	if err := d.Validate(s.Limits()); err != nil {
 		return err
@@ -696,6 +708,9 @@ func (s *Stack) validate(d providers.Desired) error {
 	}
 	if d.Image.Repository == "" || d.Image.Digest == "" {
 		return providers.Invalidf("app %s release %s: the image is not pinned to a digest", d.App, d.Release)
+	}
+	if len(d.SecretRefs) > 0 {
+		return providers.Invalidf("app %s release %s: the stack mode keeps secret values in its task definitions and takes no secret references", d.App, d.Release)
 	}
 	for _, name := range slices.Sorted(maps.Keys(d.Bindings)) {
 		bs := d.Bindings[name]
@@ -743,8 +758,9 @@ func (s *Stack) ensureCluster(ctx context.Context) error {
 	return nil
 }
 
-// Delete deletes the app's stack and waits until CloudFormation removed
-// it. A missing stack returns nil.
+// Delete stops the app's one-off tasks, deregisters the task definitions
+// RunTask registered outside the stack, deletes the app's stack and waits
+// until CloudFormation removed it. A missing stack returns nil.
 func (s *Stack) Delete(ctx context.Context, app string) error {
 	if err := providers.ValidateName("app", app, providers.MaxAppName); err != nil {
 		return err
@@ -754,6 +770,9 @@ func (s *Stack) Delete(ctx context.Context, app string) error {
 		return err
 	}
 	defer unlock()
+	if err := s.deleteOneOffs(ctx, app); err != nil {
+		return err
+	}
 	st, err := s.wait(ctx, app)
 	if errors.Is(err, providers.ErrNotFound) {
 		return nil

@@ -340,31 +340,11 @@ func (s *Stack) setProcesses(t *template, d providers.Desired, outputs map[strin
 			delete(t.Resources, id)
 		}
 	}
-	env := make([]nameValue, 0, len(d.Env))
-	for _, k := range slices.Sorted(maps.Keys(d.Env)) {
-		env = append(env, nameValue{Name: k, Value: d.Env[k]})
-	}
+	env := environment(d.Env)
 	var formation []string
 	for _, p := range d.Processes {
 		formation = append(formation, p.Name+"="+strconv.Itoa(p.Count))
-		c := containerDefinition{
-			Name: p.Name, Image: d.Image.Ref(), Essential: true, Command: p.Command,
-			Environment: env,
-			LogConfiguration: logConfiguration{LogDriver: "awslogs", Options: map[string]any{
-				"awslogs-group": ref{Ref: logGroupID}, "awslogs-region": s.opts.Region, "awslogs-stream-prefix": p.Name,
-			}},
-		}
-		if p.Port > 0 {
-			c.Environment = append(slices.Clone(env), nameValue{Name: "PORT", Value: strconv.Itoa(p.Port)})
-			c.PortMappings = []portMapping{{ContainerPort: p.Port, Protocol: "tcp"}}
-		}
-		td := taskDefinitionProps{
-			Family: s.opts.Cluster + "-" + d.App + "-" + p.Name,
-			Cpu:    strconv.Itoa(cmpOr(p.CPU, 256)), Memory: strconv.Itoa(cmpOr(p.Memory, 512)),
-			NetworkMode: "awsvpc", RequiresCompatibilities: []string{"FARGATE"},
-			ExecutionRoleArn: s.opts.ExecutionRoleARN, TaskRoleArn: s.opts.TaskRoleARN,
-			ContainerDefinitions: []containerDefinition{c},
-		}
+		td := s.taskDefinition(d.App, p, d.Image, env)
 		tdID, err := taskDefinitionID(p.Name, td)
 		if err != nil {
 			return err
@@ -399,6 +379,40 @@ func (s *Stack) setProcesses(t *template, d providers.Desired, outputs map[strin
 	t.Outputs[outputToken] = output{Value: d.Token}
 	t.Outputs[outputFormat] = output{Value: cmpOr(strings.Join(formation, ","), "-")}
 	return nil
+}
+
+// environment returns env as a task definition's variables, sorted.
+func environment(env map[string]string) []nameValue {
+	out := make([]nameValue, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, nameValue{Name: k, Value: env[k]})
+	}
+	return out
+}
+
+// taskDefinition renders the task definition of app's process p running
+// img with env (from environment): the one Apply puts in the stack, whose
+// log configuration refers to the stack's log group. RunTask renders the
+// same to find it in the stack.
+func (s *Stack) taskDefinition(app string, p providers.Process, img providers.Image, env []nameValue) taskDefinitionProps {
+	c := containerDefinition{
+		Name: p.Name, Image: img.Ref(), Essential: true, Command: p.Command,
+		Environment: env,
+		LogConfiguration: logConfiguration{LogDriver: "awslogs", Options: map[string]any{
+			"awslogs-group": ref{Ref: logGroupID}, "awslogs-region": s.opts.Region, "awslogs-stream-prefix": p.Name,
+		}},
+	}
+	if p.Port > 0 {
+		c.Environment = append(slices.Clone(env), nameValue{Name: "PORT", Value: strconv.Itoa(p.Port)})
+		c.PortMappings = []portMapping{{ContainerPort: p.Port, Protocol: "tcp"}}
+	}
+	return taskDefinitionProps{
+		Family: s.opts.Cluster + "-" + app + "-" + p.Name,
+		Cpu:    strconv.Itoa(cmpOr(p.CPU, 256)), Memory: strconv.Itoa(cmpOr(p.Memory, 512)),
+		NetworkMode: "awsvpc", RequiresCompatibilities: []string{"FARGATE"},
+		ExecutionRoleArn: s.opts.ExecutionRoleARN, TaskRoleArn: s.opts.TaskRoleARN,
+		ContainerDefinitions: []containerDefinition{c},
+	}
 }
 
 func seconds(d time.Duration) int { return int(d.Seconds()) }

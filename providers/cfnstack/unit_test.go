@@ -3,6 +3,7 @@ package cfnstack_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -90,6 +91,9 @@ func TestApplyRefusesBadInputBeforeAnyCall(t *testing.T) {
 		{"release and token too long for a ClientRequestToken", func(d *providers.Desired) { d.Token = strings.Repeat("t", 63) }},
 		{"a classic load balancer binding", func(d *providers.Desired) {
 			d.Bindings = map[string][]providers.Binding{"web": {{Kind: providers.BindingClassicELB, Target: "lb", Port: 8080}}}
+		}},
+		{"a secret by reference, which the stack mode does not keep", func(d *providers.Desired) {
+			d.Secret, d.SecretRefs = []string{"KEY"}, map[string]string{"KEY": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}
 		}},
 		{"six target groups for one service", func(d *providers.Desired) {
 			b := providers.Binding{Kind: providers.BindingTargetGroup, Target: "arn:tg", Port: 8080}
@@ -242,4 +246,26 @@ type stubELB struct{ cfnstack.ELBAPI }
 
 func (stubELB) DescribeRules(context.Context, *elbv2.DescribeRulesInput, ...func(*elbv2.Options)) (*elbv2.DescribeRulesOutput, error) {
 	return &elbv2.DescribeRulesOutput{}, nil
+}
+
+// TestPermissionsAreTheDocumentedOnes keeps Permissions equal to the list
+// under Permissions in the package documentation.
+func TestPermissionsAreTheDocumentedOnes(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(b), "// # Permissions\n")
+	if !ok {
+		t.Fatal("doc.go has no Permissions section")
+	}
+	var documented []string
+	for _, line := range strings.Split(list, "\n") {
+		if rest, ok := strings.CutPrefix(line, "//\t"); ok {
+			documented = append(documented, strings.Fields(rest)[0])
+		}
+	}
+	if diff := cmp.Diff(documented, cfnstack.Permissions()); diff != "" {
+		t.Errorf("Permissions() against the documented list (-documented +Permissions):\n%s", diff)
+	}
 }

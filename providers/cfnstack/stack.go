@@ -20,6 +20,7 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
@@ -377,9 +378,18 @@ func (s *Stack) routeOf(spec providers.RouteSpec) (route, error) {
 	if len(spec.Host) > 128 || len(spec.Path) > 128 {
 		return route{}, providers.Invalidf("route of %s/%s: host and path are limited to 128 characters", spec.App, spec.Process)
 	}
+	// The target group's health check takes the bounds and defaults of
+	// albbalancer's, so that a route refused by AWS is refused here before
+	// a stack update, and both modes check the same defaults.
+	if _, err := awshealth.Check(routeID(spec.App, spec.Process), spec.Health, awshealth.TargetGroup); err != nil {
+		return route{}, err
+	}
+	if spec.DeregistrationDelay < 0 || spec.DeregistrationDelay > providers.MaxDeregistrationDelay {
+		return route{}, providers.Invalidf("route of %s/%s: deregistration delay %v is not between 0 and %v", spec.App, spec.Process, spec.DeregistrationDelay, providers.MaxDeregistrationDelay)
+	}
 	return route{
 		Port: spec.Port, Protocol: spec.Protocol, Host: spec.Host, Path: spec.Path,
-		Health: spec.Health, DeregistrationDelay: seconds(spec.DeregistrationDelay),
+		Health: spec.Health.WithDefaults(providers.DefaultHealthCheck()), DeregistrationDelay: seconds(spec.DeregistrationDelay),
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/convox-go/convox/internal/awshealth"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -415,7 +416,8 @@ func (s *Stack) taskDefinition(app string, p providers.Process, img providers.Im
 	}
 }
 
-func seconds(d time.Duration) int { return int(d.Seconds()) }
+// seconds converts d to whole seconds, rounding up as the balancers do.
+func seconds(d time.Duration) int { return int(awshealth.Seconds(d)) }
 
 func cmpOr[T comparable](v, def T) T {
 	var zero T

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
@@ -267,5 +268,34 @@ func TestPermissionsAreTheDocumentedOnes(t *testing.T) {
 	}
 	if diff := cmp.Diff(documented, cfnstack.Permissions()); diff != "" {
 		t.Errorf("Permissions() against the documented list (-documented +Permissions):\n%s", diff)
+	}
+}
+
+func TestEnsureRouteRefusesBadInputBeforeAnyCall(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*providers.RouteSpec)
+	}{
+		{"a health check interval under the 5s a target group takes", func(r *providers.RouteSpec) {
+			r.Health = providers.HealthCheck{Interval: 4 * time.Second, Timeout: 2 * time.Second}
+		}},
+		{"a health check timeout not shorter than its interval", func(r *providers.RouteSpec) {
+			r.Health = providers.HealthCheck{Interval: 5 * time.Second, Timeout: 5 * time.Second}
+		}},
+		{"a healthy threshold under 2", func(r *providers.RouteSpec) { r.Health.Healthy = 1 }},
+		{"a health check path without a leading slash", func(r *providers.RouteSpec) { r.Health.Path = "health" }},
+		{"a negative deregistration delay", func(r *providers.RouteSpec) { r.DeregistrationDelay = -time.Second }},
+		{"a deregistration delay over an hour", func(r *providers.RouteSpec) { r.DeregistrationDelay = time.Hour + time.Second }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := providers.RouteSpec{App: "shop", Process: "web", Port: 8080, Protocol: providers.HTTP}
+			tc.change(&spec)
+			// Any call of the stub panics.
+			s := cfnstack.New(&stubCFN{}, stubECS{}, nil, &cfnstack.Options{Cluster: "prod", Region: "us-east-1", Subnets: []string{"subnet-1"},
+				HTTPListener: "arn:listener", VPC: "vpc-1", Domain: "apps.example.com", PollInterval: 1})
+			if _, err := s.EnsureRoute(t.Context(), spec); !errors.Is(err, providers.ErrInvalid) {
+				t.Errorf("EnsureRoute = %v, want ErrInvalid", err)
+			}
+		})
 	}
 }

@@ -35,8 +35,8 @@ func with(base map[string]string, changes ...string) map[string]string {
 // settingsView is what a test compares of awsSettings.
 type settingsView struct {
 	Mode, Cluster, Table, VPC, HTTP, HTTPS, LoadBalancer, Registry string
-	Subnets                                                       []string
-	PublicIP                                                      bool
+	Subnets                                                        []string
+	PublicIP                                                       bool
 }
 
 func viewOf(s awsSettings) settingsView {

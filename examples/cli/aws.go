@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox"
+	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/cfnstack"
 	"github.com/convox-go/convox/providers/cwlogs"
@@ -245,7 +247,7 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 	if err := dynamostore.EnsureTable(ctx, db, st.table); err != nil {
 		return convox.Rack{}, withHint(fmt.Errorf("DynamoDB table %s: %w", st.table, err), "check the AWS credentials (aws sts get-caller-identity) and CONVOX_AWS_TABLE")
 	}
-	reg, err := registry(ctx, cfg, st)
+	reg, err := ecrRegistry(ctx, cfg, st)
 	if err != nil {
 		return convox.Rack{}, err
 	}
@@ -267,6 +269,7 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 			LogGroup: logs.Group, // the tasks write where the rack's logs read
 		})
 		rack.Scheduler, rack.Balancer = stack, stack
+		rack.Logs = &stackLogs{Logs: logs, api: cloudwatchlogs.NewFromConfig(cfg)}
 		return rack, nil
 	}
 	rack.Scheduler = ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{
@@ -280,11 +283,11 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 	return rack, nil
 }
 
-// registry returns the rack's ECR registry. With a registry endpoint it
+// ecrRegistry returns the rack's ECR registry. With a registry endpoint it
 // asks ECR once for the registry's host (GetAuthorizationToken, whose
 // token the registry caches for its own data-path requests), so that only
 // requests for that host are redirected.
-func registry(ctx context.Context, cfg aws.Config, st awsSettings) (*ecrregistry.Registry, error) {
+func ecrRegistry(ctx context.Context, cfg aws.Config, st awsSettings) (*ecrregistry.Registry, error) {
 	if st.registryEndpoint == nil {
 		return ecrregistry.New(ecr.NewFromConfig(cfg), nil), nil
 	}
@@ -328,4 +331,69 @@ func (h *hostRedirect) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.URL.Scheme, req.URL.Host, req.Host = h.target.Scheme, h.target.Host, h.target.Host
 	return h.base.RoundTrip(req)
+}
+
+// stackLogs is the stack mode's CloudWatch Logs. An app's stack creates
+// the app's log group (the tasks' awslogs driver writes there), and
+// CloudFormation refuses to create a log group that exists; but
+// cwlogs.Logs.Write creates a missing group, and a deploy writes its
+// platform lines before it creates the app's first stack. So Write here
+// writes only into groups that exist and drops the lines of an app whose
+// stack has not created its group yet (the deploy's progress shows them).
+type stackLogs struct {
+	*cwlogs.Logs
+	api interface {
+		DescribeLogGroups(context.Context, *cloudwatchlogs.DescribeLogGroupsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogGroupsOutput, error)
+	}
+}
+
+// maxGroupPages bounds the DescribeLogGroups pages one lookup reads.
+const maxGroupPages = 20
+
+// Write implements providers.Logs.
+func (l *stackLogs) Write(ctx context.Context, entries []providers.LogEntry) error {
+	exists := map[string]bool{}
+	keep := make([]providers.LogEntry, 0, len(entries))
+	for _, e := range entries {
+		if e.App == "" { // cwlogs refuses it with ErrInvalid
+			keep = append(keep, e)
+			continue
+		}
+		ok, seen := exists[e.App]
+		if !seen {
+			var err error
+			if ok, err = l.groupExists(ctx, l.Group(e.App)); err != nil {
+				return err
+			}
+			exists[e.App] = ok
+		}
+		if ok {
+			keep = append(keep, e)
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	return l.Logs.Write(ctx, keep)
+}
+
+// groupExists reports whether the log group exists.
+func (l *stackLogs) groupExists(ctx context.Context, group string) (bool, error) {
+	in := &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(group)}
+	for range maxGroupPages {
+		out, err := l.api.DescribeLogGroups(ctx, in)
+		if err != nil {
+			return false, fmt.Errorf("log group %s: %w", group, awserr.Wrap("describe log groups", err))
+		}
+		for _, g := range out.LogGroups {
+			if aws.ToString(g.LogGroupName) == group {
+				return true, nil
+			}
+		}
+		if out.NextToken == nil {
+			return false, nil
+		}
+		in.NextToken = out.NextToken
+	}
+	return false, fmt.Errorf("log group %s: more than %d pages of groups share its name as a prefix", group, maxGroupPages)
 }

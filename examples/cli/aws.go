@@ -48,7 +48,10 @@ CONVOX_AWS_MODE chooses how apps run:
           rolled back by CloudFormation, "convox plan" lists the stack's
           resource changes and "convox drift" the changes made outside it.
           The load balancer and its listeners must exist. "convox run" is
-          not available (the stack mode runs no one-off tasks).
+          not available (the stack mode runs no one-off tasks). The stack
+          creates the app's log group, so "convox logs" starts with the
+          first stack's creation: the first deploy's lines before it are
+          shown by the deploy only.
 
 The rack's settings:
 

@@ -113,8 +113,12 @@
 // CONVOX_AWS_HTTP_LISTENER (CONVOX_AWS_HTTPS_LISTENER for HTTPS routes),
 // and refuses the direct mode's CONVOX_AWS_LOAD_BALANCER and
 // CONVOX_AWS_CERTIFICATE. It runs no one-off processes ("convox run"
-// fails with exit code 1). A missing, malformed or misplaced setting is a
-// usage error before any AWS call.
+// fails with exit code 1). The app's stack creates its log group, which
+// CloudFormation cannot do once the group exists: the platform's lines
+// are written to it only once it exists, so the first deploy's lines
+// before its stack's creation are shown by the deploy but not kept. A
+// missing, malformed or misplaced setting is a usage error before any AWS
+// call.
 package main
 
 import (

@@ -90,7 +90,7 @@ func newStackRack(t *testing.T) *stackRack {
 	t.Cleanup(r.data.Close)
 	ecsProxy := httptest.NewServer(ecsStartsTasks(t, moto.Endpoint))
 	t.Cleanup(ecsProxy.Close)
-	cfnProxy := httptest.NewServer(&driftDetection{t: t, next: proxyTo(t, moto.Endpoint), cfn: r.cfn, ecs: r.ecs, results: map[string]driftResult{}})
+	cfnProxy := httptest.NewServer(&driftDetection{next: proxyTo(t, moto.Endpoint), cfn: r.cfn, ecs: r.ecs, results: map[string]driftResult{}})
 	t.Cleanup(cfnProxy.Close)
 	r.env = []string{
 		"CONVOX_RACK=aws",
@@ -245,7 +245,6 @@ func ecsStartsTasks(t *testing.T, endpoint string) http.Handler {
 // differing count is MODIFIED with a NOT_EQUAL property difference
 // "/DesiredCount"; other resources are not reported.
 type driftDetection struct {
-	t    *testing.T
 	next http.Handler
 	cfn  *cloudformation.Client
 	ecs  *ecs.Client

@@ -528,6 +528,13 @@ func TestStackModeOnMoto(t *testing.T) {
 	}
 	out := e.ok("plan", app+":v2").stdout
 	must(t, "plan of a new image", out, "  image  ", "  resource  modify ServiceOfweb (AWS::ECS::Service)")
+	sets, err := r.cfn.ListChangeSets(ctx, &cloudformation.ListChangeSetsInput{StackName: aws.String(stack)})
+	if err != nil {
+		t.Fatalf("ListChangeSets: %v", err)
+	}
+	if len(sets.Summaries) != 0 {
+		t.Errorf("plan left %d change sets on the stack", len(sets.Summaries))
+	}
 
 	run([]step{
 		{"a deploy of another image keeps count and env", []string{"deploy", app + ":v2"}, serviceState{"ACTIVE", 2, v2, map[string]string{"GREETING": "hello"}}},

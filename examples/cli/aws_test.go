@@ -47,7 +47,11 @@ func TestAWSRack(t *testing.T) {
 	if len(rels) != 0 {
 		t.Errorf("releases of a new app: %+v", rels)
 	}
-	r := e.run("deploy", app+":v1", "-a", app)
+	r := e.run("drift", app)
+	if r.code != 1 || !strings.Contains(r.stderr, "CONVOX_AWS_MODE=stack") {
+		t.Errorf("drift in the direct mode, whose scheduler detects no drift: %v", r)
+	}
+	r = e.run("deploy", app+":v1", "-a", app)
 	if r.code != 1 || !strings.Contains(r.stderr, "push the image first") {
 		t.Errorf("deploy of an image ECR does not have: %v", r)
 	}

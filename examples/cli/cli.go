@@ -98,7 +98,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		appsCreateCmd(), appsListCmd(), appsInfoCmd(), appsDeleteCmd(),
-		buildCmd(), deployCmd(), planCmd(),
+		buildCmd(), deployCmd(), planCmd(), driftCmd(),
 		releasesListCmd(), releasesInfoCmd(), releasesDiffCmd(),
 		rollbackCmd(), cancelCmd(), scaleCmd(),
 		envListCmd(), envSetCmd(), envUnsetCmd(),

@@ -579,7 +579,10 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	r = e.ok("help", "aws")
-	must(t, "help aws", r.stdout, "CONVOX_AWS_SUBNETS", "AWS_PROFILE")
+	must(t, "help aws", r.stdout, "CONVOX_AWS_SUBNETS", "AWS_PROFILE", "CONVOX_AWS_MODE             direct or stack (default direct)",
+		"CONVOX_AWS_VPC", "CONVOX_AWS_HTTP_LISTENER", "CONVOX_AWS_HTTPS_LISTENER", "CONVOX_AWS_REGISTRY_ENDPOINT")
+	r = e.ok("help")
+	must(t, "help", r.stdout, "\n  drift [APP]  ", "show the app's resources changed outside convox (stack mode)", "convox help aws")
 	if _, err := os.Stat(filepath.Join(e.dir, ".convox")); !os.IsNotExist(err) {
 		t.Errorf("help opened the rack: %v", err)
 	}

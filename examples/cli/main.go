@@ -16,6 +16,8 @@
 //	apps create NAME | list | info [NAME] | delete NAME [--yes]
 //	build DIR [--tag T]                    build a Go main package into an image in the rack's registry
 //	deploy IMAGE [--strategy S] [--wait-timeout D] [--port N] [--health PATH]
+//	plan IMAGE [--port N] [--health PATH]  show what deploying IMAGE would change, resources included (stack mode)
+//	drift [APP]                            show the app's resources changed outside convox (stack mode)
 //	releases list | info ID | diff A B
 //	rollback [RELEASE | --previous-healthy | --last-healthy]
 //	cancel                                 stop the app's in-flight deploy and restore the previous release
@@ -47,10 +49,13 @@
 //	1  the command failed: a deploy failed (and was rolled back), an app or
 //	   release was not found, a deploy is already in progress, the local
 //	   rack could not be opened (a damaged file, held too long by another
-//	   program), ...
+//	   program), the rack cannot do what was asked ("drift" or "run" on a
+//	   rack without that capability: --json error code "unimplemented"), ...
 //	2  usage error: unknown command or flag, missing or malformed argument
-//	   (such as "scale web" without "=COUNT"), or input the SDK rejects as
-//	   invalid (an app name or image reference it cannot accept)
+//	   (such as "scale web" without "=COUNT"), input the SDK rejects as
+//	   invalid (an app name or image reference it cannot accept), or a
+//	   malformed, missing or misplaced CONVOX_AWS_ setting (reported
+//	   before any AWS call)
 //
 // "run" exits with the one-off process's exit code once the process ran;
 // errors before it starts use 1 and 2 as above.
@@ -97,6 +102,23 @@
 // the rack's settings, CONVOX_AWS_CLUSTER, CONVOX_AWS_SUBNETS and the
 // like. Images are pushed to ECR with the usual tools; "convox build"
 // pushes to the local rack only.
+//
+// CONVOX_AWS_MODE=stack keeps each app as one CloudFormation stack
+// (providers/cfnstack, the rack's scheduler and balancer in one): every
+// deploy, scale, environment change and rollback is one stack update that
+// CloudFormation rolls back itself when it fails, "convox plan" lists the
+// stack's resource changes from a change set, and "convox drift" runs
+// CloudFormation's drift detection. The shared load balancer must exist:
+// the stack mode needs CONVOX_AWS_SUBNETS, CONVOX_AWS_VPC and
+// CONVOX_AWS_HTTP_LISTENER (CONVOX_AWS_HTTPS_LISTENER for HTTPS routes),
+// and refuses the direct mode's CONVOX_AWS_LOAD_BALANCER and
+// CONVOX_AWS_CERTIFICATE. It runs no one-off processes ("convox run"
+// fails with exit code 1). The app's stack creates its log group, which
+// CloudFormation cannot do once the group exists: the platform's lines
+// are written to it only once it exists, so the first deploy's lines
+// before its stack's creation are shown by the deploy but not kept. A
+// missing, malformed or misplaced setting is a usage error before any AWS
+// call.
 package main
 
 import (

@@ -74,6 +74,8 @@ With --json the output is collected into the JSON document instead.`,
 				return errors.New("interrupted; the one-off process was stopped")
 			case errors.Is(err, providers.ErrNotFound):
 				return explainRun(context.WithoutCancel(ctx), err, a, o.release)
+			case errors.Is(err, providers.ErrUnimplemented):
+				return withHint(err, "this rack's scheduler runs no one-off processes (the AWS stack mode does not); on AWS use CONVOX_AWS_MODE=direct")
 			case err != nil:
 				return err
 			}

@@ -130,7 +130,7 @@ func (s *session) app(ctx context.Context, cmd string) (*convox.AppClient, error
 // appError explains a failed lookup of an app.
 func appError(err error, name string) error {
 	if errors.Is(err, providers.ErrNotFound) {
-		return withHint(fmt.Errorf("app %q not found", name), "create it with: convox apps create %s", name)
+		return withHint(notFoundf("app %q not found", name), "create it with: convox apps create %s", name)
 	}
 	return err
 }

@@ -233,10 +233,10 @@ func TestChainRetries(t *testing.T) {
 			}
 			ctx := context.Background()
 			if tc.atStep {
-				ctx = (&Deployment{App: "web", Release: "R1"}).at(ctx, StepApply)
+				ctx = (&Deployment{c: c, App: "web", Release: "R1"}).at(ctx, StepApply)
 			}
 			errs := tc.errs
-			err = chain{c: c, kind: "scheduler", name: DefaultName}.do(ctx, func() error {
+			err = c.rack.schedChains[DefaultName].do(ctx, opApply, func() error {
 				got.Calls++
 				if len(errs) == 0 {
 					return nil
@@ -303,7 +303,7 @@ func TestRegistryResolveRetries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := c.resolve(context.Background(), sel.registry, "web:v1")
+			img, err := sel.registry.Resolve(context.Background(), "web:v1")
 			got := result{Calls: reg.calls, Digest: img.Digest, Err: err != nil}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)

@@ -218,7 +218,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/convox-go/convox/internal/limiter"
 	"github.com/convox-go/convox/internal/poll"
 )
 
@@ -297,9 +296,17 @@ type Options struct {
 	Holder string
 	// RateLimit bounds the calls per second that the client makes to each
 	// balancer and scheduler (see the package doc, # Retries), shared by
-	// every deploy of the client; RateBurst is the burst. Defaults: 20 and 20. A negative RateLimit disables the limit.
+	// every deploy of the client; RateBurst is the burst. Defaults: 20 and
+	// 20. A negative RateLimit disables the limit.
 	RateLimit float64
 	RateBurst int
+	// RateLimits sets the rate limit of each provider of a kind, by kind
+	// (KindStore, KindRegistry, KindLogs, KindNotifier, or KindScheduler
+	// and KindBalancer to replace RateLimit and RateBurst for them); a
+	// Rate of zero turns the limit off. Stores, registries, logs backends
+	// and notifiers not named here are not limited. New refuses an unknown
+	// kind with providers.ErrInvalid.
+	RateLimits map[string]Rate
 	// BatchWindow is how long a status observation waits to be batched
 	// with concurrent ones when the scheduler implements BatchStatus.
 	// Default 10ms.
@@ -352,9 +359,10 @@ type Client struct {
 	eventLanes map[string]*eventLane // by app, while an event of the app is being delivered
 
 	mu       sync.Mutex
-	inflight map[string]*Deployment      // by app, deploys driven by this client
-	limiters map[string]*limiter.Limiter // by provider kind and name
-	batchers map[string]*statusBatcher   // by scheduler name
+	inflight map[string]*Deployment    // by app, deploys driven by this client
+	batchers map[string]*statusBatcher // by scheduler name
+
+	chains []*chain // one per provider of the rack, set by New and then read only
 }
 
 // New returns a Client for the rack. It checks that the rack has every
@@ -366,14 +374,14 @@ func New(r Rack, opts *Options) (*Client, error) {
 		return nil, wrapErr("New", "", "", err)
 	}
 	o := opts.withDefaults()
+	if err := o.checkRates(); err != nil {
+		return nil, wrapErr("New", "", "", err)
+	}
 	c := &Client{
 		opts: o, log: o.Logger, inflight: map[string]*Deployment{}, eventLanes: map[string]*eventLane{},
-		limiters: map[string]*limiter.Limiter{}, batchers: map[string]*statusBatcher{},
+		batchers: map[string]*statusBatcher{},
 	}
-	rk.client = c
-	for i, b := range rk.balancers.items {
-		rk.balancers.items[i].Provider = wrapBalancer(chain{c: c, kind: "balancer", name: b.Name}, b.Provider)
-	}
+	rk.wrap(c)
 	c.rack = rk
 	return c, nil
 }

@@ -45,7 +45,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	if err := sel.check(CapTaskRunner); err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
-	runner := sel.scheduler.(providers.TaskRunner)
+	runner, _ := sel.sched.taskRunner()
 	id := o.Release
 	if id == "" {
 		id = app.Active
@@ -90,14 +90,17 @@ func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, log
 		return true
 	}
 	b := poll.Backoff{Initial: min(a.c.opts.PollInterval, 500*time.Millisecond), Max: min(a.c.opts.MaxPollInterval, 2*time.Second)}
+	// The chains of the logs backend and the scheduler retry a temporary
+	// error of a read or of GetTask until ctx ends (chain.go).
+	rctx := withFollowRetry(ctx, b.Initial, b.Max)
 	for {
-		if _, err := t.drain(ctx, write); err != nil && !providers.IsTemporary(err) && ctx.Err() == nil {
+		if _, err := t.drain(rctx, write); err != nil && ctx.Err() == nil {
 			return nil, wrapErr(op, a.name, id, err)
 		}
-		cur, err := runner.GetTask(ctx, a.name, task.ID)
+		cur, err := runner.GetTask(rctx, a.name, task.ID)
 		switch {
 		case err == nil && cur.State == providers.TaskStopped:
-			if _, err := t.drain(ctx, write); err != nil {
+			if _, err := t.drain(rctx, write); err != nil {
 				return nil, wrapErr(op, a.name, id, err)
 			}
 			res := &RunResult{Task: cur, ExitCode: -1}
@@ -106,9 +109,10 @@ func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, log
 			}
 			a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("one-off task %s exited with %d", task.ID, res.ExitCode), Reason: cur.Reason})
 			return res, nil
-		case err != nil && ctx.Err() == nil && !providers.IsTemporary(err):
+		case err != nil && ctx.Err() == nil:
 			return nil, wrapErr(op, a.name, id, err)
 		}
+		// Not the chain: this polls the task until it stops.
 		if werr := b.Wait(ctx); werr != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.c.opts.NotifyTimeout)
 			_ = runner.StopTask(sctx, a.name, task.ID)

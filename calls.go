@@ -2,6 +2,7 @@ package convox
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -68,14 +69,20 @@ type Rate struct {
 	Burst     int
 }
 
+// maxBurst bounds Rate.Burst.
+const maxBurst = 1 << 20
+
 // kinds lists every kind of provider.
 var kinds = []string{KindScheduler, KindBalancer, KindRegistry, KindLogs, KindStore, KindNotifier}
 
 // checkRates refuses Options.RateLimits naming an unknown kind.
 func (o *Options) checkRates() error {
-	for k := range o.RateLimits {
+	for k, r := range o.RateLimits {
 		if !slices.Contains(kinds, k) {
 			return providers.Invalidf("Options.RateLimits names an unknown kind of provider %q (kinds: %v)", k, kinds)
+		}
+		if math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0) || r.Burst > maxBurst {
+			return providers.Invalidf("Options.RateLimits[%q] is %v calls per second with bursts of %d: want a finite rate and bursts of at most %d", k, r.PerSecond, r.Burst, maxBurst)
 		}
 	}
 	return nil
@@ -94,7 +101,7 @@ func (c *Client) rateOf(kind string) Rate {
 		return Rate{}
 	}
 	if r.Burst <= 0 {
-		r.Burst = int(max(r.PerSecond, 1))
+		r.Burst = int(min(max(r.PerSecond, 1), maxBurst))
 	}
 	return r
 }

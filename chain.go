@@ -174,7 +174,16 @@ func (c *Client) newChain(kind, name string) *chain {
 // do runs fn, one call of operation o, through the chain. A nil chain (a
 // rack only checked, never called) runs fn as it is.
 func (ch *chain) do(ctx context.Context, o op, fn func() error) error {
+	return ch.doAfter(ctx, o, nil, fn)
+}
+
+// doAfter is do that runs prep, when not nil, once: after the first wait
+// for the rate limit, before the call and outside its time.
+func (ch *chain) doAfter(ctx context.Context, o op, prep func(), fn func() error) error {
 	if ch == nil {
+		if prep != nil {
+			prep()
+		}
 		return fn()
 	}
 	st := &ch.stats[o]
@@ -193,6 +202,9 @@ func (ch *chain) do(ctx context.Context, o op, fn func() error) error {
 			if err := ch.lim.Wait(ctx); err != nil {
 				return err
 			}
+		}
+		if prep != nil && attempt == 1 {
+			prep()
 		}
 		start := time.Now()
 		err := fn()

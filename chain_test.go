@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -435,12 +436,27 @@ func TestRateLimitsByKind(t *testing.T) {
 	}
 }
 
-// TestRateLimitsRefusesAnUnknownKind: New names the kinds it knows.
-func TestRateLimitsRefusesAnUnknownKind(t *testing.T) {
-	_, err := New(Rack{Registry: nopRegistry{}, Scheduler: baseScheduler{}, Logs: nopLogs{}, Store: memStore{}},
-		&Options{RateLimits: map[string]Rate{"stores": {PerSecond: 1}}})
-	if !errors.Is(err, providers.ErrInvalid) || !strings.Contains(err.Error(), `"stores"`) {
-		t.Errorf("New = %v, want ErrInvalid naming the kind", err)
+// TestRateLimitsRefusesBadInput: New refuses RateLimits it cannot
+// apply, naming the entry, before anything is called.
+func TestRateLimitsRefusesBadInput(t *testing.T) {
+	tests := []struct {
+		name  string
+		rates map[string]Rate
+		want  string
+	}{
+		{name: "unknown kind", rates: map[string]Rate{"stores": {PerSecond: 1}}, want: `unknown kind of provider "stores"`},
+		{name: "infinite rate", rates: map[string]Rate{KindStore: {PerSecond: math.Inf(1)}}, want: `RateLimits["store"] is +Inf calls per second`},
+		{name: "NaN rate", rates: map[string]Rate{KindLogs: {PerSecond: math.NaN()}}, want: `RateLimits["logs"] is NaN calls per second`},
+		{name: "huge burst", rates: map[string]Rate{KindScheduler: {PerSecond: 1, Burst: 1 << 30}}, want: `bursts of 1073741824`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(Rack{Registry: nopRegistry{}, Scheduler: baseScheduler{}, Logs: nopLogs{}, Store: memStore{}},
+				&Options{RateLimits: tc.rates})
+			if !errors.Is(err, providers.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v, want ErrInvalid containing %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -80,11 +80,10 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 		b.mu.Unlock()
 	}
 	// The scheduler's chain waits for the rate limit before it calls:
-	// taking the batch in the call lets every request that arrives
+	// taking the batch after that wait lets every request that arrives
 	// meanwhile join it, so under load, batches grow by themselves.
 	var m map[string]providers.AppStatus
-	err := sel.sched.ch.do(fctx, opStatusMany, func() error {
-		take()
+	err := sel.sched.ch.doAfter(fctx, opStatusMany, take, func() error {
 		var err error
 		m, err = bs.StatusMany(fctx, slices.Sorted(maps.Keys(batch)))
 		return err

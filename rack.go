@@ -220,8 +220,11 @@ func (r Rack) resolve() (rack, error) {
 
 // selection is the providers one app uses.
 type selection struct {
-	spec      AppSpec // with every name resolved
-	registry  providers.Registry
+	spec     AppSpec // with every name resolved
+	registry providers.Registry
+	// scheduler is the scheduler itself, for capability checks and the
+	// capabilities that describe it (providers.Bounded,
+	// providers.BindingAcceptor); its calls go through sched.
 	scheduler providers.Scheduler
 	balancer  providers.Balancer // nil when the rack has none
 	balancers map[string]providers.Balancer

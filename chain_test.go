@@ -514,3 +514,45 @@ func TestRegistryResolveRetries(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkChain measures what the chain adds to one provider call: a
+// store Get through the client's chain (limit, accounting, retry policy)
+// against the same Get made directly, and a scheduler Status made at a
+// deploy step under the default rate limit's burst.
+func BenchmarkChain(b *testing.B) {
+	s := memStore{"app/web": {Key: "app/web", Value: []byte("{}"), Version: 1}}
+	c, err := New(Rack{Registry: nopRegistry{}, Scheduler: baseScheduler{}, Logs: nopLogs{}, Store: s}, &Options{RateLimit: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("store Get, direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Get(ctx, "app/web"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("store Get, through the chain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.rack.store.Get(ctx, "app/web"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	sel, err := c.rack.selectFor(AppSpec{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx := (&Deployment{c: c, App: "web", Release: "R1"}).at(ctx, StepWait)
+	b.Run("scheduler Status at a step, through the chain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := sel.sched.Status(sctx, "web"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

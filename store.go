@@ -204,7 +204,8 @@ func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 
 // updateApp applies fn to the current app document and saves it, reading
 // again and retrying when a concurrent writer got there first. fn may
-// return an error to abort without writing.
+// return an error to abort without writing. (A conflict is not a
+// temporary error the store's chain could retry: it needs a fresh read.)
 func (c *Client) updateApp(ctx context.Context, name string, fn func(*appDoc) error) (*appDoc, error) {
 	for attempt := 0; ; attempt++ {
 		doc, err := c.loadApp(ctx, name)

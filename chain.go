@@ -26,11 +26,11 @@ import (
 //     (withFollowRetry); any other call not at all.
 //
 // No call site limits, accounts or retries a single provider call by
-// hand. Two loops stay outside the chain by design, each saying why:
+// hand. The loops that stay outside the chain by design each say why:
 // compensation's attempts (compensate.go), which retry a whole sequence
-// of calls and every error but ErrInvalid, and the polling of a deploy's
-// waits (observe.go, compensate.go, run.go), which observe again and
-// again whether or not a call failed.
+// of calls on every error but ErrInvalid, and the polls that observe again
+// and again whether or not a call failed (the waits of observe.go and
+// compensate.go, a following Logs iteration, Run's task, Cancel's lease).
 
 // Kinds of provider, as Client.Calls and Options.RateLimits name them.
 const (

@@ -171,24 +171,24 @@
 //     Options.PollInterval to Options.MaxPollInterval; each retry is an
 //     EventRetry. An error that is not temporary stops the deploy at once,
 //     which then compensates.
-//   - The reads of a following Logs iteration, and the output and task
-//     polls of AppClient.Run: until their ctx ends, silently. A one-shot
-//     Logs read is not retried.
+//   - The reads of a following Logs iteration: until its ctx ends,
+//     silently. A one-shot Logs read is not retried.
 //   - Every other call runs once: notifiers (a notification that failed
 //     may have been delivered; a failure is an EventNotifyFailed and never
 //     fails the deploy), logs writes, subscriptions, the registry's other
 //     calls, and the scheduler's calls outside a deploy step (plans,
 //     drift, rollout events, canceling a rollout, stopping a task).
 //
-// Two loops are not the chain's retries. The waits of a deploy and of its
-// compensation poll Scheduler.Status (or StatusMany) and Balancer.Health
-// until the release converges or the deploy's timeout passes; an
-// observation that fails with a temporary error is one that saw nothing,
-// reported as an EventRetry, and the next poll observes again. An error
-// that is not temporary stops the wait. Compensation (restoring the
-// previous release after a failure) retries its whole sequence of calls
-// on every error but providers.ErrInvalid, until
-// Options.CompensateTimeout.
+// The polls and compensation are not the chain's retries. The waits of a
+// deploy and of its compensation poll Scheduler.Status (or StatusMany)
+// and Balancer.Health until the release converges or the deploy's timeout
+// passes; an observation that fails with a temporary error is one that
+// saw nothing, reported as an EventRetry, and the next poll observes
+// again. An error that is not temporary stops the wait. AppClient.Run
+// polls its task's output and state the same way, until the task stops
+// or ctx ends. Compensation (restoring the previous release after a
+// failure) retries its whole sequence of calls on every error but
+// providers.ErrInvalid, until Options.CompensateTimeout.
 //
 // Every call to a provider first waits for that provider's rate limiter,
 // shared by every deploy of the client: Options.RateLimit (20 calls per

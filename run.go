@@ -89,18 +89,18 @@ func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, log
 		}
 		return true
 	}
+	// Not the chain's retries: this polls the task's output and state
+	// until it stops, so a temporary failure of a read or of GetTask is
+	// one poll that saw nothing, and the next poll asks again.
 	b := poll.Backoff{Initial: min(a.c.opts.PollInterval, 500*time.Millisecond), Max: min(a.c.opts.MaxPollInterval, 2*time.Second)}
-	// The chains of the logs backend and the scheduler retry a temporary
-	// error of a read or of GetTask until ctx ends (chain.go).
-	rctx := withFollowRetry(ctx, b.Initial, b.Max)
 	for {
-		if _, err := t.drain(rctx, write); err != nil && ctx.Err() == nil {
+		if _, err := t.drain(ctx, write); err != nil && !providers.IsTemporary(err) && ctx.Err() == nil {
 			return nil, wrapErr(op, a.name, id, err)
 		}
-		cur, err := runner.GetTask(rctx, a.name, task.ID)
+		cur, err := runner.GetTask(ctx, a.name, task.ID)
 		switch {
 		case err == nil && cur.State == providers.TaskStopped:
-			if _, err := t.drain(rctx, write); err != nil {
+			if _, err := t.drain(ctx, write); err != nil {
 				return nil, wrapErr(op, a.name, id, err)
 			}
 			res := &RunResult{Task: cur, ExitCode: -1}
@@ -109,10 +109,9 @@ func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, log
 			}
 			a.c.emit(Event{Type: EventRun, App: a.name, Release: id, Message: fmt.Sprintf("one-off task %s exited with %d", task.ID, res.ExitCode), Reason: cur.Reason})
 			return res, nil
-		case err != nil && ctx.Err() == nil:
+		case err != nil && ctx.Err() == nil && !providers.IsTemporary(err):
 			return nil, wrapErr(op, a.name, id, err)
 		}
-		// Not the chain: this polls the task until it stops.
 		if werr := b.Wait(ctx); werr != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.c.opts.NotifyTimeout)
 			_ = runner.StopTask(sctx, a.name, task.ID)

@@ -396,11 +396,12 @@ func (w logTailerCalls) Tail(ctx context.Context, q providers.LogQuery) iter.Seq
 		err := w.tch.do(once, opTail, func() error {
 			called = true
 			for e, err := range w.t.Tail(ctx, q) {
-				if !yield(e, err) {
-					return nil
-				}
+				more := yield(e, err)
 				if err != nil {
 					return err
+				}
+				if !more {
+					return nil
 				}
 			}
 			return nil

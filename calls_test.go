@@ -273,3 +273,103 @@ func TestCallsOutsideDeploys(t *testing.T) {
 		})
 	}
 }
+
+// TestCallsMatchWhatTheProvidersReceive: whatever the client does, it
+// counts each operation's calls and errors exactly as the providers
+// received them.
+func TestCallsMatchWhatTheProvidersReceive(t *testing.T) {
+	tests := []struct {
+		name string
+		// ops must be among the operations called ("Kind.Op").
+		ops []string
+		run func(ctx context.Context, w *world) error
+	}{
+		{"rollback", []string{"registry.Resolve", "scheduler.Apply"}, func(ctx context.Context, w *world) error {
+			w.push("v2")
+			if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil); err != nil {
+				return err
+			}
+			_, err := w.c.App("web").Rollback(ctx, convox.Previous(), nil)
+			return err
+		}},
+		{"failed deploy, compensated", []string{"scheduler.Apply", "scheduler.CancelRollout", "logs.Read"}, func(ctx context.Context, w *world) error {
+			w.push("v2")
+			w.rack.CrashLoop("R2")
+			_, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
+			if err == nil {
+				return fmt.Errorf("the deploy of a crashing release succeeded")
+			}
+			return nil
+		}},
+		{"one-off task", []string{"scheduler.RunTask", "scheduler.GetTask", "logs.Read"}, func(ctx context.Context, w *world) error {
+			_, err := w.c.App("web").Run(ctx, "worker", nil, nil)
+			return err
+		}},
+		{"prune images", []string{"registry.DeleteImage"}, func(ctx context.Context, w *world) error {
+			for _, v := range []string{"v2", "v3"} {
+				w.push(v)
+				if _, err := w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:" + v}, nil); err != nil {
+					return err
+				}
+			}
+			_, err := w.c.App("web").PruneImages(ctx, &convox.PruneOptions{Keep: 1})
+			return err
+		}},
+		{"plan", []string{"registry.Resolve"}, func(ctx context.Context, w *world) error {
+			w.push("v2")
+			_, err := w.c.App("web").Plan(ctx, convox.ReleaseSpec{Image: "web:v2"})
+			return err
+		}},
+		{"logs", []string{"logs.Read"}, func(ctx context.Context, w *world) error {
+			_, err := collect(w.c.App("web").Logs(ctx, convox.LogQuery{}))
+			return err
+		}},
+		{"delete the app", []string{"scheduler.Delete", "balancer.DeleteRoute", "logs.Delete", "store.Delete"}, func(ctx context.Context, w *world) error {
+			return w.c.DeleteApp(ctx, "web")
+		}},
+		{"two apps at once", []string{"scheduler.StatusMany"}, func(ctx context.Context, w *world) error {
+			w.rack.Push("api", "v1", &fake.ImageConfig{Entrypoint: []string{"/app/api"}})
+			if _, err := w.c.CreateApp(ctx, "api", nil); err != nil {
+				return err
+			}
+			w.push("v2")
+			_, err := w.c.DeployMany(ctx, []convox.AppDeploy{
+				{App: "web", Spec: convox.ReleaseSpec{Image: "web:v2"}},
+				{App: "api", Spec: convox.ReleaseSpec{Image: "api:v1", Processes: []convox.Process{{Name: "api", Count: 1, Port: 80}}}},
+			}, nil)
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				w := newWorld(t, nil)
+				w.deployV1(ctx)
+				w.rack.ResetCalls()
+				before := w.c.Calls()
+				if err := tc.run(ctx, w); err != nil {
+					t.Fatal(err)
+				}
+				got := callsSince(w.c, before)
+				for k, s := range got {
+					s.Retries = 0
+					got[k] = s
+				}
+				want := recordedCalls(w.rack)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+				for _, op := range tc.ops {
+					found := false
+					for k := range got {
+						found = found || k.Kind+"."+k.Op == op
+					}
+					if !found {
+						t.Errorf("no %s call counted", op)
+					}
+				}
+			})
+		})
+	}
+}

@@ -28,8 +28,8 @@ type CallStats struct {
 	// Retries counts the calls that repeated a call that had failed with
 	// a temporary error (they are among Calls).
 	Retries int64
-	// Time is the total time spent in the calls, without the waits for
-	// the rate limiter and between retries.
+	// Time is the time spent in the calls, summed over calls that ran at
+	// once, without the waits for the rate limiter and between retries.
 	Time time.Duration
 }
 
@@ -63,7 +63,7 @@ func (c *Client) Calls() []CallStats {
 // Rate is a rate limit of calls to a provider: a token bucket of Burst
 // calls refilled at PerSecond calls per second. A PerSecond of zero or
 // less means no limit; a Burst of zero or less defaults to PerSecond
-// (at least 1).
+// (at least 1, at most 1,048,576).
 type Rate struct {
 	PerSecond float64
 	Burst     int

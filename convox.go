@@ -344,7 +344,8 @@ type Options struct {
 	// and KindBalancer to replace RateLimit and RateBurst for them); a
 	// Rate of zero turns the limit off. Stores, registries, logs backends
 	// and notifiers not named here are not limited. New refuses an unknown
-	// kind with providers.ErrInvalid.
+	// kind, a rate that is not finite and a burst over 1,048,576 with
+	// providers.ErrInvalid.
 	RateLimits map[string]Rate
 	// BatchWindow is how long a status observation waits to be batched
 	// with concurrent ones when the scheduler implements BatchStatus.

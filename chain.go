@@ -19,7 +19,7 @@ import (
 //  2. makes the call and accounts it (Client.Calls);
 //  3. retries a temporary error (providers.IsTemporary) by its policy:
 //     the store's calls and Registry.Resolve a bounded number of times
-//     (retryBounded); the calls of a deploy step (the step travels in
+//     (retryAttempts); the calls of a deploy step (the step travels in
 //     the ctx, set by Deployment.at) until ctx ends, backing off from
 //     Options.PollInterval to Options.MaxPollInterval, each retry an
 //     EventRetry; the reads of a following Logs iteration until ctx ends
@@ -146,8 +146,9 @@ type chain struct {
 	c          *Client
 	kind, name string
 	lim        *limiter.Limiter // nil: no limit
-	// bounded lists the operations retried by retryBounded whatever the
-	// ctx; the others retry only in a retryScope, and none when noScope.
+	// bounded lists the operations retried up to retryAttempts times
+	// whatever the ctx; the others retry only in a retryScope, and none
+	// when noScope.
 	bounded uint64
 	noScope bool
 	stats   [numOps]opStats

@@ -243,9 +243,8 @@ func (w secretKeeperCalls) KeepSecret(ctx context.Context, app, name, value stri
 
 // storeCalls is the rack's Store as the Client uses it: every call
 // through the store's chain, which retries a temporary error a bounded
-// number of times (retryBounded's policy: the store holds the truth about
-// what is active, so a throttled write must not abandon a workflow
-// midway). A conditional Put or Delete is retried as it was asked, with
+// number of times (retryAttempts: the store holds the truth about what is
+// active, so a throttled write must not abandon a workflow midway). A conditional Put or Delete is retried as it was asked, with
 // the same version: when an attempt that reported a temporary error did
 // write, the retry reports ErrConflict, which the caller handles as any
 // concurrent write (updateApp and updateRelease read again). The Store

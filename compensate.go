@@ -122,6 +122,11 @@ func (d *Deployment) reportOutcome(ctx context.Context, serr *stepError, cancele
 // so one hung or failed call costs an attempt, not the compensation.
 // Every error but providers.ErrInvalid is retried, not only temporary ones: leaving
 // the app half-deployed is worse than trying again.
+//
+// This loop is not the providers' chain, by design: the chain retries one
+// call's temporary errors, while an attempt here is a whole sequence of
+// calls and waits (compensateOnce) retried on any error but ErrInvalid.
+// The calls of an attempt still go through their chains.
 func (d *Deployment) compensate(ctx context.Context) error {
 	d.c.emit(Event{Type: EventCompensating, App: d.App, Release: d.Release, Step: StepCompensate,
 		Message: map[bool]string{true: "restoring " + d.Previous, false: "stopping the failed release"}[d.Previous != ""]})
@@ -165,7 +170,7 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 	if d.Previous == "" {
 		return sel.sched.Delete(d.at(ctx, StepCompensate), d.App)
 	}
-	if c, ok := sel.scheduler.(providers.Canceler); ok {
+	if c, ok := sel.sched.canceler(); ok {
 		if st, err := sel.sched.Status(ctx, d.App); err == nil {
 			for _, r := range st.Rollouts {
 				if r.Token == d.token && r.State == providers.RolloutInProgress {
@@ -193,14 +198,23 @@ func (d *Deployment) compensateOnce(ctx context.Context) error {
 
 // waitRestored waits until the previous release, applied with token,
 // serves again; it gives up on a non-temporary error or a failed rollout.
+// Each observation reports the scheduler's new rollout events
+// (platformevents.go) at StepCompensate.
+//
+// Like the waits of a deploy (observe.go), it polls rather than going
+// through the chain's retry: it observes again whether or not the last
+// observation failed, and a temporary failure only counts as one more
+// observation that saw nothing.
 func (d *Deployment) waitRestored(ctx context.Context, sel selection, prev *releaseDoc, token string) error {
 	b := d.c.pollBackoff()
+	platformEvents := d.platformEvents(sel.sched)
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		var obs observation
 		if err == nil {
 			obs, err = d.c.observe(ctx, sel, app, prev, token, nil)
 		}
+		platformEvents(ctx, StepCompensate)
 		switch {
 		case err == nil && obs.converged(d.Previous):
 			return nil

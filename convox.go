@@ -154,28 +154,67 @@
 //
 // # Retries
 //
-// The Client retries provider errors that providers.IsTemporary reports
-// (throttled, unavailable), never others, and returns the last error when
-// it gives up:
+// The Client makes every call to a provider through one chain per
+// provider, built by New: the chain waits for the provider's rate limit,
+// makes the call, counts it (# Calls) and retries it by the policy of its
+// kind. A retry is for an error that providers.IsTemporary reports
+// (throttled, unavailable), never another, and the last error is returned
+// when the chain gives up:
 //
 //   - Store calls and Registry.Resolve: up to 8 attempts, backing off from
 //     100ms to 2s, within the caller's ctx.
-//   - Inside a deploy (Balancer.EnsureRoute, Scheduler.Apply, the staging
-//     and weight calls of blue/green and canary deploys, and the
-//     Scheduler.Status and Balancer.Health observations of its wait):
-//     until the deploy's timeout (DeployOptions.Timeout), backing off from
+//   - The calls that make a deploy's changes (Balancer.EnsureRoute,
+//     EnsureTargetSet and SetWeights; Scheduler.Apply, Stage, PromoteStage
+//     and DiscardStage; the Apply or Delete that restores the previous
+//     release): until the deploy's ctx ends (DeployOptions.Timeout; for a
+//     compensation, its attempt's bound), backing off from
 //     Options.PollInterval to Options.MaxPollInterval; each retry is an
 //     EventRetry. An error that is not temporary stops the deploy at once,
 //     which then compensates.
-//   - Compensation (restoring the previous release after a failure):
-//     every error but providers.ErrInvalid, until Options.CompensateTimeout.
-//   - Logs reads: a following Logs iteration retries temporary errors
-//     until its ctx ends; a one-shot read does not retry.
+//   - The reads of a following Logs iteration: until its ctx ends,
+//     silently. A one-shot Logs read is not retried.
+//   - Every other call runs once: notifiers (a notification that failed
+//     may have been delivered; a failure is an EventNotifyFailed and never
+//     fails the deploy), logs writes, subscriptions, the registry's other
+//     calls, and the scheduler's calls outside a deploy step (plans,
+//     drift, rollout events, canceling a rollout, stopping a task).
 //
-// Every call the Client makes to a balancer, and its scheduler calls that
-// roll out, observe and stop apps (Apply, Status, StatusMany, Delete and
-// staging), draw on one rate limiter per provider (Options.RateLimit),
-// shared by all its deploys.
+// The polls and compensation are not the chain's retries. The waits of a
+// deploy and of its compensation poll Scheduler.Status (or StatusMany)
+// and Balancer.Health until the release converges or the deploy's timeout
+// passes; an observation that fails with a temporary error is one that
+// saw nothing, reported as an EventRetry, and the next poll observes
+// again. An error that is not temporary stops the wait. AppClient.Run
+// polls its task's output and state the same way, until the task stops
+// or ctx ends. Compensation (restoring the previous release after a
+// failure) retries its whole sequence of calls on every error but
+// providers.ErrInvalid, until Options.CompensateTimeout.
+//
+// Every call to a provider first waits for that provider's rate limiter,
+// shared by every deploy of the client: Options.RateLimit (20 calls per
+// second by default) for each scheduler and balancer, and
+// Options.RateLimits for any kind; stores, registries, logs backends and
+// notifiers are not limited unless RateLimits says so.
+//
+// # Calls
+//
+// Client.Calls reports, per provider (its kind and its name in the rack)
+// and operation, how many calls the client made, how many returned an
+// error, how many were retries of a temporary error, and the time spent in
+// them:
+//
+//	for _, s := range c.Calls() {
+//		fmt.Printf("%s %s %s: %d calls, %d errors, %d retries, %s\n",
+//			s.Kind, s.Provider, s.Op, s.Calls, s.Errors, s.Retries, s.Time)
+//	}
+//
+// The counters are atomic and fixed when New builds the chains, so
+// counting takes no lock and no allocation per call. A call is one
+// request to a provider's method: what a provider does inside it (an AWS
+// SDK's own retries) is not seen, nor are the image copies of
+// MigrateRegistry, which go over the registries' OCI data path, nor the
+// methods that describe a scheduler rather than call it
+// (providers.Bounded, providers.BindingAcceptor).
 //
 // # Store layout
 //
@@ -218,7 +257,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/convox-go/convox/internal/limiter"
 	"github.com/convox-go/convox/internal/poll"
 )
 
@@ -297,9 +335,18 @@ type Options struct {
 	Holder string
 	// RateLimit bounds the calls per second that the client makes to each
 	// balancer and scheduler (see the package doc, # Retries), shared by
-	// every deploy of the client; RateBurst is the burst. Defaults: 20 and 20. A negative RateLimit disables the limit.
+	// every deploy of the client; RateBurst is the burst. Defaults: 20 and
+	// 20. A negative RateLimit disables the limit.
 	RateLimit float64
 	RateBurst int
+	// RateLimits sets the rate limit of each provider of a kind, by kind
+	// (KindStore, KindRegistry, KindLogs, KindNotifier, or KindScheduler
+	// and KindBalancer to replace RateLimit and RateBurst for them); a
+	// Rate of zero turns the limit off. Stores, registries, logs backends
+	// and notifiers not named here are not limited. New refuses an unknown
+	// kind, a rate that is not finite and a burst over 1,048,576 with
+	// providers.ErrInvalid.
+	RateLimits map[string]Rate
 	// BatchWindow is how long a status observation waits to be batched
 	// with concurrent ones when the scheduler implements BatchStatus.
 	// Default 10ms.
@@ -352,9 +399,10 @@ type Client struct {
 	eventLanes map[string]*eventLane // by app, while an event of the app is being delivered
 
 	mu       sync.Mutex
-	inflight map[string]*Deployment      // by app, deploys driven by this client
-	limiters map[string]*limiter.Limiter // by provider kind and name
-	batchers map[string]*statusBatcher   // by scheduler name
+	inflight map[string]*Deployment    // by app, deploys driven by this client
+	batchers map[string]*statusBatcher // by scheduler name
+
+	chains []*chain // one per provider of the rack, set by New and then read only
 }
 
 // New returns a Client for the rack. It checks that the rack has every
@@ -366,14 +414,14 @@ func New(r Rack, opts *Options) (*Client, error) {
 		return nil, wrapErr("New", "", "", err)
 	}
 	o := opts.withDefaults()
+	if err := o.checkRates(); err != nil {
+		return nil, wrapErr("New", "", "", err)
+	}
 	c := &Client{
 		opts: o, log: o.Logger, inflight: map[string]*Deployment{}, eventLanes: map[string]*eventLane{},
-		limiters: map[string]*limiter.Limiter{}, batchers: map[string]*statusBatcher{},
+		batchers: map[string]*statusBatcher{},
 	}
-	rk.client = c
-	for i, b := range rk.balancers.items {
-		rk.balancers.items[i].Provider = wrapBalancer(chain{c: c, kind: "balancer", name: b.Name}, b.Provider)
-	}
+	rk.wrap(c)
 	c.rack = rk
 	return c, nil
 }

@@ -23,7 +23,8 @@ func (a *AppClient) Drift(ctx context.Context) ([]providers.ResourceDrift, error
 	if err := sel.check(CapDriftDetector); err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
-	out, err := sel.scheduler.(providers.DriftDetector).DetectDrift(ctx, a.name)
+	dd, _ := sel.sched.driftDetector()
+	out, err := dd.DetectDrift(ctx, a.name)
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}

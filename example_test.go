@@ -304,3 +304,30 @@ func ExampleSecret() {
 	// Output:
 	// <redacted> <redacted> <redacted>
 }
+
+// Calls counts the calls the client made to each operation of each
+// provider: here a deploy whose first Apply was throttled and retried.
+// (The status and health polls, whose number depends on timing, are left
+// out of the output.)
+func ExampleClient_Calls() {
+	c, r := exampleClient()
+	r.Throttle("Scheduler.Apply", 1)
+	_, err := c.App("web").Deploy(context.Background(), convox.ReleaseSpec{
+		Image: "web:v1", Processes: []convox.Process{{Name: "web", Count: 2, Port: 8080}},
+	}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range c.Calls() {
+		switch s.Op {
+		case "Apply", "EnsureRoute", "Notify", "Resolve":
+			fmt.Printf("%s %s %s: %d calls, %d errors, %d retries\n", s.Kind, s.Provider, s.Op, s.Calls, s.Errors, s.Retries)
+		}
+	}
+	// Output:
+	// balancer default EnsureRoute: 1 calls, 0 errors, 0 retries
+	// notifier 0 Notify: 2 calls, 0 errors, 0 retries
+	// registry default Resolve: 1 calls, 0 errors, 0 retries
+	// scheduler default Apply: 2 calls, 1 errors, 1 retries
+}

@@ -99,6 +99,9 @@ func (a *AppClient) Cancel(ctx context.Context) error {
 	}); err != nil {
 		return wrapErr(op, a.name, l.Release, err)
 	}
+	// Not the chain: this polls the app until its deployer lets go; a
+	// temporary error that outlived the store's own retries is one poll
+	// that saw nothing.
 	b := a.c.pollBackoff()
 	for {
 		app, err := a.c.loadApp(ctx, a.name)

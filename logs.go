@@ -56,16 +56,20 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[providers.Lo
 		}
 		t := &tailer{logs: sel.logs, q: pq}
 		b := poll.Backoff{Initial: min(a.c.opts.PollInterval, time.Second), Max: min(a.c.opts.MaxPollInterval, 5*time.Second)}
+		rctx := ctx
+		if q.Follow {
+			// The logs backend's chain retries a following read's
+			// temporary errors until ctx ends (chain.go).
+			rctx = withFollowRetry(ctx, b.Initial, b.Max)
+		}
 		for {
-			n, err := t.drain(ctx, func(e providers.LogEntry) bool { return yield(e, nil) })
+			n, err := t.drain(rctx, func(e providers.LogEntry) bool { return yield(e, nil) })
 			if err != nil {
 				if q.Follow && ctx.Err() != nil {
 					return
 				}
-				if !providers.IsTemporary(err) || !q.Follow {
-					yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
-					return
-				}
+				yield(providers.LogEntry{}, wrapErr("Logs", a.name, "", err))
+				return
 			}
 			if n < 0 || !q.Follow {
 				return
@@ -73,6 +77,8 @@ func (a *AppClient) Logs(ctx context.Context, q LogQuery) iter.Seq2[providers.Lo
 			if n > 0 {
 				b.Reset()
 			}
+			// Not the chain: following polls for new lines, backing off
+			// while there are none; a failed read was retried above.
 			if err := b.Wait(ctx); err != nil {
 				return
 			}

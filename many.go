@@ -11,27 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/convox-go/convox/internal/limiter"
 	"github.com/convox-go/convox/providers"
 )
-
-// limit waits for the shared rate limiter of one provider. Every deploy of
-// the client draws on the same limiter per provider, so many concurrent
-// deploys stay under the backend's rate limit together.
-func (c *Client) limit(ctx context.Context, kind, name string) error {
-	if c.opts.RateLimit < 0 {
-		return nil
-	}
-	key := kind + "/" + name
-	c.mu.Lock()
-	l, ok := c.limiters[key]
-	if !ok {
-		l = limiter.New(c.opts.RateLimit, c.opts.RateBurst)
-		c.limiters[key] = l
-	}
-	c.mu.Unlock()
-	return l.Wait(ctx)
-}
 
 // statusBatcher coalesces the Status calls of concurrent waits on one
 // scheduler into StatusMany calls: the first caller of a window becomes
@@ -51,7 +32,7 @@ type statusResult struct {
 // status observes one app, through BatchStatus when the scheduler has it
 // and other deploys of the client are waiting too.
 func (c *Client) status(ctx context.Context, sel selection, app string) (providers.AppStatus, error) {
-	bs, ok := sel.scheduler.(providers.BatchStatus)
+	bs, ok := sel.sched.batchStatus()
 	c.mu.Lock()
 	concurrent := len(c.inflight) > 1
 	c.mu.Unlock()
@@ -99,11 +80,10 @@ func (c *Client) flushStatus(ctx context.Context, sel selection, bs providers.Ba
 		b.mu.Unlock()
 	}
 	// The scheduler's chain waits for the rate limit before it calls:
-	// taking the batch in the call lets every request that arrives
+	// taking the batch after that wait lets every request that arrives
 	// meanwhile join it, so under load, batches grow by themselves.
 	var m map[string]providers.AppStatus
-	err := sel.sched.ch.do(fctx, func() error {
-		take()
+	err := sel.sched.ch.doAfter(fctx, opStatusMany, take, func() error {
 		var err error
 		m, err = bs.StatusMany(fctx, slices.Sorted(maps.Keys(batch)))
 		return err

@@ -244,7 +244,7 @@ func (a *AppClient) copyImage(ctx context.Context, from string, img providers.Im
 	if err != nil {
 		return providers.Image{}, res, fmt.Errorf("copy %s: %w", img.Ref(), err)
 	}
-	moved, err := a.c.resolve(ctx, dst, dstRepo.URI+"@"+img.Digest)
+	moved, err := dst.Resolve(ctx, dstRepo.URI+"@"+img.Digest)
 	if err != nil {
 		return providers.Image{}, res, fmt.Errorf("resolve the copy of %s: %w", img.Ref(), err)
 	}

@@ -153,6 +153,12 @@ func (d *Deployment) wait(ctx context.Context, rel *releaseDoc, sel selection) *
 // failing fast on a failed rollout, on crash-looping tasks, and during a
 // bake on an unhealthy target. Temporary errors are retried; others stop
 // the wait at once. Each change of progress is reported as an event.
+//
+// Its loop is not the providers' chain, by design: a wait polls, observing
+// again until the deploy's timeout whether or not the last observation
+// failed, so a temporary failure is one more observation that saw nothing
+// (reported as an EventRetry); retrying the failed call in the chain
+// instead would only delay the next observation.
 func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection, w waitSpec) *stepError {
 	b := d.c.pollBackoff()
 	start := time.Now()
@@ -164,7 +170,7 @@ func (d *Deployment) waitFor(ctx context.Context, rel *releaseDoc, sel selection
 	first := true
 	unhealthyRuns := 0
 	d.setStep(w.step)
-	platformEvents := d.platformEvents(sel.scheduler) // the scheduler's own rollout events (platformevents.go)
+	platformEvents := d.platformEvents(sel.sched) // the scheduler's own rollout events (platformevents.go)
 	for {
 		app, err := d.c.loadApp(ctx, d.App)
 		if err == nil {

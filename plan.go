@@ -167,7 +167,7 @@ func (a *AppClient) Plan(ctx context.Context, spec ReleaseSpec) (*Plan, error) {
 	if err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
-	if cp, ok := sel.scheduler.(providers.ChangePlanner); ok {
+	if cp, ok := sel.sched.changePlanner(); ok {
 		to.Seq = app.Latest + 1
 		if p.Resources, err = cp.PlanChanges(ctx, to.desired(newToken(), planBindings(app, to))); err != nil {
 			return nil, wrapErr(op, a.name, "", err)
@@ -322,7 +322,7 @@ func (a *AppClient) CheckRollback(ctx context.Context, target RollbackTarget) (*
 		res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
 		return nil
 	}
-	if _, err := a.c.resolve(ctx, sel.registry, src.Image.Ref()); err != nil {
+	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
 		if err := fail(err, "image %s of %s no longer resolves: %v", src.Image.Ref(), res.Target, err); err != nil {
 			return nil, err
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/convox-go/convox/providers"
 )
 
 // platformEventKey identifies one platform event across polls.
@@ -32,11 +30,14 @@ type platformCursor struct {
 // logged and left for the next call: reporting never fails a deploy.
 //
 // The cursor lives in the deployment, so the several waits of a weighted
-// deploy (stage, shift, switch) report each event once between them. The
-// waits of one deployment run one after another, never at once.
-func (d *Deployment) platformEvents(s providers.Scheduler) func(ctx context.Context, step Step) {
+// deploy (stage, shift, switch) and the wait of its compensation
+// (waitRestored) report each event once between them. The waits of one
+// deployment run one after another, never at once. RolloutEvents goes
+// through the scheduler's chain (rate limit and accounting; it is not
+// retried, the next poll asks again).
+func (d *Deployment) platformEvents(s schedulerCalls) func(ctx context.Context, step Step) {
 	c, app, release := d.c, d.App, d.Release
-	er, ok := s.(providers.EventReporter)
+	er, ok := s.eventReporter()
 	if !ok {
 		return func(context.Context, Step) {}
 	}

@@ -2,6 +2,7 @@ package convox_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -217,4 +218,101 @@ func TestPlatformEventsAreReportedOnceAcrossTheWaitsOfADeploy(t *testing.T) {
 			t.Errorf("platform events of a deploy with several waits, once each (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// restoringScheduler is a stackScheduler whose rollout events of a
+// compensation are scripted: when the previous release is applied again
+// to restore it, onRestore's events join the script.
+type restoringScheduler struct {
+	*stackScheduler
+	previous  string
+	onRestore []providers.PlatformEvent
+}
+
+func (s *restoringScheduler) Apply(ctx context.Context, d providers.Desired) (providers.Rollout, error) {
+	s.mu.Lock()
+	if d.Release == s.previous {
+		s.script = append(s.script, s.onRestore...)
+		s.onRestore = nil
+	}
+	s.mu.Unlock()
+	return s.stackScheduler.Apply(ctx, d)
+}
+
+// TestPlatformEventsOfACompensation: the wait of a compensation reports
+// the scheduler's rollout events at StepCompensate, each once, after the
+// failed deploy's own (the cursor is the deployment's).
+func TestPlatformEventsOfACompensation(t *testing.T) {
+	type platformEvent struct {
+		Step    convox.Step
+		Message string
+	}
+	tests := []struct {
+		name string
+		// during are the events of the failed deploy; restore those of
+		// the compensation.
+		during, restore []providers.PlatformEvent
+		want            []platformEvent
+	}{
+		{
+			name:    "events of the restore only",
+			restore: []providers.PlatformEvent{{Resource: "app-web", Status: "UPDATE_ROLLBACK_IN_PROGRESS"}, {Resource: "ServiceOfweb", Status: "UPDATE_COMPLETE"}},
+			want: []platformEvent{
+				{convox.StepCompensate, "app-web UPDATE_ROLLBACK_IN_PROGRESS"},
+				{convox.StepCompensate, "ServiceOfweb UPDATE_COMPLETE"},
+			},
+		},
+		{
+			name:    "events of the deploy, then of the restore, once each",
+			during:  []providers.PlatformEvent{{Resource: "app-web", Status: "UPDATE_IN_PROGRESS"}, {Resource: "TaskOfweb", Status: "CREATE_COMPLETE"}},
+			restore: []providers.PlatformEvent{{Resource: "app-web", Status: "UPDATE_ROLLBACK_IN_PROGRESS"}, {Resource: "app-web", Status: "UPDATE_ROLLBACK_COMPLETE"}},
+			want: []platformEvent{
+				{convox.StepWait, "app-web UPDATE_IN_PROGRESS"},
+				{convox.StepWait, "TaskOfweb CREATE_COMPLETE"},
+				{convox.StepCompensate, "app-web UPDATE_ROLLBACK_IN_PROGRESS"},
+				{convox.StepCompensate, "app-web UPDATE_ROLLBACK_COMPLETE"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				s := &restoringScheduler{stackScheduler: &stackScheduler{}, previous: "R1"}
+				w := &world{t: t, rack: fake.New(nil)}
+				s.Scheduler = w.rack.Scheduler()
+				rk := w.rack.ConvoxRack()
+				rk.Scheduler = s
+				c, err := convox.New(rk, &convox.Options{
+					OnEvent:      w.record,
+					PollInterval: time.Second, MaxPollInterval: 5 * time.Second,
+				})
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				w.c = c
+				w.deployV1(ctx)
+				w.push("v2")
+				w.rack.CrashLoop("R2")
+				s.mu.Lock()
+				s.script, s.onRestore = tc.during, tc.restore
+				s.mu.Unlock()
+				before := len(w.allEvents())
+				_, err = w.c.App("web").Deploy(ctx, convox.ReleaseSpec{Image: "web:v2"}, nil)
+				var de *convox.DeployError
+				if !errors.As(err, &de) || !de.RolledBack {
+					t.Fatalf("Deploy v2 = %v, want a *DeployError with R1 restored", err)
+				}
+				var got []platformEvent
+				for _, e := range w.allEvents()[before:] {
+					if e.Type == convox.EventPlatform {
+						got = append(got, platformEvent{e.Step, e.Message})
+					}
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("platform events (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
 }

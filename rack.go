@@ -2,6 +2,7 @@ package convox
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/convox-go/convox/providers"
@@ -157,9 +158,36 @@ type rack struct {
 	logs       named[providers.Logs]
 	store      providers.Store
 	notifiers  []providers.Notifier
-	// client is the Client whose chain the providers' calls go through;
-	// nil for a rack only checked (Rack.Check).
-	client *Client
+	// schedChains are the chains of the schedulers, by name; nil for a
+	// rack only checked (Rack.Check), whose providers are never called.
+	schedChains map[string]*chain
+}
+
+// wrap makes every provider of the rack call through its own chain of c
+// (chain.go), once, when c is made: the registries, balancers, logs
+// backends, store and notifiers are replaced by wrappers with the same
+// capabilities; the schedulers keep their own value, and each selection
+// calls them through their chain (schedulerCalls).
+func (rk *rack) wrap(c *Client) {
+	for i, it := range rk.registries.items {
+		rk.registries.items[i].Provider = wrapRegistry(c.newChain(KindRegistry, it.Name), it.Provider)
+	}
+	rk.schedChains = map[string]*chain{}
+	for _, it := range rk.schedulers.items {
+		rk.schedChains[it.Name] = c.newChain(KindScheduler, it.Name)
+	}
+	for i, it := range rk.balancers.items {
+		rk.balancers.items[i].Provider = wrapBalancer(c.newChain(KindBalancer, it.Name), it.Provider)
+	}
+	for i, it := range rk.logs.items {
+		rk.logs.items[i].Provider = wrapLogs(c.newChain(KindLogs, it.Name), it.Provider)
+	}
+	rk.store = storeCalls{ch: c.newChain(KindStore, DefaultName), s: rk.store}
+	notifiers := make([]providers.Notifier, len(rk.notifiers))
+	for i, n := range rk.notifiers {
+		notifiers[i] = notifierCalls{ch: c.newChain(KindNotifier, strconv.Itoa(i)), n: n}
+	}
+	rk.notifiers = notifiers
 }
 
 func (r Rack) resolve() (rack, error) {
@@ -167,9 +195,6 @@ func (r Rack) resolve() (rack, error) {
 	var err error
 	if rk.registries, err = mkNamed("registry", r.Registry, r.Registries, true); err != nil {
 		return rk, err
-	}
-	for i, it := range rk.registries.items {
-		rk.registries.items[i].Provider = wrapRegistry(it.Provider)
 	}
 	if rk.schedulers, err = mkNamed("scheduler", r.Scheduler, r.Schedulers, true); err != nil {
 		return rk, err
@@ -183,7 +208,7 @@ func (r Rack) resolve() (rack, error) {
 	if r.Store == nil {
 		return rk, providers.Invalidf("the rack needs a store")
 	}
-	rk.store = retryingStore{r.Store}
+	rk.store = r.Store
 	for i, n := range r.Notifiers {
 		if n == nil {
 			return rk, providers.Invalidf("notifier %d in the rack is nil", i)
@@ -195,13 +220,16 @@ func (r Rack) resolve() (rack, error) {
 
 // selection is the providers one app uses.
 type selection struct {
-	spec      AppSpec // with every name resolved
-	registry  providers.Registry
+	spec     AppSpec // with every name resolved
+	registry providers.Registry
+	// scheduler is the scheduler itself, for capability checks and the
+	// capabilities that describe it (providers.Bounded,
+	// providers.BindingAcceptor); its calls go through sched.
 	scheduler providers.Scheduler
 	balancer  providers.Balancer // nil when the rack has none
 	balancers map[string]providers.Balancer
 	logs      providers.Logs
-	sched     schedulerCalls // the scheduler's rollout calls, through the client's chain
+	sched     schedulerCalls // the scheduler's calls, through its chain
 }
 
 // selectFor resolves an app's provider names; empty names take defaults.
@@ -223,7 +251,7 @@ func (rk rack) selectFor(spec AppSpec) (selection, error) {
 		}
 	}
 	s.balancers = rk.balancers.byName()
-	s.sched = schedulerCalls{ch: chain{c: rk.client, kind: "scheduler", name: s.spec.Scheduler}, s: s.scheduler}
+	s.sched = schedulerCalls{ch: rk.schedChains[s.spec.Scheduler], s: s.scheduler}
 	return s, nil
 }
 

@@ -247,7 +247,7 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 		}
 	}
 	if spec.Image != "" {
-		img, err := a.c.resolve(ctx, sel.registry, spec.Image)
+		img, err := sel.registry.Resolve(ctx, spec.Image)
 		if err != nil {
 			return nil, failStep(StepResolve, err, "resolve image %q: %v", spec.Image, err)
 		}
@@ -260,7 +260,7 @@ func (a *AppClient) buildRelease(ctx context.Context, spec ReleaseSpec, parent s
 			return nil, providers.Invalidf("process %s has no command and image %s has no entrypoint or command", p.Name, doc.Image.Ref())
 		}
 	}
-	if err := keepSecrets(ctx, sel.scheduler, doc, latest); err != nil {
+	if err := keepSecrets(ctx, sel.sched, doc, latest); err != nil {
 		return nil, err
 	}
 	return doc, nil

@@ -123,7 +123,7 @@ func (a *AppClient) Rollback(ctx context.Context, target RollbackTarget, opts *D
 		return nil, deployErr(a.name, "", StepPrepare, fmt.Errorf("release %s cannot be restored: %w", releaseID(src.Seq), err))
 	}
 	// The target's image must still exist: resolve its pinned digest.
-	if _, err := a.c.resolve(ctx, sel.registry, src.Image.Ref()); err != nil {
+	if _, err := sel.registry.Resolve(ctx, src.Image.Ref()); err != nil {
 		return nil, deployErr(a.name, "", StepResolve, fmt.Errorf("image %s of %s: %w", src.Image.Ref(), releaseID(src.Seq), err))
 	}
 	doc := &releaseDoc{

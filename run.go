@@ -45,7 +45,7 @@ func (a *AppClient) Run(ctx context.Context, process string, command []string, o
 	if err := sel.check(CapTaskRunner); err != nil {
 		return nil, wrapErr(op, a.name, "", err)
 	}
-	runner := sel.scheduler.(providers.TaskRunner)
+	runner, _ := sel.sched.taskRunner()
 	id := o.Release
 	if id == "" {
 		id = app.Active
@@ -89,6 +89,9 @@ func (a *AppClient) follow(ctx context.Context, runner providers.TaskRunner, log
 		}
 		return true
 	}
+	// Not the chain's retries: this polls the task's output and state
+	// until it stops, so a temporary failure of a read or of GetTask is
+	// one poll that saw nothing, and the next poll asks again.
 	b := poll.Backoff{Initial: min(a.c.opts.PollInterval, 500*time.Millisecond), Max: min(a.c.opts.MaxPollInterval, 2*time.Second)}
 	for {
 		if _, err := t.drain(ctx, write); err != nil && !providers.IsTemporary(err) && ctx.Err() == nil {

@@ -19,8 +19,8 @@ import (
 // ErrUnimplemented (set up without a secret service) leaves the values in
 // the release. It runs after every check of the
 // release, just before it is written.
-func keepSecrets(ctx context.Context, sch providers.Scheduler, doc, latest *releaseDoc) error {
-	keeper, ok := sch.(providers.SecretKeeper)
+func keepSecrets(ctx context.Context, sch schedulerCalls, doc, latest *releaseDoc) error {
+	keeper, ok := sch.secretKeeper()
 	if !ok {
 		return nil
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/convox-go/convox/internal/poll"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -203,105 +202,10 @@ func (c *Client) saveApp(ctx context.Context, doc *appDoc) error {
 	return nil
 }
 
-// Bounded retries of single provider calls outside a deploy's wait (see
-// the package doc, # Retries): Store calls and Registry.Resolve.
-const (
-	retryAttempts = 8
-	retryInitial  = 100 * time.Millisecond
-	retryMax      = 2 * time.Second
-)
-
-// retryBounded runs one provider call, retrying temporary errors (up to
-// retryAttempts calls, backing off from retryInitial to retryMax): the
-// store holds the truth about what is active, so a throttled write must
-// not abandon a workflow midway.
-func retryBounded(ctx context.Context, fn func() error) error {
-	b := poll.Backoff{Initial: retryInitial, Max: retryMax}
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil || !providers.IsTemporary(err) || attempt >= retryAttempts || ctx.Err() != nil {
-			return err
-		}
-		if werr := b.Wait(ctx); werr != nil {
-			return err
-		}
-	}
-}
-
-// retryingStore is the rack's Store as the Client uses it: every call
-// retried by retryBounded. A conditional Put or Delete is retried as it
-// was asked, with the same version: when an attempt that reported a
-// temporary error did write, the retry reports ErrConflict, which the
-// caller handles as any concurrent write (updateApp and updateRelease
-// read again). The Store interface has no optional capabilities, so the
-// wrapper hides none.
-type retryingStore struct{ s providers.Store }
-
-func (r retryingStore) Get(ctx context.Context, key string) (d providers.Doc, err error) {
-	err = retryBounded(ctx, func() error { d, err = r.s.Get(ctx, key); return err })
-	return d, err
-}
-
-func (r retryingStore) Put(ctx context.Context, key string, value []byte, ifVersion int64) (v int64, err error) {
-	err = retryBounded(ctx, func() error { v, err = r.s.Put(ctx, key, value, ifVersion); return err })
-	return v, err
-}
-
-func (r retryingStore) Delete(ctx context.Context, key string, ifVersion int64) error {
-	return retryBounded(ctx, func() error { return r.s.Delete(ctx, key, ifVersion) })
-}
-
-func (r retryingStore) List(ctx context.Context, prefix string, opts providers.ListOptions) (p providers.DocPage, err error) {
-	err = retryBounded(ctx, func() error { p, err = r.s.List(ctx, prefix, opts); return err })
-	return p, err
-}
-
-// resolve resolves an image reference; the rack's registries retry a
-// temporary error of Resolve themselves (retryingRegistry).
-func (c *Client) resolve(ctx context.Context, reg providers.Registry, ref string) (providers.Image, error) {
-	return reg.Resolve(ctx, ref)
-}
-
-// wrapRegistry returns r with Resolve retried by retryBounded, as the
-// store's calls are. It implements providers.ImageLister and
-// providers.ImageDeleter if and only if r does; their calls, like
-// EnsureRepository and Credentials, are not retried.
-func wrapRegistry(r providers.Registry) providers.Registry {
-	w := retryingRegistry{r}
-	l, lister := r.(providers.ImageLister)
-	d, deleter := r.(providers.ImageDeleter)
-	switch {
-	case lister && deleter:
-		return struct {
-			retryingRegistry
-			providers.ImageLister
-			providers.ImageDeleter
-		}{w, l, d}
-	case lister:
-		return struct {
-			retryingRegistry
-			providers.ImageLister
-		}{w, l}
-	case deleter:
-		return struct {
-			retryingRegistry
-			providers.ImageDeleter
-		}{w, d}
-	}
-	return w
-}
-
-// retryingRegistry is a registry whose Resolve is retried by retryBounded.
-type retryingRegistry struct{ providers.Registry }
-
-func (r retryingRegistry) Resolve(ctx context.Context, ref string) (img providers.Image, err error) {
-	err = retryBounded(ctx, func() error { img, err = r.Registry.Resolve(ctx, ref); return err })
-	return img, err
-}
-
 // updateApp applies fn to the current app document and saves it, reading
 // again and retrying when a concurrent writer got there first. fn may
-// return an error to abort without writing.
+// return an error to abort without writing. (A conflict is not a
+// temporary error the store's chain could retry: it needs a fresh read.)
 func (c *Client) updateApp(ctx context.Context, name string, fn func(*appDoc) error) (*appDoc, error) {
 	for attempt := 0; ; attempt++ {
 		doc, err := c.loadApp(ctx, name)

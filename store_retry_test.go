@@ -197,7 +197,11 @@ func TestRetryingStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &flakyStore{Store: inner, faults: tc.faults}
-			err := tc.call(retryingStore{f})
+			c, err := New(Rack{Registry: nopRegistry{}, Scheduler: baseScheduler{}, Logs: nopLogs{}, Store: f}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tc.call(c.rack.store)
 			got := result{Calls: f.calls, Err: err}
 			if tc.want.Err != nil && errors.Is(err, tc.want.Err) {
 				got.Err = tc.want.Err

@@ -240,8 +240,10 @@
 //
 // # Events
 //
-// Progress is reported as typed Events delivered synchronously and in order
-// to Options.OnEvent; SlogEvents adapts a *slog.Logger. Platform events are
+// Progress is reported as typed Events delivered synchronously to
+// Options.OnEvent, in order for each app; events of different apps may be
+// delivered concurrently (see Options.OnEvent). SlogEvents adapts a
+// *slog.Logger. Platform events are
 // also written into the app's logs under the stream "convox", so an app's
 // logs explain what happened to it. Secret values never appear in events,
 // errors, logs or String output.

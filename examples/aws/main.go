@@ -80,9 +80,9 @@
 // the image itself. -registry-endpoint sends this program's data-path
 // requests for the account's ECR registry host to another endpoint, keeping
 // their paths: a pull-through mirror of the registry, or an emulator that
-// serves the ECR API but not the data path. It goes through the ECR
-// provider's Options.Transport: the program asks ECR for the registry host
-// (GetAuthorizationToken) and redirects requests for exactly that host;
+// serves the ECR API but not the data path. It is the ECR provider's
+// Options.Endpoint: requests for exactly the registry host (the host of
+// the provider's credentials) are redirected;
 // requests for other hosts, such as the storage URLs ECR redirects layer
 // downloads to, are sent unchanged. The image must be in ECR as well (the
 // digest is always the one ECR reports) and the endpoint must serve the same

@@ -8,16 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -117,47 +114,6 @@ func TestUsageErrorsExitTwoBeforeAnyCall(t *testing.T) {
 				t.Errorf("exit code %d, stderr %q; want %d and a message containing %q", code, stderr.String(), exitUsage, tt.want)
 			}
 		})
-	}
-}
-
-func TestRegistryEndpointRedirectsOnlyTheRegistryHost(t *testing.T) {
-	type seen struct{ Path, Auth string }
-	var mu sync.Mutex
-	var atMirror, atOther []seen
-	handler := func(into *[]seen) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			*into = append(*into, seen{r.URL.RequestURI(), r.Header.Get("Authorization")})
-			mu.Unlock()
-		})
-	}
-	mirror := httptest.NewServer(handler(&atMirror))
-	defer mirror.Close()
-	other := httptest.NewServer(handler(&atOther))
-	defer other.Close()
-	target, _ := url.Parse(mirror.URL)
-	const ecrHost = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-	rt := &hostRedirect{target: target, base: http.DefaultTransport}
-	rt.setHost(ecrHost)
-	client := &http.Client{Transport: rt}
-	get := func(u string) {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
-		req.Header.Set("Authorization", "Basic dG9rZW4=")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	get("https://" + ecrHost + "/v2/shop/manifests/sha256:ab?x=1")
-	get(other.URL + "/layer?signature=1")
-	mu.Lock()
-	defer mu.Unlock()
-	if diff := cmp.Diff([]seen{{"/v2/shop/manifests/sha256:ab?x=1", "Basic dG9rZW4="}}, atMirror); diff != "" {
-		t.Errorf("requests at the endpoint (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]seen{{"/layer?signature=1", "Basic dG9rZW4="}}, atOther); diff != "" {
-		t.Errorf("requests for another host (-want +got):\n%s", diff)
 	}
 }
 

@@ -41,6 +41,12 @@ func NewECRImages(t testing.TB, api *ecr.Client, b Backend) *ECRImages {
 	return &ECRImages{api: api, data: data, backend: b}
 }
 
+// URL is the in-process data path's base URL (http://127.0.0.1:port).
+func (e *ECRImages) URL() *url.URL {
+	u, _ := url.Parse(e.data.URL)
+	return u
+}
+
 // Transport sends every request to the in-process data path.
 func (e *ECRImages) Transport() http.RoundTripper {
 	target, _ := url.Parse(e.data.URL)

@@ -9,7 +9,8 @@
 // (BatchDeleteImage) images. The image configuration that Resolve reports
 // (entrypoint, command, environment, working directory, creation time) is
 // read over the OCI data path of the registry host, with the credentials
-// of Credentials and Options.Transport; the pinned digest is always the
+// of Credentials, through Options.Transport (to Options.Endpoint when it
+// is set); the pinned digest is always the
 // one ECR reports.
 //
 // # Credentials
@@ -63,6 +64,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -101,6 +103,15 @@ type Options struct {
 	// Transport carries data-path requests to the registry host (proxies,
 	// custom CAs); nil means remote.DefaultTransport.
 	Transport http.RoundTripper
+	// Endpoint, when set, receives the data-path requests for the
+	// registry's host (the host of Credentials), with the same path, query
+	// and credentials: a mirror or proxy trusted with the registry's
+	// credentials, or an emulator's registry. Requests for other hosts,
+	// such as the storage URLs ECR redirects layer downloads to, go out
+	// unchanged. Only its scheme (http or https) and host are used; any
+	// other value fails each data-path request with providers.ErrInvalid.
+	// The ECR API's own endpoint is the ECR client's (api) setting.
+	Endpoint *url.URL
 	// Platform chooses the image of a multi-platform index whose
 	// configuration Resolve reports ("linux/amd64" by default; a value
 	// v1.ParsePlatform rejects also means the default).
@@ -324,10 +335,41 @@ func (r *Registry) remoteOpts(ctx context.Context, c providers.Credentials) []re
 		remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password}),
 		remote.WithPlatform(r.platform),
 	}
-	if r.opts.Transport != nil {
-		o = append(o, remote.WithTransport(r.opts.Transport))
+	t := r.opts.Transport
+	if r.opts.Endpoint != nil {
+		if t == nil {
+			t = remote.DefaultTransport
+		}
+		t = &hostRedirect{host: c.Registry, target: r.opts.Endpoint, base: t}
+	}
+	if t != nil {
+		o = append(o, remote.WithTransport(t))
 	}
 	return o
+}
+
+// hostRedirect sends the requests for host to target (Options.Endpoint)
+// and every other request unchanged, through base.
+type hostRedirect struct {
+	host   string
+	target *url.URL
+	base   http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (h *hostRedirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.EqualFold(req.URL.Host, h.host) {
+		return h.base.RoundTrip(req)
+	}
+	if (h.target.Scheme != "http" && h.target.Scheme != "https") || h.target.Host == "" {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, providers.Invalidf("ecrregistry: endpoint %q is not an http or https URL with a host", h.target.Redacted())
+	}
+	req = req.Clone(req.Context())
+	req.URL.Scheme, req.URL.Host, req.Host = h.target.Scheme, h.target.Host, h.target.Host
+	return h.base.RoundTrip(req)
 }
 
 // imageFailure maps the per-image failure of a batch call.

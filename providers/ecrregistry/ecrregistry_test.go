@@ -110,3 +110,35 @@ func TestCredentialsAreCachedAcrossCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestEndpointServesTheDataPath resolves an image whose configuration is
+// read through Options.Endpoint (the in-process registry standing for a
+// mirror of the emulator's registry host).
+func TestEndpointServesTheDataPath(t *testing.T) {
+	awstest.Emulators(t, func(t *testing.T, e awstest.Emulator) {
+		cfg := e.Config()
+		if e.Backend == awstest.Moto {
+			cfg.APIOptions = append(cfg.APIOptions, awstest.TokensValidFor12Hours)
+		}
+		api := ecr.NewFromConfig(cfg)
+		images := awstest.NewECRImages(t, api, e.Backend)
+		reg := ecrregistry.New(api, &ecrregistry.Options{Endpoint: images.URL()})
+		name := awstest.Name(t, "ecr")
+		repo, err := reg.EnsureRepository(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.Config(randomImage(t), v1.Config{Entrypoint: []string{"/app"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest := images.Push(t, name, "v1", img)
+		got, err := reg.Resolve(t.Context(), repo.URI+":v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Digest != digest || !cmp.Equal(got.Entrypoint, []string{"/app"}) {
+			t.Errorf("Resolve = digest %s entrypoint %q, want %s [/app] (read through the endpoint)", got.Digest, got.Entrypoint, digest)
+		}
+	})
+}

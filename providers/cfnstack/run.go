@@ -250,7 +250,7 @@ func (s *Stack) runStack(ctx context.Context, app string) (inStack bool, externa
 		return false, "", err
 	}
 	found := err == nil
-	if found && !hasLogGroup(st.Status) || !found && !s.opts.ExternalLogGroup {
+	if found && !holdsResources(st.Status) || !found && !s.opts.ExternalLogGroup {
 		// An operation in flight, a failed creation, or a log group to
 		// make: under the app's lock, wait for the stack (clearing a
 		// failed creation away) and make it when still missing.
@@ -281,9 +281,9 @@ func (s *Stack) runStack(ctx context.Context, app string) (inStack bool, externa
 	return true, t.Metadata.Convox.ExternalLogGroup, nil
 }
 
-// hasLogGroup reports whether a stack in status st holds its resources:
+// holdsResources reports whether a stack in status st holds its resources:
 // it is neither being created, nor a failed creation, nor being deleted.
-func hasLogGroup(st cfntypes.StackStatus) bool {
+func holdsResources(st cfntypes.StackStatus) bool {
 	s := string(st)
 	return !strings.HasPrefix(s, "CREATE_") && !strings.HasPrefix(s, "ROLLBACK_") && !strings.HasPrefix(s, "DELETE_") || st == cfntypes.StackStatusCreateComplete
 }

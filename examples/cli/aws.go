@@ -20,8 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox"
-	"github.com/convox-go/convox/internal/awserr"
-	"github.com/convox-go/convox/providers"
 	"github.com/convox-go/convox/providers/albbalancer"
 	"github.com/convox-go/convox/providers/cfnstack"
 	"github.com/convox-go/convox/providers/cwlogs"
@@ -47,11 +45,12 @@ CONVOX_AWS_MODE chooses how apps run:
           group: a deploy or rollback is one stack update, a failed update is
           rolled back by CloudFormation, "convox plan" lists the stack's
           resource changes and "convox drift" the changes made outside it.
-          The load balancer and its listeners must exist. "convox run" is
-          not available (the stack mode runs no one-off tasks). The stack
-          creates the app's log group, so "convox logs" starts with the
-          first stack's creation: the first deploy's lines before it are
-          shown by the deploy only.
+          The load balancer and its listeners must exist. "convox run"
+          starts a one-off ECS task beside the stack. The app's log group
+          belongs to CloudWatch Logs, not to the stack: it is created by
+          the first line written (a deploy's, or a task's), kept while the
+          app exists and deleted with it. The execution role needs
+          logs:CreateLogGroup besides the usual ECR and logs actions.
 
 The rack's settings:
 
@@ -269,10 +268,12 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 			Cluster: st.cluster, Region: cfg.Region, Subnets: st.subnets, SecurityGroups: st.securityGroups,
 			AssignPublicIP: publicIP, ExecutionRoleARN: st.executionRole, VPC: st.vpc,
 			HTTPListener: st.httpListener, HTTPSListener: st.httpsListener, Domain: st.domain,
-			LogGroup: logs.Group, // the tasks write where the rack's logs read
+			// The tasks write where the rack's logs read, and the group
+			// is the logs provider's: cwlogs creates it with a deploy's
+			// first line, before the deploy creates the app's stack.
+			LogGroup: logs.Group, ExternalLogGroup: true,
 		})
 		rack.Scheduler, rack.Balancer = stack, stack
-		rack.Logs = &stackLogs{Logs: logs, api: cloudwatchlogs.NewFromConfig(cfg)}
 		return rack, nil
 	}
 	rack.Scheduler = ecsscheduler.New(ecs.NewFromConfig(cfg), &ecsscheduler.Options{
@@ -334,69 +335,4 @@ func (h *hostRedirect) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.URL.Scheme, req.URL.Host, req.Host = h.target.Scheme, h.target.Host, h.target.Host
 	return h.base.RoundTrip(req)
-}
-
-// stackLogs is the stack mode's CloudWatch Logs. An app's stack creates
-// the app's log group (the tasks' awslogs driver writes there), and
-// CloudFormation refuses to create a log group that exists; but
-// cwlogs.Logs.Write creates a missing group, and a deploy writes its
-// platform lines before it creates the app's first stack. So Write here
-// writes only into groups that exist and drops the lines of an app whose
-// stack has not created its group yet (the deploy's progress shows them).
-type stackLogs struct {
-	*cwlogs.Logs
-	api interface {
-		DescribeLogGroups(context.Context, *cloudwatchlogs.DescribeLogGroupsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogGroupsOutput, error)
-	}
-}
-
-// maxGroupPages bounds the DescribeLogGroups pages one lookup reads.
-const maxGroupPages = 20
-
-// Write implements providers.Logs.
-func (l *stackLogs) Write(ctx context.Context, entries []providers.LogEntry) error {
-	exists := map[string]bool{}
-	keep := make([]providers.LogEntry, 0, len(entries))
-	for _, e := range entries {
-		if e.App == "" { // cwlogs refuses it with ErrInvalid
-			keep = append(keep, e)
-			continue
-		}
-		ok, seen := exists[e.App]
-		if !seen {
-			var err error
-			if ok, err = l.groupExists(ctx, l.Group(e.App)); err != nil {
-				return err
-			}
-			exists[e.App] = ok
-		}
-		if ok {
-			keep = append(keep, e)
-		}
-	}
-	if len(keep) == 0 {
-		return nil
-	}
-	return l.Logs.Write(ctx, keep)
-}
-
-// groupExists reports whether the log group exists.
-func (l *stackLogs) groupExists(ctx context.Context, group string) (bool, error) {
-	in := &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(group)}
-	for range maxGroupPages {
-		out, err := l.api.DescribeLogGroups(ctx, in)
-		if err != nil {
-			return false, fmt.Errorf("log group %s: %w", group, awserr.Wrap("describe log groups", err))
-		}
-		for _, g := range out.LogGroups {
-			if aws.ToString(g.LogGroupName) == group {
-				return true, nil
-			}
-		}
-		if out.NextToken == nil {
-			return false, nil
-		}
-		in.NextToken = out.NextToken
-	}
-	return false, fmt.Errorf("log group %s: more than %d pages of groups share its name as a prefix", group, maxGroupPages)
 }

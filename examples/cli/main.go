@@ -112,13 +112,12 @@
 // the stack mode needs CONVOX_AWS_SUBNETS, CONVOX_AWS_VPC and
 // CONVOX_AWS_HTTP_LISTENER (CONVOX_AWS_HTTPS_LISTENER for HTTPS routes),
 // and refuses the direct mode's CONVOX_AWS_LOAD_BALANCER and
-// CONVOX_AWS_CERTIFICATE. It runs no one-off processes ("convox run"
-// fails with exit code 1). The app's stack creates its log group, which
-// CloudFormation cannot do once the group exists: the platform's lines
-// are written to it only once it exists, so the first deploy's lines
-// before its stack's creation are shown by the deploy but not kept. A
-// missing, malformed or misplaced setting is a usage error before any AWS
-// call.
+// CONVOX_AWS_CERTIFICATE. "convox run" starts a one-off ECS task beside
+// the app's stack. The app's log group belongs to CloudWatch Logs, not to
+// the stack (cfnstack's ExternalLogGroup): the first deploy's lines,
+// written before its stack exists, are kept, and the group is deleted
+// with the app. A missing, malformed or misplaced setting is a usage
+// error before any AWS call.
 package main
 
 import (

@@ -75,7 +75,7 @@ With --json the output is collected into the JSON document instead.`,
 			case errors.Is(err, providers.ErrNotFound):
 				return explainRun(context.WithoutCancel(ctx), err, a, o.release)
 			case errors.Is(err, providers.ErrUnimplemented):
-				return withHint(err, "this rack's scheduler runs no one-off processes (the AWS stack mode does not); on AWS use CONVOX_AWS_MODE=direct")
+				return withHint(err, "this rack's scheduler runs no one-off processes")
 			case err != nil:
 				return err
 			}

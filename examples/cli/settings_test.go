@@ -1,20 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
-	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -208,65 +201,5 @@ func TestHostRedirect(t *testing.T) {
 	}
 	if diff := cmp.Diff([2]int64{1, 1}, [2]int64{mirror.Load(), other.Load()}); diff != "" {
 		t.Errorf("requests at [mirror, other host] (-want +got):\n%s", diff)
-	}
-}
-
-// logGroupPages answers DescribeLogGroups with pages of group names.
-type logGroupPages struct {
-	pages [][]string
-	err   error
-	calls int
-}
-
-func (l *logGroupPages) DescribeLogGroups(_ context.Context, in *cloudwatchlogs.DescribeLogGroupsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogGroupsOutput, error) {
-	l.calls++
-	if l.err != nil {
-		return nil, l.err
-	}
-	page := 0
-	if in.NextToken != nil {
-		page, _ = strconv.Atoi(*in.NextToken)
-	}
-	out := &cloudwatchlogs.DescribeLogGroupsOutput{}
-	for _, g := range l.pages[page] {
-		if strings.HasPrefix(g, aws.ToString(in.LogGroupNamePrefix)) {
-			out.LogGroups = append(out.LogGroups, cwtypes.LogGroup{LogGroupName: aws.String(g)})
-		}
-	}
-	if page+1 < len(l.pages) {
-		out.NextToken = aws.String(strconv.Itoa(page + 1))
-	}
-	return out, nil
-}
-
-// TestStackLogsFindTheGroup checks how the stack mode's logs decide that
-// an app's stack created its log group: the exact name, on any page.
-func TestStackLogsFindTheGroup(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		pages     [][]string
-		err       error
-		want      bool
-		wantErr   string
-		wantCalls int
-	}{
-		{"no group", [][]string{{}}, nil, false, "", 1},
-		{"the group", [][]string{{"/convox/web"}}, nil, true, "", 1},
-		{"only groups it prefixes", [][]string{{"/convox/web-2", "/convox/webhooks"}}, nil, false, "", 1},
-		{"the group on a later page", [][]string{{"/convox/web-2"}, {"/convox/web"}}, nil, true, "", 2},
-		{"more pages than the bound", slices.Repeat([][]string{{"/convox/web-2"}}, maxGroupPages+1), nil, false, "more than 20 pages", maxGroupPages},
-		{"an error of the API", [][]string{{}}, errors.New("access denied"), false, "describe log groups", 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			api := &logGroupPages{pages: tc.pages, err: tc.err}
-			l := &stackLogs{api: api}
-			got, err := l.groupExists(t.Context(), "/convox/web")
-			if (err != nil) != (tc.wantErr != "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
-			}
-			if diff := cmp.Diff([2]any{tc.want, tc.wantCalls}, [2]any{got, api.calls}); diff != "" {
-				t.Errorf("[exists, calls] (-want +got):\n%s", diff)
-			}
-		})
 	}
 }

@@ -22,11 +22,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,13 +41,16 @@ import (
 
 // stackRack is the AWS account the stack mode test runs the CLI against:
 // moto for every service, with two stand-ins in front of it (ecsStartsTasks
-// and driftDetection) for what moto does not do, and an in-process
-// registry for the ECR data path, which moto does not serve.
+// and driftDetection) for what moto does not do, which also adapt moto's
+// departures in one-off tasks (awstest.MotoFargateRequest and
+// MotoFargateResponse), and an in-process registry for the ECR data path,
+// which moto does not serve.
 type stackRack struct {
 	cfg      aws.Config
 	ecs      *ecs.Client
 	cfn      *cloudformation.Client
 	ecr      *ecr.Client
+	logs     *cloudwatchlogs.Client
 	data     *httptest.Server
 	cluster  string
 	env      []string
@@ -59,7 +64,8 @@ func newStackRack(t *testing.T) *stackRack {
 	moto := awstest.EmulatorOf(t, awstest.Moto) // skips without moto
 	cfg := moto.Config()
 	ctx := t.Context()
-	r := &stackRack{cfg: cfg, ecs: ecs.NewFromConfig(cfg), cfn: cloudformation.NewFromConfig(cfg), ecr: ecr.NewFromConfig(cfg), cluster: awstest.Name(t, "cluster")}
+	r := &stackRack{cfg: cfg, ecs: ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.APIOptions = append(o.APIOptions, awstest.MotoRunsFargateTasks) }),
+		cfn: cloudformation.NewFromConfig(cfg), ecr: ecr.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg), cluster: awstest.Name(t, "cluster")}
 
 	subnets, sg := awstest.Subnets(t, cfg)
 	body, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"DescribeSubnets"}, "SubnetId.1": {subnets[0]}})
@@ -71,6 +77,13 @@ func newStackRack(t *testing.T) *stackRack {
 	}
 	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
 		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
+	}
+	// moto's ECS fails a RunTask in awsvpc mode (HTTP 500) unless the
+	// VPC gives network interfaces DNS names; AWS runs a task in any VPC
+	// ("enableDnsHostnames" only decides whether instances get public DNS
+	// hostnames, Amazon VPC User Guide, DNS attributes for your VPC).
+	if _, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"ModifyVpcAttribute"}, "VpcId": {sn.VPC}, "EnableDnsHostnames.Value": {"true"}}); err != nil {
+		t.Fatalf("ModifyVpcAttribute: %v", err)
 	}
 	elb := elbv2.NewFromConfig(cfg)
 	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "alb")), Subnets: subnets, SecurityGroups: []string{sg}})
@@ -180,6 +193,17 @@ func (r *stackRack) service(t *testing.T, app, process string) serviceState {
 	return st
 }
 
+// serviceTaskDefinition returns the task definition an app's process's
+// service runs.
+func (r *stackRack) serviceTaskDefinition(t *testing.T, app, process string) *string {
+	t.Helper()
+	out, err := r.ecs.DescribeServices(t.Context(), &ecs.DescribeServicesInput{Cluster: aws.String(r.cluster), Services: []string{app + "-" + process}})
+	if err != nil || len(out.Services) != 1 {
+		t.Fatalf("DescribeServices: %v %v", out, err)
+	}
+	return out.Services[0].TaskDefinition
+}
+
 // proxyTo returns a reverse proxy to the emulator.
 func proxyTo(t *testing.T, endpoint string) *httputil.ReverseProxy {
 	t.Helper()
@@ -195,11 +219,13 @@ func proxyTo(t *testing.T, endpoint string) *httputil.ReverseProxy {
 // ecsStartsTasks stands in front of moto's ECS for the CLI: ECS starts a
 // service's tasks and reports them running (DescribeServices runningCount
 // reaches desiredCount once they started), which moto never does since it
-// runs no task. Nothing else changes.
+// runs no task. It also adapts moto's departures in one-off tasks
+// (awstest.MotoFargateRequest, MotoFargateResponse). Nothing else changes.
 func ecsStartsTasks(t *testing.T, endpoint string) http.Handler {
 	p := proxyTo(t, endpoint)
 	p.ModifyResponse = func(resp *http.Response) error {
-		if !strings.HasSuffix(resp.Request.Header.Get("X-Amz-Target"), ".DescribeServices") || resp.StatusCode != http.StatusOK {
+		_, op, _ := strings.Cut(resp.Request.Header.Get("X-Amz-Target"), ".")
+		if resp.StatusCode != http.StatusOK {
 			return nil
 		}
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
@@ -207,26 +233,49 @@ func ecsStartsTasks(t *testing.T, endpoint string) http.Handler {
 		if err != nil {
 			return err
 		}
-		var out map[string]any
-		if err := json.Unmarshal(b, &out); err != nil {
-			return err
-		}
-		services, _ := out["services"].([]any)
-		for _, s := range services {
-			if m, ok := s.(map[string]any); ok {
-				m["runningCount"], m["pendingCount"] = m["desiredCount"], 0
+		changed := awstest.MotoFargateResponse(op, b)
+		if op == "DescribeServices" {
+			if changed, err = servicesRunning(b); err != nil {
+				return err
 			}
 		}
-		if b, err = json.Marshal(out); err != nil {
-			return err
+		resp.Body = io.NopCloser(bytes.NewReader(changed))
+		if !bytes.Equal(changed, b) {
+			resp.ContentLength = int64(len(changed))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(changed)))
+			resp.Header.Del("X-Amz-Crc32")
 		}
-		resp.Body = io.NopCloser(bytes.NewReader(b))
-		resp.ContentLength = int64(len(b))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
-		resp.Header.Del("X-Amz-Crc32")
 		return nil
 	}
-	return p
+	// Requests: a task definition's containers get their task's memory.
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, op, _ := strings.Cut(req.Header.Get("X-Amz-Target"), ".")
+		body, err := io.ReadAll(io.LimitReader(req.Body, 10<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = awstest.MotoFargateRequest(op, body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		p.ServeHTTP(w, req)
+	})
+}
+
+// servicesRunning returns a DescribeServices answer with each service's
+// tasks running.
+func servicesRunning(b []byte) ([]byte, error) {
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	services, _ := out["services"].([]any)
+	for _, s := range services {
+		if m, ok := s.(map[string]any); ok {
+			m["runningCount"], m["pendingCount"] = m["desiredCount"], 0
+		}
+	}
+	return json.Marshal(out)
 }
 
 // driftDetection stands in front of moto's CloudFormation for the CLI and
@@ -343,6 +392,9 @@ func (d *driftDetection) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			StackResourceDrifts []xmlResourceDrift `xml:"StackResourceDrifts>member"`
 		}{StackResourceDrifts: out})
 	default:
+		// A stack's task definitions' containers get their task's
+		// memory, for moto's one-off tasks.
+		body = awstest.MotoFargateRequest(action, body)
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 		d.next.ServeHTTP(w, req)
@@ -455,10 +507,13 @@ func resourceLines(rs []resourceChangeJSON) []string {
 // the stack's ECS and Logs resources in its own backends, and checks each
 // step through the ECS and CloudFormation APIs: plans list the stack's
 // resource changes, deploy, scale, env and rollback change the service as
-// the releases say, drift reports a service scaled by hand, one-off
-// processes are refused, and deleting the app deletes its stack. The
-// app's process has no port: moto registers no target, so no route could
-// ever become healthy.
+// the releases say, drift reports a service scaled by hand, the
+// platform's lines are kept from the first deploy on (the app's log group
+// is CloudWatch Logs', not the stack's), one-off processes run beside the
+// stack, and deleting the app deletes its stack, its log group and the
+// one-offs' task definitions. The app's process has no port: moto
+// registers no target, so no route could ever become healthy. moto runs
+// no command: a one-off's task stops by itself, with exit code 0.
 func TestStackModeOnMoto(t *testing.T) {
 	r := newStackRack(t)
 	ctx := t.Context()
@@ -482,10 +537,10 @@ func TestStackModeOnMoto(t *testing.T) {
 	e.ok("apps", "create", app)
 	var plan planJSON
 	e.jsonOut(&plan, "plan", app+":v1", "--port", "0")
+	// No log group: the stack leaves it to CloudWatch Logs.
 	if diff := cmp.Diff([]string{
 		"add AWS::ECS::Service ServiceOfweb",
 		"add AWS::ECS::TaskDefinition TaskOfwebV…",
-		"add AWS::Logs::LogGroup LogGroup",
 	}, resourceLines(plan.Resources)); diff != "" {
 		t.Errorf("plan of the first deploy: resources (-want +got):\n%s", diff)
 	}
@@ -578,23 +633,64 @@ func TestStackModeOnMoto(t *testing.T) {
 		t.Errorf("releases after the rollback: %v, want R5 first (a copy of R1)", ids)
 	}
 	// The platform's lines, the stack's events among them, are in the
-	// app's log group from the moment its first stack created it; the
-	// lines written before ("promoting R1") are dropped (see stackLogs).
+	// app's log group from the first deploy's first line on, written
+	// before the deploy created the stack.
 	out = e.ok("logs").stdout
-	must(t, "logs", out, " R1 convox "+stack+" CREATE_COMPLETE\n", " R1 convox R1 is active and healthy\n",
+	must(t, "logs", out, " R1 convox promoting R1", " R1 convox "+stack+" CREATE_COMPLETE\n", " R1 convox R1 is active and healthy\n",
 		" R5 convox promoting R5 (active: R4)\n", " R5 convox "+stack+" UPDATE_COMPLETE\n")
-	if strings.Contains(out, "promoting R1") {
-		t.Errorf("logs hold a line written before the stack created the log group:\n%s", out)
-	}
 
-	res := e.run("run", "web", "--", "server")
-	if res.code != exitFailed || !strings.Contains(res.stderr, "runs no one-off processes") {
-		t.Errorf("run in the stack mode: %v", res)
+	// One-off processes: of the active release (R5, R1's copy) with the
+	// stack's own task definition; of R3 (GREETING set) with one
+	// registered beside the stack. Both log to the app's group, which
+	// they would create if it were missing.
+	taskDefinitionOf := func(id string) string {
+		t.Helper()
+		out, err := r.ecs.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String(r.cluster), Tasks: []string{id}})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("DescribeTasks %s: %v %v", id, out, err)
+		}
+		return aws.ToString(out.Tasks[0].TaskDefinitionArn)
 	}
+	var active, other runJSON
+	// --json before "--": what follows is the command.
+	if err := json.Unmarshal([]byte(e.ok("run", "web", "--json", "--", "server", "migrate").stdout), &active); err != nil {
+		t.Fatalf("run --json: %v", err)
+	}
+	e.jsonOut(&other, "run", "web", "--release", "R3")
+	if diff := cmp.Diff([]runJSON{
+		{App: app, Process: "web", Release: "R5", Task: active.Task, Output: []string{}},
+		{App: app, Process: "web", Release: "R3", Task: other.Task, Output: []string{}},
+	}, []runJSON{active, other}, cmpopts.IgnoreFields(runJSON{}, "Reason")); diff != "" || active.Task == "" || other.Task == "" {
+		t.Errorf("runs (-want +got):\n%s", diff)
+	}
+	if got, want := taskDefinitionOf(active.Task), aws.ToString(r.serviceTaskDefinition(t, app, "web")); got != want {
+		t.Errorf("the run of the active release ran %s, want the service's %s", got, want)
+	}
+	outside := taskDefinitionOf(other.Task)
+	td, err := r.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(outside)})
+	if err != nil {
+		t.Fatalf("DescribeTaskDefinition: %v", err)
+	}
+	if diff := cmp.Diff(map[string]string{"awslogs-group": "/convox/" + app, "awslogs-create-group": "true", "awslogs-region": awstest.Region, "awslogs-stream-prefix": "web"},
+		td.TaskDefinition.ContainerDefinitions[0].LogConfiguration.Options); diff != "" {
+		t.Errorf("the awslogs options of R3's one-off (-want +got):\n%s", diff)
+	}
+	// Without --json, run exits with the task's exit code: 0.
+	e.ok("run", "web")
 
 	e.ok("apps", "delete", app, "--yes")
 	if stackExists() {
 		t.Errorf("the stack %s is still there after apps delete", stack)
+	}
+	groups, err := r.logs.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String("/convox/" + app)})
+	if err != nil {
+		t.Fatalf("DescribeLogGroups: %v", err)
+	}
+	if len(groups.LogGroups) != 0 {
+		t.Errorf("log groups after apps delete: %v", groups.LogGroups)
+	}
+	if td, err := r.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(outside)}); err != nil || td.TaskDefinition.Status != "INACTIVE" {
+		t.Errorf("R3's one-off task definition after apps delete: %v %v, want INACTIVE", td, err)
 	}
 	var apps []appJSON
 	e.jsonOut(&apps, "apps", "list")

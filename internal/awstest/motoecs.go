@@ -27,23 +27,23 @@ import (
 //     returns strings (Amazon ECS API Reference, Container: cpu, memory
 //     "Type: String"), and the SDK refuses numbers. The responses of
 //     RunTask, DescribeTasks and StopTask get them as strings.
+//
+// MotoFargateRequest and MotoFargateResponse make the same changes to the
+// bodies of requests and responses, for a proxy in front of moto serving
+// clients this package does not build.
 func MotoRunsFargateTasks(stack *middleware.Stack) error {
 	err := stack.Build.Add(middleware.BuildMiddlewareFunc("awstest.MotoContainerMemory",
 		func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
 			req, ok := in.Request.(*smithyhttp.Request)
 			op := middleware.GetOperationName(ctx)
-			if !ok || (op != "RegisterTaskDefinition" && op != "CreateStack" && op != "UpdateStack") {
+			if !ok || !fargateRequests[op] {
 				return next.HandleBuild(ctx, in)
 			}
 			body, err := io.ReadAll(req.GetStream())
 			if err != nil {
 				return middleware.BuildOutput{}, middleware.Metadata{}, err
 			}
-			if op == "RegisterTaskDefinition" {
-				body = registerWithContainerMemory(body)
-			} else {
-				body = stackWithContainerMemory(body)
-			}
+			body = MotoFargateRequest(op, body)
 			if req, err = req.SetStream(bytes.NewReader(body)); err != nil {
 				return middleware.BuildOutput{}, middleware.Metadata{}, err
 			}
@@ -56,9 +56,8 @@ func MotoRunsFargateTasks(stack *middleware.Stack) error {
 	return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("awstest.MotoContainerStrings",
 		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 			out, md, err := next.HandleDeserialize(ctx, in)
-			switch middleware.GetOperationName(ctx) {
-			case "RunTask", "DescribeTasks", "StopTask":
-			default:
+			op := middleware.GetOperationName(ctx)
+			if !fargateResponses[op] {
 				return out, md, err
 			}
 			resp, ok := out.RawResponse.(*smithyhttp.Response)
@@ -70,11 +69,44 @@ func MotoRunsFargateTasks(stack *middleware.Stack) error {
 			if rerr != nil {
 				return out, md, rerr
 			}
-			body = containerFieldsAsStrings(body)
+			body = MotoFargateResponse(op, body)
 			resp.Body = io.NopCloser(bytes.NewReader(body))
 			resp.ContentLength = int64(len(body))
 			return out, md, nil
 		}), middleware.After)
+}
+
+// fargateRequests and fargateResponses are the operations whose requests
+// and responses MotoRunsFargateTasks changes.
+var (
+	fargateRequests  = map[string]bool{"RegisterTaskDefinition": true, "CreateStack": true, "UpdateStack": true}
+	fargateResponses = map[string]bool{"RunTask": true, "DescribeTasks": true, "StopTask": true}
+)
+
+// MotoFargateRequest returns the body of a request of the ECS or
+// CloudFormation operation op (its name: "RegisterTaskDefinition",
+// "CreateStack", ...) as MotoRunsFargateTasks sends it to moto: the
+// containers of a task definition get their task's memory. The body of
+// any other operation, or one it cannot read, is returned unchanged.
+func MotoFargateRequest(op string, body []byte) []byte {
+	switch {
+	case !fargateRequests[op]:
+		return body
+	case op == "RegisterTaskDefinition":
+		return registerWithContainerMemory(body)
+	}
+	return stackWithContainerMemory(body)
+}
+
+// MotoFargateResponse returns the body of moto's successful response to
+// the ECS operation op as MotoRunsFargateTasks returns it to the client:
+// the cpu and memory of the tasks' containers are strings. The body of
+// any other operation is returned unchanged.
+func MotoFargateResponse(op string, body []byte) []byte {
+	if !fargateResponses[op] {
+		return body
+	}
+	return containerFieldsAsStrings(body)
 }
 
 // registerWithContainerMemory gives a RegisterTaskDefinition request's

@@ -4,10 +4,11 @@
 // comparison of the two modes).
 //
 // The stack of app "web" is named "<StackPrefix>-web" and holds the app's
-// log group, one task definition and one ECS service per process type, and
-// one target group and listener rule (on a shared load balancer's
-// listener) per routed process. Its template is rendered from typed Go
-// structs and encoding/json, never from text templates.
+// log group (unless the rack's Logs provider owns it, see Log groups), one
+// task definition and one ECS service per process type, and one target
+// group and listener rule (on a shared load balancer's listener) per
+// routed process. Its template is rendered from typed Go structs and
+// encoding/json, never from text templates.
 //
 //	st := cfnstack.New(cloudformation.NewFromConfig(cfg), ecs.NewFromConfig(cfg),
 //		elasticloadbalancingv2.NewFromConfig(cfg), &cfnstack.Options{
@@ -44,6 +45,40 @@
 // route out of the stack, or deletes the stack when nothing else is in
 // it. Routes are HTTP or HTTPS rules on Options.HTTPListener and
 // Options.HTTPSListener; certificates belong to the HTTPS listener.
+//
+// # Log groups
+//
+// The containers log with the awslogs driver to the app's log group
+// (Options.LogGroup, "/convox/<app>" by default), under their process's
+// stream prefix. Who owns that group is chosen per stack:
+//
+//   - By default the stack declares it (an AWS::Logs::LogGroup resource
+//     with Options.LogRetentionDays) and CloudFormation deletes it with
+//     the stack. CloudFormation refuses to create a stack declaring a
+//     group that exists ("ResourceAlreadyExistsException"), so nothing
+//     else may create it first.
+//   - With Options.ExternalLogGroup the rack's Logs provider owns it:
+//     the stack does not declare it, the containers log to it by name
+//     with the awslogs option awslogs-create-group "true" (so the group
+//     exists even when nothing wrote to it before; the execution role
+//     needs logs:CreateLogGroup, see Task execution role), and the Logs
+//     provider deletes it with the app (the root's DeleteApp calls
+//     Logs.Delete after Delete). This is the choice for a rack whose Logs
+//     provider writes the same group: cwlogs creates a missing group on
+//     its first write, and the root writes a deploy's platform lines
+//     ("promoting R1") before the deploy creates the app's stack, which
+//     would then fail to create.
+//
+// The choice is recorded in the template's metadata when the stack is
+// created, and every later template of the stack (Apply, EnsureRoute,
+// DeleteRoute, a rollback, Changes, RunTask's lookup) keeps the stack's
+// choice, whatever the option says then: an update that dropped the
+// LogGroup resource would make CloudFormation delete the group and its
+// logs, and one that added it would fail. Changing the option changes
+// new stacks only. A stack with an external log group and nothing else
+// (no process, no route) holds a placeholder resource
+// (AWS::CloudFormation::WaitConditionHandle), as CloudFormation refuses a
+// template without resources.
 //
 // # Status
 //
@@ -89,8 +124,12 @@
 // (ECS's client token, kept 24 hours) and tags the task with its app,
 // process, release and token; GetTask and StopTask act on such tasks of
 // the app only. An app without a stack gets one holding only its log
-// group first, as a first EnsureRoute does. Delete stops the app's
-// one-off tasks and deregisters the definitions RunTask registered.
+// group first, as a first EnsureRoute does, unless the log group is
+// external (Options.ExternalLogGroup): then no stack is made, and the
+// task's log driver creates the group when missing. A run's task
+// definition logs as the stack's do, by the stack's recorded choice.
+// Delete stops the app's one-off tasks and deregisters the definitions
+// RunTask registered.
 //
 // # Plans and drift
 //
@@ -197,9 +236,23 @@
 //	elasticloadbalancing:CreateRule                       (through CloudFormation)
 //	elasticloadbalancing:ModifyRule                       (through CloudFormation)
 //	elasticloadbalancing:DeleteRule                       (through CloudFormation)
-//	logs:CreateLogGroup                     (through CloudFormation)
-//	logs:DeleteLogGroup                     (through CloudFormation)
-//	logs:PutRetentionPolicy                 (through CloudFormation)
-//	logs:DescribeLogGroups                  (through CloudFormation)
+//	logs:CreateLogGroup                     (through CloudFormation, for stacks declaring their log group)
+//	logs:DeleteLogGroup                     (through CloudFormation, as CreateLogGroup)
+//	logs:PutRetentionPolicy                 (through CloudFormation, as CreateLogGroup)
+//	logs:DescribeLogGroups                  (through CloudFormation, as CreateLogGroup)
 //	iam:PassRole                            (the task roles: RunTask, and through CloudFormation)
+//
+// # Task execution role
+//
+// The task execution role (Options.ExecutionRoleARN), with which ECS
+// pulls the images and writes the containers' logs, needs these actions
+// on every resource (ExecutionRoleActions); the AWS managed policy
+// AmazonECSTaskExecutionRolePolicy grants all but logs:CreateLogGroup:
+//
+//	ecr:GetAuthorizationToken
+//	ecr:BatchGetImage
+//	ecr:GetDownloadUrlForLayer
+//	logs:CreateLogStream
+//	logs:PutLogEvents
+//	logs:CreateLogGroup                     (Options.ExternalLogGroup: awslogs-create-group)
 package cfnstack

@@ -87,6 +87,13 @@ func newRack(t *testing.T, cfnCfg func(*aws.Config)) *rack {
 // configuration too.
 func newRackWith(t *testing.T, cfnCfg, ecsCfg func(*aws.Config)) *rack {
 	t.Helper()
+	return newRackOf(t, cfnCfg, ecsCfg, nil)
+}
+
+// newRackOf is newRackWith with a change of the provider's options too
+// (when opts is not nil).
+func newRackOf(t *testing.T, cfnCfg, ecsCfg func(*aws.Config), opts func(*cfnstack.Options)) *rack {
+	t.Helper()
 	cfg := awstest.EmulatorOf(t, awstest.Moto).Config()
 	subnets, sg, vpc, listener := network(t, cfg)
 	r := &rack{
@@ -106,11 +113,15 @@ func newRackWith(t *testing.T, cfnCfg, ecsCfg func(*aws.Config)) *rack {
 	if ecsCfg != nil {
 		ecsCfg(&ecsCounted)
 	}
-	r.stack = cfnstack.New(r.cfn, ecs.NewFromConfig(ecsCounted), elbv2.NewFromConfig(counted), &cfnstack.Options{
+	o := &cfnstack.Options{
 		Cluster: r.cluster, Region: awstest.Region, Subnets: subnets, SecurityGroups: []string{sg}, VPC: vpc,
 		HTTPListener: listener, Domain: "apps.example.com", ExecutionRoleARN: "arn:aws:iam::123456789012:role/exec",
 		PollInterval: 10 * time.Millisecond, MaxPollInterval: 100 * time.Millisecond,
-	})
+	}
+	if opts != nil {
+		opts(o)
+	}
+	r.stack = cfnstack.New(r.cfn, ecs.NewFromConfig(ecsCounted), elbv2.NewFromConfig(counted), o)
 	return r
 }
 

@@ -52,3 +52,23 @@ func Permissions() []string {
 		"iam:PassRole",
 	}
 }
+
+// ExecutionRoleActions returns the actions the task execution role
+// (Options.ExecutionRoleARN) needs on every resource: the list under Task
+// execution role in the package documentation. ECS pulls the image and
+// writes the containers' logs with it; with externalLogGroup
+// (Options.ExternalLogGroup) the log driver also creates a missing log
+// group, which needs logs:CreateLogGroup.
+func ExecutionRoleActions(externalLogGroup bool) []string {
+	actions := []string{
+		"ecr:GetAuthorizationToken",
+		"ecr:BatchGetImage",
+		"ecr:GetDownloadUrlForLayer",
+		"logs:CreateLogStream",
+		"logs:PutLogEvents",
+	}
+	if externalLogGroup {
+		actions = append(actions, "logs:CreateLogGroup")
+	}
+	return actions
+}

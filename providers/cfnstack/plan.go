@@ -65,6 +65,11 @@ func (s *Stack) Changes(ctx context.Context, d providers.Desired) ([]Change, err
 		if err := s.setProcesses(t, d, outputs); err != nil {
 			return nil, err
 		}
+		// The template CreateStack would take: within its size, with
+		// the placeholder of an otherwise empty one.
+		if _, err := t.body(); err != nil {
+			return nil, err
+		}
 		var out []Change
 		for _, id := range slices.Sorted(maps.Keys(t.Resources)) {
 			out = append(out, Change{Action: "Add", Resource: id, Type: t.Resources[id].(resource).Type})

@@ -71,8 +71,9 @@ func (s *Stack) runFamilyPrefix(app string) string { return s.opts.Cluster + "-"
 // hours returns the same task). An app without a stack gets one holding
 // only its log group first, as a first EnsureRoute does: the task logs
 // there, and a log group made outside the stack would make the stack's
-// creation fail later. The stack mode keeps no secret by reference: a
-// spec with SecretRefs is invalid.
+// creation fail later; with Options.ExternalLogGroup it gets none (the
+// task's log driver creates the group when missing). The stack mode keeps
+// no secret by reference: a spec with SecretRefs is invalid.
 func (s *Stack) RunTask(ctx context.Context, spec providers.RunSpec) (providers.Task, error) {
 	if err := spec.Validate(s.Limits()); err != nil {
 		return providers.Task{}, err
@@ -154,18 +155,18 @@ func clientToken(cluster, app, token string) string {
 // runTaskDefinition returns the ARN of the task definition spec runs:
 // the stack's when it holds it, else one registered outside the stack.
 func (s *Stack) runTaskDefinition(ctx context.Context, spec providers.RunSpec) (string, error) {
+	inStack, external, err := s.runStack(ctx, spec.App)
+	if err != nil {
+		return "", err
+	}
 	env := environment(spec.Env)
-	props := s.taskDefinition(spec.App, spec.Process, spec.Image, env)
+	props := s.taskDefinition(spec.App, spec.Process, spec.Image, env, external)
 	id, err := taskDefinitionID(spec.Process.Name, props)
 	if err != nil {
 		return "", err
 	}
-	exists, err := s.ensureLogGroup(ctx, spec.App)
-	if err != nil {
-		return "", err
-	}
 	stack := s.StackName(spec.App)
-	if exists {
+	if inStack {
 		out, err := s.cfn.DescribeStackResource(ctx, &cloudformation.DescribeStackResourceInput{StackName: aws.String(stack), LogicalResourceId: aws.String(id)})
 		switch {
 		case err == nil && out.StackResourceDetail != nil:
@@ -189,14 +190,16 @@ func (s *Stack) runTaskDefinition(ctx context.Context, spec providers.RunSpec) (
 		return "", awserr.Wrap("describe task definition "+family, err)
 	}
 	c := props.ContainerDefinitions[0]
+	logs := map[string]string{"awslogs-group": s.opts.LogGroup(spec.App), "awslogs-region": s.opts.Region, "awslogs-stream-prefix": c.Name}
+	if external != "" {
+		logs["awslogs-group"], logs[awslogsCreateGroup] = external, "true"
+	}
 	reg := &ecs.RegisterTaskDefinitionInput{
 		Family: aws.String(family), Cpu: aws.String(props.Cpu), Memory: aws.String(props.Memory),
 		NetworkMode: ecstypes.NetworkModeAwsvpc, RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
 		ContainerDefinitions: []ecstypes.ContainerDefinition{{
 			Name: aws.String(c.Name), Image: aws.String(c.Image), Essential: aws.Bool(true), Command: c.Command,
-			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
-				"awslogs-group": s.opts.LogGroup(spec.App), "awslogs-region": s.opts.Region, "awslogs-stream-prefix": c.Name,
-			}},
+			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: logs},
 		}},
 	}
 	if props.ExecutionRoleArn != "" {
@@ -231,38 +234,56 @@ func missingTaskDefinition(err error) bool {
 	return awserr.Code(err) == "ClientException" && strings.Contains(err.Error(), "Unable to describe task definition")
 }
 
-// ensureLogGroup makes sure the app's stack, and so its log group, exists:
-// an app without a stack gets one holding only its log group (as a first
-// EnsureRoute does). exists reports whether the stack was there already
-// (a new one holds no task definition).
-func (s *Stack) ensureLogGroup(ctx context.Context, app string) (exists bool, err error) {
+// runStack returns where a one-off of app finds its task definition and
+// logs: inStack reports whether the app's stack exists (and may hold the
+// run's task definition), external is the name of the log group when the
+// Logs provider owns it (empty when the stack declares it). A stack's own
+// choice (its template's) is kept; an app without a stack takes the
+// option's. Without a stack, a stack-owned log group needs a stack: the
+// app gets one holding only its log group, as a first EnsureRoute does,
+// so that the task has a group to log to and no group made outside the
+// stack makes its creation fail later. An external group needs none: the
+// Logs provider made it, or the task's log driver makes it.
+func (s *Stack) runStack(ctx context.Context, app string) (inStack bool, external string, err error) {
 	st, err := s.describe(ctx, app)
-	if err == nil && hasLogGroup(st.Status) {
-		return true, nil
-	}
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
-		return false, err
+		return false, "", err
 	}
-	unlock, err := s.lock(ctx, app)
+	found := err == nil
+	if found && !holdsResources(st.Status) || !found && !s.opts.ExternalLogGroup {
+		// An operation in flight, a failed creation, or a log group to
+		// make: under the app's lock, wait for the stack (clearing a
+		// failed creation away) and make it when still missing.
+		unlock, err := s.lock(ctx, app)
+		if err != nil {
+			return false, "", err
+		}
+		defer unlock()
+		_, err = s.usable(ctx, app)
+		if err != nil && !errors.Is(err, providers.ErrNotFound) {
+			return false, "", err
+		}
+		found = err == nil
+		if !found && !s.opts.ExternalLogGroup {
+			if _, err := s.change(ctx, app, s.newTemplate(app), false, ""); err != nil {
+				return false, "", err
+			}
+			return false, "", nil // the new stack holds no task definition
+		}
+	}
+	if !found {
+		return false, s.opts.LogGroup(app), nil
+	}
+	t, err := s.template(ctx, app)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	defer unlock()
-	if _, err = s.usable(ctx, app); err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, providers.ErrNotFound) {
-		return false, err
-	}
-	if _, err := s.change(ctx, app, s.newTemplate(app), false, ""); err != nil {
-		return false, err
-	}
-	return false, nil
+	return true, t.Metadata.Convox.ExternalLogGroup, nil
 }
 
-// hasLogGroup reports whether a stack in status st holds its resources:
+// holdsResources reports whether a stack in status st holds its resources:
 // it is neither being created, nor a failed creation, nor being deleted.
-func hasLogGroup(st cfntypes.StackStatus) bool {
+func holdsResources(st cfntypes.StackStatus) bool {
 	s := string(st)
 	return !strings.HasPrefix(s, "CREATE_") && !strings.HasPrefix(s, "ROLLBACK_") && !strings.HasPrefix(s, "DELETE_") || st == cfntypes.StackStatusCreateComplete
 }

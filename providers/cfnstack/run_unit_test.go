@@ -59,6 +59,10 @@ func TestRunTaskChoosesItsTaskDefinitionAndMapsErrors(t *testing.T) {
 	stack := func(*cloudformation.DescribeStacksInput) (*cloudformation.DescribeStacksOutput, error) {
 		return &cloudformation.DescribeStacksOutput{Stacks: []cfntypes.Stack{{StackId: aws.String("id"), StackStatus: cfntypes.StackStatusUpdateComplete}}}, nil
 	}
+	withLogGroup := func(*cloudformation.GetTemplateInput) (*cloudformation.GetTemplateOutput, error) {
+		return &cloudformation.GetTemplateOutput{TemplateBody: aws.String(`{"AWSTemplateFormatVersion":"2010-09-09","Metadata":{"Convox":{"App":"shop"}},` +
+			`"Resources":{"LogGroup":{"Type":"AWS::Logs::LogGroup","Properties":{"LogGroupName":"/convox/shop"}}}}`)}, nil
+	}
 	held := func(status cfntypes.ResourceStatus) func(*cloudformation.DescribeStackResourceInput) (*cloudformation.DescribeStackResourceOutput, error) {
 		return func(in *cloudformation.DescribeStackResourceInput) (*cloudformation.DescribeStackResourceOutput, error) {
 			if !strings.HasPrefix(aws.ToString(in.LogicalResourceId), "TaskOfwebV") {
@@ -109,7 +113,7 @@ func TestRunTaskChoosesItsTaskDefinitionAndMapsErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls []string
 			api := runECS{calls: &calls, current: tc.current, runTask: tc.runTask, register: "arn:td/new:1"}
-			s := cfnstack.New(runCFN{&stubCFN{describeStacks: stack}, tc.resource}, api, nil,
+			s := cfnstack.New(runCFN{&stubCFN{describeStacks: stack, getTemplate: withLogGroup}, tc.resource}, api, nil,
 				&cfnstack.Options{Cluster: "prod", Region: "us-east-1", Subnets: []string{"subnet-1"}, HTTPListener: "arn:listener", PollInterval: 1})
 			tk, err := s.RunTask(t.Context(), providers.RunSpec{App: "shop", Release: "R1", Token: "run1", Image: imageV1,
 				Process: providers.Process{Name: "web", Count: 1, Port: 8080}})

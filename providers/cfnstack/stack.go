@@ -101,7 +101,25 @@ type Options struct {
 	// LogGroup names an app's log group; the default is "/convox/<app>",
 	// the group the rack's CloudWatch Logs provider reads.
 	LogGroup func(app string) string
-	// LogRetentionDays is the log group's retention; zero keeps logs.
+	// ExternalLogGroup leaves the app's log group to the rack's Logs
+	// provider, for racks whose Logs provider writes the same group (such
+	// as cwlogs, which creates a missing group on its first write, and the
+	// root writes a deploy's lines before the deploy creates the app's
+	// stack). A stack created with it does not declare the log group (a
+	// stack declaring a group that exists fails to create:
+	// "ResourceAlreadyExistsException"): its containers log to the group
+	// by name with the awslogs option awslogs-create-group, so the
+	// execution role needs logs:CreateLogGroup (ExecutionRoleActions),
+	// and the group outlives the stack: the Logs provider deletes it with
+	// the app (the root's DeleteApp calls Logs.Delete). Without it each
+	// stack declares its app's log group and deletes it with the stack.
+	// The choice is recorded in a stack's template when the stack is
+	// created and kept for its life: changing the option changes new
+	// stacks only.
+	ExternalLogGroup bool
+	// LogRetentionDays is the retention of the log groups the stacks
+	// declare; zero keeps logs. It cannot be set with ExternalLogGroup
+	// (the Logs provider's group is not the stack's to configure).
 	LogRetentionDays int
 	// Limits bound Apply's input (providers.DefaultLimits when zero).
 	Limits providers.Limits
@@ -133,10 +151,14 @@ var (
 )
 
 // New returns a Stack. It panics when opts lacks Cluster, Region,
-// Subnets or HTTPListener.
+// Subnets or HTTPListener, or sets both ExternalLogGroup and
+// LogRetentionDays.
 func New(cfn CloudFormationAPI, ecsAPI ECSAPI, elbAPI ELBAPI, opts *Options) *Stack {
 	if opts == nil || opts.Cluster == "" || opts.Region == "" || len(opts.Subnets) == 0 || opts.HTTPListener == "" {
 		panic("cfnstack.New: Options.Cluster, Options.Region, Options.Subnets and Options.HTTPListener are required")
+	}
+	if opts.ExternalLogGroup && opts.LogRetentionDays != 0 {
+		panic("cfnstack.New: Options.LogRetentionDays applies to log groups the stacks declare, and Options.ExternalLogGroup leaves them to the Logs provider: set the retention there")
 	}
 	s := &Stack{cfn: cfn, ecs: ecsAPI, elb: elbAPI, opts: *opts, locks: map[string]chan struct{}{}}
 	s.opts.StackPrefix = cmpOr(s.opts.StackPrefix, s.opts.Cluster)

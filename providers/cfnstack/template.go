@@ -30,15 +30,28 @@ type template struct {
 }
 
 // metadata holds what the provider needs to render the stack again: the
-// routes EnsureRoute put in it (Apply keeps them) and nothing secret.
+// routes EnsureRoute put in it (Apply keeps them), who owns the app's log
+// group, and nothing secret.
 type metadata struct {
 	Convox model `json:"Convox"`
 }
 
-// model is the stack's own description of its routes.
+// model is the stack's own description of its routes and log group.
 type model struct {
 	App    string           `json:"App"`
 	Routes map[string]route `json:"Routes,omitempty"`
+	// ExternalLogGroup is the name of the app's log group when the rack's
+	// Logs provider owns it (Options.ExternalLogGroup): the stack does not
+	// declare it, and its containers log to it by name, creating it when
+	// missing (awslogs-create-group). Empty, the stack declares the group
+	// (the LogGroup resource, which its containers refer to) and deletes
+	// it with the stack; stacks rendered before the choice was recorded
+	// are such. The choice is made when the stack is created and kept by
+	// every later template, whatever the option says then: a stack update
+	// that dropped the LogGroup resource would make CloudFormation delete
+	// the group and its logs, and one that added it would fail, the group
+	// existing.
+	ExternalLogGroup string `json:"ExternalLogGroup,omitempty"`
 }
 
 // route is one process's route as rendered in the stack.
@@ -190,6 +203,7 @@ func logicalName(process string) string { return strings.ReplaceAll(process, "-"
 
 const (
 	logGroupID     = "LogGroup"
+	placeholderID  = "Placeholder"
 	outputRelease  = "ConvoxRelease"
 	outputToken    = "ConvoxToken"
 	outputFormat   = "ConvoxProcesses"
@@ -213,17 +227,24 @@ func taskDefinitionID(process string, props taskDefinitionProps) (string, error)
 	return "TaskOf" + logicalName(process) + "V" + hex.EncodeToString(sum[:6]), nil
 }
 
-// newTemplate returns the base template of an app's stack: its log group.
+// newTemplate returns the base template of a new stack of app: its log
+// group, or with Options.ExternalLogGroup no resource and the group's
+// name recorded in the metadata. This is where a stack's log group
+// choice is made: every later template is its stack's, parsed.
 func (s *Stack) newTemplate(app string) *template {
-	return &template{
+	t := &template{
 		AWSTemplateFormatVersion: "2010-09-09",
 		Description:              "convox app " + app,
 		Metadata:                 metadata{Convox: model{App: app, Routes: map[string]route{}}},
-		Resources: map[string]any{
-			logGroupID: resource{Type: "AWS::Logs::LogGroup", Properties: logGroupProps{LogGroupName: s.opts.LogGroup(app), RetentionInDays: s.opts.LogRetentionDays}},
-		},
-		Outputs: map[string]output{},
+		Resources:                map[string]any{},
+		Outputs:                  map[string]output{},
 	}
+	if s.opts.ExternalLogGroup {
+		t.Metadata.Convox.ExternalLogGroup = s.opts.LogGroup(app)
+	} else {
+		t.Resources[logGroupID] = resource{Type: "AWS::Logs::LogGroup", Properties: logGroupProps{LogGroupName: s.opts.LogGroup(app), RetentionInDays: s.opts.LogRetentionDays}}
+	}
+	return t
 }
 
 // parseTemplate decodes a stack's current template body.
@@ -260,8 +281,18 @@ func parseTemplate(body string) (*template, error) {
 	return t, nil
 }
 
-// body renders the template as JSON.
+// body renders the template as JSON. A template holding no resource (a
+// stack whose log group is external, with no process and no route) gets
+// a placeholder resource, as CloudFormation refuses a template without
+// any; the placeholder goes as soon as another resource is there.
 func (t *template) body() (string, error) {
+	delete(t.Resources, placeholderID)
+	if len(t.Resources) == 0 {
+		// WaitConditionHandle "has no properties" and does nothing until
+		// a WaitCondition refers to it (AWS CloudFormation User Guide,
+		// AWS::CloudFormation::WaitConditionHandle).
+		t.Resources[placeholderID] = resource{Type: "AWS::CloudFormation::WaitConditionHandle", Properties: map[string]any{}}
+	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return "", err
@@ -345,7 +376,7 @@ func (s *Stack) setProcesses(t *template, d providers.Desired, outputs map[strin
 	var formation []string
 	for _, p := range d.Processes {
 		formation = append(formation, p.Name+"="+strconv.Itoa(p.Count))
-		td := s.taskDefinition(d.App, p, d.Image, env)
+		td := s.taskDefinition(d.App, p, d.Image, env, t.Metadata.Convox.ExternalLogGroup)
 		tdID, err := taskDefinitionID(p.Name, td)
 		if err != nil {
 			return err
@@ -393,15 +424,22 @@ func environment(env map[string]string) []nameValue {
 
 // taskDefinition renders the task definition of app's process p running
 // img with env (from environment): the one Apply puts in the stack, whose
-// log configuration refers to the stack's log group. RunTask renders the
-// same to find it in the stack.
-func (s *Stack) taskDefinition(app string, p providers.Process, img providers.Image, env []nameValue) taskDefinitionProps {
+// log configuration refers to the stack's log group, or with an external
+// log group (the stack's ExternalLogGroup) names that group and creates
+// it when missing. RunTask renders the same to find it in the stack.
+func (s *Stack) taskDefinition(app string, p providers.Process, img providers.Image, env []nameValue, externalLogGroup string) taskDefinitionProps {
+	logs := map[string]any{"awslogs-group": ref{Ref: logGroupID}, "awslogs-region": s.opts.Region, "awslogs-stream-prefix": p.Name}
+	if externalLogGroup != "" {
+		// "Specify whether you want the log group to be created
+		// automatically. [...] Your IAM policy must include the
+		// logs:CreateLogGroup permission" (Amazon ECS API Reference,
+		// LogConfiguration): the execution role's (ExecutionRoleActions).
+		logs["awslogs-group"], logs[awslogsCreateGroup] = externalLogGroup, "true"
+	}
 	c := containerDefinition{
 		Name: p.Name, Image: img.Ref(), Essential: true, Command: p.Command,
-		Environment: env,
-		LogConfiguration: logConfiguration{LogDriver: "awslogs", Options: map[string]any{
-			"awslogs-group": ref{Ref: logGroupID}, "awslogs-region": s.opts.Region, "awslogs-stream-prefix": p.Name,
-		}},
+		Environment:      env,
+		LogConfiguration: logConfiguration{LogDriver: "awslogs", Options: logs},
 	}
 	if p.Port > 0 {
 		c.Environment = append(slices.Clone(env), nameValue{Name: "PORT", Value: strconv.Itoa(p.Port)})
@@ -415,6 +453,10 @@ func (s *Stack) taskDefinition(app string, p providers.Process, img providers.Im
 		ContainerDefinitions: []containerDefinition{c},
 	}
 }
+
+// awslogsCreateGroup is the awslogs option that makes ECS create a
+// missing log group.
+const awslogsCreateGroup = "awslogs-create-group"
 
 // seconds converts d to whole seconds, rounding up as the balancers do.
 func seconds(d time.Duration) int { return int(awshealth.Seconds(d)) }

@@ -249,25 +249,51 @@ func (stubELB) DescribeRules(context.Context, *elbv2.DescribeRulesInput, ...func
 	return &elbv2.DescribeRulesOutput{}, nil
 }
 
-// TestPermissionsAreTheDocumentedOnes keeps Permissions equal to the list
-// under Permissions in the package documentation.
+// TestPermissionsAreTheDocumentedOnes keeps Permissions and
+// ExecutionRoleActions equal to the lists under Permissions and Task
+// execution role in the package documentation.
 func TestPermissionsAreTheDocumentedOnes(t *testing.T) {
 	b, err := os.ReadFile("doc.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, list, ok := strings.Cut(string(b), "// # Permissions\n")
-	if !ok {
-		t.Fatal("doc.go has no Permissions section")
+	// section returns the first words of the documented list under
+	// heading, with the notes in parentheses after them.
+	section := func(heading string) (actions, notes []string) {
+		_, list, ok := strings.Cut(string(b), "// # "+heading+"\n")
+		if !ok {
+			t.Fatalf("doc.go has no %s section", heading)
+		}
+		list, _, _ = strings.Cut(list, "\n// # ")
+		for _, line := range strings.Split(list, "\n") {
+			if rest, ok := strings.CutPrefix(line, "//\t"); ok {
+				actions = append(actions, strings.Fields(rest)[0])
+				notes = append(notes, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), strings.Fields(rest)[0])))
+			}
+		}
+		return actions, notes
 	}
-	var documented []string
-	for _, line := range strings.Split(list, "\n") {
-		if rest, ok := strings.CutPrefix(line, "//\t"); ok {
-			documented = append(documented, strings.Fields(rest)[0])
+	perms, _ := section("Permissions")
+	exec, execNotes := section("Task execution role")
+	// The execution role's actions noted "(Options.ExternalLogGroup...)"
+	// are those of an external log group only.
+	var always []string
+	for i, a := range exec {
+		if !strings.HasPrefix(execNotes[i], "(Options.ExternalLogGroup") {
+			always = append(always, a)
 		}
 	}
-	if diff := cmp.Diff(documented, cfnstack.Permissions()); diff != "" {
-		t.Errorf("Permissions() against the documented list (-documented +Permissions):\n%s", diff)
+	for _, tc := range []struct {
+		name             string
+		documented, list []string
+	}{
+		{"Permissions", perms, cfnstack.Permissions()},
+		{"ExecutionRoleActions with an external log group", exec, cfnstack.ExecutionRoleActions(true)},
+		{"ExecutionRoleActions with the stacks' log groups", always, cfnstack.ExecutionRoleActions(false)},
+	} {
+		if diff := cmp.Diff(tc.documented, tc.list); diff != "" {
+			t.Errorf("%s against the documented list (-documented +returned):\n%s", tc.name, diff)
+		}
 	}
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
@@ -17,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/convox-go/convox"
 	"github.com/convox-go/convox/providers/albbalancer"
@@ -249,10 +246,7 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 	if err := dynamostore.EnsureTable(ctx, db, st.table); err != nil {
 		return convox.Rack{}, withHint(fmt.Errorf("DynamoDB table %s: %w", st.table, err), "check the AWS credentials (aws sts get-caller-identity) and CONVOX_AWS_TABLE")
 	}
-	reg, err := ecrRegistry(ctx, cfg, st)
-	if err != nil {
-		return convox.Rack{}, err
-	}
+	reg := ecrRegistry(cfg, st)
 	logs := cwlogs.New(cloudwatchlogs.NewFromConfig(cfg), nil)
 	rack := convox.Rack{
 		Registry: reg,
@@ -287,52 +281,9 @@ func openAWS(ctx context.Context, getenv func(string) string) (convox.Rack, erro
 	return rack, nil
 }
 
-// ecrRegistry returns the rack's ECR registry. With a registry endpoint it
-// asks ECR once for the registry's host (GetAuthorizationToken, whose
-// token the registry caches for its own data-path requests), so that only
-// requests for that host are redirected.
-func ecrRegistry(ctx context.Context, cfg aws.Config, st awsSettings) (*ecrregistry.Registry, error) {
-	if st.registryEndpoint == nil {
-		return ecrregistry.New(ecr.NewFromConfig(cfg), nil), nil
-	}
-	redirect := &hostRedirect{target: st.registryEndpoint, base: remote.DefaultTransport}
-	reg := ecrregistry.New(ecr.NewFromConfig(cfg), &ecrregistry.Options{Transport: redirect})
-	creds, err := reg.Credentials(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("ECR registry host (for CONVOX_AWS_REGISTRY_ENDPOINT): %w", err)
-	}
-	redirect.setHost(creds.Registry)
-	return reg, nil
-}
-
-// hostRedirect is the ECR registry's data-path transport when a registry
-// endpoint is set: requests for the ECR registry host go to the target
-// endpoint, with the same path, query and credentials; requests for any
-// other host (such as the storage URLs ECR redirects layer downloads to)
-// go out unchanged through base.
-type hostRedirect struct {
-	target *url.URL
-	base   http.RoundTripper
-
-	mu   sync.Mutex
-	host string
-}
-
-func (h *hostRedirect) setHost(host string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.host = host
-}
-
-// RoundTrip implements http.RoundTripper.
-func (h *hostRedirect) RoundTrip(req *http.Request) (*http.Response, error) {
-	h.mu.Lock()
-	host := h.host
-	h.mu.Unlock()
-	if host == "" || !strings.EqualFold(req.URL.Host, host) {
-		return h.base.RoundTrip(req)
-	}
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host, req.Host = h.target.Scheme, h.target.Host, h.target.Host
-	return h.base.RoundTrip(req)
+// ecrRegistry returns the rack's ECR registry; with a registry endpoint,
+// its data-path requests for the registry host go there
+// (ecrregistry.Options.Endpoint).
+func ecrRegistry(cfg aws.Config, st awsSettings) *ecrregistry.Registry {
+	return ecrregistry.New(ecr.NewFromConfig(cfg), &ecrregistry.Options{Endpoint: st.registryEndpoint})
 }

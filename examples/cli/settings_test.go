@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -177,29 +176,4 @@ func TestBadAWSSettingsFailBeforeAnyAWSCall(t *testing.T) {
 			t.Error("no request reached the endpoint: the test above cannot tell a refused setting from a silent one")
 		}
 	})
-}
-
-// TestHostRedirect checks that only requests for the registry's host go
-// to the registry endpoint.
-func TestHostRedirect(t *testing.T) {
-	var mirror, other atomic.Int64
-	m := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { mirror.Add(1) }))
-	t.Cleanup(m.Close)
-	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { other.Add(1) }))
-	t.Cleanup(o.Close)
-	target, _ := url.Parse(m.URL)
-	h := &hostRedirect{target: target, base: http.DefaultTransport}
-	const ecrHost = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-	h.setHost(ecrHost)
-	c := &http.Client{Transport: h}
-	for _, u := range []string{"https://" + ecrHost + "/v2/", o.URL + "/layer"} {
-		resp, err := c.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	if diff := cmp.Diff([2]int64{1, 1}, [2]int64{mirror.Load(), other.Load()}); diff != "" {
-		t.Errorf("requests at [mirror, other host] (-want +got):\n%s", diff)
-	}
 }

@@ -16,6 +16,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/ecstask"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -140,7 +141,7 @@ func (s *Stack) RunTask(ctx context.Context, spec providers.RunSpec) (providers.
 		}
 		return providers.Task{}, fmt.Errorf("run task of %s/%s: %w: %s", spec.App, p.Name, providers.ErrUnavailable, reason)
 	}
-	t := task(out.Tasks[0])
+	t := ecstask.FromECS(out.Tasks[0])
 	t.App, t.Process, t.Release = spec.App, p.Name, spec.Release
 	return t, nil
 }
@@ -305,7 +306,7 @@ func (s *Stack) GetTask(ctx context.Context, app, id string) (providers.Task, er
 		return providers.Task{}, awserr.Wrap(fmt.Sprintf("describe task %q", id), err)
 	}
 	for _, t := range out.Tasks {
-		if aws.ToString(t.TaskArn) != id && lastSegment(aws.ToString(t.TaskArn)) != id {
+		if aws.ToString(t.TaskArn) != id && ecstask.ID(aws.ToString(t.TaskArn)) != id {
 			continue
 		}
 		tags := map[string]string{}
@@ -315,7 +316,7 @@ func (s *Stack) GetTask(ctx context.Context, app, id string) (providers.Task, er
 		if tags[tagApp] != app {
 			break
 		}
-		tk := task(t)
+		tk := ecstask.FromECS(t)
 		tk.App, tk.Process, tk.Release = app, tags[tagProcess], tags[tagRelease]
 		return tk, nil
 	}
@@ -341,37 +342,6 @@ func (s *Stack) StopTask(ctx context.Context, app, id string) error {
 	}
 	return nil
 }
-
-// task maps an ECS task; the caller sets App, Process and Release.
-func task(t ecstypes.Task) providers.Task {
-	out := providers.Task{
-		ID:      lastSegment(aws.ToString(t.TaskArn)),
-		Reason:  aws.ToString(t.StoppedReason),
-		Started: aws.ToTime(t.StartedAt),
-		Stopped: aws.ToTime(t.StoppedAt),
-	}
-	switch aws.ToString(t.LastStatus) {
-	case "RUNNING", "DEACTIVATING", "STOPPING":
-		out.State = providers.TaskRunning
-	case "DEPROVISIONING", "STOPPED":
-		out.State = providers.TaskStopped
-	default:
-		out.State = providers.TaskPending
-	}
-	if len(t.Containers) > 0 {
-		c := t.Containers[0]
-		if out.State == providers.TaskStopped && c.ExitCode != nil {
-			code := int(*c.ExitCode)
-			out.ExitCode = &code
-		}
-		if r := aws.ToString(c.Reason); r != "" {
-			out.Reason = strings.TrimPrefix(out.Reason+": "+r, ": ")
-		}
-	}
-	return out
-}
-
-func lastSegment(arn string) string { return arn[strings.LastIndexByte(arn, '/')+1:] }
 
 // maxCleanup bounds the pages and revisions Delete's clean-up of one-off
 // tasks and task definitions goes through.

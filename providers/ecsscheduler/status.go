@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/ecstask"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -537,39 +538,7 @@ func (s *Scheduler) task(ctx context.Context, app string, t types.Task) (provide
 	if err != nil {
 		return providers.Task{}, err
 	}
-	out := providers.Task{
-		ID:      lastSegment(aws.ToString(t.TaskArn)),
-		App:     app,
-		Process: info.process,
-		Release: info.release,
-		Reason:  aws.ToString(t.StoppedReason),
-		Started: aws.ToTime(t.StartedAt),
-		Stopped: aws.ToTime(t.StoppedAt),
-	}
-	switch aws.ToString(t.LastStatus) {
-	case "RUNNING", "DEACTIVATING", "STOPPING":
-		out.State = providers.TaskRunning
-	case "DEPROVISIONING", "STOPPED":
-		out.State = providers.TaskStopped
-	default:
-		out.State = providers.TaskPending
-	}
-	if len(t.Containers) > 0 {
-		c := t.Containers[0]
-		if out.State == providers.TaskStopped && c.ExitCode != nil {
-			code := int(*c.ExitCode)
-			out.ExitCode = &code
-		}
-		if r := aws.ToString(c.Reason); r != "" {
-			out.Reason = strings.TrimPrefix(out.Reason+": "+r, ": ")
-		}
-		ip := ""
-		if len(c.NetworkInterfaces) > 0 {
-			ip = aws.ToString(c.NetworkInterfaces[0].PrivateIpv4Address)
-		}
-		if ip != "" && len(c.NetworkBindings) > 0 && out.State != providers.TaskStopped {
-			out.Address = fmt.Sprintf("%s:%d", ip, aws.ToInt32(c.NetworkBindings[0].HostPort))
-		}
-	}
+	out := ecstask.FromECS(t)
+	out.App, out.Process, out.Release = app, info.process, info.release
 	return out, nil
 }

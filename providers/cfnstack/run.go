@@ -337,7 +337,9 @@ func (s *Stack) StopTask(ctx context.Context, app, id string) error {
 		return nil
 	}
 	_, err = s.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.opts.Cluster), Task: aws.String(id), Reason: aws.String("Stopped by convox")})
-	if err != nil {
+	// A task gone between GetTask and StopTask is InvalidParameterException
+	// ("The referenced task was not found"): stopping an unknown task is nil.
+	if err != nil && awserr.Code(err) != "InvalidParameterException" {
 		return awserr.Wrap(fmt.Sprintf("stop task %q", id), err)
 	}
 	return nil

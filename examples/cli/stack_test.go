@@ -25,8 +25,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,41 +61,12 @@ func newStackRack(t *testing.T) *stackRack {
 	t.Helper()
 	moto := awstest.EmulatorOf(t, awstest.Moto) // skips without moto
 	cfg := moto.Config()
-	ctx := t.Context()
 	r := &stackRack{cfg: cfg, ecs: ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.APIOptions = append(o.APIOptions, awstest.MotoRunsFargateTasks) }),
 		cfn: cloudformation.NewFromConfig(cfg), ecr: ecr.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg), cluster: awstest.Name(t, "cluster")}
 
 	subnets, sg := awstest.Subnets(t, cfg)
-	body, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"DescribeSubnets"}, "SubnetId.1": {subnets[0]}})
-	if err != nil {
-		t.Fatalf("DescribeSubnets: %v", err)
-	}
-	var sn struct {
-		VPC string `xml:"subnetSet>item>vpcId"`
-	}
-	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
-		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
-	}
-	// moto's ECS fails a RunTask in awsvpc mode (HTTP 500) unless the
-	// VPC gives network interfaces DNS names; AWS runs a task in any VPC
-	// ("enableDnsHostnames" only decides whether instances get public DNS
-	// hostnames, Amazon VPC User Guide, DNS attributes for your VPC).
-	if _, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"ModifyVpcAttribute"}, "VpcId": {sn.VPC}, "EnableDnsHostnames.Value": {"true"}}); err != nil {
-		t.Fatalf("ModifyVpcAttribute: %v", err)
-	}
-	elb := elbv2.NewFromConfig(cfg)
-	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "alb")), Subnets: subnets, SecurityGroups: []string{sg}})
-	if err != nil {
-		t.Fatalf("CreateLoadBalancer: %v", err)
-	}
-	l, err := elb.CreateListener(ctx, &elbv2.CreateListenerInput{
-		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Port: aws.Int32(80), Protocol: elbtypes.ProtocolEnumHttp,
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumFixedResponse, FixedResponseConfig: &elbtypes.FixedResponseActionConfig{StatusCode: aws.String("404")}}},
-	})
-	if err != nil {
-		t.Fatalf("CreateListener: %v", err)
-	}
-	r.listener = aws.ToString(l.Listeners[0].ListenerArn)
+	vpc, listener := awstest.StackNetwork(t, cfg, subnets, sg, "alb")
+	r.listener = listener
 
 	r.data = httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(r.data.Close)
@@ -118,7 +87,7 @@ func newStackRack(t *testing.T) *stackRack {
 		"CONVOX_AWS_TABLE=" + r.cluster,
 		"CONVOX_AWS_SUBNETS=" + strings.Join(subnets, ","),
 		"CONVOX_AWS_SECURITY_GROUPS=" + sg,
-		"CONVOX_AWS_VPC=" + sn.VPC,
+		"CONVOX_AWS_VPC=" + vpc,
 		"CONVOX_AWS_HTTP_LISTENER=" + r.listener,
 		"CONVOX_AWS_EXECUTION_ROLE=arn:aws:iam::123456789012:role/exec",
 		"CONVOX_AWS_REGISTRY_ENDPOINT=" + r.data.URL,

@@ -2,7 +2,6 @@ package awsiam_test
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -430,33 +428,5 @@ const cfnAuthorizationOnly = "authorization only: CloudFormation acts on the sta
 // listener (its ARN returned).
 func cfnNetwork(t *testing.T, admin aws.Config, subnets []string, sg string) (vpc, listener string) {
 	t.Helper()
-	ctx := t.Context()
-	body, err := awstest.Query(ctx, admin, "ec2", url.Values{"Action": {"DescribeSubnets"}, "SubnetId.1": {subnets[0]}})
-	if err != nil {
-		t.Fatalf("DescribeSubnets: %v", err)
-	}
-	var sn struct {
-		VPC string `xml:"subnetSet>item>vpcId"`
-	}
-	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
-		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
-	}
-	// moto's ECS fails a RunTask in awsvpc mode unless the VPC gives
-	// network interfaces DNS names; AWS runs a task in any VPC.
-	if _, err := awstest.Query(ctx, admin, "ec2", url.Values{"Action": {"ModifyVpcAttribute"}, "VpcId": {sn.VPC}, "EnableDnsHostnames.Value": {"true"}}); err != nil {
-		t.Fatalf("ModifyVpcAttribute: %v", err)
-	}
-	elb := elbv2.NewFromConfig(admin)
-	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "cfnalb")), Subnets: subnets, SecurityGroups: []string{sg}})
-	if err != nil {
-		t.Fatalf("CreateLoadBalancer: %v", err)
-	}
-	l, err := elb.CreateListener(ctx, &elbv2.CreateListenerInput{
-		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Port: aws.Int32(80), Protocol: elbv2types.ProtocolEnumHttp,
-		DefaultActions: []elbv2types.Action{{Type: elbv2types.ActionTypeEnumFixedResponse, FixedResponseConfig: &elbv2types.FixedResponseActionConfig{StatusCode: aws.String("404")}}},
-	})
-	if err != nil {
-		t.Fatalf("CreateListener: %v", err)
-	}
-	return sn.VPC, aws.ToString(l.Listeners[0].ListenerArn)
+	return awstest.StackNetwork(t, admin, subnets, sg, "cfnalb")
 }

@@ -2,9 +2,7 @@ package cfnstack_test
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -42,38 +39,9 @@ type rack struct {
 // ELBv2 APIs.
 func network(t *testing.T, cfg aws.Config) (subnets []string, sg, vpc, listener string) {
 	t.Helper()
-	ctx := t.Context()
 	subnets, sg = awstest.Subnets(t, cfg)
-	body, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"DescribeSubnets"}, "SubnetId.1": {subnets[0]}})
-	if err != nil {
-		t.Fatalf("DescribeSubnets: %v", err)
-	}
-	var sn struct {
-		VPC string `xml:"subnetSet>item>vpcId"`
-	}
-	if err := xml.Unmarshal(body, &sn); err != nil || sn.VPC == "" {
-		t.Fatalf("DescribeSubnets: no VPC in %q (%v)", body, err)
-	}
-	// moto's ECS fails a RunTask in awsvpc mode (HTTP 500) unless the
-	// VPC gives network interfaces DNS names; AWS runs a task in any VPC
-	// ("enableDnsHostnames" only decides whether instances get public DNS
-	// hostnames, Amazon VPC User Guide, DNS attributes for your VPC).
-	if _, err := awstest.Query(ctx, cfg, "ec2", url.Values{"Action": {"ModifyVpcAttribute"}, "VpcId": {sn.VPC}, "EnableDnsHostnames.Value": {"true"}}); err != nil {
-		t.Fatalf("ModifyVpcAttribute: %v", err)
-	}
-	elb := elbv2.NewFromConfig(cfg)
-	lb, err := elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(awstest.Name(t, "alb")), Subnets: subnets, SecurityGroups: []string{sg}})
-	if err != nil {
-		t.Fatalf("CreateLoadBalancer: %v", err)
-	}
-	l, err := elb.CreateListener(ctx, &elbv2.CreateListenerInput{
-		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Port: aws.Int32(80), Protocol: elbtypes.ProtocolEnumHttp,
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumFixedResponse, FixedResponseConfig: &elbtypes.FixedResponseActionConfig{StatusCode: aws.String("404")}}},
-	})
-	if err != nil {
-		t.Fatalf("CreateListener: %v", err)
-	}
-	return subnets, sg, sn.VPC, aws.ToString(l.Listeners[0].ListenerArn)
+	vpc, listener = awstest.StackNetwork(t, cfg, subnets, sg, "alb")
+	return subnets, sg, vpc, listener
 }
 
 // newRack returns a Stack on moto. cfnCfg, when not nil, changes the

@@ -8,12 +8,16 @@
 package ecstask
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/convox-go/convox/internal/awserr"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -61,4 +65,32 @@ func FromECS(t types.Task) providers.Task {
 		out.Address = fmt.Sprintf("%s:%d", ip, aws.ToInt32(c.NetworkBindings[0].HostPort))
 	}
 	return out
+}
+
+// StopAPI is the ECS call Stop makes; *ecs.Client implements it.
+type StopAPI interface {
+	StopTask(context.Context, *ecs.StopTaskInput, ...func(*ecs.Options)) (*ecs.StopTaskOutput, error)
+}
+
+// Stop stops task id of cluster as providers.TaskRunner.StopTask says:
+// get (the provider's GetTask of it, which checks the app) finding it
+// unknown (providers.ErrNotFound) or stopped is nil, and so is a task gone
+// between get and StopTask (ECS's InvalidParameterException, "The
+// referenced task was not found").
+func Stop(ctx context.Context, api StopAPI, cluster, id string, get func() (providers.Task, error)) error {
+	t, err := get()
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if t.State == providers.TaskStopped {
+		return nil
+	}
+	_, err = api.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(id), Reason: aws.String("Stopped by convox")})
+	if err != nil && awserr.Code(err) != "InvalidParameterException" {
+		return awserr.Wrap(fmt.Sprintf("stop task %q", id), err)
+	}
+	return nil
 }

@@ -1,11 +1,15 @@
 package ecstask_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/convox-go/convox/internal/ecstask"
@@ -63,5 +67,46 @@ func TestID(t *testing.T) {
 		if got := ecstask.ID(in); got != want {
 			t.Errorf("ID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// stopper records the StopTask calls it is given and answers err.
+type stopper struct {
+	calls []string
+	err   error
+}
+
+func (s *stopper) StopTask(_ context.Context, in *ecs.StopTaskInput, _ ...func(*ecs.Options)) (*ecs.StopTaskOutput, error) {
+	s.calls = append(s.calls, aws.ToString(in.Cluster)+" "+aws.ToString(in.Task))
+	return &ecs.StopTaskOutput{}, s.err
+}
+
+func TestStop(t *testing.T) {
+	running := providers.Task{ID: "t1", State: providers.TaskRunning}
+	for _, tc := range []struct {
+		name    string
+		task    providers.Task
+		getErr  error
+		stopErr error
+		calls   []string
+		wantErr error // nil: Stop returns nil
+	}{
+		{"an unknown task is not stopped again", providers.Task{}, providers.ErrNotFound, nil, nil, nil},
+		{"a stopped task is not stopped again", providers.Task{ID: "t1", State: providers.TaskStopped}, nil, nil, nil, nil},
+		{"a failed lookup is returned without a stop", providers.Task{}, providers.ErrUnavailable, nil, nil, providers.ErrUnavailable},
+		{"a running task is stopped", running, nil, nil, []string{"prod t1"}, nil},
+		{"a task gone before the stop is stopped", running, nil, &smithy.GenericAPIError{Code: "InvalidParameterException"}, []string{"prod t1"}, nil},
+		{"another failure of the stop is returned, mapped", running, nil, &smithy.GenericAPIError{Code: "AccessDeniedException"}, []string{"prod t1"}, providers.ErrPermission},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &stopper{err: tc.stopErr}
+			err := ecstask.Stop(t.Context(), api, "prod", "t1", func() (providers.Task, error) { return tc.task, tc.getErr })
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("Stop = %v, want %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.calls, api.calls); diff != "" {
+				t.Errorf("StopTask calls (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

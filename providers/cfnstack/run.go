@@ -326,23 +326,7 @@ func (s *Stack) GetTask(ctx context.Context, app, id string) (providers.Task, er
 // StopTask stops a one-off task of the app; a stopped or unknown task is
 // left alone.
 func (s *Stack) StopTask(ctx context.Context, app, id string) error {
-	t, err := s.GetTask(ctx, app, id)
-	if errors.Is(err, providers.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if t.State == providers.TaskStopped {
-		return nil
-	}
-	_, err = s.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.opts.Cluster), Task: aws.String(id), Reason: aws.String("Stopped by convox")})
-	// A task gone between GetTask and StopTask is InvalidParameterException
-	// ("The referenced task was not found"): stopping an unknown task is nil.
-	if err != nil && awserr.Code(err) != "InvalidParameterException" {
-		return awserr.Wrap(fmt.Sprintf("stop task %q", id), err)
-	}
-	return nil
+	return ecstask.Stop(ctx, s.ecs, s.opts.Cluster, id, func() (providers.Task, error) { return s.GetTask(ctx, app, id) })
 }
 
 // maxCleanup bounds the pages and revisions Delete's clean-up of one-off

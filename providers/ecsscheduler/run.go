@@ -2,7 +2,6 @@ package ecsscheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/convox-go/convox/internal/awserr"
+	"github.com/convox-go/convox/internal/ecstask"
 	"github.com/convox-go/convox/providers"
 )
 
@@ -192,19 +192,5 @@ func (s *Scheduler) GetTask(ctx context.Context, app, id string) (providers.Task
 
 // StopTask stops a task of the app; a stopped or unknown task is left alone.
 func (s *Scheduler) StopTask(ctx context.Context, app, id string) error {
-	t, err := s.GetTask(ctx, app, id)
-	if errors.Is(err, providers.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if t.State == providers.TaskStopped {
-		return nil
-	}
-	_, err = s.api.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.opts.Cluster), Task: aws.String(id), Reason: aws.String("Stopped by convox")})
-	if err != nil && awserr.Code(err) != "InvalidParameterException" {
-		return awserr.Wrap(fmt.Sprintf("stop task %q", id), err)
-	}
-	return nil
+	return ecstask.Stop(ctx, s.api, s.opts.Cluster, id, func() (providers.Task, error) { return s.GetTask(ctx, app, id) })
 }
